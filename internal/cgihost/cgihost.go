@@ -1,0 +1,42 @@
+// Package cgihost runs CGI programs from a Go HTTP server with Go's own
+// net/http/cgi host, made fit for streams: that host copies the program's
+// output without ever flushing, so each write is flushed here instead.
+package cgihost
+
+import (
+	"log"
+	"net/http"
+	"net/http/cgi"
+	"os"
+)
+
+// Handler returns a handler running the CGI program at path for every
+// request, with env added to its environment and its stderr on ours.
+func Handler(path string, env []string) http.Handler {
+	h := &cgi.Handler{
+		Path:   path,
+		Env:    env,
+		Stderr: os.Stderr,
+		Logger: log.New(os.Stderr, "cgihost: ", log.LstdFlags),
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(flushingWriter{w}, r)
+	})
+}
+
+// flushingWriter flushes after every write, so a stream's events leave at
+// once; a failed write to a departed client makes the host kill the child.
+type flushingWriter struct {
+	http.ResponseWriter
+}
+
+func (w flushingWriter) Write(p []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(p)
+	if err == nil {
+		err = http.NewResponseController(w.ResponseWriter).Flush()
+	}
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w flushingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -1,0 +1,253 @@
+// Package hosting runs an http.Handler the way the web server started the
+// program: as a CGI program, as a FastCGI program handed a listening socket
+// on stdin, or as a FastCGI daemon on a socket of its own. The handler does
+// not know which.
+package hosting
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/cgi"
+	"net/http/fcgi"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"cgichat/internal/config"
+)
+
+// Handler is what a program serves: an http.Handler that releases what it
+// opened on Close.
+type Handler interface {
+	http.Handler
+	io.Closer
+}
+
+// Program describes one of cgichat's programs for its usage text.
+type Program struct {
+	Name    string // post or stream
+	Summary string // one line: what it answers
+}
+
+// shutdownGrace bounds how long a stopping daemon waits for requests in
+// flight; streams end at once when asked, posts take milliseconds.
+const shutdownGrace = 10 * time.Second
+
+// Main runs p with h in the mode its start-up reveals and returns the exit
+// status: 0 after serving, 1 on failure, 2 for usage errors.
+func Main(p Program, h Handler, args []string) int {
+	// Writes to a departed client must fail with EPIPE, not kill the
+	// process before it can clean up.
+	signal.Ignore(syscall.SIGPIPE)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer stop()
+	defer h.Close()
+
+	// A CGI request may carry arguments of its own (an ISINDEX query), so
+	// the environment decides before any flag is read.
+	if os.Getenv("REQUEST_METHOD") != "" {
+		if err := cgi.Serve(withBase(ctx, h)); err != nil {
+			slog.Error("cgi: cannot serve the request", "err", err)
+			return 1
+		}
+		return 0
+	}
+	fs := flag.NewFlagSet(p.Name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	listen := fs.String("listen", "", "")
+	sockMode := fs.Uint("socket-mode", 0o660, "")
+	switch err := fs.Parse(args); {
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(os.Stdout, Usage(p))
+		return 0
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "%s: %v\n\n%s", p.Name, err, Usage(p))
+		return 2
+	case fs.NArg() > 0:
+		fmt.Fprintf(os.Stderr, "%s: unexpected argument %q\n\n%s", p.Name, fs.Arg(0), Usage(p))
+		return 2
+	}
+	var l net.Listener
+	var err error
+	switch {
+	case *listen != "":
+		l, err = Listen(*listen, os.FileMode(*sockMode))
+		if err != nil {
+			slog.Error("cannot listen", "listen", *listen, "err", err)
+			return 1
+		}
+		slog.Info("serving FastCGI", "listen", *listen)
+	case stdinIsListener():
+		l, err = net.FileListener(os.Stdin)
+		if err != nil {
+			slog.Error("fastcgi: cannot use stdin as a listener", "err", err)
+			return 1
+		}
+	default:
+		fmt.Fprint(os.Stderr, Usage(p))
+		return 2
+	}
+	if err := serveFastCGI(ctx, l, h); err != nil {
+		slog.Error("fastcgi: serving failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// Usage returns the help text of p.
+func Usage(p Program) string {
+	return fmt.Sprintf(`%[1]s: %[2]s
+
+%[1]s is one of cgichat's two web programs (post and stream). A web server
+runs it; on its own it does nothing. It chooses how to serve when it starts:
+
+  CGI             when REQUEST_METHOD is set: one request per run
+                  (Apache mod_cgi or mod_cgid, nginx with fcgiwrap).
+  FastCGI (stdin) when stdin is a listening socket: many requests, one at
+                  a time (Apache mod_fcgid, spawn-fcgi).
+  FastCGI daemon  with -listen: many requests at once, for nginx
+                  fastcgi_pass or Apache mod_proxy_fcgi; SIGTERM stops it
+                  cleanly after the requests in flight.
+
+Usage:
+  %[1]s -listen unix:/run/cgichat/%[1]s.sock [-socket-mode 0660]
+  %[1]s -listen tcp:127.0.0.1:9000
+  %[1]s -h
+
+Flags:
+  -listen ADDR       serve FastCGI on ADDR: unix:PATH or tcp:HOST:PORT
+  -socket-mode MODE  permissions of a unix socket (default 0660): the web
+                     server's user must be able to connect
+
+%[3]s
+Logs go to stderr; stdout carries only HTTP responses.
+Documentation: README.md in the cgichat source.
+`, p.Name, p.Summary, config.Help)
+}
+
+// withBase returns h with every request's context also ended when base
+// ends, so streams finish cleanly on SIGTERM: Go's cgi and fcgi packages
+// never cancel a request's context themselves.
+func withBase(base context.Context, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		defer context.AfterFunc(base, cancel)()
+		h.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// serveFastCGI serves l until ctx ends, then waits up to shutdownGrace for
+// the requests in flight and for their connections to close.
+func serveFastCGI(ctx context.Context, l net.Listener, h http.Handler) error {
+	tl := &trackingListener{Listener: l}
+	var inFlight sync.WaitGroup
+	handler := withBase(ctx, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inFlight.Add(1)
+		defer inFlight.Done()
+		h.ServeHTTP(w, r)
+	}))
+	go func() {
+		<-ctx.Done()
+		l.Close()
+	}()
+	err := fcgi.Serve(tl, handler)
+	if ctx.Err() == nil {
+		return err
+	}
+	deadline := time.Now().Add(shutdownGrace)
+	waitUntil(deadline, inFlight.Wait)
+	// The fcgi package writes a request's end record after the handler
+	// returns: let the connections finish before the process exits.
+	waitUntil(deadline, tl.conns.Wait)
+	return nil
+}
+
+// waitUntil runs wait, giving up at deadline.
+func waitUntil(deadline time.Time, wait func()) {
+	done := make(chan struct{})
+	go func() {
+		wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Until(deadline)):
+	}
+}
+
+// trackingListener counts the connections it accepted that are still open.
+type trackingListener struct {
+	net.Listener
+	conns sync.WaitGroup
+}
+
+func (l *trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.conns.Add(1)
+	return &trackedConn{Conn: c, done: l.conns.Done}, nil
+}
+
+type trackedConn struct {
+	net.Conn
+	once sync.Once
+	done func()
+}
+
+func (c *trackedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.done)
+	return err
+}
+
+// Listen opens a daemon's socket. For unix:PATH a stale socket file left by
+// a crash is replaced, a live one is an error, and the new socket gets mode.
+func Listen(addr string, mode os.FileMode) (net.Listener, error) {
+	network, address, ok := strings.Cut(addr, ":")
+	switch {
+	case !ok || address == "":
+	case network == "tcp":
+		return net.Listen("tcp", address)
+	case network == "unix":
+		if c, err := net.Dial("unix", address); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("%s is in use by another process", address)
+		}
+		if fi, err := os.Lstat(address); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			os.Remove(address)
+		}
+		l, err := net.Listen("unix", address)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.Chmod(address, mode); err != nil {
+			l.Close()
+			return nil, err
+		}
+		return l, nil
+	}
+	return nil, fmt.Errorf("-listen wants unix:PATH or tcp:HOST:PORT, not %q", addr)
+}
+
+// stdinIsListener reports whether stdin is a listening socket, which is how
+// mod_fcgid and spawn-fcgi start a FastCGI program.
+func stdinIsListener() bool {
+	var st syscall.Stat_t
+	if err := syscall.Fstat(0, &st); err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFSOCK {
+		return false
+	}
+	v, err := syscall.GetsockoptInt(0, syscall.SOL_SOCKET, syscall.SO_ACCEPTCONN)
+	return err == nil && v == 1
+}

@@ -1,0 +1,131 @@
+// Package wake lets a process that has just committed a message wake every
+// stream process sharing the database at once, without them polling fast.
+//
+// Each listening process binds a Unix datagram socket in a directory next
+// to the database; a notifier sends one byte to every socket there. A
+// socket whose process died (a refused send) is removed by the notifier.
+// Wake-ups are hints: a lost one only delays delivery until the next poll.
+package wake
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+// maxSocketPath is the longest path a Unix socket address can hold on Linux
+// (sun_path is 108 bytes including the terminating NUL).
+const maxSocketPath = 107
+
+// Dir returns the wake-up directory for the database at dbPath.
+func Dir(dbPath string) string { return dbPath + "-wake" }
+
+// Listener receives wake-ups on its own socket.
+type Listener struct {
+	conn *net.UnixConn
+	path string
+	c    chan struct{}
+}
+
+// Listen binds a new socket in dir, creating dir when missing. Its C
+// channel receives a value after one or more wake-ups.
+func Listen(dir string) (*Listener, error) {
+	if err := os.MkdirAll(dir, 0o770); err != nil {
+		return nil, fmt.Errorf("wake: create %s: %w", dir, err)
+	}
+	var rnd [4]byte
+	rand.Read(rnd[:])
+	path := filepath.Join(dir, fmt.Sprintf("%d-%s", os.Getpid(), hex.EncodeToString(rnd[:])))
+	if len(path) > maxSocketPath {
+		return nil, fmt.Errorf("wake: socket path %s is longer than %d bytes; move the database to a shorter path", path, maxSocketPath)
+	}
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		return nil, fmt.Errorf("wake: listen: %w", err)
+	}
+	l := &Listener{conn: conn, path: path, c: make(chan struct{}, 1)}
+	go l.receive()
+	return l, nil
+}
+
+// C returns the channel that receives after wake-ups. Several wake-ups
+// before a receive count as one.
+func (l *Listener) C() <-chan struct{} { return l.c }
+
+func (l *Listener) receive() {
+	buf := make([]byte, 16)
+	for {
+		if _, _, err := l.conn.ReadFromUnix(buf); err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		select {
+		case l.c <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Close stops listening and removes the socket file.
+func (l *Listener) Close() error {
+	err := l.conn.Close()
+	if rerr := os.Remove(l.path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) && err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// Notifier sends wake-ups to every listener of one directory.
+type Notifier struct {
+	dir string
+	fd  int
+}
+
+// NewNotifier returns a notifier for dir; it holds one unbound socket.
+func NewNotifier(dir string) (*Notifier, error) {
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("wake: socket: %w", err)
+	}
+	return &Notifier{dir: dir, fd: fd}, nil
+}
+
+// Notify wakes every listener in the directory and removes sockets nobody
+// listens on any more. It never blocks: a listener whose queue is full has
+// a wake-up pending already. It returns how many listeners it reached.
+func (n *Notifier) Notify() (int, error) {
+	entries, err := os.ReadDir(n.dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("wake: %w", err)
+	}
+	sent := 0
+	for _, e := range entries {
+		if e.Type()&os.ModeSocket == 0 {
+			continue
+		}
+		path := filepath.Join(n.dir, e.Name())
+		err := syscall.Sendto(n.fd, []byte{1}, syscall.MSG_DONTWAIT, &syscall.SockaddrUnix{Name: path})
+		switch {
+		case err == nil, errors.Is(err, syscall.EAGAIN):
+			sent++
+		case errors.Is(err, syscall.ECONNREFUSED):
+			// Its process is gone: nobody can bind this path again, so
+			// removing it cannot hurt a live listener.
+			os.Remove(path)
+		}
+	}
+	return sent, nil
+}
+
+// Close releases the notifier's socket.
+func (n *Notifier) Close() error { return syscall.Close(n.fd) }

@@ -1,0 +1,120 @@
+// Package web holds cgichat's two HTTP handlers, post and stream, and the
+// App that builds them from the configuration of each request.
+package web
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/fcgi"
+	"os"
+	"runtime/debug"
+	"sync"
+
+	"cgichat/internal/chat"
+	"cgichat/internal/config"
+)
+
+// instance is a handler built for one configuration, with what it opened.
+type instance interface {
+	http.Handler
+	Close() error
+}
+
+// builder opens what a handler needs for cfg.
+type builder func(ctx context.Context, cfg config.Config, log *slog.Logger) (instance, error)
+
+// App is one program's http.Handler. It reads the configuration of every
+// request (FastCGI parameters first, then the process environment, so
+// SetEnv and fastcgi_param work in every hosting mode), builds a handler
+// for it once, and keeps no panic from reaching the client.
+type App struct {
+	build builder
+	log   *slog.Logger
+
+	ctx    context.Context // ends background work at Close
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	instances map[config.Config]instance
+}
+
+func newApp(build builder, log *slog.Logger) *App {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &App{build: build, log: log, ctx: ctx, cancel: cancel, instances: make(map[config.Config]instance)}
+}
+
+// ServeHTTP serves r with the handler for its configuration.
+func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	defer func() {
+		if v := recover(); v != nil {
+			a.log.Error("panic while serving", "uri", r.RequestURI, "panic", v, "stack", string(debug.Stack()))
+			// If the response has begun this write is lost, which is all
+			// that can be done.
+			fail(w, r, a.log, fmt.Errorf("panic: %v", v))
+		}
+	}()
+	cfg, err := config.Load(getenv(r))
+	if err != nil {
+		a.log.Error("configuration is invalid", "err", err)
+		fail(w, r, a.log, &chat.Error{Code: chat.EConfig, Message: "The chat is misconfigured: " + err.Error() + "."})
+		return
+	}
+	h, err := a.instance(cfg)
+	if err != nil {
+		fail(w, r, a.log, &chat.Error{
+			Code:    chat.EConfig,
+			Message: "The chat's database cannot be opened. The site owner will find the reason in the web server's error log.",
+			Err:     err,
+		})
+		return
+	}
+	h.ServeHTTP(w, r)
+}
+
+// getenv returns a lookup preferring the request's FastCGI parameters
+// (where mod_fcgid puts SetEnv values and nginx its fastcgi_param) over the
+// process environment (CGI, systemd).
+func getenv(r *http.Request) func(string) string {
+	params := fcgi.ProcessEnv(r)
+	return func(key string) string {
+		if v, ok := params[key]; ok {
+			return v
+		}
+		return os.Getenv(key)
+	}
+}
+
+// instance returns the handler for cfg, building it on first use. A failed
+// build is not kept: the next request tries again.
+func (a *App) instance(cfg config.Config) (instance, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if h, ok := a.instances[cfg]; ok {
+		return h, nil
+	}
+	if a.ctx.Err() != nil {
+		return nil, errors.New("web: app is closed")
+	}
+	h, err := a.build(a.ctx, cfg, a.log)
+	if err != nil {
+		return nil, err
+	}
+	a.instances[cfg] = h
+	return h, nil
+}
+
+// Close stops background work and closes every database.
+func (a *App) Close() error {
+	a.cancel()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var errs []error
+	for cfg, h := range a.instances {
+		errs = append(errs, h.Close())
+		delete(a.instances, cfg)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,56 @@
+package web
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+
+	"cgichat/internal/chat"
+)
+
+// statusOf maps every error code to its HTTP status, in this one place.
+var statusOf = map[chat.Code]int{
+	chat.EInvalid:     http.StatusBadRequest,
+	chat.ETooLarge:    http.StatusRequestEntityTooLarge,
+	chat.EUnsupported: http.StatusUnsupportedMediaType,
+	chat.EMethod:      http.StatusMethodNotAllowed,
+	chat.EConfig:      http.StatusInternalServerError,
+	chat.EInternal:    http.StatusInternalServerError,
+}
+
+// fail answers a request with err's status and a JSON body
+// {"error": "a sentence"}. Server-side errors are logged with their cause;
+// the client sees only the sentence.
+func fail(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	code := chat.ErrorCode(err)
+	status, ok := statusOf[code]
+	if !ok {
+		status = http.StatusInternalServerError
+	}
+	if status >= 500 {
+		log.Error("request failed", "method", r.Method, "uri", r.RequestURI, "err", err)
+	}
+	writeJSON(w, status, struct {
+		Error string `json:"error"`
+	}{chat.ErrorMessage(err)})
+}
+
+// writeJSON sends v as the whole response with the given status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		status, body = http.StatusInternalServerError, []byte(`{"error":"The response could not be encoded."}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(append(body, '\n'))
+}
+
+// methodNotAllowed answers 405 naming the allowed methods.
+func methodNotAllowed(w http.ResponseWriter, r *http.Request, log *slog.Logger, allow string) {
+	w.Header().Set("Allow", allow)
+	fail(w, r, log, chat.Errorf(chat.EMethod, "This address accepts only %s requests.", allow))
+}

@@ -1,0 +1,192 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"unicode/utf8"
+
+	"cgichat/internal/chat"
+	"cgichat/internal/config"
+	"cgichat/internal/store"
+	"cgichat/internal/wake"
+)
+
+// MaxBody is the largest request body post accepts, in bytes.
+const MaxBody = 16 << 10
+
+// Content types post accepts.
+const (
+	typeForm = "application/x-www-form-urlencoded"
+	typeJSON = "application/json"
+)
+
+// NewPost returns the post program's App.
+func NewPost(log *slog.Logger) *App { return newApp(buildPost, log) }
+
+// postHandler validates a message, stores it and wakes the streams.
+type postHandler struct {
+	store *store.Store
+	wake  *wake.Notifier
+	log   *slog.Logger
+}
+
+func buildPost(ctx context.Context, cfg config.Config, log *slog.Logger) (instance, error) {
+	st, err := store.Open(ctx, cfg.DB, 8)
+	if err != nil {
+		return nil, err
+	}
+	n, err := wake.NewNotifier(wake.Dir(cfg.DB))
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	return &postHandler{store: st, wake: n, log: log}, nil
+}
+
+func (h *postHandler) Close() error {
+	return errors.Join(h.wake.Close(), h.store.Close())
+}
+
+// ServeHTTP handles POST cgi-bin/post: 201 with the stored message, or an
+// error status with nothing stored.
+func (h *postHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		methodNotAllowed(w, r, h.log, http.MethodPost)
+		return
+	}
+	in, err := readPost(r)
+	if err != nil {
+		fail(w, r, h.log, err)
+		return
+	}
+	m, err := h.store.Insert(r.Context(), in.room, in.nick, in.text)
+	if err != nil {
+		fail(w, r, h.log, err)
+		return
+	}
+	// The message is committed; a failed wake-up only delays it until the
+	// streams' next poll.
+	if _, err := h.wake.Notify(); err != nil {
+		h.log.Warn("wake-up failed", "err", err)
+	}
+	writeJSON(w, http.StatusCreated, m)
+}
+
+// postInput is a validated post body.
+type postInput struct {
+	room, nick, text string
+}
+
+// readPost reads and validates the body: its type, its size, its fields.
+func readPost(r *http.Request) (postInput, error) {
+	ct, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || (ct != typeForm && ct != typeJSON) {
+		return postInput{}, chat.Errorf(chat.EUnsupported, "Send the message as %s or %s.", typeJSON, typeForm)
+	}
+	tooLarge := chat.Errorf(chat.ETooLarge, "The request is too large: at most %d bytes.", MaxBody)
+	// Refuse before reading when the length is announced.
+	if r.ContentLength > MaxBody {
+		return postInput{}, tooLarge
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBody+1))
+	if err != nil {
+		return postInput{}, chat.Errorf(chat.EInvalid, "The request body could not be read.")
+	}
+	if len(body) > MaxBody {
+		return postInput{}, tooLarge
+	}
+	var fields map[string]string
+	if ct == typeJSON {
+		fields, err = jsonFields(body)
+	} else {
+		fields, err = formFields(body)
+	}
+	if err != nil {
+		return postInput{}, err
+	}
+	var in postInput
+	if in.room, err = chat.ValidRoom(fields["room"]); err != nil {
+		return postInput{}, err
+	}
+	if in.nick, err = chat.ValidNick(fields["nick"]); err != nil {
+		return postInput{}, err
+	}
+	if in.text, err = chat.ValidText(fields["text"]); err != nil {
+		return postInput{}, err
+	}
+	return in, nil
+}
+
+// postFields are the fields post reads; others are ignored.
+var postFields = map[string]bool{"room": true, "nick": true, "text": true}
+
+// jsonFields reads a JSON object whose known fields must be strings and
+// appear once.
+func jsonFields(body []byte) (map[string]string, error) {
+	notObject := chat.Errorf(chat.EInvalid, "The body must be a JSON object such as {\"nick\":\"ada\",\"text\":\"hello\"}.")
+	if !utf8.Valid(body) {
+		return nil, chat.Errorf(chat.EInvalid, "The body is not valid UTF-8.")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, notObject
+	}
+	fields := make(map[string]string)
+	seen := make(map[string]bool)
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, notObject
+		}
+		key, _ := tok.(string)
+		if seen[key] {
+			return nil, chat.Errorf(chat.EInvalid, "The field %q appears more than once.", key)
+		}
+		seen[key] = true
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, notObject
+		}
+		if !postFields[key] {
+			continue
+		}
+		var s string
+		if raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
+			return nil, chat.Errorf(chat.EInvalid, "The field %q must be a string.", key)
+		}
+		fields[key] = s
+	}
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
+		return nil, notObject
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, chat.Errorf(chat.EInvalid, "The body must hold one JSON object and nothing after it.")
+	}
+	return fields, nil
+}
+
+// formFields reads a URL-encoded form whose known fields appear once.
+func formFields(body []byte) (map[string]string, error) {
+	vals, err := url.ParseQuery(string(body))
+	if err != nil {
+		return nil, chat.Errorf(chat.EInvalid, "The form data is malformed.")
+	}
+	fields := make(map[string]string)
+	for key, vs := range vals {
+		if !postFields[key] {
+			continue
+		}
+		if len(vs) > 1 {
+			return nil, chat.Errorf(chat.EInvalid, "The field %q appears more than once.", key)
+		}
+		fields[key] = vs[0]
+	}
+	return fields, nil
+}

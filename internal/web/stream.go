@@ -1,0 +1,321 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"cgichat/internal/chat"
+	"cgichat/internal/config"
+	"cgichat/internal/feed"
+	"cgichat/internal/sse"
+	"cgichat/internal/store"
+	"cgichat/internal/wake"
+)
+
+// Reconnection delays sent as retry:, and the longest wait of a batch
+// response (below mod_fcgid's 40 s FcgidIOTimeout and nginx's 60 s
+// fastcgi_read_timeout, since a buffering host forwards nothing meanwhile).
+const (
+	liveRetry     = time.Second
+	batchRetry    = 250 * time.Millisecond
+	batchLongPoll = 25 * time.Second
+)
+
+// EventReady is sent once the backlog is written, so a page can tell a
+// stream that delivers from one a host is holding back.
+const EventReady = "ready"
+
+// backlogPage bounds one read of missed messages.
+const backlogPage = 500
+
+// NewStream returns the stream program's App.
+func NewStream(log *slog.Logger) *App { return newApp(buildStream, log) }
+
+// streamHandler serves Server-Sent Events from the feed of one database.
+type streamHandler struct {
+	cfg   config.Config
+	store *store.Store
+	feed  *feed.Feed
+	log   *slog.Logger
+
+	wake     *wake.Listener // nil when wake-ups are unavailable
+	stopFeed context.CancelFunc
+	feedDone chan struct{}
+}
+
+func buildStream(ctx context.Context, cfg config.Config, log *slog.Logger) (instance, error) {
+	st, err := store.Open(ctx, cfg.DB, 8)
+	if err != nil {
+		return nil, err
+	}
+	changes, err := st.Changes(ctx)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	h := &streamHandler{cfg: cfg, store: st, log: log, feedDone: make(chan struct{})}
+	var wakeC <-chan struct{}
+	if h.wake, err = wake.Listen(wake.Dir(cfg.DB)); err != nil {
+		log.Warn("wake-ups unavailable, polling only", "poll", cfg.Poll, "err", err)
+	} else {
+		wakeC = h.wake.C()
+	}
+	h.feed = feed.New(st, changes, cfg.Poll, wakeC, log)
+	ctx, h.stopFeed = context.WithCancel(ctx)
+	go func() {
+		defer close(h.feedDone)
+		h.feed.Run(ctx)
+	}()
+	return h, nil
+}
+
+func (h *streamHandler) Close() error {
+	h.stopFeed()
+	<-h.feedDone
+	var err error
+	if h.wake != nil {
+		err = h.wake.Close()
+	}
+	return errors.Join(err, h.store.Close())
+}
+
+// streamRequest is a validated stream request.
+type streamRequest struct {
+	room   string
+	after  int64 // the Last-Event-ID, when resume is set
+	resume bool
+	mode   string
+}
+
+// parseStreamRequest reads room, Last-Event-ID (header, else the
+// lastEventId parameter) and mode from r.
+func parseStreamRequest(r *http.Request, defaultMode string) (streamRequest, error) {
+	q := r.URL.Query()
+	req := streamRequest{mode: defaultMode}
+	var err error
+	if req.room, err = chat.ValidRoom(q.Get("room")); err != nil {
+		return req, err
+	}
+	id := r.Header.Get("Last-Event-ID")
+	if id == "" {
+		id = q.Get("lastEventId")
+	}
+	if id != "" {
+		req.after, err = strconv.ParseInt(id, 10, 64)
+		if err != nil || req.after < 0 {
+			return req, chat.Errorf(chat.EInvalid, "Last-Event-ID must be the id of a message (a whole number), not %q.", id)
+		}
+		req.resume = true
+	}
+	switch m := q.Get("mode"); m {
+	case "":
+	case config.ModeLive, config.ModeBatch:
+		req.mode = m
+	default:
+		return req, chat.Errorf(chat.EInvalid, "mode must be %q or %q.", config.ModeLive, config.ModeBatch)
+	}
+	return req, nil
+}
+
+// ServeHTTP handles GET cgi-bin/stream: retry:, the backlog (history or
+// everything after Last-Event-ID), a ready event, then live messages and
+// heartbeats until the stream's life ends, or, in batch mode, until the
+// first new message.
+func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		methodNotAllowed(w, r, h.log, "GET, HEAD")
+		return
+	}
+	req, err := parseStreamRequest(r, h.cfg.Mode)
+	if err != nil {
+		fail(w, r, h.log, err)
+		return
+	}
+	ctx := r.Context()
+	// Subscribe before reading the backlog: whatever commits in between
+	// arrives through the subscription, so nothing falls in a gap.
+	sub, err := h.feed.Subscribe(ctx, req.room)
+	if err != nil {
+		fail(w, r, h.log, err)
+		return
+	}
+	defer h.feed.Unsubscribe(sub)
+	out := &eventWriter{w: w, after: req.after}
+	out.f, _ = w.(http.Flusher)
+	// Read the first page before answering, so a database error can still
+	// be a JSON error.
+	var first []chat.Message
+	if req.resume {
+		first, err = h.store.After(ctx, req.room, req.after, backlogPage)
+	} else {
+		first, err = h.store.Latest(ctx, req.room, h.cfg.History)
+	}
+	if err != nil {
+		fail(w, r, h.log, err)
+		return
+	}
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/event-stream; charset=utf-8")
+	hdr.Set("Cache-Control", "no-cache")
+	hdr.Set("X-Accel-Buffering", "no")
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return
+	}
+	retry := liveRetry
+	if req.mode == config.ModeBatch {
+		retry = batchRetry
+	}
+	out.buf = sse.AppendRetry(out.buf, retry.Milliseconds())
+	out.messages(first)
+	if req.resume && len(first) == backlogPage {
+		if err := h.catchUp(ctx, req.room, out); err != nil {
+			h.log.Warn("stream: backlog read failed", "err", err)
+			return
+		}
+	}
+	backlog := out.sent
+	out.buf = sse.AppendEvent(out.buf, 0, EventReady, `{"mode":"`+req.mode+`"}`)
+	if err := out.flush(); err != nil {
+		return
+	}
+	start := time.Now()
+	var reason string
+	if req.mode == config.ModeBatch {
+		reason = h.batch(ctx, sub, out, backlog > 0)
+	} else {
+		reason = h.live(ctx, sub, out)
+	}
+	h.log.Debug("stream ended", "room", req.room, "mode", req.mode, "reason", reason,
+		"seconds", time.Since(start).Seconds(), "messages", out.sent)
+}
+
+// live forwards new messages and heartbeats until the stream's life ends,
+// the process shuts down or a write fails. It returns why it ended.
+func (h *streamHandler) live(ctx context.Context, sub *feed.Sub, out *eventWriter) string {
+	end := time.NewTimer(h.cfg.Stream)
+	defer end.Stop()
+	beat := time.NewTicker(h.cfg.Heartbeat)
+	defer beat.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return "shutdown"
+		case <-end.C:
+			return "lifetime"
+		case <-beat.C:
+			out.buf = sse.AppendComment(out.buf, "ping")
+		case fr := <-sub.C():
+			if err := h.forward(ctx, sub, fr, out); err != nil {
+				return "database: " + err.Error()
+			}
+		}
+		if err := out.flush(); err != nil {
+			return "client gone"
+		}
+	}
+}
+
+// batch waits, when the backlog was empty, for the first new message or
+// the long-poll bound, and returns; the browser reconnects after retry:.
+func (h *streamHandler) batch(ctx context.Context, sub *feed.Sub, out *eventWriter, hadBacklog bool) string {
+	if hadBacklog {
+		return "backlog sent"
+	}
+	end := time.NewTimer(min(batchLongPoll, h.cfg.Stream))
+	defer end.Stop()
+	for out.sent == 0 {
+		select {
+		case <-ctx.Done():
+			return "shutdown"
+		case <-end.C:
+			return "long poll ended"
+		case fr := <-sub.C():
+			if err := h.forward(ctx, sub, fr, out); err != nil {
+				return "database: " + err.Error()
+			}
+		}
+	}
+	out.flush()
+	return "message sent"
+}
+
+// forward adds fr and whatever else is waiting to out, and catches up from
+// the database when the feed dropped frames for this subscriber.
+func (h *streamHandler) forward(ctx context.Context, sub *feed.Sub, fr feed.Frame, out *eventWriter) error {
+	out.frame(fr)
+	for more := true; more; {
+		select {
+		case fr := <-sub.C():
+			out.frame(fr)
+		default:
+			more = false
+		}
+	}
+	if sub.Lagged() {
+		return h.catchUp(ctx, sub.Room(), out)
+	}
+	return nil
+}
+
+// catchUp adds every message of room after the last one sent, page by page.
+func (h *streamHandler) catchUp(ctx context.Context, room string, out *eventWriter) error {
+	for {
+		ms, err := h.store.After(ctx, room, out.after, backlogPage)
+		if err != nil {
+			return err
+		}
+		out.messages(ms)
+		if len(ms) < backlogPage {
+			return nil
+		}
+		if err := out.flush(); err != nil {
+			return err
+		}
+	}
+}
+
+// eventWriter collects frames for one response and writes them, never
+// sending a message id at or below one already sent.
+type eventWriter struct {
+	w     http.ResponseWriter
+	f     http.Flusher
+	buf   []byte
+	after int64 // highest id sent
+	sent  int   // messages sent
+}
+
+func (o *eventWriter) frame(fr feed.Frame) {
+	if fr.ID <= o.after {
+		return
+	}
+	o.buf = append(o.buf, fr.Bytes...)
+	o.after = fr.ID
+	o.sent++
+}
+
+func (o *eventWriter) messages(ms []chat.Message) {
+	for _, m := range ms {
+		o.frame(feed.Encode(m))
+	}
+}
+
+// flush writes what is collected and flushes it to the client. Go's CGI
+// writer drops flush errors, so a departed client shows up as the error of
+// the next write.
+func (o *eventWriter) flush() error {
+	if len(o.buf) == 0 {
+		return nil
+	}
+	_, err := o.w.Write(o.buf)
+	o.buf = o.buf[:0]
+	if o.f != nil {
+		o.f.Flush()
+	}
+	return err
+}
