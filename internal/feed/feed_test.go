@@ -1,0 +1,158 @@
+package feed_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"cgichat/internal/chat"
+	"cgichat/internal/feed"
+	"cgichat/internal/store"
+)
+
+// start opens a store and runs a feed over it until the test ends. wake
+// may be nil for a polling-only feed.
+func start(t *testing.T, poll time.Duration, wake <-chan struct{}) (*store.Store, *feed.Feed) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "chat.db"), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := st.Changes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := feed.New(st, ch, poll, wake, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		st.Close()
+	})
+	return st, f
+}
+
+func mustSubscribe(t *testing.T, f *feed.Feed, room string) *feed.Sub {
+	t.Helper()
+	s, err := f.Subscribe(context.Background(), room)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Unsubscribe(s) })
+	return s
+}
+
+func insert(t *testing.T, st *store.Store, room, text string) chat.Message {
+	t.Helper()
+	m, err := st.Insert(context.Background(), room, "ada", text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func receive(t *testing.T, s *feed.Sub) feed.Frame {
+	t.Helper()
+	select {
+	case fr := <-s.C():
+		return fr
+	case <-time.After(3 * time.Second):
+		t.Fatal("no frame within 3 s")
+		return feed.Frame{}
+	}
+}
+
+func TestEncode(t *testing.T) {
+	fr := feed.Encode(chat.Message{ID: 3, Room: "r", Nick: "n", Text: "a\n\nevent: x\ndata: <y>", Time: "t"})
+	want := "id: 3\nevent: message\ndata: " +
+		`{"id":3,"room":"r","nick":"n","text":"a\n\nevent: x\ndata: \u003cy\u003e","time":"t"}` + "\n\n"
+	if got := string(fr.Bytes); got != want {
+		t.Errorf("Encode = %q, want %q", got, want)
+	}
+	if fr.ID != 3 || fr.Room != "r" {
+		t.Errorf("frame id, room = %d, %q; want 3, r", fr.ID, fr.Room)
+	}
+}
+
+func TestPollingDeliversToTheRightRoom(t *testing.T) {
+	st, f := start(t, 10*time.Millisecond, nil)
+	a := mustSubscribe(t, f, "a")
+	b := mustSubscribe(t, f, "b")
+	insert(t, st, "b", "for b")
+	m := insert(t, st, "a", "for a")
+	if got := receive(t, a); got.ID != m.ID {
+		t.Errorf("room a got id %d, want %d", got.ID, m.ID)
+	}
+	if got := receive(t, b); got.ID != m.ID-1 || !strings.Contains(string(got.Bytes), "for b") {
+		t.Errorf("room b got %q, want the message for b", got.Bytes)
+	}
+	select {
+	case fr := <-a.C():
+		t.Errorf("room a got another frame: %q", fr.Bytes)
+	case <-time.After(50 * time.Millisecond):
+	}
+}
+
+func TestWakeUpBeatsSlowPoll(t *testing.T) {
+	wake := make(chan struct{}, 1)
+	st, f := start(t, time.Hour, wake)
+	s := mustSubscribe(t, f, "lobby")
+	m := insert(t, st, "lobby", "hi")
+	wake <- struct{}{}
+	if got := receive(t, s); got.ID != m.ID {
+		t.Errorf("got id %d, want %d", got.ID, m.ID)
+	}
+}
+
+func TestNothingFromBeforeSubscribing(t *testing.T) {
+	st, f := start(t, 10*time.Millisecond, nil)
+	insert(t, st, "lobby", "old")
+	s := mustSubscribe(t, f, "lobby")
+	m := insert(t, st, "lobby", "new")
+	if got := receive(t, s); got.ID != m.ID {
+		t.Errorf("first frame id %d, want %d (the message after subscribing)", got.ID, m.ID)
+	}
+}
+
+func TestSlowSubscriberIsToldItLagged(t *testing.T) {
+	st, f := start(t, 5*time.Millisecond, nil)
+	s := mustSubscribe(t, f, "lobby")
+	// More messages than the subscription buffers, never read.
+	var last chat.Message
+	for i := 0; i < 300; i++ {
+		last = insert(t, st, "lobby", "x")
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for !s.Lagged() {
+		if time.Now().After(deadline) {
+			t.Fatal("subscriber not marked lagged after 300 unread messages")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// What it holds is in order and ends before the last message; the rest
+	// must come from the database.
+	prev := int64(0)
+	for done := false; !done; {
+		select {
+		case fr := <-s.C():
+			if fr.ID <= prev {
+				t.Fatalf("frame %d after %d: out of order", fr.ID, prev)
+			}
+			prev = fr.ID
+		default:
+			done = true
+		}
+	}
+	if prev >= last.ID {
+		t.Errorf("buffered frames reach id %d; want fewer than all %d", prev, last.ID)
+	}
+}
