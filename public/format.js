@@ -1,0 +1,134 @@
+// Small pure helpers for showing messages. Nothing here parses HTML: user
+// text reaches the page only as text nodes, and a link only as an <a>
+// element whose href is an http: or https: URL.
+
+// Room names as the server accepts them (1–32 letters, digits, - or _).
+export const roomPattern = /^[A-Za-z0-9_-]{1,32}$/;
+
+// The room used when the address names none.
+export const defaultRoom = "lobby";
+
+// roomFromAddress reads the room from "#room", else from "?room=", else
+// gives the default. It returns the name as written, valid or not, so the
+// caller can say what was wrong with it.
+export function roomFromAddress(loc) {
+  let hash = loc.hash.replace(/^#/, "");
+  try {
+    hash = decodeURIComponent(hash);
+  } catch {
+    // A malformed escape stays as written; it is then no valid room.
+  }
+  if (hash !== "") {
+    return hash;
+  }
+  return new URLSearchParams(loc.search).get("room") || defaultRoom;
+}
+
+// Candidates for links: a scheme, then everything up to white space or a
+// character that rarely ends a URL in running text.
+const linkCandidate = /\bhttps?:\/\/[^\s<>"]+/gi;
+
+// Characters that end a sentence rather than a URL.
+const trailingPunctuation = /[.,;:!?'*]+$/;
+
+// trimURL drops punctuation that follows a URL in prose, and a closing
+// bracket with no opening one inside the URL ("(see https://x.org/a)").
+function trimURL(s) {
+  for (;;) {
+    const before = s;
+    s = s.replace(trailingPunctuation, "");
+    for (const [open, close] of [["(", ")"], ["[", "]"], ["{", "}"]]) {
+      if (s.endsWith(close) && count(s, open) < count(s, close)) {
+        s = s.slice(0, -1);
+      }
+    }
+    if (s === before) {
+      return s;
+    }
+  }
+}
+
+function count(s, ch) {
+  return s.split(ch).length - 1;
+}
+
+// safeURL returns the absolute http(s) URL s stands for, or null.
+function safeURL(s) {
+  try {
+    const u = new URL(s);
+    return u.protocol === "http:" || u.protocol === "https:" ? u.href : null;
+  } catch {
+    return null;
+  }
+}
+
+// messageText turns a message's text into nodes: text nodes, and links for
+// http(s) URLs that open in a new tab without access to this one.
+export function messageText(doc, text) {
+  const out = doc.createDocumentFragment();
+  let last = 0;
+  for (const m of text.matchAll(linkCandidate)) {
+    const raw = trimURL(m[0]);
+    const href = safeURL(raw);
+    if (href === null) {
+      continue;
+    }
+    if (m.index > last) {
+      out.append(doc.createTextNode(text.slice(last, m.index)));
+    }
+    const a = doc.createElement("a");
+    a.href = href;
+    a.textContent = raw;
+    a.rel = "noopener noreferrer";
+    a.target = "_blank";
+    out.append(a);
+    last = m.index + raw.length;
+  }
+  if (last < text.length) {
+    out.append(doc.createTextNode(text.slice(last)));
+  }
+  return out;
+}
+
+// nickColor gives a nick one of eight colours (CSS classes nick-0 … nick-7,
+// each readable on both themes), the same one every time.
+export function nickColor(nick) {
+  let h = 0;
+  for (const ch of nick) {
+    h = (h * 31 + ch.codePointAt(0)) >>> 0;
+  }
+  return "nick-" + (h % 8);
+}
+
+// clock shows a time as the reader's local hours and minutes.
+export function clock(date) {
+  return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+}
+
+// dayName names a date in the reader's language, for the line that starts
+// each day in the log.
+export function dayName(date) {
+  return date.toLocaleDateString([], { weekday: "long", year: "numeric", month: "long", day: "numeric" });
+}
+
+// dayKey tells whether two times fall on the same local day.
+export function dayKey(date) {
+  return date.getFullYear() + "-" + date.getMonth() + "-" + date.getDate();
+}
+
+// validNick returns nick trimmed, or an error sentence if the server would
+// refuse it: 1–32 characters, no control characters.
+export function validNick(nick) {
+  const n = nick.trim();
+  const length = [...n].length;
+  if (length === 0) {
+    return { error: "Please choose a nickname." };
+  }
+  if (length > 32) {
+    return { error: "The nickname is too long: at most 32 characters." };
+  }
+  if (/\p{Cc}/u.test(n)) {
+    return { error: "The nickname may not contain control characters." };
+  }
+  return { nick: n };
+}
