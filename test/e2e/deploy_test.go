@@ -1,0 +1,224 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"cgichat/internal/cgihost"
+)
+
+// basePath is where the chat lives on the test server: a user's folder, as
+// on a shared host, so an absolute URL in the page would miss.
+const basePath = "/~tester/chat/"
+
+// setup says how a test wants its chat deployed.
+type setup struct {
+	// env holds CHAT_* settings for the programs, added to the defaults of
+	// deploy (a fresh database, a 1 s heartbeat).
+	env []string
+	// holdBackStream makes the host hold every stream response back until
+	// the program ends, as mod_fcgid does with its default output buffer.
+	holdBackStream bool
+}
+
+// A deployment is a running chat: the page and the two programs under URL.
+type deployment struct {
+	URL      string // the page's folder, ending in "/"
+	requests *requestLog
+}
+
+// deploy starts a chat for t on 127.0.0.1 and stops it when t ends. It is
+// the only function that knows how the chat is hosted: here Go's own CGI
+// host (internal/cgihost) runs the real built programs as CGI children, as
+// internal/devserver does. A real web server from test/hosts can take its
+// place without changing any test.
+func deploy(t *testing.T, s setup) *deployment {
+	t.Helper()
+	env := append([]string{
+		"CHAT_DB=" + filepath.Join(t.TempDir(), "chat.db"),
+		// A short heartbeat lets a stream whose tab closed end quickly.
+		"CHAT_HEARTBEAT_SECONDS=1",
+	}, s.env...)
+	var stream http.Handler = cgihost.Handler(filepath.Join(binDir, "stream"), env)
+	if s.holdBackStream {
+		stream = holdBack(stream)
+	}
+	mux := http.NewServeMux()
+	mux.Handle(basePath+"cgi-bin/post", cgihost.Handler(filepath.Join(binDir, "post"), env))
+	mux.Handle(basePath+"cgi-bin/stream", stream)
+	mux.Handle(basePath, http.StripPrefix(basePath, http.FileServer(http.Dir(filepath.Join(repoRoot, "public")))))
+
+	log := &requestLog{}
+	srv := httptest.NewServer(log.wrap(mux))
+	t.Cleanup(func() {
+		// Open streams end only when their connection goes.
+		srv.CloseClientConnections()
+		srv.Close()
+	})
+	return &deployment{URL: srv.URL + basePath, requests: log}
+}
+
+// post sends a message as another client than the page, and returns the
+// stored message.
+func (d *deployment) post(t *testing.T, room, nick, text string) message {
+	t.Helper()
+	m, err := d.send(room, nick, text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// send is post for goroutines: it returns the error instead.
+func (d *deployment) send(room, nick, text string) (message, error) {
+	var m message
+	status, body, err := d.postRaw(room, nick, text)
+	if err != nil {
+		return m, err
+	}
+	if status != http.StatusCreated {
+		return m, fmt.Errorf("post %q to %s: status %d (%s), want 201", text, room, status, body)
+	}
+	if err := json.Unmarshal(body, &m); err != nil {
+		return m, fmt.Errorf("post %q: %v in %s", text, err, body)
+	}
+	return m, nil
+}
+
+// postRaw posts and returns the status and body, whatever they are.
+func (d *deployment) postRaw(room, nick, text string) (int, []byte, error) {
+	in, err := json.Marshal(map[string]string{"room": room, "nick": nick, "text": text})
+	if err != nil {
+		return 0, nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.URL+"cgi-bin/post", bytes.NewReader(in))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, fmt.Errorf("post: %w", err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		return 0, nil, fmt.Errorf("post: %w", err)
+	}
+	return res.StatusCode, body, nil
+}
+
+// A message as post returns it and the stream sends it.
+type message struct {
+	ID   int64  `json:"id"`
+	Room string `json:"room"`
+	Nick string `json:"nick"`
+	Text string `json:"text"`
+	Time string `json:"time"`
+}
+
+// request is what the test server saw of one request.
+type request struct {
+	Path        string // below the chat's folder, e.g. "cgi-bin/stream"
+	Query       url.Values
+	LastEventID string // the Last-Event-ID header
+}
+
+// requestLog records every request the test server receives.
+type requestLog struct {
+	mu   sync.Mutex
+	list []request
+}
+
+func (l *requestLog) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		l.mu.Lock()
+		l.list = append(l.list, request{
+			Path:        strings.TrimPrefix(r.URL.Path, basePath),
+			Query:       r.URL.Query(),
+			LastEventID: r.Header.Get("Last-Event-ID"),
+		})
+		l.mu.Unlock()
+		h.ServeHTTP(w, r)
+	})
+}
+
+// to returns the requests for path, oldest first.
+func (l *requestLog) to(path string) []request {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []request
+	for _, r := range l.list {
+		if r.Path == path {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// streams returns the stream requests for room, oldest first.
+func (l *requestLog) streams(room string) []request {
+	return slices.DeleteFunc(l.to("cgi-bin/stream"), func(r request) bool {
+		return r.Query.Get("room") != room
+	})
+}
+
+// holdBack serves h as a host that buffers whole responses would (mod_fcgid
+// with its default FcgidOutputBufferSize, fcgiwrap, some proxies): nothing,
+// not even the status line, leaves before the program has ended.
+func holdBack(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		held := &heldResponse{header: http.Header{}, ctx: r.Context()}
+		h.ServeHTTP(held, r)
+		for k, v := range held.header {
+			w.Header()[k] = v
+		}
+		if held.status == 0 {
+			held.status = http.StatusOK
+		}
+		w.WriteHeader(held.status)
+		w.Write(held.body.Bytes())
+	})
+}
+
+// heldResponse keeps a response in memory. Flush does nothing, as behind a
+// buffering host; a write after the client left fails, so the CGI host
+// ends the program then, as a real server does.
+type heldResponse struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+	ctx    context.Context
+}
+
+func (h *heldResponse) Header() http.Header { return h.header }
+
+func (h *heldResponse) WriteHeader(status int) {
+	if h.status == 0 {
+		h.status = status
+	}
+}
+
+func (h *heldResponse) Write(p []byte) (int, error) {
+	if err := h.ctx.Err(); err != nil {
+		return 0, err
+	}
+	h.WriteHeader(http.StatusOK)
+	return h.body.Write(p)
+}
+
+func (h *heldResponse) Flush() {}
