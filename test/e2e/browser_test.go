@@ -87,11 +87,13 @@ func (p *person) open(url string) *tab {
 	return tb
 }
 
-// openTab opens a new, blank tab.
-func (p *person) openTab() *tab {
+// openTab opens a new, blank tab, in a window of its own unless opts
+// say otherwise (chromedp.WithNewWindow(false) opens it in front of the
+// person's other tabs of that window, which are hidden then).
+func (p *person) openTab(opts ...chromedp.ContextOption) *tab {
 	t := p.t
 	t.Helper()
-	ctx, cancel := chromedp.NewContext(p.ctx)
+	ctx, cancel := chromedp.NewContext(p.ctx, opts...)
 	tb := &tab{t: t, name: p.name, ctx: ctx, cancel: cancel}
 	t.Cleanup(tb.close)
 	firstRun(t, ctx, p.name)

@@ -31,6 +31,9 @@ type setup struct {
 	// holdBackStream makes the host hold every stream response back until
 	// the program ends, as mod_fcgid does with its default output buffer.
 	holdBackStream bool
+	// postGate, if set, holds every post until it can receive from it (a
+	// closed gate lets all through), so a test sees a post on its way.
+	postGate chan struct{}
 }
 
 // A deployment is a running chat: the page and the two programs under URL.
@@ -56,7 +59,11 @@ func deploy(t *testing.T, s setup) *deployment {
 		stream = holdBack(stream)
 	}
 	mux := http.NewServeMux()
-	mux.Handle(basePath+"cgi-bin/post", cgihost.Handler(filepath.Join(binDir, "post"), env))
+	var post http.Handler = cgihost.Handler(filepath.Join(binDir, "post"), env)
+	if s.postGate != nil {
+		post = gated(post, s.postGate)
+	}
+	mux.Handle(basePath+"cgi-bin/post", post)
 	mux.Handle(basePath+"cgi-bin/stream", stream)
 	mux.Handle(basePath, http.StripPrefix(basePath, http.FileServer(http.Dir(filepath.Join(repoRoot, "public")))))
 
@@ -174,6 +181,17 @@ func (l *requestLog) to(path string) []request {
 func (l *requestLog) streams(room string) []request {
 	return slices.DeleteFunc(l.to("cgi-bin/stream"), func(r request) bool {
 		return r.Query.Get("room") != room
+	})
+}
+
+// gated serves each request with h once it can receive from gate.
+func gated(h http.Handler, gate <-chan struct{}) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-gate:
+			h.ServeHTTP(w, r)
+		case <-r.Context().Done():
+		}
 	})
 }
 

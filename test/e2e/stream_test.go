@@ -1,0 +1,151 @@
+package e2e
+
+import (
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// postEvery posts the lines to room, one every interval, from a goroutine,
+// and returns a channel that yields the first error (or nil) when done.
+func postEvery(d *deployment, room string, lines []line, interval time.Duration) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		for _, l := range lines {
+			if _, err := d.send(room, l.Nick, l.Text); err != nil {
+				done <- err
+				return
+			}
+			time.Sleep(interval)
+		}
+		done <- nil
+	}()
+	return done
+}
+
+// numbered makes n lines by nick: "text 1", "text 2", …
+func numbered(nick, text string, n int) []line {
+	var out []line
+	for i := range n {
+		out = append(out, line{nick, fmt.Sprintf("%s %d", text, i+1)})
+	}
+	return out
+}
+
+// TestStreamCutWhileMessagesArrive: the server ends every stream after a
+// second while messages keep coming; the browser reconnects with
+// Last-Event-ID each time, and the page shows every message exactly once.
+func TestStreamCutWhileMessagesArrive(t *testing.T) {
+	d := deploy(t, setup{env: []string{"CHAT_STREAM_SECONDS=1"}})
+	tb := newPerson(t, "reader").open(d.URL + "#cut")
+
+	want := numbered("poster", "message", 40)
+	posted := postEvery(d, "cut", want, 75*time.Millisecond) // about 3 s: two or three cuts
+	if err := <-posted; err != nil {
+		t.Fatal(err)
+	}
+	tb.waitMessages(len(want))
+	// A message shown twice would come with a reconnect's backlog: after
+	// the next reconnect, post once more; when that shows, the backlog has.
+	n := len(d.requests.streams("cut"))
+	deadline := time.Now().Add(waitTimeout)
+	for len(d.requests.streams("cut")) <= n && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	want = append(want, line{"poster", "after the last reconnect"})
+	d.post(t, "cut", "poster", want[len(want)-1].Text)
+	tb.waitFor("the last message", `[...document.querySelectorAll("#log .text")].some((e) => e.textContent === "after the last reconnect")`, waitTimeout)
+	checkLog(t, tb, want)
+
+	streams := d.requests.streams("cut")
+	if len(streams) < 3 {
+		t.Errorf("%d stream requests, want at least 3 (the stream cut at least twice)", len(streams))
+	}
+	for i, r := range streams[1:] {
+		if _, err := strconv.Atoi(r.LastEventID); err != nil {
+			t.Errorf("reconnect %d: Last-Event-ID %q, want the id of the last message received", i+1, r.LastEventID)
+		}
+	}
+}
+
+// TestBufferingHostFallsBackToBatch: behind a host that holds the whole
+// stream response back, the page hears nothing from its live stream, and
+// within seconds asks in batch mode instead; messages then arrive by long
+// polling, and the page says so.
+func TestBufferingHostFallsBackToBatch(t *testing.T) {
+	// The held-back stream would end after CHAT_STREAM_SECONDS; 5 s also
+	// bounds batch mode's long poll, so the test ends soon after.
+	d := deploy(t, setup{holdBackStream: true, env: []string{"CHAT_STREAM_SECONDS=5"}})
+	want := []line{{"early", "posted before the page opened"}}
+	d.post(t, "slow", want[0].Nick, want[0].Text)
+
+	start := time.Now()
+	tb := newPerson(t, "reader").open(d.URL + "#slow")
+	tb.waitMessages(1)
+	if took := time.Since(start); took > 6*time.Second {
+		t.Errorf("the history took %s to show, want the fallback within a few seconds", took.Round(time.Millisecond))
+	}
+	if got, want := tb.state(), "Live (polling)"; got != want {
+		t.Errorf("the page says %q, want %q", got, want)
+	}
+	streams := d.requests.streams("slow")
+	if len(streams) < 2 || streams[0].Query.Get("mode") != "" || streams[1].Query.Get("mode") != "batch" {
+		t.Errorf("stream requests %+v, want a live one, then batch ones", streams)
+	}
+
+	// New messages come by long polling, from others and from the page.
+	posted := time.Now()
+	want = append(want, line{"late", "posted while the page polls"})
+	d.post(t, "slow", "late", want[1].Text)
+	tb.waitMessages(2)
+	if took := time.Since(posted); took > 3*time.Second {
+		t.Errorf("a new message took %s to show in batch mode, want under 3 s", took.Round(time.Millisecond))
+	}
+	want = append(want, line{"reader", "and one sent from the page"})
+	tb.say("reader", want[2].Text)
+	tb.waitMessages(3)
+	checkLog(t, tb, want)
+}
+
+// TestTabsShareOneStream: three tabs of one browser show a room from one
+// stream request. When the tab holding the stream closes, another takes
+// over, resuming after the last message; nothing is missed or doubled.
+func TestTabsShareOneStream(t *testing.T) {
+	d := deploy(t, setup{})
+	url := d.URL + "#shared"
+	ann := newPerson(t, "ann")
+	leader := ann.open(url) // alone, so it holds the stream
+	others := []*tab{ann.open(url), ann.open(url)}
+
+	first := d.post(t, "shared", "zed", "one stream for every tab")
+	want := []line{{"zed", first.Text}}
+	for _, tb := range append(others, leader) {
+		tb.waitMessages(1)
+		checkLog(t, tb, want)
+	}
+	if got := d.requests.streams("shared"); len(got) != 1 {
+		t.Errorf("3 tabs made %d stream requests, want 1", len(got))
+	}
+
+	leader.close()
+	want = append(want, line{"zed", "the stream moved to another tab"})
+	d.post(t, "shared", "zed", want[1].Text)
+	for _, tb := range others {
+		tb.waitMessages(2)
+		checkLog(t, tb, want)
+	}
+	streams := d.requests.streams("shared")
+	if len(streams) != 2 {
+		t.Fatalf("after the leader closed: %d stream requests, want 2", len(streams))
+	}
+	if got, want := streams[1].Query.Get("lastEventId"), strconv.FormatInt(first.ID, 10); got != want {
+		t.Errorf("the new leader resumed with lastEventId=%q, want %q", got, want)
+	}
+
+	// Another browser has its own stream.
+	newPerson(t, "bo").open(url).waitMessages(2)
+	if got := d.requests.streams("shared"); len(got) != 3 {
+		t.Errorf("a second browser made %d stream requests in all, want 3", len(got))
+	}
+}
