@@ -127,9 +127,10 @@ func TestConversation(t *testing.T) {
 	})
 
 	t.Run("screenshots", func(t *testing.T) {
-		bob.screenshot("conversation", 1000, 640, false)
-		bob.screenshot("conversation-dark", 1000, 640, true)
+		bob.screenshot("conversation", 900, 480, false)
+		bob.screenshot("conversation-dark", 900, 480, true)
 		bob.screenshot("conversation-360px", 360, 740, false)
+		bob.screenshot("conversation-360px-dark", 360, 740, true)
 	})
 }
 
@@ -244,6 +245,7 @@ func TestServerErrorShown(t *testing.T) {
 	if !strings.HasPrefix(got, "Offline, retrying in ") || !strings.Contains(got, refusal.Error) {
 		t.Errorf("the page says %q, want “Offline, retrying in N s: %s (HTTP 500)”", got, refusal.Error)
 	}
+	tb.screenshot("server-error-360px", 360, 640, false)
 	// It retries: a second stream request within the first back-off (1 s).
 	deadline := time.Now().Add(waitTimeout)
 	for len(d.requests.streams("lobby")) < 3 && time.Now().Before(deadline) {

@@ -77,6 +77,17 @@ func deploy(t *testing.T, s setup) *deployment {
 	return &deployment{URL: srv.URL + basePath, requests: log}
 }
 
+// plainHost is a name the browser resolves to 127.0.0.1 (startBrowser
+// maps it). Unlike 127.0.0.1 and localhost, which browsers trust as if
+// they were HTTPS, a page from it is an insecure context, like a page
+// from a host without TLS: no Web Locks there, for example.
+const plainHost = "plain-http.test"
+
+// plainHTTP returns the deployment's URL under plainHost.
+func (d *deployment) plainHTTP() string {
+	return strings.Replace(d.URL, "127.0.0.1", plainHost, 1)
+}
+
 // post sends a message as another client than the page, and returns the
 // stored message.
 func (d *deployment) post(t *testing.T, room, nick, text string) message {

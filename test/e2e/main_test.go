@@ -89,6 +89,9 @@ func startBrowser(profile string) (context.Context, func(), error) {
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
 		chromedp.Flag("disable-domain-reliability", true),
+		// A name for 127.0.0.1 that is not "localhost", so a page can be
+		// served over plain HTTP as an insecure context (see plainHTTP).
+		chromedp.Flag("host-resolver-rules", "MAP "+plainHost+" 127.0.0.1"),
 		chromedp.WindowSize(1000, 700),
 	)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)

@@ -182,6 +182,7 @@ func TestComposing(t *testing.T) {
 	tb.typeText("hello")
 	tb.pressEnter()
 	tb.waitFor("the nickname dialog", `document.querySelector("#nick-dialog").open`, waitTimeout)
+	tb.screenshot("nickname-dialog-360px", 360, 640, false)
 	tb.do("cancel", chromedp.Click(chromedp.ID("nick-cancel")))
 	if got := eval[string](tb, `document.querySelector("#text").value`); got != "hello" {
 		t.Errorf("after cancelling the nickname the box holds %q, want %q", got, "hello")

@@ -149,3 +149,26 @@ func TestTabsShareOneStream(t *testing.T) {
 		t.Errorf("a second browser made %d stream requests in all, want 3", len(got))
 	}
 }
+
+// TestTabsOverPlainHTTP: a page served over plain HTTP (not localhost) is
+// an insecure context without Web Locks; each tab then keeps a stream of
+// its own, and the chat works as well.
+func TestTabsOverPlainHTTP(t *testing.T) {
+	d := deploy(t, setup{})
+	url := d.plainHTTP() + "#plain"
+	cy := newPerson(t, "cy")
+	tabs := []*tab{cy.open(url), cy.open(url)}
+	if got := eval[string](tabs[0], `String(window.isSecureContext) + " " + String("locks" in navigator)`); got != "false false" {
+		t.Fatalf("over plain HTTP: secure context and Web Locks are %q, want %q", got, "false false")
+	}
+	d.post(t, "plain", "zed", "one stream per tab here")
+	tabs[1].say("cy", "and it still works")
+	want := []line{{"zed", "one stream per tab here"}, {"cy", "and it still works"}}
+	for _, tb := range tabs {
+		tb.waitMessages(len(want))
+		checkLog(t, tb, want)
+	}
+	if got := d.requests.streams("plain"); len(got) != 2 {
+		t.Errorf("2 tabs over plain HTTP made %d stream requests, want 2", len(got))
+	}
+}
