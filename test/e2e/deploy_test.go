@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,6 +41,9 @@ type setup struct {
 type deployment struct {
 	URL      string // the page's folder, ending in "/"
 	requests *requestLog
+	// streamDown, while set, makes the server drop every new stream
+	// connection without an answer, as a host that is restarting would.
+	streamDown atomic.Bool
 }
 
 // deploy starts a chat for t on 127.0.0.1 and stops it when t ends. It is
@@ -54,10 +58,12 @@ func deploy(t *testing.T, s setup) *deployment {
 		// A short heartbeat lets a stream whose tab closed end quickly.
 		"CHAT_HEARTBEAT_SECONDS=1",
 	}, s.env...)
+	d := &deployment{requests: &requestLog{}}
 	var stream http.Handler = cgihost.Handler(filepath.Join(binDir, "stream"), env)
 	if s.holdBackStream {
 		stream = holdBack(stream)
 	}
+	stream = dropWhile(&d.streamDown, stream)
 	mux := http.NewServeMux()
 	var post http.Handler = cgihost.Handler(filepath.Join(binDir, "post"), env)
 	if s.postGate != nil {
@@ -67,14 +73,30 @@ func deploy(t *testing.T, s setup) *deployment {
 	mux.Handle(basePath+"cgi-bin/stream", stream)
 	mux.Handle(basePath, http.StripPrefix(basePath, http.FileServer(http.Dir(filepath.Join(repoRoot, "public")))))
 
-	log := &requestLog{}
-	srv := httptest.NewServer(log.wrap(mux))
+	srv := httptest.NewServer(d.requests.wrap(mux))
 	t.Cleanup(func() {
 		// Open streams end only when their connection goes.
 		srv.CloseClientConnections()
 		srv.Close()
 	})
-	return &deployment{URL: srv.URL + basePath, requests: log}
+	d.URL = srv.URL + basePath
+	return d
+}
+
+// dropWhile serves h, except that while down is set it closes each new
+// connection without a word: a network error, which EventSource retries.
+func dropWhile(down *atomic.Bool, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !down.Load() {
+			h.ServeHTTP(w, r)
+			return
+		}
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			panic(http.ErrAbortHandler)
+		}
+		conn.Close()
+	})
 }
 
 // plainHost is a name the browser resolves to 127.0.0.1 (startBrowser

@@ -69,6 +69,38 @@ func TestStreamCutWhileMessagesArrive(t *testing.T) {
 	}
 }
 
+// TestReconnecting: when the server stops taking streams, the page says
+// it is reconnecting while EventSource retries; when the server is back the
+// page is live again and shows what was said meanwhile, once.
+func TestReconnecting(t *testing.T) {
+	d := deploy(t, setup{env: []string{"CHAT_STREAM_SECONDS=1"}})
+	tb := newPerson(t, "reader").open(d.URL + "#down")
+	want := []line{{"zed", "before the outage"}}
+	d.post(t, "down", "zed", want[0].Text)
+	tb.waitMessages(1)
+
+	tb.expectConsoleError("ERR_EMPTY_RESPONSE") // Chromium's word for a dropped connection
+	d.streamDown.Store(true)
+	// The stream ends after its second; every reconnect then fails.
+	tb.waitFor("the page to say it reconnects", `document.querySelector("#state").textContent === "Reconnecting…"`, waitTimeout)
+	for _, text := range []string{"during the outage 1", "during the outage 2"} {
+		d.post(t, "down", "zed", text)
+		want = append(want, line{"zed", text})
+	}
+	d.streamDown.Store(false)
+
+	tb.waitMessages(len(want))
+	tb.waitLive()
+	checkLog(t, tb, want)
+	// Every request after the first, failed or not, was a reconnect of the
+	// same EventSource, resuming after the last message it had.
+	for i, r := range d.requests.streams("down")[1:] {
+		if _, err := strconv.Atoi(r.LastEventID); err != nil {
+			t.Errorf("reconnect %d: Last-Event-ID %q, want the id of the last message received", i+1, r.LastEventID)
+		}
+	}
+}
+
 // TestBufferingHostFallsBackToBatch: behind a host that holds the whole
 // stream response back, the page hears nothing from its live stream, and
 // within seconds asks in batch mode instead; messages then arrive by long
