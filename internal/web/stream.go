@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"cgichat/internal/chat"
@@ -28,6 +29,15 @@ const (
 // EventReady is sent once the backlog is written, so a page can tell a
 // stream that delivers from one a host is holding back.
 const EventReady = "ready"
+
+// openingPad follows retry: so that every response starts with more than
+// a few dozen bytes. Apache's mod_deflate, when it is configured for event
+// streams (SetOutputFilter DEFLATE, "compress all content" on shared
+// hosts), reads a CGI response until it holds about 70 bytes before it even
+// looks at no-gzip; a shorter opening (an empty room) would wait there for
+// several heartbeats. 2 KiB is the customary SSE padding for buffering
+// proxies.
+var openingPad = strings.Repeat(" ", 2048)
 
 // backlogPage bounds one read of missed messages.
 const backlogPage = 500
@@ -172,6 +182,7 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		retry = batchRetry
 	}
 	out.buf = sse.AppendRetry(out.buf, retry.Milliseconds())
+	out.buf = sse.AppendComment(out.buf, openingPad)
 	out.messages(first)
 	if req.resume && len(first) == backlogPage {
 		if err := h.catchUp(ctx, req.room, out); err != nil {
@@ -306,16 +317,21 @@ func (o *eventWriter) messages(ms []chat.Message) {
 }
 
 // flush writes what is collected and flushes it to the client. Go's CGI
-// writer drops flush errors, so a departed client shows up as the error of
-// the next write.
+// and FastCGI writers drop the error of a flush, but keep it: an empty
+// write right after reports it, so a departed client is noticed at the
+// first failed flush, not a heartbeat later.
 func (o *eventWriter) flush() error {
 	if len(o.buf) == 0 {
 		return nil
 	}
 	_, err := o.w.Write(o.buf)
 	o.buf = o.buf[:0]
+	if err != nil {
+		return err
+	}
 	if o.f != nil {
 		o.f.Flush()
 	}
+	_, err = o.w.Write(nil)
 	return err
 }
