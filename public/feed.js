@@ -7,8 +7,9 @@
 // the leader for what it has. When the leader closes, the lock goes to
 // another tab, which resumes the stream after the last id it saw. So a
 // browser keeps one connection per room (far from HTTP/1.1's six per host)
-// and a host runs one stream program per browser, not per tab. Browsers
-// without Web Locks or BroadcastChannel get one stream per tab.
+// and a host runs one stream program per browser, not per tab. Web Locks
+// exist only in secure contexts (HTTPS, localhost): over plain HTTP, and in
+// browsers without Web Locks or BroadcastChannel, each tab has its own.
 
 // Timings of the stream, in milliseconds.
 const readyWait = 2000; // silence before "ready" that means the host holds the stream back
@@ -45,8 +46,10 @@ class Feed {
     this.messages = new Map(); // id → message, oldest first
     this.lastId = 0;
     this.state = { status: "connecting", mode: "live", detail: "", retryAt: 0 };
-    this.source = null;
-    this.channel = null;
+    this.source = null; // the stream, while this tab leads
+    this.channel = null; // to the room's other tabs, when shared
+    this.stop = null; // aborts the wait for the lock
+    this.release = null; // gives the lock up
     this.left = false;
   }
 
