@@ -55,11 +55,15 @@ func Main(p Program, h Handler, args []string) int {
 	// A CGI request may carry arguments of its own (an ISINDEX query), so
 	// the environment decides before any flag is read.
 	if os.Getenv("REQUEST_METHOD") != "" {
-		if err := cgi.Serve(withBase(ctx, h)); err != nil {
+		err := cgi.Serve(withBase(ctx, h))
+		switch {
+		case err == nil, errors.Is(err, syscall.EPIPE):
+			// EPIPE: the web server hung up, as when the client left.
+			return 0
+		default:
 			slog.Error("cgi: cannot serve the request", "err", err)
 			return 1
 		}
-		return 0
 	}
 	fs := flag.NewFlagSet(p.Name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -149,11 +153,11 @@ func withBase(base context.Context, h http.Handler) http.Handler {
 // serveFastCGI serves l until ctx ends, then waits up to shutdownGrace for
 // the requests in flight and for their connections to close.
 func serveFastCGI(ctx context.Context, l net.Listener, h http.Handler) error {
-	tl := &trackingListener{Listener: l}
-	var inFlight sync.WaitGroup
+	var requests, conns counter
+	tl := &trackingListener{Listener: l, conns: &conns}
 	handler := withBase(ctx, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		inFlight.Add(1)
-		defer inFlight.Done()
+		requests.add(1)
+		defer requests.add(-1)
 		h.ServeHTTP(w, r)
 	}))
 	go func() {
@@ -165,22 +169,44 @@ func serveFastCGI(ctx context.Context, l net.Listener, h http.Handler) error {
 		return err
 	}
 	deadline := time.Now().Add(shutdownGrace)
-	waitUntil(deadline, inFlight.Wait)
+	requests.waitZero(deadline)
 	// The fcgi package writes a request's end record after the handler
 	// returns: let the connections finish before the process exits.
-	waitUntil(deadline, tl.conns.Wait)
+	conns.waitZero(deadline)
 	return nil
 }
 
-// waitUntil runs wait, giving up at deadline.
-func waitUntil(deadline time.Time, wait func()) {
-	done := make(chan struct{})
-	go func() {
-		wait()
-		close(done)
-	}()
+// counter counts things in flight and lets one wait until none are.
+type counter struct {
+	mu   sync.Mutex
+	n    int
+	zero chan struct{} // closed when n drops to 0 while someone waits
+}
+
+func (c *counter) add(d int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n += d
+	if c.n == 0 && c.zero != nil {
+		close(c.zero)
+		c.zero = nil
+	}
+}
+
+// waitZero returns when the count is zero or at deadline.
+func (c *counter) waitZero(deadline time.Time) {
+	c.mu.Lock()
+	if c.n == 0 {
+		c.mu.Unlock()
+		return
+	}
+	if c.zero == nil {
+		c.zero = make(chan struct{})
+	}
+	zero := c.zero
+	c.mu.Unlock()
 	select {
-	case <-done:
+	case <-zero:
 	case <-time.After(time.Until(deadline)):
 	}
 }
@@ -188,7 +214,7 @@ func waitUntil(deadline time.Time, wait func()) {
 // trackingListener counts the connections it accepted that are still open.
 type trackingListener struct {
 	net.Listener
-	conns sync.WaitGroup
+	conns *counter
 }
 
 func (l *trackingListener) Accept() (net.Conn, error) {
@@ -196,8 +222,8 @@ func (l *trackingListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	l.conns.Add(1)
-	return &trackedConn{Conn: c, done: l.conns.Done}, nil
+	l.conns.add(1)
+	return &trackedConn{Conn: c, done: func() { l.conns.add(-1) }}, nil
 }
 
 type trackedConn struct {

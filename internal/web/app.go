@@ -31,6 +31,10 @@ type builder func(ctx context.Context, cfg config.Config, log *slog.Logger) (ins
 // SetEnv and fastcgi_param work in every hosting mode), builds a handler
 // for it once, and keeps no panic from reaching the client.
 type App struct {
+	// Getenv reads the process environment; nil means os.Getenv. Tests
+	// set it to give each App its own settings.
+	Getenv func(string) string
+
 	build builder
 	log   *slog.Logger
 
@@ -56,7 +60,7 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			fail(w, r, a.log, fmt.Errorf("panic: %v", v))
 		}
 	}()
-	cfg, err := config.Load(getenv(r))
+	cfg, err := config.Load(a.getenv(r))
 	if err != nil {
 		a.log.Error("configuration is invalid", "err", err)
 		fail(w, r, a.log, &chat.Error{Code: chat.EConfig, Message: "The chat is misconfigured: " + err.Error() + "."})
@@ -77,13 +81,17 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // getenv returns a lookup preferring the request's FastCGI parameters
 // (where mod_fcgid puts SetEnv values and nginx its fastcgi_param) over the
 // process environment (CGI, systemd).
-func getenv(r *http.Request) func(string) string {
+func (a *App) getenv(r *http.Request) func(string) string {
 	params := fcgi.ProcessEnv(r)
+	env := a.Getenv
+	if env == nil {
+		env = os.Getenv
+	}
 	return func(key string) string {
 		if v, ok := params[key]; ok {
 			return v
 		}
-		return os.Getenv(key)
+		return env(key)
 	}
 }
 

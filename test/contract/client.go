@@ -1,0 +1,255 @@
+// Package contract holds the HTTP contract of post and stream as tests that
+// run against any deployment: in process, as CGI children, over FastCGI on
+// stdin or to a FastCGI daemon. Each hosting mode supplies a Start function
+// and calls Run.
+package contract
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"cgichat/internal/chat"
+	"cgichat/internal/sse"
+	"cgichat/internal/store"
+
+	_ "github.com/mattn/go-sqlite3" // the tests read the database directly
+)
+
+// Deployment is one running pair of programs.
+type Deployment struct {
+	URL string // base URL: the programs answer at URL/cgi-bin/post and URL/cgi-bin/stream
+	DB  string // path of the database file the programs use
+	// ChunkedRefused is set when the host itself refuses chunked request
+	// bodies before a program runs (Go's CGI host answers 400).
+	ChunkedRefused bool
+}
+
+// Seed stores n messages in room straight into the database, faster than
+// posting them, and returns them.
+func (d *Deployment) Seed(t testing.TB, room string, n int) []chat.Message {
+	t.Helper()
+	st, err := store.Open(context.Background(), d.DB, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ms := make([]chat.Message, n)
+	for i := range ms {
+		if ms[i], err = st.Insert(context.Background(), room, "seed", fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ms
+}
+
+// Start brings up a deployment with the given CHAT_* settings (CHAT_DB is
+// chosen by Start) and stops it when the test ends.
+type Start func(t *testing.T, env map[string]string) *Deployment
+
+// PostURL returns the address of post.
+func (d *Deployment) PostURL() string { return d.URL + "/cgi-bin/post" }
+
+// StreamURL returns the address of stream with the given query.
+func (d *Deployment) StreamURL(query url.Values) string {
+	u := d.URL + "/cgi-bin/stream"
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	return u
+}
+
+// Post sends a JSON message and returns the stored message, failing the
+// test unless the answer is 201.
+func (d *Deployment) Post(t testing.TB, room, nick, text string) chat.Message {
+	t.Helper()
+	body, _ := json.Marshal(map[string]string{"room": room, "nick": nick, "text": text})
+	res, err := http.Post(d.PostURL(), "application/json", strings.NewReader(string(body)))
+	if err != nil {
+		t.Fatalf("post: %v", err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusCreated {
+		t.Fatalf("post: status %d, body %s; want 201", res.StatusCode, b)
+	}
+	var m chat.Message
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("post: body %s: %v", b, err)
+	}
+	return m
+}
+
+// Count returns how many messages the database holds.
+func (d *Deployment) Count(t testing.TB) int {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+d.DB+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow("SELECT count(*) FROM messages").Scan(&n); err != nil {
+		if strings.Contains(err.Error(), "no such table") || strings.Contains(err.Error(), "unable to open") {
+			return 0
+		}
+		t.Fatalf("count messages: %v", err)
+	}
+	return n
+}
+
+// Stream is an open event stream read in the background.
+type Stream struct {
+	Res *http.Response
+	// FirstRetry is the retry: value in force at the first event or
+	// comment, set once that has arrived: positive if retry: came first.
+	FirstRetry int
+
+	events chan sse.Event
+	done   chan error
+	cancel context.CancelFunc
+}
+
+// Open starts a GET of url with the given headers and fails the test unless
+// it answers 200 with an event stream. It is closed when the test ends.
+func Open(t testing.TB, url string, header http.Header) *Stream {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		cancel()
+		t.Fatalf("open stream: %v", err)
+	}
+	if res.StatusCode != http.StatusOK || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream") {
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		cancel()
+		t.Fatalf("open stream: status %d, type %q, body %s", res.StatusCode, res.Header.Get("Content-Type"), b)
+	}
+	s := &Stream{Res: res, events: make(chan sse.Event, 4096), done: make(chan error, 1), cancel: cancel}
+	go func() {
+		r := sse.NewReader(bufio.NewReader(res.Body))
+		for i := 0; ; i++ {
+			ev, err := r.Next()
+			if err != nil {
+				close(s.events)
+				s.done <- err
+				return
+			}
+			if i == 0 {
+				s.FirstRetry = ev.Retry
+			}
+			s.events <- ev
+		}
+	}()
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Close abandons the stream, as a browser tab that closes.
+func (s *Stream) Close() {
+	s.cancel()
+	s.Res.Body.Close()
+}
+
+// Next returns the next event or comment, failing the test if none comes
+// within d. ok is false when the stream has ended.
+func (s *Stream) Next(t testing.TB, d time.Duration) (ev sse.Event, ok bool) {
+	t.Helper()
+	select {
+	case ev, ok := <-s.events:
+		return ev, ok
+	case <-time.After(d):
+		t.Fatalf("no event within %v", d)
+		return sse.Event{}, false
+	}
+}
+
+// NextMessage skips comments and other events and returns the next chat
+// message, failing the test if none comes within d.
+func (s *Stream) NextMessage(t testing.TB, d time.Duration) chat.Message {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		ev, ok := s.Next(t, time.Until(deadline))
+		if !ok {
+			t.Fatalf("stream ended while waiting for a message")
+		}
+		if ev.Type != "message" {
+			continue
+		}
+		var m chat.Message
+		if err := json.Unmarshal([]byte(ev.Data), &m); err != nil {
+			t.Fatalf("message data %q: %v", ev.Data, err)
+		}
+		if ev.ID != "" && ev.ID != jsonInt(m.ID) {
+			t.Fatalf("event id %q but message id %d", ev.ID, m.ID)
+		}
+		return m
+	}
+}
+
+// Until reads events until one of type typ, returning the messages before
+// it; it fails the test if the stream ends or d passes first.
+func (s *Stream) Until(t testing.TB, typ string, d time.Duration) []chat.Message {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	var ms []chat.Message
+	for {
+		ev, ok := s.Next(t, time.Until(deadline))
+		if !ok {
+			t.Fatalf("stream ended before a %q event", typ)
+		}
+		switch ev.Type {
+		case typ:
+			return ms
+		case "message":
+			var m chat.Message
+			if err := json.Unmarshal([]byte(ev.Data), &m); err != nil {
+				t.Fatalf("message data %q: %v", ev.Data, err)
+			}
+			ms = append(ms, m)
+		}
+	}
+}
+
+// Rest reads to the end of the stream and returns its messages and
+// comments, failing the test if it does not end within d.
+func (s *Stream) Rest(t testing.TB, d time.Duration) (ms []chat.Message, comments int) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		ev, ok := s.Next(t, time.Until(deadline))
+		if !ok {
+			if err := <-s.done; err != io.EOF {
+				t.Errorf("stream ended with %v, want a clean end after a whole event", err)
+			}
+			return ms, comments
+		}
+		switch {
+		case ev.Comment != "":
+			comments++
+		case ev.Type == "message":
+			var m chat.Message
+			json.Unmarshal([]byte(ev.Data), &m)
+			ms = append(ms, m)
+		}
+	}
+}
+
+func jsonInt(n int64) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}

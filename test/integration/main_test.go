@@ -1,0 +1,224 @@
+// Package integration runs the real post and stream binaries the ways a web
+// server runs them — as CGI children, as FastCGI programs with a listening
+// socket on stdin, and as FastCGI daemons — and holds them to the contract.
+package integration
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"cgichat/internal/cgihost"
+	"cgichat/internal/fcgiclient"
+	"cgichat/internal/web"
+	"cgichat/test/contract"
+)
+
+// bin holds the programs built for this test run.
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "cgichat-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bin = dir
+	code := build()
+	if code == 0 {
+		code = m.Run()
+	}
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// build compiles post and stream into bin.
+func build() int {
+	for _, prog := range []string{"post", "stream"} {
+		args := append([]string{"build"}, raceFlag...)
+		args = append(args, "-o", filepath.Join(bin, prog), "cgichat/cgi-bin/"+prog)
+		cmd := exec.Command("go", args...)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n", prog, err)
+			return 1
+		}
+	}
+	return 0
+}
+
+// settings returns CHAT_DB in a new temporary directory plus env.
+func settings(t *testing.T, env map[string]string) (db string, kv []string) {
+	db = filepath.Join(t.TempDir(), "data", "chat.db")
+	kv = append([]string{"CHAT_DB=" + db}, raceEnv...)
+	for k, v := range env {
+		kv = append(kv, k+"="+v)
+	}
+	return db, kv
+}
+
+// serve serves post and stream handlers (either may be nil) on a loopback
+// test server.
+func serve(t *testing.T, db string, post, stream http.Handler) *contract.Deployment {
+	mux := http.NewServeMux()
+	if post != nil {
+		mux.Handle("/cgi-bin/post", post)
+	}
+	if stream != nil {
+		mux.Handle("/cgi-bin/stream", stream)
+	}
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return &contract.Deployment{URL: srv.URL, DB: db}
+}
+
+// startInProcess serves the handlers in this process, under the race
+// detector.
+func startInProcess(t *testing.T, env map[string]string) *contract.Deployment {
+	db, kv := settings(t, env)
+	lookup := func(key string) string {
+		for _, e := range kv {
+			if k, v, _ := strings.Cut(e, "="); k == key {
+				return v
+			}
+		}
+		return ""
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	post, stream := web.NewPost(log), web.NewStream(log)
+	post.Getenv, stream.Getenv = lookup, lookup
+	d := serve(t, db, post, stream)
+	t.Cleanup(func() { post.Close(); stream.Close() })
+	return d
+}
+
+// startCGI runs the binaries as CGI children of Go's CGI host, one process
+// per request. A CGI stream learns that its client left only when a
+// heartbeat fails, and the test server waits for it when it closes, so the
+// heartbeat is 1 s unless a test sets it.
+func startCGI(t *testing.T, env map[string]string) *contract.Deployment {
+	if _, ok := env["CHAT_HEARTBEAT_SECONDS"]; !ok {
+		env = maps.Clone(env)
+		if env == nil {
+			env = map[string]string{}
+		}
+		env["CHAT_HEARTBEAT_SECONDS"] = "1"
+	}
+	db, kv := settings(t, env)
+	d := serve(t, db, cgihost.Handler(filepath.Join(bin, "post"), kv), cgihost.Handler(filepath.Join(bin, "stream"), kv))
+	d.ChunkedRefused = true
+	return d
+}
+
+// startFastCGIStdin starts each binary with a listening socket as stdin,
+// as mod_fcgid and spawn-fcgi do.
+func startFastCGIStdin(t *testing.T, env map[string]string) *contract.Deployment {
+	db, kv := settings(t, env)
+	dir := t.TempDir()
+	h := map[string]http.Handler{}
+	for _, prog := range []string{"post", "stream"} {
+		sock := filepath.Join(dir, prog+".sock")
+		l, err := net.Listen("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ul := l.(*net.UnixListener)
+		f, err := ul.File()
+		// The child holds its own copy; the socket file must stay.
+		ul.SetUnlinkOnClose(false)
+		ul.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(filepath.Join(bin, prog))
+		cmd.Stdin, cmd.Stderr, cmd.Env = f, os.Stderr, kv
+		startProcess(t, cmd)
+		f.Close()
+		h[prog] = &fcgiclient.Handler{Network: "unix", Address: sock, Stderr: os.Stderr}
+	}
+	return serve(t, db, h["post"], h["stream"])
+}
+
+// startDaemon starts each binary as a FastCGI daemon on a unix socket.
+func startDaemon(t *testing.T, env map[string]string) *contract.Deployment {
+	db, kv := settings(t, env)
+	dir := t.TempDir()
+	h := map[string]http.Handler{}
+	for _, prog := range []string{"post", "stream"} {
+		sock := filepath.Join(dir, prog+".sock")
+		cmd := exec.Command(filepath.Join(bin, prog), "-listen", "unix:"+sock)
+		cmd.Stderr, cmd.Env = os.Stderr, kv
+		startProcess(t, cmd)
+		waitForSocket(t, sock)
+		h[prog] = &fcgiclient.Handler{Network: "unix", Address: sock, Stderr: os.Stderr}
+	}
+	return serve(t, db, h["post"], h["stream"])
+}
+
+// startProcess starts cmd and, when the test ends, stops it with SIGTERM
+// and fails the test unless it exits cleanly and promptly.
+func startProcess(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("%s after SIGTERM: %v, want a clean exit", filepath.Base(cmd.Path), err)
+			}
+		case <-time.After(15 * time.Second):
+			cmd.Process.Kill()
+			t.Errorf("%s still running 15s after SIGTERM", filepath.Base(cmd.Path))
+		}
+	})
+}
+
+// waitForSocket waits until a daemon accepts connections on sock.
+func waitForSocket(t *testing.T, sock string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.Dial("unix", sock); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("nothing listens on %s after 10s", sock)
+}
+
+// modes are the ways the programs are hosted, each a contract.Start.
+var modes = []struct {
+	name  string
+	start contract.Start
+}{
+	{"InProcess", startInProcess},
+	{"CGI", startCGI},
+	{"FastCGIStdin", startFastCGIStdin},
+	{"Daemon", startDaemon},
+}
+
+func TestContract(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			t.Parallel()
+			contract.Run(t, m.start)
+		})
+	}
+}
