@@ -1,0 +1,480 @@
+#!/usr/bin/env bash
+# deploy.sh builds cgichat's two programs as static binaries and installs
+# them, the page and the web server configuration into a document root,
+# locally or over rsync. Run ./deploy.sh --help for what it does.
+set -euo pipefail
+export LC_ALL=C
+
+usage() {
+  cat <<'EOF'
+Usage: ./deploy.sh [options] TARGET
+
+Builds post and stream as static linux/amd64 binaries and installs them as
+TARGET/cgi-bin/post and TARGET/cgi-bin/stream, the page (everything in
+public/) in TARGET, and the .htaccess files for the mode. TARGET is a local
+directory or user@host:path (copied with rsync over ssh; RSYNC_RSH is used
+for both). The chat is then at TARGET/index.html.
+
+Running it again changes only what differs. It never overwrites, moves or
+deletes the database, and never replaces an .htaccess it did not write.
+
+Options:
+  --mode cgi|fcgid|daemon   how the web server runs the programs (default cgi):
+        cgi     Apache mod_cgi/mod_cgid through .htaccess (shared hosts);
+                also writes a sample for nginx + fcgiwrap
+        fcgid   Apache mod_fcgid through .htaccess
+        daemon  two FastCGI daemons behind nginx or Apache mod_proxy_fcgi;
+                writes sample configs for nginx, Apache and systemd
+  --stream-mode live|batch  live keeps each stream open; batch ends it after
+                the first new message, for hosts that buffer responses.
+                Default: live, but batch for fcgid (mod_fcgid holds 64 KiB
+                of output unless the admin sets FcgidOutputBufferSize 0)
+  --db PATH     the SQLite database (default: next to TARGET,
+                DIR/cgichat-data/chat.db where DIR is TARGET's parent);
+                its directory is created writable by the web server's user
+  --web-user USER  the user the programs run as (default: the user a running
+                apache2, httpd or nginx works as, else www-data, apache,
+                nginx or http if one exists, else you)
+  --env NAME=VALUE  another setting for the programs, e.g.
+                --env CHAT_HISTORY=100 (repeatable; see README, Configuration)
+  --conf-dir DIR   where sample server configs go (default DIR/cgichat-conf)
+  --socket-dir DIR daemons' sockets (default /run/cgichat)
+  --fcgiwrap-socket PATH  fcgiwrap's socket (default /run/fcgiwrap.socket)
+  --http-listen ADDR  listen address in the samples (default 80)
+  --server-name NAME  server name in the samples (default chat.example.org)
+  --dry-run     print every step and change nothing (it still builds, in a
+                temporary directory, to tell which files would change)
+  -h, --help    this text
+
+Examples:
+  ./deploy.sh ~/public_html/chat
+  ./deploy.sh --mode fcgid me@shared.example:public_html/chat
+  sudo ./deploy.sh --mode daemon --server-name chat.example.org /var/www/chat
+EOF
+}
+
+say() { printf 'deploy: %s\n' "$*"; }
+warn() { printf 'deploy: warning: %s\n' "$*" >&2; }
+die() {
+  printf 'deploy: %s\n' "$*" >&2
+  exit 1
+}
+
+# Paths and values end up in Apache, nginx and systemd files: keep them to
+# characters none of those needs quoted.
+safe_chars='A-Za-z0-9._/+@,:~-'
+check_safe() { # what value
+  [[ $2 =~ ^[$safe_chars]+$ ]] ||
+    die "$1 may contain only letters, digits and ._/+@,:~- (got '$2')"
+}
+
+# --- Options -----------------------------------------------------------------
+
+mode=cgi stream_mode="" db="" web_user="" conf_dir="" dry_run=0
+socket_dir=/run/cgichat fcgiwrap_socket=/run/fcgiwrap.socket
+http_listen=80 server_name=chat.example.org
+fcgiwrap_children=16
+extra_env=()
+target=""
+need_value() { [ $# -ge 2 ] || die "$1 needs a value (see --help)"; }
+while [ $# -gt 0 ]; do
+  case $1 in
+    -h | --help) usage; exit 0 ;;
+    --dry-run) dry_run=1 ;;
+    --mode) need_value "$@"; mode=$2; shift ;;
+    --stream-mode) need_value "$@"; stream_mode=$2; shift ;;
+    --db) need_value "$@"; db=$2; shift ;;
+    --web-user) need_value "$@"; web_user=$2; shift ;;
+    --env) need_value "$@"; extra_env+=("$2"); shift ;;
+    --conf-dir) need_value "$@"; conf_dir=$2; shift ;;
+    --socket-dir) need_value "$@"; socket_dir=$2; shift ;;
+    --fcgiwrap-socket) need_value "$@"; fcgiwrap_socket=$2; shift ;;
+    --http-listen) need_value "$@"; http_listen=$2; shift ;;
+    --server-name) need_value "$@"; server_name=$2; shift ;;
+    --mode=* | --stream-mode=* | --db=* | --web-user=* | --env=* | --conf-dir=* | \
+      --socket-dir=* | --fcgiwrap-socket=* | --http-listen=* | --server-name=*)
+      set -- "${1%%=*}" "${1#*=}" "${@:2}"
+      continue
+      ;;
+    -*) die "unknown option $1 (see --help)" ;;
+    *)
+      [ -z "$target" ] || die "only one TARGET, please (got '$target' and '$1')"
+      target=$1
+      ;;
+  esac
+  shift
+done
+[ -n "$target" ] || die "no TARGET given. Usage: ./deploy.sh [options] TARGET (see --help)"
+
+case $mode in
+  cgi | daemon) : "${stream_mode:=live}" ;;
+  fcgid) : "${stream_mode:=batch}" ;;
+  *) die "unknown mode '$mode': use --mode cgi, fcgid or daemon (see --help)" ;;
+esac
+case $stream_mode in
+  live | batch) ;;
+  *) die "unknown stream mode '$stream_mode': use --stream-mode live or batch" ;;
+esac
+for kv in "${extra_env[@]}"; do
+  name=${kv%%=*}
+  [[ $kv == *=* && $name =~ ^CHAT_[A-Z_]+$ ]] || die "--env wants CHAT_NAME=VALUE, not '$kv'"
+  case $name in
+    CHAT_DB) die "set the database with --db, not --env" ;;
+    CHAT_STREAM_MODE) die "set the stream mode with --stream-mode, not --env" ;;
+  esac
+  check_safe "--env $name" "${kv#*=}"
+done
+for v in "$socket_dir" "$fcgiwrap_socket"; do
+  [[ $v == /* ]] || die "socket paths must be absolute (got '$v')"
+  check_safe "a socket path" "$v"
+done
+check_safe "--http-listen" "$http_listen"
+check_safe "--server-name" "$server_name"
+
+# TARGET is remote when it looks like [user@]host:path, as rsync reads it.
+remote_host="" target_path=$target
+if [[ $target =~ ^([^/:]+):(.*)$ ]]; then
+  remote_host=${BASH_REMATCH[1]}
+  target_path=${BASH_REMATCH[2]:-.}
+fi
+
+# --- Tools -------------------------------------------------------------------
+
+cd "$(dirname "$0")"
+src=$PWD
+command -v go >/dev/null || die "Go is not installed (https://go.dev/dl/); the build needs Go 1.26 or later"
+cc=$(CGO_ENABLED=1 go env CC)
+command -v "${cc%% *}" >/dev/null ||
+  die "no C compiler ('$cc'): go-sqlite3 needs cgo. On Debian: apt-get install gcc"
+if [ -n "$remote_host" ]; then
+  command -v rsync >/dev/null || die "rsync is not installed; it copies to $remote_host"
+fi
+read -r -a rsh <<<"${RSYNC_RSH:-ssh}"
+
+# --- Functions that also run on the remote host (shipped with declare -f) ----
+
+# resolve_target prints the absolute path of the docroot, which must be a
+# writable directory or a new one in a writable directory.
+resolve_target() { # path
+  local p=$1 parent
+  if [ -d "$p" ]; then
+    [ -w "$p" ] || { echo "TARGET $p is not writable by $(id -un)" >&2; return 1; }
+    (cd "$p" && pwd -P)
+    return
+  fi
+  [ ! -e "$p" ] || { echo "TARGET $p exists and is not a directory" >&2; return 1; }
+  parent=$(dirname "$p")
+  [ -d "$parent" ] || { echo "TARGET's parent $parent does not exist" >&2; return 1; }
+  [ -w "$parent" ] || { echo "cannot create TARGET $p: $parent is not writable by $(id -un)" >&2; return 1; }
+  printf '%s/%s\n' "$(cd "$parent" && pwd -P)" "$(basename "$p")"
+}
+
+# foreign_htaccess prints every .htaccess under the docroot that deploy.sh
+# would replace but did not write.
+foreign_htaccess() { # docroot
+  local f
+  for f in "$1/.htaccess" "$1/cgi-bin/.htaccess"; do
+    if [ -f "$f" ] && ! head -n 1 "$f" | grep -q '^# cgichat: written by deploy.sh'; then
+      echo "$f"
+    fi
+  done
+}
+
+# prepare_data_dir creates the database's directory writable by the web
+# server's user, or reports on the one it finds, which it leaves as it is.
+# It never touches the database.
+prepare_data_dir() { # dir db user group dry_run
+  local dir=$1 db=$2 user=$3 group=$4 dry=$5 owner act=run
+  [ "$dry" = 0 ] || act=would
+  if [ -d "$dir" ]; then
+    echo "deploy: data directory $dir exists: left as it is"
+    owner=$(stat -c %U "$dir")
+    if [ "$owner" != "$user" ] && [ "$(stat -c %a "$dir")" != 777 ] &&
+      ! { [ "$(stat -c %G "$dir")" = "$group" ] && [ -n "$(find "$dir" -maxdepth 0 -perm -g=w)" ]; }; then
+      echo "deploy: warning: $dir belongs to $owner and may not be writable by $user;" \
+        "fix: chown $user:$group $dir" >&2
+    fi
+  else
+    local how
+    if [ "$(id -u)" = 0 ]; then
+      how=(-m 0750 -o "$user" -g "$group")
+    elif [ "$(id -un)" = "$user" ]; then
+      how=(-m 0750)
+    elif id -Gn | tr ' ' '\n' | grep -qx "$group"; then
+      how=(-m 2770 -g "$group")
+    else
+      echo "deploy: warning: cannot give $dir to $user (not root, not in group $group):" \
+        "making it writable by everyone. Better, as root: chown $user:$group $dir && chmod 0750 $dir" >&2
+      how=(-m 0777)
+    fi
+    echo "deploy: $act: install -d ${how[*]} $dir"
+    # Should the directory end up below a document root, Apache serves
+    # nothing from it.
+    echo "deploy: $act: write $dir/.htaccess (Require all denied)"
+    if [ "$act" = run ]; then
+      install -d "${how[@]}" "$dir"
+      printf '%s\n' '# cgichat: written by deploy.sh. The database is never served.' \
+        'Require all denied' >"$dir/.htaccess"
+    fi
+  fi
+  if [ -e "$db" ]; then
+    echo "deploy: database $db exists: not touched"
+    if [ "$(stat -c %U "$db")" != "$user" ]; then
+      echo "deploy: warning: $db belongs to $(stat -c %U "$db"), not $user; if posts fail," \
+        "fix: chown $user:$group $db $db-wal $db-shm" >&2
+    fi
+  else
+    echo "deploy: the programs create $db on first use, as $user"
+  fi
+}
+
+# on_target runs one of the functions above where TARGET is.
+on_target() { # function args...
+  if [ -z "$remote_host" ]; then
+    "$@"
+  else
+    "${rsh[@]}" "$remote_host" bash -s <<<"$(declare -f resolve_target foreign_htaccess prepare_data_dir)
+$(printf '%q ' "$@")"
+  fi
+}
+
+# --- Where things go ---------------------------------------------------------
+
+docroot=$(on_target resolve_target "$target_path") || die "cannot deploy to $target"
+check_safe "TARGET" "$docroot"
+base=$(dirname "$docroot")
+: "${db:=$base/cgichat-data/chat.db}"
+: "${conf_dir:=$base/cgichat-conf}"
+if [ -z "$remote_host" ]; then
+  db=$(realpath -m -- "$db")
+  conf_dir=$(realpath -m -- "$conf_dir")
+fi
+[[ $db == /* && $conf_dir == /* ]] || die "--db and --conf-dir must be absolute paths for a remote TARGET"
+check_safe "--db" "$db"
+check_safe "--conf-dir" "$conf_dir"
+case $db/ in
+  "$docroot"/*) die "the database $db would be inside TARGET, where the web server could serve it; choose a --db outside $docroot" ;;
+esac
+# The wake-up sockets live in DB-wake/PID-RANDOM; Linux allows 107 bytes.
+[ ${#db} -le 80 ] ||
+  warn "the database path is long (${#db} bytes): streams may fall back to polling every CHAT_POLL_MS; a shorter --db avoids it"
+
+foreign=$(on_target foreign_htaccess "$docroot")
+[ -z "$foreign" ] || die "$(printf '%s\n' "these .htaccess files were not written by deploy.sh:" "$foreign" \
+  "Deploy into a directory of its own (for example $docroot/chat), or merge contrib/htaccess/ into them by hand.")"
+
+if [ -z "$web_user" ]; then
+  if [ -n "$remote_host" ]; then
+    web_user=$("${rsh[@]}" "$remote_host" id -un)
+    why="your account on $remote_host: most shared hosts run CGI as its owner (suEXEC); pass --web-user otherwise"
+  elif web_user=$(ps -eo user=,comm= | awk '$1 != "root" && $2 ~ /^(apache2|httpd|nginx)$/ { print $1; exit }') && [ -n "$web_user" ]; then
+    why="a running web server works as $web_user"
+  else
+    web_user=$(id -un)
+    why="no web server user found; assuming the programs run as you"
+    for u in www-data apache nginx http; do
+      if id "$u" >/dev/null 2>&1; then
+        web_user=$u why="user $u exists here"
+        break
+      fi
+    done
+  fi
+else
+  why="--web-user"
+fi
+check_safe "--web-user" "$web_user"
+if [ -z "$remote_host" ]; then
+  web_group=$(id -gn "$web_user" 2>/dev/null) || die "user $web_user does not exist here (--web-user)"
+else
+  web_group=$("${rsh[@]}" "$remote_host" id -gn "$web_user") || die "user $web_user does not exist on $remote_host"
+fi
+say "assuming the web server runs the programs as $web_user ($why)"
+
+# --- Build -------------------------------------------------------------------
+
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$stage/docroot/cgi-bin" "$stage/conf"
+chmod 0755 "$stage/docroot" "$stage/docroot/cgi-bin" "$stage/conf"
+goarch=${GOARCH:-amd64}
+say "building post and stream: static linux/$goarch binaries (cgo, go-sqlite3)"
+for prog in post stream; do
+  if ! out=$(CGO_ENABLED=1 GOOS=linux GOARCH=$goarch go build -trimpath \
+    -tags 'sqlite_omit_load_extension osusergo netgo' \
+    -ldflags '-linkmode external -extldflags -static' \
+    -o "$stage/docroot/cgi-bin/$prog" "./cgi-bin/$prog" 2>&1); then
+    printf '%s\n' "$out" >&2
+    hint=""
+    if grep -q 'cannot find -l' <<<"$out"; then
+      hint=" A static build needs the C library's static archive (Debian: libc6-dev, which gcc brings; Alpine: musl-dev)."
+    fi
+    die "building $prog failed.$hint"
+  fi
+  bin=$stage/docroot/cgi-bin/$prog
+  if command -v file >/dev/null; then
+    file -L "$bin" | grep -Eq 'statically linked|static-pie linked' ||
+      die "$prog is not statically linked: $(file -L "$bin")"
+  fi
+  if ldd "$bin" >/dev/null 2>&1; then
+    die "$prog is linked dynamically: $(ldd "$bin" | tr '\n' ' ')"
+  fi
+done
+say "checked: post and stream are statically linked"
+
+# --- Stage the page and the configuration ------------------------------------
+
+[ -f public/index.html ] || die "public/index.html is missing: run deploy.sh from a cgichat checkout"
+page_files=() page_names=()
+while IFS= read -r -d '' f; do
+  rel=${f#public/}
+  [[ $rel =~ ^[A-Za-z0-9_][A-Za-z0-9._/-]*$ ]] || die "public/$rel: page files need plain names (letters, digits, ._-)"
+  install -D -m 0644 "$f" "$stage/docroot/$rel"
+  page_files+=("${rel//./\\.}")
+  page_names+=("$(basename "$rel" | sed 's/\./\\./g')")
+done < <(find public -type f ! -path '*/.*' -print0 | sort -z)
+chmod -R u=rwX,go=rX "$stage/docroot"
+
+# The settings every mode passes to the programs; nginx + fcgiwrap always
+# runs the stream in batch mode (see contrib/nginx/fcgiwrap.conf).
+settings=("CHAT_DB=$db" "CHAT_STREAM_MODE=$stream_mode" "${extra_env[@]}")
+fcgiwrap_settings=("CHAT_DB=$db" "CHAT_STREAM_MODE=batch" "${extra_env[@]}")
+lines() { # format settings...: one formatted line per NAME=VALUE
+  local fmt=$1 kv
+  shift
+  for kv in "$@"; do
+    # shellcheck disable=SC2059
+    printf "$fmt\n" "${kv%%=*}" "${kv#*=}"
+  done
+}
+
+# render copies a template from contrib/, replacing every @NAME@ it knows,
+# and fails on any it does not.
+render() { # template destination
+  local text
+  text=$(<"contrib/$1")
+  text=${text//@MODE@/"$mode"}
+  text=${text//@DOCROOT@/"$docroot"}
+  text=${text//@CHAT_DB@/"$db"}
+  text=${text//@SOCKET_DIR@/"$socket_dir"}
+  text=${text//@FCGIWRAP_SOCKET@/"$fcgiwrap_socket"}
+  text=${text//@FCGIWRAP_CHILDREN@/"$fcgiwrap_children"}
+  text=${text//@WEB_USER@/"$web_user"}
+  text=${text//@WEB_GROUP@/"$web_group"}
+  text=${text//@SERVER_NAME@/"$server_name"}
+  text=${text//@NGINX_LISTEN@/"$http_listen"}
+  text=${text//@APACHE_LISTEN@/"$apache_listen"}
+  text=${text//@PAGE_FILES@/"$(IFS='|'; echo "${page_files[*]}")"}
+  text=${text//@PAGE_NAMES@/"$(IFS='|'; echo "${page_names[*]}")"}
+  text=${text//@HANDLER@/"$handler"}
+  text=${text//@SETENV@/"$(lines 'SetEnv %s %s' "${settings[@]}")"}
+  text=${text//@FASTCGI_PARAMS@/"$(lines '        fastcgi_param %s %s;' "${fcgiwrap_settings[@]}")"}
+  text=${text//@ENVIRONMENT@/"$(lines 'Environment=%s=%s' "${settings[@]}")"}
+  if [[ $text =~ @[A-Z_]+@ ]]; then
+    die "contrib/$1: unknown placeholder ${BASH_REMATCH[0]}"
+  fi
+  printf '%s\n' "$text" >"$2"
+  chmod 0644 "$2"
+}
+
+apache_listen=$http_listen
+[[ $http_listen =~ ^[0-9]+$ ]] && apache_listen="*:$http_listen"
+handler=cgi-script
+[ "$mode" != fcgid ] || handler=fcgid-script
+render htaccess/docroot.htaccess "$stage/docroot/.htaccess"
+render htaccess/deny-all.htaccess "$stage/conf/.htaccess"
+case $mode in
+  cgi)
+    render htaccess/cgi-bin.htaccess "$stage/docroot/cgi-bin/.htaccess"
+    render nginx/fcgiwrap.conf "$stage/conf/nginx-fcgiwrap.conf"
+    render fcgiwrap/fcgiwrap.default "$stage/conf/fcgiwrap.default"
+    ;;
+  fcgid)
+    render htaccess/cgi-bin.htaccess "$stage/docroot/cgi-bin/.htaccess"
+    render apache/fcgid-live.conf "$stage/conf/apache-fcgid-live.conf"
+    ;;
+  daemon)
+    render htaccess/cgi-bin-daemon.htaccess "$stage/docroot/cgi-bin/.htaccess"
+    render nginx/daemon.conf "$stage/conf/nginx-daemon.conf"
+    render apache/daemon.conf "$stage/conf/apache-daemon.conf"
+    render systemd/cgichat@.service "$stage/conf/cgichat@.service"
+    ;;
+esac
+
+# --- Install -----------------------------------------------------------------
+
+changed=0
+act=install
+[ "$dry_run" = 0 ] || act="would install"
+
+# install_tree copies every staged file that differs into dest, through a
+# temporary file and a rename, so a running program is replaced, not
+# rewritten under its feet.
+install_tree() { # staged dest
+  local from=$1 to=$2 rel f mode
+  while IFS= read -r -d '' f; do
+    rel=${f#"$from"/}
+    mode=$(stat -c %a "$f")
+    if [ -f "$to/$rel" ] && cmp -s "$f" "$to/$rel" && [ "$(stat -c %a "$to/$rel")" = "$mode" ]; then
+      continue
+    fi
+    say "$act $to/$rel"
+    changed=$((changed + 1))
+    [ "$dry_run" = 0 ] || continue
+    [ -d "$(dirname "$to/$rel")" ] || install -d -m 0755 "$(dirname "$to/$rel")"
+    install -m "$mode" "$f" "$to/.$(basename "$rel").cgichat-new"
+    mv -f "$to/.$(basename "$rel").cgichat-new" "$to/$rel"
+  done < <(find "$from" -type f -print0 | sort -z)
+}
+
+# rsync_tree does the same for a remote TARGET, comparing by checksum.
+rsync_tree() { # staged dest
+  local out
+  out=$(rsync -r --executability --checksum --itemize-changes \
+    $([ "$dry_run" = 0 ] || echo --dry-run) -e "${RSYNC_RSH:-ssh}" \
+    "$1/" "$remote_host:$2/") || die "rsync to $remote_host:$2 failed"
+  while IFS= read -r line; do
+    [ -n "$line" ] || continue
+    say "$act $remote_host:$2/${line#* }"
+    changed=$((changed + 1))
+  done <<<"$out"
+}
+
+for pair in "docroot:$docroot" "conf:$conf_dir"; do
+  if [ -z "$remote_host" ]; then
+    install_tree "$stage/${pair%%:*}" "${pair#*:}"
+  else
+    rsync_tree "$stage/${pair%%:*}" "${pair#*:}"
+  fi
+done
+on_target prepare_data_dir "$(dirname "$db")" "$db" "$web_user" "$web_group" "$dry_run"
+
+# --- What next ---------------------------------------------------------------
+
+where=$docroot
+[ -z "$remote_host" ] || where=$remote_host:$docroot
+if [ "$changed" = 0 ]; then
+  say "nothing to change: $where is up to date"
+elif [ "$dry_run" = 1 ]; then
+  say "dry run: $changed files would change; nothing was written"
+else
+  say "done: $changed files changed"
+fi
+say "page: TARGET/index.html; programs: TARGET/cgi-bin/post and TARGET/cgi-bin/stream ($mode, stream $stream_mode)"
+case $mode in
+  cgi)
+    say "Apache: needs mod_cgid (or mod_cgi) and AllowOverride FileInfo AuthConfig Indexes Options=ExecCGI (or All)"
+    say "nginx + fcgiwrap: $conf_dir/nginx-fcgiwrap.conf and $conf_dir/fcgiwrap.default"
+    ;;
+  fcgid)
+    say "Apache: needs mod_fcgid and AllowOverride FileInfo AuthConfig Indexes Options=ExecCGI (or All)"
+    [ "$stream_mode" = live ] || say "with server access: add $conf_dir/apache-fcgid-live.conf to Apache's configuration and deploy again with --stream-mode live"
+    ;;
+  daemon)
+    say "daemons: copy $conf_dir/cgichat@.service to /etc/systemd/system/, then"
+    say "  systemctl daemon-reload && systemctl enable --now cgichat@post cgichat@stream"
+    say "  (without systemd, as $web_user: CHAT_DB=$db $docroot/cgi-bin/post -listen unix:$socket_dir/post.sock, and the same for stream)"
+    [ "$socket_dir" = /run/cgichat ] || say "  $socket_dir must exist and be writable by $web_user"
+    say "front end: $conf_dir/nginx-daemon.conf or $conf_dir/apache-daemon.conf"
+    [ "$changed" = 0 ] || say "after an update: systemctl restart cgichat@post cgichat@stream"
+    ;;
+esac
