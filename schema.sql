@@ -17,3 +17,80 @@ CREATE TABLE IF NOT EXISTS messages (
     created_at TEXT    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_room_id ON messages (room, id);
+
+-- step: 2
+-- Moderation, abuse resistance, presence and retention.
+
+-- Deleting a message (DELETE FROM messages WHERE id = 42) leaves a
+-- tombstone: a row of kind 'delete' whose target is the deleted id. It gets
+-- a new id, so open pages learn of the deletion through their stream and a
+-- resuming stream does too. Retention marks rows 'pruned' before deleting
+-- them, which leaves no tombstone.
+ALTER TABLE messages ADD COLUMN kind TEXT NOT NULL DEFAULT 'message';
+ALTER TABLE messages ADD COLUMN target INTEGER;
+CREATE TRIGGER messages_tombstone AFTER DELETE ON messages WHEN old.kind = 'message'
+BEGIN
+    INSERT INTO messages (room, nick, text, created_at, kind, target)
+    VALUES (old.room, old.nick, '', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), 'delete', old.id);
+END;
+
+-- Bans: INSERT INTO bans (nick) VALUES ('troll');
+--       INSERT INTO bans (addr, until) VALUES ('203.0.113.7', '2026-12-01T00:00:00Z');
+-- nick matches case-insensitively and after Unicode NFKC; addr is the client
+-- address as the programs see it; until is ISO-8601 UTC, NULL for ever.
+CREATE TABLE bans (
+    nick       TEXT,
+    addr       TEXT,
+    until      TEXT,
+    reason     TEXT,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    CHECK (nick IS NOT NULL OR addr IS NOT NULL)
+);
+
+-- Rate limits: a token bucket per key ('addr:…' or 'nick:…'), shared by
+-- every process. updated is Unix time in seconds.
+CREATE TABLE rate_buckets (
+    key     TEXT PRIMARY KEY,
+    tokens  REAL NOT NULL,
+    updated REAL NOT NULL
+) WITHOUT ROWID;
+
+-- Nick ownership: the claim last issued for a normalised nick, and when its
+-- owner last posted.
+CREATE TABLE nick_claims (
+    nick_key  TEXT PRIMARY KEY,
+    nick      TEXT NOT NULL,
+    issued    INTEGER NOT NULL,
+    last_used TEXT NOT NULL
+) WITHOUT ROWID;
+
+-- Settings the programs keep for themselves, such as the secret that signs
+-- nick claims. Deleting claim_secret invalidates every claim.
+CREATE TABLE settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+
+-- Streams: who is in which room (presence) and how many streams each client
+-- address holds open. seen_at (Unix seconds) is renewed every heartbeat
+-- while open, and set when the stream ends; rows not renewed for a while
+-- are gone (a process killed outright cannot say so) and get removed.
+CREATE TABLE streams (
+    id      INTEGER PRIMARY KEY,
+    owner   TEXT NOT NULL,
+    room    TEXT NOT NULL,
+    nick    TEXT,
+    addr    TEXT NOT NULL,
+    open    INTEGER NOT NULL DEFAULT 1,
+    seen_at REAL NOT NULL
+);
+CREATE INDEX streams_addr ON streams (addr);
+CREATE INDEX streams_room ON streams (room);
+CREATE INDEX streams_owner ON streams (owner);
+
+-- Retention: per room, the highest id removed by pruning, so a stream
+-- resuming from before it can say that history was trimmed.
+CREATE TABLE trimmed (
+    room    TEXT PRIMARY KEY,
+    through INTEGER NOT NULL
+) WITHOUT ROWID;

@@ -5,6 +5,7 @@ package chat
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Message is one chat line as stored and as sent to clients. Its JSON form
@@ -16,7 +17,18 @@ type Message struct {
 	Text string `db:"text" json:"text"`
 	// Time is RFC 3339 in UTC with milliseconds, as stored in created_at.
 	Time string `db:"created_at" json:"time"`
+
+	// Kind is KindMessage, or KindDelete for the tombstone a deletion
+	// leaves; Target is then the deleted message's id.
+	Kind   string `db:"kind" json:"-"`
+	Target int64  `db:"target" json:"-"`
 }
+
+// Kinds of rows in the messages table.
+const (
+	KindMessage = "message"
+	KindDelete  = "delete"
+)
 
 // TimeFormat is the layout of Message.Time: RFC 3339, UTC, milliseconds.
 const TimeFormat = "2006-01-02T15:04:05.000Z"
@@ -30,6 +42,9 @@ const (
 	ETooLarge    Code = "too_large"   // the request body is over the limit
 	EUnsupported Code = "unsupported" // the body's content type is not accepted
 	EMethod      Code = "method"      // the HTTP method is not allowed
+	EForbidden   Code = "forbidden"   // a ban, or a post from another site
+	EConflict    Code = "conflict"    // the nick belongs to someone else
+	ETooMany     Code = "too_many"    // over a rate limit or the stream cap
 	EConfig      Code = "config"      // the server's configuration is wrong
 	EInternal    Code = "internal"    // anything else; details go to the log only
 )
@@ -40,6 +55,8 @@ type Error struct {
 	Code    Code
 	Message string
 	Err     error
+	// RetryAfter, for ETooMany, is when trying again can succeed.
+	RetryAfter time.Duration
 }
 
 // Error returns the message, followed by the cause when there is one.

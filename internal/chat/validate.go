@@ -44,7 +44,7 @@ func ValidNick(nick string) (string, error) {
 	}
 	nick = strings.TrimSpace(nick)
 	switch n := utf8.RuneCountInString(nick); {
-	case n == 0:
+	case blank(nick):
 		return "", Errorf(EInvalid, "Please choose a nickname.")
 	case n > MaxNickLen:
 		return "", Errorf(EInvalid, "The nickname is too long: at most %d characters.", MaxNickLen)
@@ -64,7 +64,7 @@ func ValidText(text string) (string, error) {
 	}
 	text = strings.ReplaceAll(text, "\r\n", "\n")
 	text = strings.ReplaceAll(text, "\r", "\n")
-	if strings.TrimSpace(text) == "" {
+	if blank(text) {
 		return "", Errorf(EInvalid, "The message is empty.")
 	}
 	if n := utf8.RuneCountInString(text); n > MaxTextLen {
@@ -74,4 +74,21 @@ func ValidText(text string) (string, error) {
 		return "", Errorf(EInvalid, "The message may not contain control characters other than newlines.")
 	}
 	return text, nil
+}
+
+// blank reports whether s shows nothing: only white space and invisible
+// characters, such as a text of zero-width spaces.
+func blank(s string) bool {
+	return strings.IndexFunc(s, func(r rune) bool { return !unicode.IsSpace(r) && !Invisible(r) }) < 0
+}
+
+// Invisible reports whether r shows nothing by itself: format characters
+// (zero-width space, joiners, direction marks) and the blank letters that
+// pass for text (Hangul fillers, braille blank, combining grapheme joiner).
+func Invisible(r rune) bool {
+	switch r {
+	case 0x034F, 0x115F, 0x1160, 0x2800, 0x3164, 0xFFA0:
+		return true
+	}
+	return unicode.Is(unicode.Cf, r)
 }

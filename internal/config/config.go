@@ -5,6 +5,8 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
+	"net/url"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -31,6 +33,11 @@ const (
 	DefaultHistory          = 50
 	DefaultDBDir            = "cgichat-data"
 	DefaultDBName           = "chat.db"
+	DefaultRateLimit        = "5/10s"
+	DefaultNickHours        = 24
+	DefaultStreamsPerClient = 10
+	DefaultKeepMessages     = 10000
+	DefaultKeepDays         = 0
 )
 
 // Config is one complete set of settings. It is comparable, so a process
@@ -43,6 +50,31 @@ type Config struct {
 	Poll      time.Duration // CHAT_POLL_MS: how often a stream checks the database unprompted
 	History   int           // CHAT_HISTORY: messages sent on first join
 	Mode      string        // CHAT_STREAM_MODE: live or batch
+
+	RateLimit        Rate          // CHAT_RATE_LIMIT: posts per client address and per nick; zero is off
+	AllowedOrigins   string        // CHAT_ALLOWED_ORIGINS: other origins whose pages may post, comma-separated
+	TrustedProxies   string        // CHAT_TRUSTED_PROXIES: addresses whose X-Forwarded-For is believed
+	NickHold         time.Duration // CHAT_NICK_HOURS: how long an idle nick stays its owner's
+	StreamsPerClient int           // CHAT_STREAMS_PER_CLIENT: open streams per client address; 0 is no cap
+	KeepMessages     int           // CHAT_KEEP_MESSAGES: messages kept per room; 0 keeps all
+	KeepDays         int           // CHAT_KEEP_DAYS: days a message is kept; 0 keeps it forever
+}
+
+// Rate is a token bucket: N posts at once, refilled at N per Per.
+type Rate struct {
+	N   int
+	Per time.Duration
+}
+
+// Off reports whether the rate limit is disabled.
+func (r Rate) Off() bool { return r.N == 0 }
+
+// String returns the rate as CHAT_RATE_LIMIT spells it.
+func (r Rate) String() string {
+	if r.Off() {
+		return "off"
+	}
+	return fmt.Sprintf("%d/%s", r.N, r.Per)
 }
 
 // Load reads the configuration through getenv (os.Getenv, or a lookup that
@@ -65,6 +97,10 @@ func Load(getenv func(string) string) (Config, error) {
 		{"CHAT_HEARTBEAT_SECONDS", DefaultHeartbeatSeconds, 1, 30, "seconds", func(n int) { c.Heartbeat = time.Duration(n) * time.Second }},
 		{"CHAT_POLL_MS", DefaultPollMS, 5, 10000, "milliseconds", func(n int) { c.Poll = time.Duration(n) * time.Millisecond }},
 		{"CHAT_HISTORY", DefaultHistory, 0, 1000, "messages", func(n int) { c.History = n }},
+		{"CHAT_NICK_HOURS", DefaultNickHours, 0, 24 * 365, "hours", func(n int) { c.NickHold = time.Duration(n) * time.Hour }},
+		{"CHAT_STREAMS_PER_CLIENT", DefaultStreamsPerClient, 0, 100000, "streams", func(n int) { c.StreamsPerClient = n }},
+		{"CHAT_KEEP_MESSAGES", DefaultKeepMessages, 0, 100000000, "messages", func(n int) { c.KeepMessages = n }},
+		{"CHAT_KEEP_DAYS", DefaultKeepDays, 0, 100000, "days", func(n int) { c.KeepDays = n }},
 	}
 	for _, v := range ints {
 		n, err := intVar(v.name, getenv(v.name), v.def, v.min, v.max, v.unit)
@@ -80,7 +116,101 @@ func Load(getenv func(string) string) (Config, error) {
 	default:
 		return Config{}, fmt.Errorf("CHAT_STREAM_MODE must be %q or %q, not %q", ModeLive, ModeBatch, m)
 	}
+	if c.RateLimit, err = rate(getenv("CHAT_RATE_LIMIT")); err != nil {
+		return Config{}, err
+	}
+	if c.AllowedOrigins, err = origins(getenv("CHAT_ALLOWED_ORIGINS")); err != nil {
+		return Config{}, err
+	}
+	if c.TrustedProxies, err = proxies(getenv("CHAT_TRUSTED_PROXIES")); err != nil {
+		return Config{}, err
+	}
 	return c, nil
+}
+
+// rate parses CHAT_RATE_LIMIT: "off", or N/D with D a duration such as 10s
+// or 1m (a bare number is seconds).
+func rate(s string) (Rate, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		s = DefaultRateLimit
+	}
+	if s == "off" {
+		return Rate{}, nil
+	}
+	bad := fmt.Errorf("CHAT_RATE_LIMIT must be \"off\" or posts per time such as \"5/10s\" (1 to 10000 posts, 1s to 24h), not %q", s)
+	ns, ds, ok := strings.Cut(s, "/")
+	n, err := strconv.Atoi(ns)
+	if !ok || err != nil || n < 1 || n > 10000 {
+		return Rate{}, bad
+	}
+	if _, err := strconv.Atoi(ds); err == nil {
+		ds += "s"
+	}
+	d, err := time.ParseDuration(ds)
+	if err != nil || d < time.Second || d > 24*time.Hour {
+		return Rate{}, bad
+	}
+	return Rate{N: n, Per: d}, nil
+}
+
+// origins checks CHAT_ALLOWED_ORIGINS: scheme://host[:port] entries,
+// comma-separated; it returns them lower-cased, joined by commas.
+func origins(s string) (string, error) {
+	var out []string
+	for _, o := range strings.Split(s, ",") {
+		o = strings.ToLower(strings.TrimSpace(o))
+		if o == "" {
+			continue
+		}
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" {
+			return "", fmt.Errorf("CHAT_ALLOWED_ORIGINS must list origins such as https://example.org, comma-separated; %q is not one", o)
+		}
+		out = append(out, o)
+	}
+	return strings.Join(out, ","), nil
+}
+
+// proxies checks CHAT_TRUSTED_PROXIES: IP addresses or CIDR prefixes,
+// comma-separated; it returns them in canonical form, joined by commas.
+func proxies(s string) (string, error) {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		prefix, err := netip.ParsePrefix(p)
+		if err != nil {
+			addr, aerr := netip.ParseAddr(p)
+			if aerr != nil {
+				return "", fmt.Errorf("CHAT_TRUSTED_PROXIES must list IP addresses or prefixes such as 127.0.0.1 or 10.0.0.0/8; %q is neither", p)
+			}
+			prefix = netip.PrefixFrom(addr, addr.BitLen())
+		}
+		out = append(out, prefix.Masked().String())
+	}
+	return strings.Join(out, ","), nil
+}
+
+// TrustedPrefixes returns the parsed CHAT_TRUSTED_PROXIES.
+func (c Config) TrustedPrefixes() []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range strings.Split(c.TrustedProxies, ",") {
+		if prefix, err := netip.ParsePrefix(p); err == nil {
+			out = append(out, prefix)
+		}
+	}
+	return out
+}
+
+// AllowedOriginList returns the parsed CHAT_ALLOWED_ORIGINS.
+func (c Config) AllowedOriginList() []string {
+	if c.AllowedOrigins == "" {
+		return nil
+	}
+	return strings.Split(c.AllowedOrigins, ",")
 }
 
 // intVar parses one whole-number variable, or returns def when it is unset.
@@ -146,5 +276,14 @@ var Help = fmt.Sprintf(`Settings (environment variables; SetEnv, fastcgi_param o
   CHAT_POLL_MS            database check without a wake-up (default %d)
   CHAT_HISTORY            messages sent on first join (default %d)
   CHAT_STREAM_MODE        live, or batch for hosts that buffer (default live)
+  CHAT_RATE_LIMIT         posts per client address and per nick: N/duration,
+                          or off (default %s)
+  CHAT_ALLOWED_ORIGINS    other sites whose pages may post, comma-separated
+  CHAT_TRUSTED_PROXIES    proxies whose X-Forwarded-For is believed (IPs/CIDRs)
+  CHAT_NICK_HOURS         an idle nick stays its owner's this long (default %d)
+  CHAT_STREAMS_PER_CLIENT open streams per client address, 0: no cap (default %d)
+  CHAT_KEEP_MESSAGES      messages kept per room, 0: all (default %d)
+  CHAT_KEEP_DAYS          days messages are kept, 0: forever (default %d)
   CHAT_LOG_LEVEL          debug, info, warn or error (default info)
-`, DefaultDBDir, DefaultDBName, DefaultStreamSeconds, DefaultHeartbeatSeconds, DefaultPollMS, DefaultHistory)
+`, DefaultDBDir, DefaultDBName, DefaultStreamSeconds, DefaultHeartbeatSeconds, DefaultPollMS, DefaultHistory,
+	DefaultRateLimit, DefaultNickHours, DefaultStreamsPerClient, DefaultKeepMessages, DefaultKeepDays)

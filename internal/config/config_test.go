@@ -25,6 +25,11 @@ func TestLoadDefaults(t *testing.T) {
 		Poll:      250 * time.Millisecond,
 		History:   50,
 		Mode:      "live",
+
+		RateLimit:        config.Rate{N: 5, Per: 10 * time.Second},
+		NickHold:         24 * time.Hour,
+		StreamsPerClient: 10,
+		KeepMessages:     10000,
 	}
 	if got != want {
 		t.Errorf("Load() = %+v, want %+v", got, want)
@@ -33,18 +38,28 @@ func TestLoadDefaults(t *testing.T) {
 
 func TestLoadValues(t *testing.T) {
 	got, err := config.Load(env(map[string]string{
-		"CHAT_DB":                "/srv/chat/x.db",
-		"CHAT_STREAM_SECONDS":    " 30 ",
-		"CHAT_HEARTBEAT_SECONDS": "2",
-		"CHAT_POLL_MS":           "20",
-		"CHAT_HISTORY":           "0",
-		"CHAT_STREAM_MODE":       "batch",
+		"CHAT_DB":                 "/srv/chat/x.db",
+		"CHAT_STREAM_SECONDS":     " 30 ",
+		"CHAT_HEARTBEAT_SECONDS":  "2",
+		"CHAT_POLL_MS":            "20",
+		"CHAT_HISTORY":            "0",
+		"CHAT_STREAM_MODE":        "batch",
+		"CHAT_RATE_LIMIT":         "off",
+		"CHAT_ALLOWED_ORIGINS":    "https://Example.org, http://127.0.0.1:8080",
+		"CHAT_TRUSTED_PROXIES":    "127.0.0.1, 10.1.2.3/8,::1",
+		"CHAT_NICK_HOURS":         "0",
+		"CHAT_STREAMS_PER_CLIENT": "0",
+		"CHAT_KEEP_MESSAGES":      "100",
+		"CHAT_KEEP_DAYS":          "30",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := config.Config{DB: "/srv/chat/x.db", Stream: 30 * time.Second, Heartbeat: 2 * time.Second,
-		Poll: 20 * time.Millisecond, History: 0, Mode: "batch"}
+		Poll: 20 * time.Millisecond, History: 0, Mode: "batch",
+		AllowedOrigins: "https://example.org,http://127.0.0.1:8080",
+		TrustedProxies: "127.0.0.1/32,10.0.0.0/8,::1/128",
+		KeepMessages:   100, KeepDays: 30}
 	if got != want {
 		t.Errorf("Load() = %+v, want %+v", got, want)
 	}
@@ -63,6 +78,14 @@ func TestLoadErrors(t *testing.T) {
 		{"UnknownMode", "CHAT_STREAM_MODE", "fast", `CHAT_STREAM_MODE must be "live" or "batch", not "fast"`},
 		{"DBWithQuery", "CHAT_DB", "/x/chat.db?mode=ro", "CHAT_DB may not contain"},
 		{"DBDirectory", "CHAT_DB", "/x/", "must name a file"},
+		{"RateNoSlash", "CHAT_RATE_LIMIT", "5", `CHAT_RATE_LIMIT must be "off" or posts per time`},
+		{"RateZero", "CHAT_RATE_LIMIT", "0/10s", "CHAT_RATE_LIMIT"},
+		{"RateTooShort", "CHAT_RATE_LIMIT", "5/10ms", "CHAT_RATE_LIMIT"},
+		{"RateBadUnit", "CHAT_RATE_LIMIT", "5/10 parsecs", "CHAT_RATE_LIMIT"},
+		{"OriginWithPath", "CHAT_ALLOWED_ORIGINS", "https://example.org/chat", "CHAT_ALLOWED_ORIGINS"},
+		{"OriginNoScheme", "CHAT_ALLOWED_ORIGINS", "example.org", "CHAT_ALLOWED_ORIGINS"},
+		{"ProxyName", "CHAT_TRUSTED_PROXIES", "proxy.local", "CHAT_TRUSTED_PROXIES"},
+		{"StreamsNegative", "CHAT_STREAMS_PER_CLIENT", "-1", "CHAT_STREAMS_PER_CLIENT"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -84,5 +107,31 @@ func TestConfigIsAMapKey(t *testing.T) {
 	m := map[config.Config]int{a: 1}
 	if m[b] != 1 {
 		t.Errorf("equal configurations are different map keys")
+	}
+}
+
+func TestRateForms(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"5/10s", "5/10s"},
+		{"5/10", "5/10s"},
+		{"30/1m", "30/1m0s"},
+		{" off ", "off"},
+	}
+	for _, tt := range tests {
+		c, err := config.Load(env(map[string]string{"CHAT_DB": "/a.db", "CHAT_RATE_LIMIT": tt.in}))
+		if err != nil {
+			t.Fatalf("CHAT_RATE_LIMIT=%q: %v", tt.in, err)
+		}
+		if got := c.RateLimit.String(); got != tt.want {
+			t.Errorf("CHAT_RATE_LIMIT=%q gives %s, want %s", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestTrustedPrefixes(t *testing.T) {
+	c, _ := config.Load(env(map[string]string{"CHAT_DB": "/a.db", "CHAT_TRUSTED_PROXIES": "127.0.0.1,10.0.0.0/8"}))
+	got := c.TrustedPrefixes()
+	if len(got) != 2 || got[0].String() != "127.0.0.1/32" || got[1].String() != "10.0.0.0/8" {
+		t.Errorf("TrustedPrefixes = %v, want [127.0.0.1/32 10.0.0.0/8]", got)
 	}
 }

@@ -5,8 +5,11 @@ package feed
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,8 +19,12 @@ import (
 	"cgichat/internal/store"
 )
 
-// EventMessage is the SSE event type of a chat message.
-const EventMessage = "message"
+// SSE event types the feed produces.
+const (
+	EventMessage  = "message"  // a chat message; id: is its id
+	EventDelete   = "delete"   // a message was deleted; id: is the tombstone's
+	EventPresence = "presence" // who is in the room now; no id:
+)
 
 // pageSize bounds one read of new messages; the feed reads again at once
 // while pages come back full.
@@ -27,24 +34,51 @@ const pageSize = 500
 // to catch up from the database instead.
 const subBuffer = 256
 
-// Frame is one message encoded once as an SSE event, ready to be written to
-// any number of clients.
+// Frame is one event encoded once, ready to be written to any number of
+// clients. ID is 0 for events without an id (presence).
 type Frame struct {
 	ID    int64
 	Room  string
 	Bytes []byte
 }
 
-// Encode turns a message into its event: id, type "message", and the
-// message's JSON as data. JSON escapes every line break, so the text cannot
-// forge frames.
+// Encode turns a row into its event: a message's id, type "message" and
+// the message's JSON as data; a tombstone's id, type "delete" and
+// {"id","room","target","time"}. JSON escapes every line break, so no text
+// can forge frames.
 func Encode(m chat.Message) Frame {
-	data, err := json.Marshal(m)
-	if err != nil {
-		// A struct of strings and an integer always marshals.
-		panic("feed: encode message: " + err.Error())
+	var v any = m
+	event := EventMessage
+	if m.Kind == chat.KindDelete {
+		event = EventDelete
+		v = struct {
+			ID     int64  `json:"id"`
+			Room   string `json:"room"`
+			Target int64  `json:"target"`
+			Time   string `json:"time"`
+		}{m.ID, m.Room, m.Target, m.Time}
 	}
-	return Frame{ID: m.ID, Room: m.Room, Bytes: sse.AppendEvent(nil, m.ID, EventMessage, string(data))}
+	return Frame{ID: m.ID, Room: m.Room, Bytes: sse.AppendEvent(nil, m.ID, event, mustJSON(v))}
+}
+
+// EncodePresence returns the presence event of room: its readers' nicks.
+// It has no id, so it never moves a client's Last-Event-ID.
+func EncodePresence(room string, nicks []string) Frame {
+	v := struct {
+		Room  string   `json:"room"`
+		Nicks []string `json:"nicks"`
+	}{room, nicks}
+	return Frame{Room: room, Bytes: sse.AppendEvent(nil, 0, EventPresence, mustJSON(v))}
+}
+
+// mustJSON marshals values made only of strings, integers and slices of
+// them, which cannot fail.
+func mustJSON(v any) string {
+	data, err := json.Marshal(v)
+	if err != nil {
+		panic("feed: encode event: " + err.Error())
+	}
+	return string(data)
 }
 
 // Feed reads new messages once per change and hands them to subscribers.
@@ -55,27 +89,53 @@ type Feed struct {
 	wake    <-chan struct{}
 	log     *slog.Logger
 
+	// owner names this feed's rows in the streams table; renew is how
+	// often they are renewed, stale how long presence outlives a stream.
+	owner        string
+	renew, stale time.Duration
+
 	mu     sync.Mutex
 	rooms  map[string]map[*Sub]struct{}
 	n      int   // subscribers in all rooms
 	last   int64 // highest id read and handed out
 	active chan struct{}
+
+	// Presence, only touched by Run: the last list sent per room, and
+	// whether the database changed since presence was last read.
+	presence      map[string]string
+	presenceDirty bool
+	presenceRead  time.Time
 }
+
+// presenceEvery bounds how often a feed reads presence while the database
+// keeps changing (every stream renews its row each heartbeat).
+const presenceEvery = time.Second
 
 // New returns a feed over st that asks changes whether anything was
 // committed, every poll interval and whenever wake receives (wake may be
-// nil: polling only). Run drives it and closes changes at its end.
-func New(st *store.Store, changes *store.Changes, poll time.Duration, wake <-chan struct{}, log *slog.Logger) *Feed {
+// nil: polling only). It renews its streams' rows every renew interval and
+// counts a reader present until stale after its stream. Run drives it and
+// closes changes at its end.
+func New(st *store.Store, changes *store.Changes, poll, renew, stale time.Duration, wake <-chan struct{}, log *slog.Logger) *Feed {
+	var id [8]byte
+	rand.Read(id[:])
 	return &Feed{
-		store:   st,
-		changes: changes,
-		poll:    poll,
-		wake:    wake,
-		log:     log,
-		rooms:   make(map[string]map[*Sub]struct{}),
-		active:  make(chan struct{}, 1),
+		store:    st,
+		changes:  changes,
+		poll:     poll,
+		wake:     wake,
+		log:      log,
+		owner:    hex.EncodeToString(id[:]),
+		renew:    renew,
+		stale:    stale,
+		rooms:    make(map[string]map[*Sub]struct{}),
+		active:   make(chan struct{}, 1),
+		presence: make(map[string]string),
 	}
 }
+
+// Owner returns the name under which this feed renews stream rows.
+func (f *Feed) Owner() string { return f.owner }
 
 // Sub is one stream's subscription to a room.
 type Sub struct {
@@ -139,6 +199,8 @@ func (f *Feed) Run(ctx context.Context) {
 	defer f.changes.Close()
 	tick := time.NewTicker(f.poll)
 	defer tick.Stop()
+	renew := time.NewTicker(f.renew)
+	defer renew.Stop()
 	for {
 		if f.idle() {
 			select {
@@ -152,6 +214,11 @@ func (f *Feed) Run(ctx context.Context) {
 			return
 		case <-f.wake:
 		case <-tick.C:
+		case <-renew.C:
+			if err := f.store.TouchStreams(ctx, f.owner); err != nil {
+				f.log.Warn("feed: renewing streams failed", "err", err)
+			}
+			continue
 		}
 		changed, err := f.changes.Changed(ctx)
 		if err != nil {
@@ -160,7 +227,44 @@ func (f *Feed) Run(ctx context.Context) {
 		}
 		if changed {
 			f.readNew(ctx)
+			f.presenceDirty = true
 		}
+		if f.presenceDirty && time.Since(f.presenceRead) >= presenceEvery {
+			f.readPresence(ctx)
+		}
+	}
+}
+
+// readPresence reads who is in each room with subscribers and sends the
+// list where it changed.
+func (f *Feed) readPresence(ctx context.Context) {
+	f.presenceDirty = false
+	f.presenceRead = time.Now()
+	f.mu.Lock()
+	rooms := make([]string, 0, len(f.rooms))
+	for room := range f.rooms {
+		rooms = append(rooms, room)
+	}
+	for room := range f.presence {
+		if f.rooms[room] == nil {
+			delete(f.presence, room)
+		}
+	}
+	f.mu.Unlock()
+	for _, room := range rooms {
+		nicks, err := f.store.Presence(ctx, room, f.stale)
+		if err != nil {
+			f.log.Warn("feed: reading presence failed", "err", err)
+			return
+		}
+		// A room first seen empty needs no event: streams start with the
+		// list they read themselves.
+		key := strings.Join(nicks, "\n")
+		if f.presence[room] == key {
+			continue
+		}
+		f.presence[room] = key
+		f.handOut([]Frame{EncodePresence(room, nicks)})
 	}
 }
 
@@ -199,10 +303,12 @@ func (f *Feed) handOut(frames []Frame) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, fr := range frames {
-		if fr.ID <= f.last {
-			continue
+		if fr.ID != 0 {
+			if fr.ID <= f.last {
+				continue
+			}
+			f.last = fr.ID
 		}
-		f.last = fr.ID
 		for s := range f.rooms[fr.Room] {
 			select {
 			case s.c <- fr:

@@ -27,7 +27,7 @@ func start(t *testing.T, poll time.Duration, wake <-chan struct{}) (*store.Store
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := feed.New(st, ch, poll, wake, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	f := feed.New(st, ch, poll, time.Hour, 15*time.Second, wake, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -144,6 +144,9 @@ func TestSlowSubscriberIsToldItLagged(t *testing.T) {
 	for done := false; !done; {
 		select {
 		case fr := <-s.C():
+			if fr.ID == 0 {
+				continue // presence
+			}
 			if fr.ID <= prev {
 				t.Fatalf("frame %d after %d: out of order", fr.ID, prev)
 			}
@@ -154,5 +157,31 @@ func TestSlowSubscriberIsToldItLagged(t *testing.T) {
 	}
 	if prev >= last.ID {
 		t.Errorf("buffered frames reach id %d; want fewer than all %d", prev, last.ID)
+	}
+}
+
+func TestEncodeDelete(t *testing.T) {
+	fr := feed.Encode(chat.Message{ID: 9, Room: "r", Kind: chat.KindDelete, Target: 4, Time: "t"})
+	want := "id: 9\nevent: delete\ndata: {\"id\":9,\"room\":\"r\",\"target\":4,\"time\":\"t\"}\n\n"
+	if got := string(fr.Bytes); got != want {
+		t.Errorf("Encode(tombstone) = %q, want %q", got, want)
+	}
+}
+
+func TestPresenceChangesAreSent(t *testing.T) {
+	st, f := start(t, 10*time.Millisecond, nil)
+	s := mustSubscribe(t, f, "lobby")
+	ctx := context.Background()
+	if _, err := st.OpenStream(ctx, store.StreamInput{Owner: "other", Room: "lobby", Nick: "bob", Addr: "10.0.0.1", Stale: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	fr := receive(t, s)
+	if fr.ID != 0 || !strings.Contains(string(fr.Bytes), `event: presence`) || !strings.Contains(string(fr.Bytes), `"nicks":["bob"]`) {
+		t.Errorf("frame = %q, want a presence event listing bob", fr.Bytes)
+	}
+	// Nothing changed: no second presence event.
+	insert(t, st, "lobby", "x")
+	if fr := receive(t, s); !strings.Contains(string(fr.Bytes), "event: message") {
+		t.Errorf("frame = %q, want only the message", fr.Bytes)
 	}
 }

@@ -11,33 +11,40 @@ import (
 )
 
 // The columns of chat.Message, in its field order.
-const messageColumns = `id, room, nick, text, created_at`
+const messageColumns = `id, room, nick, text, created_at, kind, COALESCE(target, 0) AS target`
 
 const insertMessage = `INSERT INTO messages (room, nick, text, created_at) VALUES (?, ?, ?, ?)`
 
 // Insert stores a message whose fields are already valid and returns it
 // with its id and time. Once Insert returns nil the message is committed.
 func (s *Store) Insert(ctx context.Context, room, nick, text string) (chat.Message, error) {
-	m := chat.Message{Room: room, Nick: nick, Text: text, Time: s.Now().UTC().Format(chat.TimeFormat)}
-	err := s.withTx(ctx, func(tx *sqlx.Tx) error {
-		res, err := tx.ExecContext(ctx, insertMessage, m.Room, m.Nick, m.Text, m.Time)
-		if err != nil {
-			return err
-		}
-		m.ID, err = res.LastInsertId()
+	var m chat.Message
+	err := s.withTx(ctx, func(tx *sqlx.Tx) (err error) {
+		m, err = s.insert(ctx, tx, room, nick, text)
 		return err
 	})
+	return m, err
+}
+
+// insert adds a message within tx.
+func (s *Store) insert(ctx context.Context, tx *sqlx.Tx, room, nick, text string) (chat.Message, error) {
+	m := chat.Message{Room: room, Nick: nick, Text: text, Time: s.Now().UTC().Format(chat.TimeFormat), Kind: chat.KindMessage}
+	res, err := tx.ExecContext(ctx, insertMessage, m.Room, m.Nick, m.Text, m.Time)
+	if err == nil {
+		m.ID, err = res.LastInsertId()
+	}
 	if err != nil {
 		return chat.Message{}, internal(err, "insert a message")
 	}
 	return m, nil
 }
 
-const selectLatest = `SELECT ` + messageColumns + ` FROM (
-	SELECT ` + messageColumns + ` FROM messages WHERE room = ? ORDER BY id DESC LIMIT ?
+const selectLatest = `SELECT * FROM (
+	SELECT ` + messageColumns + ` FROM messages WHERE room = ? AND kind = 'message' ORDER BY id DESC LIMIT ?
 ) ORDER BY id`
 
-// Latest returns the last n messages of room, oldest first.
+// Latest returns the last n messages of room, oldest first; tombstones are
+// left out, since what they deleted is gone already.
 func (s *Store) Latest(ctx context.Context, room string, n int) ([]chat.Message, error) {
 	var ms []chat.Message
 	if err := s.db.SelectContext(ctx, &ms, selectLatest, room, n); err != nil {
@@ -48,7 +55,8 @@ func (s *Store) Latest(ctx context.Context, room string, n int) ([]chat.Message,
 
 const selectRoomAfter = `SELECT ` + messageColumns + ` FROM messages WHERE room = ? AND id > ? ORDER BY id LIMIT ?`
 
-// After returns up to limit messages of room with ids above after, in order.
+// After returns up to limit rows of room (messages and tombstones) with ids
+// above after, in order.
 func (s *Store) After(ctx context.Context, room string, after int64, limit int) ([]chat.Message, error) {
 	var ms []chat.Message
 	if err := s.db.SelectContext(ctx, &ms, selectRoomAfter, room, after, limit); err != nil {
@@ -59,8 +67,8 @@ func (s *Store) After(ctx context.Context, room string, after int64, limit int) 
 
 const selectAllAfter = `SELECT ` + messageColumns + ` FROM messages WHERE id > ? ORDER BY id LIMIT ?`
 
-// AllAfter returns up to limit messages of every room with ids above after,
-// in order.
+// AllAfter returns up to limit rows of every room (messages and tombstones)
+// with ids above after, in order.
 func (s *Store) AllAfter(ctx context.Context, after int64, limit int) ([]chat.Message, error) {
 	var ms []chat.Message
 	if err := s.db.SelectContext(ctx, &ms, selectAllAfter, after, limit); err != nil {

@@ -1,4 +1,4 @@
-package store_test
+package store
 
 import (
 	"context"
@@ -12,16 +12,15 @@ import (
 	"time"
 
 	"cgichat/internal/chat"
-	"cgichat/internal/store"
 
 	"github.com/jmoiron/sqlx"
 )
 
 // MustOpen opens a store on a fresh file in a temporary directory, with the
 // clock fixed so that times are predictable.
-func MustOpen(tb testing.TB) *store.Store {
+func MustOpen(tb testing.TB) *Store {
 	tb.Helper()
-	s, err := store.Open(context.Background(), filepath.Join(tb.TempDir(), "data", "chat.db"), 4)
+	s, err := Open(context.Background(), filepath.Join(tb.TempDir(), "data", "chat.db"), 4)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -30,7 +29,7 @@ func MustOpen(tb testing.TB) *store.Store {
 	return s
 }
 
-func mustInsert(tb testing.TB, s *store.Store, room, text string) chat.Message {
+func mustInsert(tb testing.TB, s *Store, room, text string) chat.Message {
 	tb.Helper()
 	m, err := s.Insert(context.Background(), room, "ada", text)
 	if err != nil {
@@ -59,8 +58,8 @@ func TestOpenCreatesDirectoryAndWAL(t *testing.T) {
 		t.Errorf("journal_mode = %q, %v; want wal", mode, err)
 	}
 	var version int
-	if err := db.Get(&version, "PRAGMA user_version"); err != nil || version != 1 {
-		t.Errorf("user_version = %d, %v; want 1", version, err)
+	if err := db.Get(&version, "PRAGMA user_version"); err != nil || version != 2 {
+		t.Errorf("user_version = %d, %v; want 2", version, err)
 	}
 }
 
@@ -68,7 +67,7 @@ func TestOpenIsIdempotent(t *testing.T) {
 	s := MustOpen(t)
 	mustInsert(t, s, "lobby", "kept")
 	for i := 0; i < 2; i++ {
-		s2, err := store.Open(context.Background(), s.Path(), 2)
+		s2, err := Open(context.Background(), s.Path(), 2)
 		if err != nil {
 			t.Fatalf("open #%d: %v", i+2, err)
 		}
@@ -88,7 +87,7 @@ func TestOpenConcurrentFirstUse(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s, err := store.Open(context.Background(), path, 1)
+			s, err := Open(context.Background(), path, 1)
 			if err == nil {
 				_, err = s.Insert(context.Background(), "lobby", "ada", "hi")
 				s.Close()
@@ -110,7 +109,7 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 	db := sqlx.MustOpen("sqlite3", s.Path())
 	db.MustExec("PRAGMA user_version = 99")
 	db.Close()
-	if _, err := store.Open(context.Background(), s.Path(), 1); err == nil {
+	if _, err := Open(context.Background(), s.Path(), 1); err == nil {
 		t.Error("opening a database with a newer schema succeeded, want an error")
 	}
 }
@@ -119,7 +118,7 @@ func TestOpenWhereNoDirectoryCanBe(t *testing.T) {
 	// A file where the directory should be stops even root.
 	file := filepath.Join(t.TempDir(), "file")
 	os.WriteFile(file, nil, 0o600)
-	_, err := store.Open(context.Background(), filepath.Join(file, "chat.db"), 1)
+	_, err := Open(context.Background(), filepath.Join(file, "chat.db"), 1)
 	if err == nil || !strings.Contains(err.Error(), "create the database directory") {
 		t.Errorf("Open under a file: err = %v, want one about the directory", err)
 	}
@@ -128,7 +127,7 @@ func TestOpenWhereNoDirectoryCanBe(t *testing.T) {
 func TestInsert(t *testing.T) {
 	s := MustOpen(t)
 	got := mustInsert(t, s, "lobby", "hello")
-	want := chat.Message{ID: 1, Room: "lobby", Nick: "ada", Text: "hello", Time: "2026-11-25T15:18:47.123Z"}
+	want := chat.Message{ID: 1, Room: "lobby", Nick: "ada", Text: "hello", Time: "2026-11-25T15:18:47.123Z", Kind: "message"}
 	if got != want {
 		t.Errorf("Insert = %+v, want %+v", got, want)
 	}
@@ -178,15 +177,58 @@ func TestLatestAndAfter(t *testing.T) {
 	}
 }
 
-func TestIDsNeverReused(t *testing.T) {
+func TestDeleteLeavesTombstoneAndIDsAreNeverReused(t *testing.T) {
 	s := MustOpen(t)
+	ctx := context.Background()
 	mustInsert(t, s, "lobby", "1")
 	mustInsert(t, s, "lobby", "2")
 	db := sqlx.MustOpen("sqlite3", s.Path())
-	db.MustExec("DELETE FROM messages")
+	db.MustExec("DELETE FROM messages WHERE id = 1")
 	db.Close()
-	if got := mustInsert(t, s, "lobby", "3"); got.ID != 3 {
-		t.Errorf("id after deleting everything = %d, want 3", got.ID)
+	rows, err := s.After(ctx, "lobby", 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 || rows[0].ID != 2 || rows[1].Kind != chat.KindDelete || rows[1].Target != 1 || rows[1].ID != 3 {
+		t.Fatalf("rows after deleting id 1 = %+v; want message 2, then tombstone 3 for 1", rows)
+	}
+	if ms, _ := s.Latest(ctx, "lobby", 10); len(ms) != 1 || ms[0].ID != 2 {
+		t.Errorf("Latest = %+v, want only message 2 (no tombstones in history)", ms)
+	}
+	if got := mustInsert(t, s, "lobby", "4"); got.ID != 4 {
+		t.Errorf("id after a delete = %d, want 4", got.ID)
+	}
+}
+
+func TestMigrationKeepsData(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "chat.db")
+	full := schema
+	defer func() { schema = full }()
+	schema = func() string {
+		return full()[:strings.Index(full(), "-- step: 2")]
+	}
+	old, err := Open(context.Background(), path, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v int
+	old.db.Get(&v, "PRAGMA user_version")
+	if v != 1 {
+		t.Fatalf("user_version of the old database = %d, want 1", v)
+	}
+	if _, err := old.Insert(context.Background(), "lobby", "ada", "v1"); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+	schema = full
+	s, err := Open(context.Background(), path, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ms, err := s.Latest(context.Background(), "lobby", 10)
+	if err != nil || len(ms) != 1 || ms[0].Text != "v1" || ms[0].Kind != chat.KindMessage {
+		t.Errorf("after migrating: %+v, %v; want the version-1 message as a message", ms, err)
 	}
 }
 
@@ -208,7 +250,7 @@ func TestChangesSeesOtherConnections(t *testing.T) {
 	mustInsert(t, s, "lobby", "same process")
 	check("insert through the pool", true)
 	check("nothing since", false)
-	other, err := store.Open(ctx, s.Path(), 1)
+	other, err := Open(ctx, s.Path(), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +272,7 @@ func TestManyWritersNoLockErrors(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s, err := store.Open(context.Background(), path, 2)
+			s, err := Open(context.Background(), path, 2)
 			if err != nil {
 				errs <- err
 				return

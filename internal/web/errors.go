@@ -2,8 +2,11 @@ package web
 
 import (
 	"encoding/json"
+	"errors"
 	"log/slog"
+	"math"
 	"net/http"
+	"strconv"
 
 	"cgichat/internal/chat"
 )
@@ -14,6 +17,9 @@ var statusOf = map[chat.Code]int{
 	chat.ETooLarge:    http.StatusRequestEntityTooLarge,
 	chat.EUnsupported: http.StatusUnsupportedMediaType,
 	chat.EMethod:      http.StatusMethodNotAllowed,
+	chat.EForbidden:   http.StatusForbidden,
+	chat.EConflict:    http.StatusConflict,
+	chat.ETooMany:     http.StatusTooManyRequests,
 	chat.EConfig:      http.StatusInternalServerError,
 	chat.EInternal:    http.StatusInternalServerError,
 }
@@ -30,6 +36,10 @@ func fail(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	if status >= 500 {
 		log.Error("request failed", "method", r.Method, "uri", r.RequestURI, "err", err)
 	}
+	var ce *chat.Error
+	if errors.As(err, &ce) && ce.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(ce.RetryAfter.Seconds()))))
+	}
 	writeJSON(w, status, struct {
 		Error string `json:"error"`
 	}{chat.ErrorMessage(err)})
@@ -44,7 +54,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
+	secure(h)
 	w.WriteHeader(status)
 	w.Write(append(body, '\n'))
 }
@@ -53,4 +63,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func methodNotAllowed(w http.ResponseWriter, r *http.Request, log *slog.Logger, allow string) {
 	w.Header().Set("Allow", allow)
 	fail(w, r, log, chat.Errorf(chat.EMethod, "This address accepts only %s requests.", allow))
+}
+
+// secure sets the headers that keep a response from being sniffed as
+// another type, framed by another site, or leaking the page's address.
+func secure(h http.Header) {
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
+	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+	h.Set("X-Frame-Options", "DENY")
 }

@@ -9,11 +9,14 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"sync"
 	"unicode/utf8"
 
 	"cgichat/internal/chat"
 	"cgichat/internal/config"
+	"cgichat/internal/guard"
 	"cgichat/internal/store"
 	"cgichat/internal/wake"
 )
@@ -30,11 +33,20 @@ const (
 // NewPost returns the post program's App.
 func NewPost(log *slog.Logger) *App { return newApp(buildPost, log) }
 
-// postHandler validates a message, stores it and wakes the streams.
+// pruneEvery: one post in this many applies the retention rules.
+const pruneEvery = 100
+
+// postHandler checks a message, stores it and wakes the streams.
 type postHandler struct {
-	store *store.Store
-	wake  *wake.Notifier
-	log   *slog.Logger
+	cfg     config.Config
+	store   *store.Store
+	wake    *wake.Notifier
+	log     *slog.Logger
+	trusted []netip.Prefix
+	allowed []string
+
+	secretMu sync.Mutex
+	secret   []byte // signs nick claims; read from the database once
 }
 
 func buildPost(ctx context.Context, cfg config.Config, log *slog.Logger) (instance, error) {
@@ -47,7 +59,8 @@ func buildPost(ctx context.Context, cfg config.Config, log *slog.Logger) (instan
 		st.Close()
 		return nil, err
 	}
-	return &postHandler{store: st, wake: n, log: log}, nil
+	return &postHandler{cfg: cfg, store: st, wake: n, log: log,
+		trusted: cfg.TrustedPrefixes(), allowed: cfg.AllowedOriginList()}, nil
 }
 
 func (h *postHandler) Close() error {
@@ -61,12 +74,32 @@ func (h *postHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		methodNotAllowed(w, r, h.log, http.MethodPost)
 		return
 	}
+	if !guard.SameOrigin(r, h.allowed) {
+		fail(w, r, h.log, chat.Errorf(chat.EForbidden, "Messages are accepted only from this chat's own page."))
+		return
+	}
 	in, err := readPost(r)
 	if err != nil {
 		fail(w, r, h.log, err)
 		return
 	}
-	m, err := h.store.Insert(r.Context(), in.room, in.nick, in.text)
+	ctx := r.Context()
+	secret, err := h.claimSecret(ctx)
+	if err != nil {
+		fail(w, r, h.log, err)
+		return
+	}
+	var claims []guard.Claim
+	if c, err := r.Cookie(guard.ClaimCookie); err == nil {
+		claims = guard.ParseClaims(c.Value, secret)
+	}
+	res, err := h.store.Post(ctx, store.PostInput{
+		Room: in.room, Nick: in.nick, Text: in.text,
+		Addr:     guard.ClientAddr(r, h.trusted),
+		Claims:   claims,
+		Rate:     h.cfg.RateLimit,
+		NickHold: h.cfg.NickHold,
+	})
 	if err != nil {
 		fail(w, r, h.log, err)
 		return
@@ -76,7 +109,49 @@ func (h *postHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if _, err := h.wake.Notify(); err != nil {
 		h.log.Warn("wake-up failed", "err", err)
 	}
-	writeJSON(w, http.StatusCreated, m)
+	if res.NewClaim != nil {
+		http.SetCookie(w, &http.Cookie{
+			Name:     guard.ClaimCookie,
+			Value:    guard.AddClaim(claims, *res.NewClaim, secret),
+			MaxAge:   365 * 24 * 3600,
+			HttpOnly: true,
+			Secure:   r.TLS != nil,
+			SameSite: http.SameSiteStrictMode,
+		})
+	}
+	if res.Message.ID%pruneEvery == 0 {
+		h.prune(ctx, in.room)
+	}
+	writeJSON(w, http.StatusCreated, res.Message)
+}
+
+// claimSecret returns the key that signs nick claims.
+func (h *postHandler) claimSecret(ctx context.Context) ([]byte, error) {
+	h.secretMu.Lock()
+	defer h.secretMu.Unlock()
+	if h.secret == nil {
+		s, err := h.store.Secret(ctx)
+		if err != nil {
+			return nil, err
+		}
+		h.secret = s
+	}
+	return h.secret, nil
+}
+
+// prune applies the retention rules, during normal operation: the message
+// is stored already, so a failure is only logged.
+func (h *postHandler) prune(ctx context.Context, room string) {
+	keep := store.Retention{Messages: h.cfg.KeepMessages, Days: h.cfg.KeepDays}
+	n, err := h.store.Prune(ctx, room, keep, 2*h.cfg.RateLimit.Per)
+	if err != nil {
+		h.log.Warn("pruning failed", "err", err)
+		return
+	}
+	if n > 0 {
+		h.log.Info("pruned old messages", "room", room, "rows", n)
+		h.wake.Notify()
+	}
 }
 
 // postInput is a validated post body.

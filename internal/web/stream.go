@@ -3,8 +3,10 @@ package web
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"cgichat/internal/chat"
 	"cgichat/internal/config"
 	"cgichat/internal/feed"
+	"cgichat/internal/guard"
 	"cgichat/internal/sse"
 	"cgichat/internal/store"
 	"cgichat/internal/wake"
@@ -39,18 +42,30 @@ const EventReady = "ready"
 // proxies.
 var openingPad = strings.Repeat(" ", 2048)
 
+// EventTrimmed tells a resuming client that messages after its
+// Last-Event-ID were removed by retention: it gets what is left.
+const EventTrimmed = "trimmed"
+
 // backlogPage bounds one read of missed messages.
 const backlogPage = 500
+
+// staleAfter is how long a stream's row may go unrenewed before it counts
+// as gone (its process was killed), and how long a reader stays in the
+// presence list after a stream ends (so reconnects do not blink).
+func staleAfter(cfg config.Config) time.Duration {
+	return 3*cfg.Heartbeat + 5*time.Second
+}
 
 // NewStream returns the stream program's App.
 func NewStream(log *slog.Logger) *App { return newApp(buildStream, log) }
 
 // streamHandler serves Server-Sent Events from the feed of one database.
 type streamHandler struct {
-	cfg   config.Config
-	store *store.Store
-	feed  *feed.Feed
-	log   *slog.Logger
+	cfg     config.Config
+	store   *store.Store
+	feed    *feed.Feed
+	log     *slog.Logger
+	trusted []netip.Prefix
 
 	wake     *wake.Listener // nil when wake-ups are unavailable
 	stopFeed context.CancelFunc
@@ -67,14 +82,14 @@ func buildStream(ctx context.Context, cfg config.Config, log *slog.Logger) (inst
 		st.Close()
 		return nil, err
 	}
-	h := &streamHandler{cfg: cfg, store: st, log: log, feedDone: make(chan struct{})}
+	h := &streamHandler{cfg: cfg, store: st, log: log, trusted: cfg.TrustedPrefixes(), feedDone: make(chan struct{})}
 	var wakeC <-chan struct{}
 	if h.wake, err = wake.Listen(wake.Dir(cfg.DB)); err != nil {
 		log.Warn("wake-ups unavailable, polling only", "poll", cfg.Poll, "err", err)
 	} else {
 		wakeC = h.wake.C()
 	}
-	h.feed = feed.New(st, changes, cfg.Poll, wakeC, log)
+	h.feed = feed.New(st, changes, cfg.Poll, cfg.Heartbeat, staleAfter(cfg), wakeC, log)
 	ctx, h.stopFeed = context.WithCancel(ctx)
 	go func() {
 		defer close(h.feedDone)
@@ -99,6 +114,7 @@ type streamRequest struct {
 	after  int64 // the Last-Event-ID, when resume is set
 	resume bool
 	mode   string
+	nick   string // the reader, for presence; may be empty
 }
 
 // parseStreamRequest reads room, Last-Event-ID (header, else the
@@ -128,6 +144,11 @@ func parseStreamRequest(r *http.Request, defaultMode string) (streamRequest, err
 	default:
 		return req, chat.Errorf(chat.EInvalid, "mode must be %q or %q.", config.ModeLive, config.ModeBatch)
 	}
+	if nick := q.Get("nick"); nick != "" {
+		if req.nick, err = chat.ValidNick(nick); err != nil {
+			return req, err
+		}
+	}
 	return req, nil
 }
 
@@ -146,6 +167,23 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
+	// Count the stream against its address's cap, and show its reader.
+	id, err := h.store.OpenStream(ctx, store.StreamInput{
+		Owner: h.feed.Owner(), Room: req.room, Nick: req.nick,
+		Addr: guard.ClientAddr(r, h.trusted), Cap: h.cfg.StreamsPerClient, Stale: staleAfter(h.cfg),
+	})
+	if err != nil {
+		fail(w, r, h.log, err)
+		return
+	}
+	defer func() {
+		// Also after a shutdown cancelled ctx.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := h.store.CloseStream(ctx, id); err != nil {
+			h.log.Warn("stream: closing its row failed", "err", err)
+		}
+	}()
 	// Subscribe before reading the backlog: whatever commits in between
 	// arrives through the subscription, so nothing falls in a gap.
 	sub, err := h.feed.Subscribe(ctx, req.room)
@@ -159,8 +197,12 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Read the first page before answering, so a database error can still
 	// be a JSON error.
 	var first []chat.Message
+	var trimmed int64
 	if req.resume {
 		first, err = h.store.After(ctx, req.room, req.after, backlogPage)
+		if err == nil {
+			trimmed, err = h.store.TrimmedThrough(ctx, req.room)
+		}
 	} else {
 		first, err = h.store.Latest(ctx, req.room, h.cfg.History)
 	}
@@ -172,7 +214,7 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hdr.Set("Content-Type", "text/event-stream; charset=utf-8")
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("X-Accel-Buffering", "no")
-	hdr.Set("X-Content-Type-Options", "nosniff")
+	secure(hdr)
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodHead {
 		return
@@ -183,6 +225,10 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	out.buf = sse.AppendRetry(out.buf, retry.Milliseconds())
 	out.buf = sse.AppendComment(out.buf, openingPad)
+	if req.after < trimmed {
+		// %q quotes a room as JSON would: rooms are plain ASCII.
+		out.buf = sse.AppendEvent(out.buf, 0, EventTrimmed, fmt.Sprintf(`{"room":%q,"through":%d}`, req.room, trimmed))
+	}
 	out.messages(first)
 	if req.resume && len(first) == backlogPage {
 		if err := h.catchUp(ctx, req.room, out); err != nil {
@@ -192,6 +238,11 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	backlog := out.sent
 	out.buf = sse.AppendEvent(out.buf, 0, EventReady, `{"mode":"`+req.mode+`"}`)
+	if nicks, err := h.store.Presence(ctx, req.room, staleAfter(h.cfg)); err == nil {
+		out.frame(feed.EncodePresence(req.room, nicks))
+	} else {
+		h.log.Warn("stream: reading presence failed", "err", err)
+	}
 	if err := out.flush(); err != nil {
 		return
 	}
@@ -234,18 +285,27 @@ func (h *streamHandler) live(ctx context.Context, sub *feed.Sub, out *eventWrite
 
 // batch waits, when the backlog was empty, for the first new message or
 // the long-poll bound, and returns; the browser reconnects after retry:.
+// It writes heartbeats meanwhile: a host that buffers keeps them, one that
+// does not lets a departed client be noticed.
 func (h *streamHandler) batch(ctx context.Context, sub *feed.Sub, out *eventWriter, hadBacklog bool) string {
 	if hadBacklog {
 		return "backlog sent"
 	}
 	end := time.NewTimer(min(batchLongPoll, h.cfg.Stream))
 	defer end.Stop()
+	beat := time.NewTicker(h.cfg.Heartbeat)
+	defer beat.Stop()
 	for out.sent == 0 {
 		select {
 		case <-ctx.Done():
 			return "shutdown"
 		case <-end.C:
 			return "long poll ended"
+		case <-beat.C:
+			out.buf = sse.AppendComment(out.buf, "ping")
+			if err := out.flush(); err != nil {
+				return "client gone"
+			}
 		case fr := <-sub.C():
 			if err := h.forward(ctx, sub, fr, out); err != nil {
 				return "database: " + err.Error()
@@ -302,6 +362,10 @@ type eventWriter struct {
 }
 
 func (o *eventWriter) frame(fr feed.Frame) {
+	if fr.ID == 0 {
+		o.buf = append(o.buf, fr.Bytes...) // no id: state, such as presence
+		return
+	}
 	if fr.ID <= o.after {
 		return
 	}

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"strings"
 	"testing"
@@ -31,6 +32,16 @@ type Deployment struct {
 	// ChunkedRefused is set when the host itself refuses chunked request
 	// bodies before a program runs (Go's CGI host answers 400).
 	ChunkedRefused bool
+
+	jar http.CookieJar // Post's cookies: it keeps its nick claims, as a browser does
+}
+
+// client returns the HTTP client of Post, which keeps cookies.
+func (d *Deployment) client() *http.Client {
+	if d.jar == nil {
+		d.jar, _ = cookiejar.New(nil)
+	}
+	return &http.Client{Jar: d.jar}
 }
 
 // Seed stores n messages in room straight into the database, faster than
@@ -47,6 +58,7 @@ func (d *Deployment) Seed(t testing.TB, room string, n int) []chat.Message {
 		if ms[i], err = st.Insert(context.Background(), room, "seed", fmt.Sprint(i)); err != nil {
 			t.Fatal(err)
 		}
+		ms[i].Kind = "" // as clients see it: the JSON has no kind
 	}
 	return ms
 }
@@ -72,7 +84,7 @@ func (d *Deployment) StreamURL(query url.Values) string {
 func (d *Deployment) Post(t testing.TB, room, nick, text string) chat.Message {
 	t.Helper()
 	body, _ := json.Marshal(map[string]string{"room": room, "nick": nick, "text": text})
-	res, err := http.Post(d.PostURL(), "application/json", strings.NewReader(string(body)))
+	res, err := d.client().Post(d.PostURL(), "application/json", strings.NewReader(string(body)))
 	if err != nil {
 		t.Fatalf("post: %v", err)
 	}
@@ -198,6 +210,22 @@ func (s *Stream) NextMessage(t testing.TB, d time.Duration) chat.Message {
 			t.Fatalf("event id %q but message id %d", ev.ID, m.ID)
 		}
 		return m
+	}
+}
+
+// NextOf skips to the next event of type typ, failing the test if none
+// comes within d.
+func (s *Stream) NextOf(t testing.TB, typ string, d time.Duration) sse.Event {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		ev, ok := s.Next(t, time.Until(deadline))
+		if !ok {
+			t.Fatalf("stream ended while waiting for a %q event", typ)
+		}
+		if ev.Type == typ && ev.Comment == "" {
+			return ev
+		}
 	}
 }
 

@@ -34,6 +34,7 @@ func Run(t *testing.T, start Start) {
 		{"Batch", testBatch},
 		{"BadConfiguration", testBadConfiguration},
 	}
+	tests = append(tests, abuseTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -118,6 +119,8 @@ func testPostBadInput(t *testing.T, start Start) {
 		{"Control in nick", "POST", form, "nick=a%07&text=b", false, 400, "nickname"},
 		{"No text", "POST", form, "nick=a", false, 400, "empty"},
 		{"Blank text", "POST", form, "nick=a&text=%0A+%0A", false, 400, "empty"},
+		{"Zero-width text", "POST", js, `{"nick":"a","text":"\u200b\u200d \ufeff"}`, false, 400, "empty"},
+		{"Zero-width nick", "POST", js, `{"nick":"\u200b\u3164","text":"hi"}`, false, 400, "nickname"},
 		{"Long text", "POST", js, `{"nick":"a","text":"` + strings.Repeat("é", 2001) + `"}`, false, 400, "too long"},
 		{"Control in text", "POST", form, "nick=a&text=a%00b", false, 400, "control"},
 		{"Invalid UTF-8 in form", "POST", form, "nick=a&text=%C3%28", false, 400, "UTF-8"},
@@ -350,6 +353,7 @@ func testInjection(t *testing.T, start Start) {
 	evil := "hi\n\nevent: admin\ndata: {\"id\":999}\nid: 999\n\r\n\rretry: 1\n\n"
 	s := Open(t, d.StreamURL(nil), nil)
 	s.Until(t, "ready", 5*time.Second)
+	s.NextOf(t, "presence", 5*time.Second) // sent once after ready
 	sent := d.Post(t, "lobby", "ada", evil)
 	after := d.Post(t, "lobby", "ada", "after")
 	ev, _ := s.Next(t, 5*time.Second)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
@@ -44,6 +45,27 @@ type deployment struct {
 	// streamDown, while set, makes the server drop every new stream
 	// connection without an answer, as a host that is restarting would.
 	streamDown atomic.Bool
+
+	// clients holds one cookie-keeping client per nick posting from Go,
+	// so each keeps its nick claim as a browser would.
+	clientsMu sync.Mutex
+	clients   map[string]*http.Client
+}
+
+// client returns the HTTP client that posts as nick.
+func (d *deployment) client(nick string) *http.Client {
+	d.clientsMu.Lock()
+	defer d.clientsMu.Unlock()
+	if d.clients == nil {
+		d.clients = map[string]*http.Client{}
+	}
+	c, ok := d.clients[nick]
+	if !ok {
+		jar, _ := cookiejar.New(nil)
+		c = &http.Client{Jar: jar}
+		d.clients[nick] = c
+	}
+	return c
 }
 
 // deploy starts a chat for t on 127.0.0.1 and stops it when t ends. It is
@@ -57,6 +79,8 @@ func deploy(t *testing.T, s setup) *deployment {
 		"CHAT_DB=" + filepath.Join(t.TempDir(), "chat.db"),
 		// A short heartbeat lets a stream whose tab closed end quickly.
 		"CHAT_HEARTBEAT_SECONDS=1",
+		// The tests post faster than people do.
+		"CHAT_RATE_LIMIT=off",
 	}, s.env...)
 	d := &deployment{requests: &requestLog{}}
 	var stream http.Handler = cgihost.Handler(filepath.Join(binDir, "stream"), env)
@@ -150,7 +174,7 @@ func (d *deployment) postRaw(room, nick, text string) (int, []byte, error) {
 		return 0, nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	res, err := http.DefaultClient.Do(req)
+	res, err := d.client(nick).Do(req)
 	if err != nil {
 		return 0, nil, fmt.Errorf("post: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"net/http"
+	"net/http/cookiejar"
 	"sync"
 	"testing"
 	"time"
@@ -27,9 +28,12 @@ func TestConcurrentCGIPosts(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// Each poster keeps its cookies, and so its nick, as a browser.
+			jar, _ := cookiejar.New(nil)
+			client := &http.Client{Jar: jar}
 			for i := 0; i < each; i++ {
 				body := fmt.Sprintf(`{"nick":"poster%d","text":"%d"}`, p, i)
-				res, err := http.Post(d.PostURL(), "application/json", bytes.NewReader([]byte(body)))
+				res, err := client.Post(d.PostURL(), "application/json", bytes.NewReader([]byte(body)))
 				if err != nil {
 					errs <- err
 					continue

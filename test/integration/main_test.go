@@ -58,10 +58,14 @@ func build() int {
 	return 0
 }
 
-// settings returns CHAT_DB in a new temporary directory plus env.
+// settings returns CHAT_DB in a new temporary directory plus env. The rate
+// limit is off unless env sets it: tests post faster than people.
 func settings(t *testing.T, env map[string]string) (db string, kv []string) {
 	db = filepath.Join(t.TempDir(), "data", "chat.db")
 	kv = append([]string{"CHAT_DB=" + db}, raceEnv...)
+	if _, ok := env["CHAT_RATE_LIMIT"]; !ok {
+		kv = append(kv, "CHAT_RATE_LIMIT=off")
+	}
 	for k, v := range env {
 		kv = append(kv, k+"="+v)
 	}

@@ -1,0 +1,192 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"cgichat/internal/chat"
+	"cgichat/internal/config"
+	"cgichat/internal/guard"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// PostInput is a valid message with what the checks before storing it need.
+type PostInput struct {
+	Room, Nick, Text string
+	Addr             string        // the client's address
+	Claims           []guard.Claim // the verified claims the client holds
+	Rate             config.Rate   // per address and per nick; zero is off
+	NickHold         time.Duration // how long an idle nick stays its owner's
+}
+
+// PostResult is a stored message and, when the post claimed its nick
+// anew, the claim to hand to the client.
+type PostResult struct {
+	Message  chat.Message
+	NewClaim *guard.Claim
+}
+
+// Post stores a message after the checks a public chat needs, all in one
+// transaction, so a refused post changes nothing: bans, nick ownership,
+// then the rate limits of the address and the nick.
+func (s *Store) Post(ctx context.Context, in PostInput) (PostResult, error) {
+	var res PostResult
+	now := s.Now()
+	key := guard.NickKey(in.Nick)
+	err := s.withTx(ctx, func(tx *sqlx.Tx) error {
+		if err := checkBans(ctx, tx, in.Addr, key, now); err != nil {
+			return err
+		}
+		claim, err := claimNick(ctx, tx, in, key, now)
+		if err != nil {
+			return err
+		}
+		if err := takeTokens(ctx, tx, in.Rate, now, "addr:"+in.Addr, "nick:"+key); err != nil {
+			return err
+		}
+		if res.Message, err = s.insert(ctx, tx, in.Room, in.Nick, in.Text); err != nil {
+			return err
+		}
+		res.NewClaim = claim
+		return nil
+	})
+	if err != nil {
+		return PostResult{}, internal(err, "post a message")
+	}
+	return res, nil
+}
+
+const selectBans = `SELECT COALESCE(nick, '') AS nick, COALESCE(addr, '') AS addr, COALESCE(until, '') AS until
+	FROM bans WHERE until IS NULL OR until > ?`
+
+// checkBans refuses a banned address or nick.
+func checkBans(ctx context.Context, tx *sqlx.Tx, addr, key string, now time.Time) error {
+	var bans []struct{ Nick, Addr, Until string }
+	if err := tx.SelectContext(ctx, &bans, selectBans, now.UTC().Format(chat.TimeFormat)); err != nil {
+		return fmt.Errorf("read bans: %w", err)
+	}
+	for _, b := range bans {
+		if (b.Addr != "" && b.Addr == addr) || (b.Nick != "" && guard.NickKey(b.Nick) == key) {
+			until := "."
+			if b.Until != "" {
+				until = " until " + b.Until + "."
+			}
+			return chat.Errorf(chat.EForbidden, "You may not post in this chat%s", until)
+		}
+	}
+	return nil
+}
+
+const (
+	selectClaim = `SELECT issued, last_used FROM nick_claims WHERE nick_key = ?`
+	upsertClaim = `INSERT INTO nick_claims (nick_key, nick, issued, last_used) VALUES (?, ?, ?, ?)
+		ON CONFLICT (nick_key) DO UPDATE SET nick = excluded.nick, issued = excluded.issued, last_used = excluded.last_used`
+	touchClaim = `UPDATE nick_claims SET last_used = ? WHERE nick_key = ?`
+)
+
+// claimNick checks that the client may post under the nick: nobody claimed
+// it, its claim went stale, or the client holds the current claim. It
+// returns a new claim when the client did not hold one.
+func claimNick(ctx context.Context, tx *sqlx.Tx, in PostInput, key string, now time.Time) (*guard.Claim, error) {
+	var row struct {
+		Issued   int64  `db:"issued"`
+		LastUsed string `db:"last_used"`
+	}
+	err := tx.GetContext(ctx, &row, selectClaim, key)
+	found := err == nil
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("read nick claim: %w", err)
+	}
+	stamp := now.UTC().Format(chat.TimeFormat)
+	for _, c := range in.Claims {
+		if found && c.Key == key && c.Issued == row.Issued {
+			_, err := tx.ExecContext(ctx, touchClaim, stamp, key)
+			return nil, err
+		}
+	}
+	if found {
+		last, err := time.Parse(chat.TimeFormat, row.LastUsed)
+		if err != nil || now.Sub(last) < in.NickHold {
+			return nil, chat.Errorf(chat.EConflict, "The nickname %q is in use by someone else. Please choose another one.", in.Nick)
+		}
+	}
+	c := &guard.Claim{Key: key, Issued: now.UnixNano()}
+	if _, err := tx.ExecContext(ctx, upsertClaim, key, in.Nick, c.Issued, stamp); err != nil {
+		return nil, fmt.Errorf("store nick claim: %w", err)
+	}
+	return c, nil
+}
+
+const (
+	selectBucket = `SELECT tokens, updated FROM rate_buckets WHERE key = ?`
+	upsertBucket = `INSERT INTO rate_buckets (key, tokens, updated) VALUES (?, ?, ?)
+		ON CONFLICT (key) DO UPDATE SET tokens = excluded.tokens, updated = excluded.updated`
+)
+
+// takeTokens takes one token from each key's bucket, or none when any is
+// empty.
+func takeTokens(ctx context.Context, tx *sqlx.Tx, r config.Rate, now time.Time, keys ...string) error {
+	if r.Off() {
+		return nil
+	}
+	t := float64(now.UnixNano()) / 1e9
+	next := make([]guard.Bucket, len(keys))
+	for i, k := range keys {
+		var b guard.Bucket
+		err := tx.QueryRowContext(ctx, selectBucket, k).Scan(&b.Tokens, &b.Updated)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("read rate bucket: %w", err)
+		}
+		nb, ok, wait := guard.Take(b, err == nil, r, t)
+		if !ok {
+			return &chat.Error{
+				Code:       chat.ETooMany,
+				Message:    fmt.Sprintf("You are sending messages too fast (at most %d per %s). Please wait a moment.", r.N, r.Per),
+				RetryAfter: wait,
+			}
+		}
+		next[i] = nb
+	}
+	for i, k := range keys {
+		if _, err := tx.ExecContext(ctx, upsertBucket, k, next[i].Tokens, next[i].Updated); err != nil {
+			return fmt.Errorf("update rate bucket: %w", err)
+		}
+	}
+	return nil
+}
+
+const (
+	insertSecret = `INSERT OR IGNORE INTO settings (key, value) VALUES ('claim_secret', ?)`
+	selectSecret = `SELECT value FROM settings WHERE key = 'claim_secret'`
+)
+
+// Secret returns the key that signs nick claims, creating it on first use.
+// It lives in the database, outside the docroot, shared by every process.
+func (s *Store) Secret(ctx context.Context) ([]byte, error) {
+	var hexKey string
+	err := s.db.GetContext(ctx, &hexKey, selectSecret)
+	if errors.Is(err, sql.ErrNoRows) {
+		var b [32]byte
+		rand.Read(b[:])
+		err = s.withTx(ctx, func(tx *sqlx.Tx) error {
+			if _, err := tx.ExecContext(ctx, insertSecret, hex.EncodeToString(b[:])); err != nil {
+				return err
+			}
+			return tx.GetContext(ctx, &hexKey, selectSecret)
+		})
+	}
+	if err != nil {
+		return nil, internal(err, "read the claim secret")
+	}
+	key, err := hex.DecodeString(hexKey)
+	if err != nil || len(key) < 16 {
+		return nil, internal(errors.New("settings.claim_secret is not a hex key of 16 bytes or more"), "read the claim secret")
+	}
+	return key, nil
+}

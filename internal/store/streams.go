@@ -1,0 +1,106 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"cgichat/internal/chat"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// StreamInput describes a stream about to open.
+type StreamInput struct {
+	Owner string // the process's feed, which renews the row
+	Room  string
+	Nick  string // who is reading, for presence; may be empty
+	Addr  string
+	// Cap is how many open streams one address may hold; 0 is no cap.
+	Cap int
+	// Stale is how long an open row may go unrenewed before it counts as
+	// gone.
+	Stale time.Duration
+}
+
+const (
+	deleteStaleStreams = `DELETE FROM streams WHERE seen_at < ?`
+	countOpenStreams   = `SELECT count(*) FROM streams WHERE addr = ? AND open = 1`
+	insertStream       = `INSERT INTO streams (owner, room, nick, addr, seen_at) VALUES (?, ?, NULLIF(?, ''), ?, ?)`
+)
+
+// OpenStream records a new stream and returns its row id, or refuses it
+// when its address already holds Cap open streams.
+func (s *Store) OpenStream(ctx context.Context, in StreamInput) (int64, error) {
+	now := unix(s.Now())
+	var id int64
+	err := s.withTx(ctx, func(tx *sqlx.Tx) error {
+		if _, err := tx.ExecContext(ctx, deleteStaleStreams, now-in.Stale.Seconds()); err != nil {
+			return fmt.Errorf("remove stale streams: %w", err)
+		}
+		if in.Cap > 0 {
+			var n int
+			if err := tx.GetContext(ctx, &n, countOpenStreams, in.Addr); err != nil {
+				return fmt.Errorf("count streams: %w", err)
+			}
+			if n >= in.Cap {
+				return &chat.Error{
+					Code:       chat.ETooMany,
+					Message:    fmt.Sprintf("Too many open streams from your address (at most %d). Close a chat tab or window and try again.", in.Cap),
+					RetryAfter: 10 * time.Second,
+				}
+			}
+		}
+		res, err := tx.ExecContext(ctx, insertStream, in.Owner, in.Room, in.Nick, in.Addr, now)
+		if err != nil {
+			return fmt.Errorf("record stream: %w", err)
+		}
+		id, err = res.LastInsertId()
+		return err
+	})
+	if err != nil {
+		return 0, internal(err, "open a stream")
+	}
+	return id, nil
+}
+
+const closeStream = `UPDATE streams SET open = 0, seen_at = ? WHERE id = ?`
+
+// CloseStream marks a stream ended. Its row stays until it is stale, so a
+// reader who reconnects (batch mode does so all the time) does not blink
+// out of the presence list.
+func (s *Store) CloseStream(ctx context.Context, id int64) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	if _, err := s.db.ExecContext(ctx, closeStream, unix(s.Now()), id); err != nil {
+		return internal(err, "close stream %d", id)
+	}
+	return nil
+}
+
+const touchStreams = `UPDATE streams SET seen_at = ? WHERE owner = ? AND open = 1`
+
+// TouchStreams renews every open stream row of owner.
+func (s *Store) TouchStreams(ctx context.Context, owner string) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	if _, err := s.db.ExecContext(ctx, touchStreams, unix(s.Now()), owner); err != nil {
+		return internal(err, "renew streams")
+	}
+	return nil
+}
+
+const selectPresence = `SELECT DISTINCT nick FROM streams
+	WHERE room = ? AND nick IS NOT NULL AND seen_at >= ? ORDER BY nick COLLATE NOCASE`
+
+// Presence returns the nicks reading room: those of streams renewed or
+// ended within stale.
+func (s *Store) Presence(ctx context.Context, room string, stale time.Duration) ([]string, error) {
+	nicks := []string{}
+	if err := s.db.SelectContext(ctx, &nicks, selectPresence, room, unix(s.Now())-stale.Seconds()); err != nil {
+		return nil, internal(err, "read presence in %s", room)
+	}
+	return nicks, nil
+}
+
+func unix(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
