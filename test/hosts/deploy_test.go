@@ -1,0 +1,524 @@
+package hosts
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestDeployHelp checks that --help explains every option and succeeds.
+func TestDeployHelp(t *testing.T) {
+	t.Parallel()
+	for _, flag := range []string{"--help", "-h"} {
+		out, err := runDeploy(nil, flag)
+		if err != nil {
+			t.Fatalf("deploy.sh %s: %v\n%s", flag, err, out)
+		}
+		for _, want := range []string{
+			"Usage: ./deploy.sh [options] TARGET", "user@host:path",
+			"--mode cgi|fcgid|daemon", "--stream-mode live|batch", "--db PATH",
+			"--web-user USER", "--env NAME=VALUE", "--dry-run", "FcgidOutputBufferSize 0",
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("deploy.sh %s: the help does not mention %q:\n%s", flag, want, out)
+			}
+		}
+	}
+}
+
+// TestDeployRefuses checks that bad options and targets fail early, with a
+// message that says what is wrong, and leave nothing behind.
+func TestDeployRefuses(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	docroot := filepath.Join(base, "docroot")
+	aFile := filepath.Join(base, "file")
+	mustWrite(t, aFile, "not a directory", 0o644)
+	// A PATH with what deploy.sh needs before it looks for Go, and no Go.
+	noGo := filepath.Join(base, "bin")
+	mustMkdir(t, noGo, 0o755)
+	for _, tool := range []string{"bash", "dirname"} {
+		path, err := exec.LookPath(tool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(path, filepath.Join(noGo, tool)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name string
+		env  []string
+		args []string
+		want string
+	}{
+		{"UnknownMode", nil, []string{"--mode", "php", docroot}, "unknown mode 'php': use --mode cgi, fcgid or daemon"},
+		{"UnknownStreamMode", nil, []string{"--stream-mode", "fast", docroot}, "unknown stream mode 'fast'"},
+		{"UnknownOption", nil, []string{"--frobnicate", docroot}, "unknown option --frobnicate"},
+		{"NoTarget", nil, []string{"--mode", "cgi"}, "no TARGET given"},
+		{"TwoTargets", nil, []string{docroot, docroot + "2"}, "only one TARGET"},
+		{"MissingValue", nil, []string{docroot, "--db"}, "--db needs a value"},
+		{"BadEnv", nil, []string{"--env", "HOME=/", docroot}, "--env wants CHAT_NAME=VALUE"},
+		{"EnvForDB", nil, []string{"--env", "CHAT_DB=/tmp/x.db", docroot}, "set the database with --db"},
+		{"UnsafeValue", nil, []string{"--env", "CHAT_HISTORY=1 2", docroot}, "may contain only"},
+		{"DatabaseInDocroot", nil, []string{"--db", docroot + "/data/chat.db", docroot}, "would be inside TARGET"},
+		{"TargetParentMissing", nil, []string{filepath.Join(base, "no", "docroot")}, "does not exist"},
+		{"TargetIsFile", nil, []string{aFile}, "exists and is not a directory"},
+		{"NoGo", []string{"PATH=" + noGo}, []string{docroot}, "Go is not installed"},
+		{"NoCCompiler", []string{"CC=/nonexistent/cc"}, []string{docroot}, "no C compiler ('/nonexistent/cc')"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, err := runDeploy(tt.env, tt.args...)
+			if err == nil {
+				t.Fatalf("deploy.sh %s succeeded, want a failure saying %q:\n%s", strings.Join(tt.args, " "), tt.want, out)
+			}
+			if !strings.Contains(out, tt.want) {
+				t.Errorf("deploy.sh %s: got\n%s\nwant a message containing %q", strings.Join(tt.args, " "), out, tt.want)
+			}
+			if _, err := os.Stat(docroot); err == nil {
+				t.Errorf("deploy.sh %s created %s", strings.Join(tt.args, " "), docroot)
+			}
+		})
+	}
+}
+
+// TestDeployTargetNotWritable checks the refusal of a TARGET the deploying
+// user may not write, as an unprivileged user.
+func TestDeployTargetNotWritable(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	reachable(t, base)
+	docroot := filepath.Join(base, "docroot")
+	mustMkdir(t, docroot, 0o555)
+	cmd := exec.Command(filepath.Join(repoRoot(t), "deploy.sh"), docroot)
+	cmd.Env = append(os.Environ(), "HOME="+base)
+	if os.Geteuid() == 0 {
+		// Root may write anywhere: deploy as nobody.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	}
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("deploy.sh into a read-only %s succeeded:\n%s", docroot, out)
+	}
+	if want := "TARGET " + docroot + " is not writable"; !strings.Contains(string(out), want) {
+		t.Errorf("got\n%s\nwant a message containing %q", out, want)
+	}
+}
+
+// TestDeployInstalls checks a first deployment in every mode: the static
+// programs, the whole page, the .htaccess files and samples of the mode,
+// the data directory given to the web server's user.
+func TestDeployInstalls(t *testing.T) {
+	t.Parallel()
+	warmBuild(t)
+	u := serverUser(t)
+	tests := []struct {
+		mode       string
+		args       []string
+		handler    string // SetHandler in cgi-bin/.htaccess; "" when it denies all
+		streamMode string
+		samples    []string
+	}{
+		{"cgi", nil, "cgi-script", "live", []string{"nginx-fcgiwrap.conf", "fcgiwrap.default"}},
+		{"fcgid", nil, "fcgid-script", "batch", []string{"apache-fcgid-live.conf"}},
+		{"fcgid", []string{"--stream-mode", "live"}, "fcgid-script", "live", []string{"apache-fcgid-live.conf"}},
+		{"daemon", nil, "", "live", []string{"nginx-daemon.conf", "apache-daemon.conf", "cgichat@.service"}},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(append([]string{tt.mode}, tt.args...), " "), func(t *testing.T) {
+			base := t.TempDir()
+			docroot := filepath.Join(base, "docroot")
+			args := append([]string{"--mode", tt.mode, "--web-user", u.name}, tt.args...)
+			out, err := runDeploy(nil, append(args, docroot)...)
+			if err != nil {
+				t.Fatalf("deploy.sh: %v\n%s", err, out)
+			}
+			if want := "assuming the web server runs the programs as " + u.name; !strings.Contains(out, want) {
+				t.Errorf("the output does not say %q:\n%s", want, out)
+			}
+			for _, prog := range []string{"post", "stream"} {
+				checkStatic(t, filepath.Join(docroot, "cgi-bin", prog))
+			}
+			checkPage(t, docroot)
+
+			htaccess := readFile(t, filepath.Join(docroot, "cgi-bin", ".htaccess"))
+			db := filepath.Join(base, "cgichat-data", "chat.db")
+			if tt.handler == "" {
+				if strings.Contains(htaccess, "SetHandler") || !strings.Contains(htaccess, "\nRequire all denied") {
+					t.Errorf("cgi-bin/.htaccess must deny everything in daemon mode:\n%s", htaccess)
+				}
+			} else {
+				for _, want := range []string{
+					"\nOptions +ExecCGI\n", "\nSetHandler " + tt.handler + "\n",
+					"\nSetEnv CHAT_DB " + db + "\n", "\nSetEnv CHAT_STREAM_MODE " + tt.streamMode + "\n",
+					"\nSetEnv no-gzip 1\n",
+				} {
+					if !strings.Contains(htaccess, want) {
+						t.Errorf("cgi-bin/.htaccess lacks %q:\n%s", strings.TrimSpace(want), htaccess)
+					}
+				}
+			}
+			conf := filepath.Join(base, "cgichat-conf")
+			for _, name := range tt.samples {
+				text := readFile(t, filepath.Join(conf, name))
+				if m := regexp.MustCompile(`@[A-Z_]+@`).FindString(text); m != "" {
+					t.Errorf("%s still holds the placeholder %s", name, m)
+				}
+				if !strings.HasPrefix(text, "# cgichat: written by deploy.sh from contrib/") {
+					t.Errorf("%s does not start by saying where it comes from:\n%s", name, text)
+				}
+			}
+
+			data := filepath.Join(base, "cgichat-data")
+			fi, err := os.Stat(data)
+			if err != nil {
+				t.Fatalf("no data directory: %v", err)
+			}
+			st := fi.Sys().(*syscall.Stat_t)
+			if int(st.Uid) != u.uid || fi.Mode().Perm()&0o700 != 0o700 {
+				t.Errorf("data directory: got owner %d and mode %v, want %s (%d) with rwx", st.Uid, fi.Mode().Perm(), u.name, u.uid)
+			}
+			if _, err := os.Stat(db); err == nil {
+				t.Errorf("deploy.sh created the database %s; the programs create it", db)
+			}
+		})
+	}
+}
+
+// TestDeployDaemonSamples checks what --mode daemon writes for the front
+// ends and systemd: the paths, the listen address and the settings that
+// keep events flowing. The host tests run these very files.
+func TestDeployDaemonSamples(t *testing.T) {
+	t.Parallel()
+	warmBuild(t)
+	base := t.TempDir()
+	docroot := filepath.Join(base, "docroot")
+	sockets := filepath.Join(base, "run")
+	out, err := runDeploy(nil, "--mode", "daemon", "--web-user", serverUser(t).name, "--socket-dir", sockets,
+		"--http-listen", "127.0.0.1:8088", "--server-name", "chat.test", "--env", "CHAT_HISTORY=20", docroot)
+	if err != nil {
+		t.Fatalf("deploy.sh: %v\n%s", err, out)
+	}
+	conf := filepath.Join(base, "cgichat-conf")
+	db := filepath.Join(base, "cgichat-data", "chat.db")
+	for _, tt := range []struct {
+		file string
+		want []string
+	}{
+		{"nginx-daemon.conf", []string{
+			"listen 127.0.0.1:8088;", "server_name chat.test;", "root " + docroot + ";",
+			"fastcgi_pass unix:" + sockets + "/post.sock;", "fastcgi_pass unix:" + sockets + "/stream.sock;",
+			"fastcgi_buffering off;", "gzip off;",
+		}},
+		{"apache-daemon.conf", []string{
+			"<VirtualHost 127.0.0.1:8088>", "ServerName chat.test", `DocumentRoot "` + docroot + `"`,
+			`"unix:` + sockets + `/stream.sock|fcgi://cgichat-stream/" flushpackets=on`,
+			`"unix:` + sockets + `/post.sock|fcgi://cgichat-post/"`, "no-gzip",
+		}},
+		{"cgichat@.service", []string{
+			"User=" + serverUser(t).name, "Environment=CHAT_DB=" + db, "Environment=CHAT_STREAM_MODE=live",
+			"Environment=CHAT_HISTORY=20", "ExecStart=" + docroot + "/cgi-bin/%i -listen unix:" + sockets + "/%i.sock",
+		}},
+	} {
+		text := readFile(t, filepath.Join(conf, tt.file))
+		for _, want := range tt.want {
+			if !strings.Contains(text, want) {
+				t.Errorf("%s lacks %q:\n%s", tt.file, want, text)
+			}
+		}
+	}
+	for _, want := range []string{"systemctl enable --now cgichat@post cgichat@stream", "-listen unix:" + sockets + "/post.sock"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the output does not tell how to start the daemons (%q):\n%s", want, out)
+		}
+	}
+	// nginx accepts the sample as it is.
+	nginxConf := filepath.Join(base, "nginx.conf")
+	mustWrite(t, nginxConf, fmt.Sprintf("pid %s/nginx.pid;\nevents {}\nhttp {\n include /etc/nginx/mime.types;\n include %s;\n}\n",
+		base, filepath.Join(conf, "nginx-daemon.conf")), 0o644)
+	mustWrite(t, filepath.Join(base, "fastcgi_params"), readFile(t, "/etc/nginx/fastcgi_params"), 0o644)
+	if out, err := exec.Command(nginxBin, "-t", "-c", nginxConf, "-p", base, "-e", filepath.Join(base, "nginx-error.log")).CombinedOutput(); err != nil {
+		t.Errorf("nginx -t with the sample: %v\n%s", err, out)
+	}
+}
+
+// TestDeployDryRun checks that --dry-run tells what would change and
+// changes nothing, for a new TARGET and for a change of mode.
+func TestDeployDryRun(t *testing.T) {
+	t.Parallel()
+	warmBuild(t)
+	base := t.TempDir()
+	docroot := filepath.Join(base, "docroot")
+	user := serverUser(t).name
+
+	before := snapshot(t, base)
+	out, err := runDeploy(nil, "--dry-run", "--web-user", user, docroot)
+	if err != nil {
+		t.Fatalf("deploy.sh --dry-run: %v\n%s", err, out)
+	}
+	for _, want := range []string{"would install " + docroot + "/cgi-bin/post", "would install " + docroot + "/index.html", "would: install -d", "nothing was written"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the dry run does not say %q:\n%s", want, out)
+		}
+	}
+	compareSnapshots(t, "a dry run into a new TARGET", before, snapshot(t, base))
+
+	if out, err := runDeploy(nil, "--web-user", user, docroot); err != nil {
+		t.Fatalf("deploy.sh: %v\n%s", err, out)
+	}
+	before = snapshot(t, base)
+	out, err = runDeploy(nil, "--dry-run", "--mode", "daemon", "--web-user", user, docroot)
+	if err != nil {
+		t.Fatalf("deploy.sh --dry-run --mode daemon: %v\n%s", err, out)
+	}
+	if want := "would install " + docroot + "/cgi-bin/.htaccess"; !strings.Contains(out, want) {
+		t.Errorf("the dry run does not say %q:\n%s", want, out)
+	}
+	if strings.Contains(out, "would install "+docroot+"/cgi-bin/post") {
+		t.Errorf("the dry run would install the unchanged post:\n%s", out)
+	}
+	compareSnapshots(t, "a dry run over a deployment", before, snapshot(t, base))
+}
+
+// TestDeployTwice checks that a second run with the same options changes
+// nothing: not a file, not a mode, not a time stamp.
+func TestDeployTwice(t *testing.T) {
+	t.Parallel()
+	warmBuild(t)
+	for _, mode := range []string{"cgi", "fcgid", "daemon"} {
+		t.Run(mode, func(t *testing.T) {
+			base := t.TempDir()
+			args := []string{"--mode", mode, "--web-user", serverUser(t).name, filepath.Join(base, "docroot")}
+			if out, err := runDeploy(nil, args...); err != nil {
+				t.Fatalf("deploy.sh: %v\n%s", err, out)
+			}
+			before := snapshot(t, base)
+			out, err := runDeploy(nil, args...)
+			if err != nil {
+				t.Fatalf("deploy.sh, again: %v\n%s", err, out)
+			}
+			if !strings.Contains(out, "nothing to change") || strings.Contains(out, "deploy: install") {
+				t.Errorf("the second run does not say it had nothing to change:\n%s", out)
+			}
+			compareSnapshots(t, "the second run", before, snapshot(t, base))
+		})
+	}
+}
+
+// TestDeployKeepsDatabase checks that an existing database, its WAL files
+// and its directory are left exactly as they are.
+func TestDeployKeepsDatabase(t *testing.T) {
+	t.Parallel()
+	warmBuild(t)
+	base := t.TempDir()
+	data := filepath.Join(base, "cgichat-data")
+	mustMkdir(t, data, 0o700)
+	old := time.Now().Add(-48 * time.Hour)
+	for _, name := range []string{"chat.db", "chat.db-wal", "chat.db-shm"} {
+		path := filepath.Join(data, name)
+		mustWrite(t, path, "SQLite format 3\x00 messages of "+name, 0o600)
+		if err := os.Chtimes(path, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := snapshot(t, data)
+	out, err := runDeploy(nil, "--web-user", serverUser(t).name, filepath.Join(base, "docroot"))
+	if err != nil {
+		t.Fatalf("deploy.sh: %v\n%s", err, out)
+	}
+	for _, want := range []string{"data directory " + data + " exists: left as it is", "database " + data + "/chat.db exists: not touched"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the output does not say %q:\n%s", want, out)
+		}
+	}
+	compareSnapshots(t, "deploying beside a database", before, snapshot(t, data))
+}
+
+// TestDeployRefusesForeignHtaccess checks that an .htaccess deploy.sh did
+// not write is never replaced.
+func TestDeployRefusesForeignHtaccess(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	docroot := filepath.Join(base, "docroot")
+	mustMkdir(t, docroot, 0o755)
+	mustWrite(t, filepath.Join(docroot, ".htaccess"), "Options +Indexes\n", 0o644)
+	before := snapshot(t, base)
+	out, err := runDeploy(nil, docroot)
+	if err == nil {
+		t.Fatalf("deploy.sh over a foreign .htaccess succeeded:\n%s", out)
+	}
+	if want := "were not written by deploy.sh"; !strings.Contains(out, want) {
+		t.Errorf("got\n%s\nwant a message containing %q", out, want)
+	}
+	compareSnapshots(t, "a refused deployment", before, snapshot(t, base))
+}
+
+// TestDeployRemote deploys to user@host:path through rsync, with a remote
+// shell that runs its command on this machine, twice.
+func TestDeployRemote(t *testing.T) {
+	t.Parallel()
+	warmBuild(t)
+	requireTools(t, "/usr/bin/rsync")
+	base := t.TempDir()
+	rsh := filepath.Join(base, "fake-ssh")
+	mustWrite(t, rsh, `#!/bin/sh
+# Stands in for ssh: skips the options and the host, runs the command here.
+while [ $# -gt 0 ]; do
+  case $1 in
+    -l | -p | -i | -o) shift 2 ;;
+    -*) shift ;;
+    *) break ;;
+  esac
+done
+shift
+exec sh -c "$*"
+`, 0o755)
+	docroot := filepath.Join(base, "docroot")
+	env := []string{"RSYNC_RSH=" + rsh}
+	out, err := runDeploy(env, "me@example.org:"+docroot)
+	if err != nil {
+		t.Fatalf("deploy.sh me@example.org:%s: %v\n%s", docroot, err, out)
+	}
+	if want := "your account on me@example.org"; !strings.Contains(out, want) {
+		t.Errorf("the output does not say which user it assumed (%q):\n%s", want, out)
+	}
+	for _, prog := range []string{"post", "stream"} {
+		checkStatic(t, filepath.Join(docroot, "cgi-bin", prog))
+	}
+	checkPage(t, docroot)
+	if _, err := os.Stat(filepath.Join(base, "cgichat-data")); err != nil {
+		t.Errorf("no data directory beside the remote docroot: %v", err)
+	}
+	before := snapshot(t, base)
+	out, err = runDeploy(env, "me@example.org:"+docroot)
+	if err != nil {
+		t.Fatalf("deploy.sh, again: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "nothing to change") {
+		t.Errorf("the second remote run does not say it had nothing to change:\n%s", out)
+	}
+	compareSnapshots(t, "the second remote run", before, snapshot(t, base))
+}
+
+// checkStatic fails unless path is a statically linked executable.
+func checkStatic(t *testing.T, path string) {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o755 {
+		t.Errorf("%s: got mode %v, want 0755", path, fi.Mode().Perm())
+	}
+	out, err := exec.Command("file", "-L", path).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "statically linked") {
+		t.Errorf("file %s: got %q (%v), want statically linked", path, out, err)
+	}
+	if out, err := exec.Command("ldd", path).CombinedOutput(); err == nil {
+		t.Errorf("ldd %s lists libraries:\n%s", path, out)
+	}
+}
+
+// checkPage fails unless every file of public/ is in docroot, as it is.
+func checkPage(t *testing.T, docroot string) {
+	t.Helper()
+	public := filepath.Join(repoRoot(t), "public")
+	err := filepath.WalkDir(public, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || strings.HasPrefix(d.Name(), ".") {
+			return err
+		}
+		rel, _ := filepath.Rel(public, path)
+		if g, e := readFile(t, filepath.Join(docroot, rel)), readFile(t, path); g != e {
+			t.Errorf("%s differs from public/%s", filepath.Join(docroot, rel), rel)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// entry is what a snapshot records of one path.
+type entry struct {
+	mode     fs.FileMode
+	uid, gid uint32
+	mtime    time.Time
+	sum      string // of a file's content
+}
+
+func (e entry) String() string {
+	return fmt.Sprintf("mode %v, owner %d:%d, modified %s, sha256 %.12s", e.mode, e.uid, e.gid, e.mtime.Format(time.RFC3339Nano), e.sum)
+}
+
+// snapshot records every path under dir, so that two snapshots differ
+// when anything was created, removed, rewritten, touched or re-owned.
+func snapshot(t *testing.T, dir string) map[string]entry {
+	t.Helper()
+	snap := make(map[string]entry)
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := os.Lstat(path)
+		if err != nil {
+			return err
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		e := entry{mode: fi.Mode(), uid: st.Uid, gid: st.Gid, mtime: fi.ModTime()}
+		if fi.Mode().IsRegular() {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			sum := sha256.Sum256(b)
+			e.sum = hex.EncodeToString(sum[:])
+		}
+		rel, _ := filepath.Rel(dir, path)
+		snap[rel] = e
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return snap
+}
+
+// compareSnapshots reports every path that what changed.
+func compareSnapshots(t *testing.T, what string, before, after map[string]entry) {
+	t.Helper()
+	for _, path := range slices.Sorted(maps.Keys(after)) {
+		b, ok := before[path]
+		switch {
+		case !ok:
+			t.Errorf("%s created %s", what, path)
+		case b != after[path]:
+			t.Errorf("%s changed %s: got %v, want %v", what, path, after[path], b)
+		}
+	}
+	for _, path := range slices.Sorted(maps.Keys(before)) {
+		if _, ok := after[path]; !ok {
+			t.Errorf("%s removed %s", what, path)
+		}
+	}
+}

@@ -1,0 +1,243 @@
+package hosts
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// proc is a server process the test started, in a process group of its
+// own so that stopping it also stops what it started.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the process has exited
+	once sync.Once
+}
+
+// startProc starts cmd in a new process group with its output appended to
+// logPath, and stops the group when the test ends.
+func startProc(t *testing.T, name string, cmd *exec.Cmd, logPath string) *proc {
+	t.Helper()
+	out, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	defer out.Close()
+	cmd.Stdout, cmd.Stderr = out, out
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("%s: starting %s: %v", name, cmd.Path, err)
+	}
+	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(p.stop)
+	return p
+}
+
+// stop ends the process group: SIGTERM, then SIGKILL for whatever is left
+// after a grace period. It may be called more than once.
+func (p *proc) stop() {
+	p.once.Do(func() {
+		pgid := p.cmd.Process.Pid
+		syscall.Kill(-pgid, syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+		}
+		// Children that outlive the leader (CGI programs) are still in
+		// the group.
+		syscall.Kill(-pgid, syscall.SIGKILL)
+		select {
+		case <-p.done:
+		case <-time.After(5 * time.Second):
+		}
+	})
+}
+
+// exited reports whether the process has ended.
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// freePort returns a TCP port on 127.0.0.1 that nothing listens on now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// waitFor polls ready every 50 ms until it returns true, p exits or timeout
+// passes; it fails the test with the tail of logPath otherwise.
+func waitFor(t *testing.T, p *proc, logPath, what string, timeout time.Duration, ready func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !ready() {
+		if p != nil && p.exited() {
+			t.Fatalf("%s exited before %s; its log:\n%s", p.name, what, tail(logPath, 30))
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within %v; log %s:\n%s", what, timeout, logPath, tail(logPath, 30))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// listening reports whether something accepts connections at addr.
+func listening(network, addr string) func() bool {
+	return func() bool {
+		c, err := net.DialTimeout(network, addr, time.Second)
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	}
+}
+
+// tail returns the last n lines of a file, for failure messages.
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(%v)", err)
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// pidsRunning returns the processes whose executable is path. Zombies have
+// no executable and are not counted.
+func pidsRunning(path string) []int {
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil && exe == path {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// pidsUnder returns the processes whose executable lies below dir.
+func pidsUnder(dir string) []int {
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil && strings.HasPrefix(exe, dir+string(filepath.Separator)) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// hasEnv reports whether process pid's environment holds the exact entry
+// kv ("NAME=value").
+func hasEnv(pid int, kv string) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil {
+		return false
+	}
+	for _, e := range bytes.Split(b, []byte{0}) {
+		if string(e) == kv {
+			return true
+		}
+	}
+	return false
+}
+
+// connectedSockets returns the inodes of the connected Unix stream sockets
+// that the processes running the executable path hold: one for every
+// request a FastCGI program is serving.
+func connectedSockets(path string) (map[string]bool, error) {
+	connected, err := connectedUnixInodes()
+	if err != nil {
+		return nil, err
+	}
+	held := make(map[string]bool)
+	for _, pid := range pidsRunning(path) {
+		fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		for _, fd := range fds {
+			link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+			if err != nil {
+				continue
+			}
+			inode, ok := strings.CutPrefix(link, "socket:[")
+			inode = strings.TrimSuffix(inode, "]")
+			if ok && connected[inode] {
+				held[inode] = true
+			}
+		}
+	}
+	return held, nil
+}
+
+// connectedUnixInodes reads /proc/net/unix for the inodes of connected
+// stream sockets (type 0001, state 03).
+func connectedUnixInodes() (map[string]bool, error) {
+	f, err := os.Open("/proc/net/unix")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	inodes := make(map[string]bool)
+	sc := bufio.NewScanner(f)
+	sc.Scan() // the header
+	for sc.Scan() {
+		// Num RefCount Protocol Flags Type St Inode [Path]
+		fields := strings.Fields(sc.Text())
+		if len(fields) >= 7 && fields[4] == "0001" && fields[5] == "03" {
+			inodes[fields[6]] = true
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if len(inodes) == 0 {
+		return nil, errors.New("/proc/net/unix lists no connected stream socket")
+	}
+	return inodes, nil
+}
+
+// killAll ends every process in pids.
+func killAll(pids []int) {
+	for _, pid := range pids {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
