@@ -298,8 +298,11 @@ mkdir -p "$stage/docroot/cgi-bin" "$stage/conf"
 chmod 0755 "$stage/docroot" "$stage/docroot/cgi-bin" "$stage/conf"
 goarch=${GOARCH:-amd64}
 say "building post and stream: static linux/$goarch binaries (cgo, go-sqlite3)"
+# -trimpath and -buildvcs=false make the binaries depend on the sources
+# alone, not on where the checkout is or who owns it (git refuses to read
+# another user's repository), so an unchanged tree gives unchanged files.
 for prog in post stream; do
-  if ! out=$(CGO_ENABLED=1 GOOS=linux GOARCH=$goarch go build -trimpath \
+  if ! out=$(CGO_ENABLED=1 GOOS=linux GOARCH=$goarch go build -trimpath -buildvcs=false \
     -tags 'sqlite_omit_load_extension osusergo netgo' \
     -ldflags '-linkmode external -extldflags -static' \
     -o "$stage/docroot/cgi-bin/$prog" "./cgi-bin/$prog" 2>&1); then

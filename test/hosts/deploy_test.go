@@ -246,7 +246,7 @@ func TestDeployDaemonSamples(t *testing.T) {
 	}
 	// nginx accepts the sample as it is.
 	nginxConf := filepath.Join(base, "nginx.conf")
-	mustWrite(t, nginxConf, fmt.Sprintf("pid %s/nginx.pid;\nevents {}\nhttp {\n include /etc/nginx/mime.types;\n include %s;\n}\n",
+	mustWrite(t, nginxConf, fmt.Sprintf("pid %s/nginx.pid;\nevents {}\nhttp {\n access_log off;\n include /etc/nginx/mime.types;\n include %s;\n}\n",
 		base, filepath.Join(conf, "nginx-daemon.conf")), 0o644)
 	mustWrite(t, filepath.Join(base, "fastcgi_params"), readFile(t, "/etc/nginx/fastcgi_params"), 0o644)
 	if out, err := exec.Command(nginxBin, "-t", "-c", nginxConf, "-p", base, "-e", filepath.Join(base, "nginx-error.log")).CombinedOutput(); err != nil {
