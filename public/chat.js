@@ -12,6 +12,7 @@ import {
   defaultRoom,
   messageText,
   nickColor,
+  nickKey,
   roomFromAddress,
   roomPattern,
   validNick,
@@ -21,6 +22,9 @@ const $ = (id) => document.getElementById(id);
 const el = {
   roomName: $("room-name"),
   state: $("state"),
+  presence: $("presence"),
+  presenceLabel: $("presence-label"),
+  presenceList: $("presence-list"),
   roomForm: $("room-form"),
   roomInput: $("room-input"),
   scroller: $("scroller"),
@@ -30,36 +34,44 @@ const el = {
   compose: $("compose"),
   nickButton: $("nick-button"),
   sendError: $("send-error"),
+  renick: $("renick"),
   text: $("text"),
   send: $("send"),
   nickDialog: $("nick-dialog"),
   nickForm: $("nick-form"),
   nickInput: $("nick-input"),
+  nickWhy: $("nick-why"),
   nickCancel: $("nick-cancel"),
 };
 
-const nickKey = "cgichat.nick";
+const nickStorage = "cgichat.nick";
 
 // The page's state, all in one place.
 const page = {
   room: "",
   feed: null,
   nick: loadNick(),
-  shown: new Set(), // ids of the messages in the log
+  presence: null, // the nicks in the room, once the stream said
+  shown: new Set(), // ids of the messages shown (and deleted since)
   lastDay: "", // the local day of the newest message shown
   maxId: 0, // the newest message shown
   joined: false, // the history is in; what comes now is new
   unread: 0, // new messages while the tab was hidden
   unseen: 0, // new messages below the visible part of the log
+  stuck: true, // the reader was at the bottom when the log last scrolled
   sending: false,
   afterNick: null, // what to do once a nickname is chosen
+  refused: new Set(), // nickKeys of nicks the server said belong to others
+  refusal: { nick: "", why: "" }, // the last nick refused, and the server's sentence
 };
 
 // Nickname, kept in localStorage (which may be unavailable: private modes,
-// disabled storage). Without it the nick lasts as long as the page.
+// disabled storage). Without it the nick lasts as long as the page. A
+// stored nick the server would refuse is dropped: it goes on the stream's
+// address too.
 function loadNick() {
   try {
-    return localStorage.getItem(nickKey) || "";
+    return validNick(localStorage.getItem(nickStorage) || "").nick ?? "";
   } catch {
     return "";
   }
@@ -68,11 +80,17 @@ function loadNick() {
 function saveNick(nick) {
   page.nick = nick;
   try {
-    localStorage.setItem(nickKey, nick);
+    if (nick === "") {
+      localStorage.removeItem(nickStorage);
+    } else {
+      localStorage.setItem(nickStorage, nick);
+    }
   } catch {
     // Not remembered; still used for this page.
   }
   showNick();
+  // The stream says who reads; it reopens under the new name.
+  page.feed?.setNick(nick, true);
 }
 
 function showNick() {
@@ -81,7 +99,22 @@ function showNick() {
   for (const li of el.log.querySelectorAll(".msg")) {
     li.classList.toggle("own", li.dataset.nick === nick);
   }
+  showPresence(page.presence);
 }
+
+// Another tab of this browser chose a nickname.
+window.addEventListener("storage", (e) => {
+  if (e.key !== nickStorage && e.key !== null) {
+    return;
+  }
+  const nick = loadNick();
+  if (nick !== page.nick) {
+    page.nick = nick;
+    showNick();
+    // That tab tells the stream itself.
+    page.feed?.setNick(nick, false);
+  }
+});
 
 // Rooms: from the address, switched with the form (which sets #room).
 function enterRoom(wanted) {
@@ -95,8 +128,9 @@ function enterRoom(wanted) {
     return;
   }
   page.feed?.leave();
-  Object.assign(page, { room, lastDay: "", maxId: 0, joined: false, unread: 0, unseen: 0 });
+  Object.assign(page, { room, presence: null, lastDay: "", maxId: 0, joined: false, unread: 0, unseen: 0 });
   page.shown.clear();
+  showPresence(null);
   el.log.replaceChildren();
   if (notice !== "") {
     const li = document.createElement("li");
@@ -112,7 +146,56 @@ function enterRoom(wanted) {
   el.log.setAttribute("aria-label", "Messages in #" + room);
   updateTitle();
   showState({ status: "connecting", mode: "live", detail: "", retryAt: 0 });
-  page.feed = joinRoom(room, { onMessage: (m) => show(m), onState: showState });
+  page.feed = joinRoom(room, page.nick, {
+    message: show,
+    delete: unshow,
+    presence: (nicks) => {
+      page.presence = nicks;
+      showPresence(nicks);
+    },
+    trimmed: showTrimmed,
+    state: showState,
+  });
+}
+
+// Presence: who reads the room with a nickname, as the stream says.
+function showPresence(nicks) {
+  el.presence.hidden = nicks === null;
+  if (nicks === null) {
+    el.presenceList.replaceChildren();
+    return;
+  }
+  el.presenceLabel.textContent = nicks.length === 0 ? "In the room:" : `In the room (${nicks.length}):`;
+  if (nicks.length === 0) {
+    el.presenceList.textContent = "no one with a nickname yet";
+    return;
+  }
+  const items = [];
+  for (const nick of nicks) {
+    if (items.length > 0) {
+      items.push(", ");
+    }
+    const span = document.createElement("span");
+    span.className = "presence-nick";
+    span.classList.toggle("self", nick === page.nick);
+    span.dir = "auto";
+    span.textContent = nick;
+    items.push(span);
+  }
+  el.presenceList.replaceChildren(...items);
+}
+
+// A resumed stream said that messages this browser never received were
+// removed by the chat's retention.
+function showTrimmed() {
+  const li = document.createElement("li");
+  li.className = "notice trimmed";
+  li.textContent =
+    "Some messages from while this page was away are no longer kept by this chat (it keeps only recent ones), so they are missing here.";
+  el.log.append(li);
+  if (!page.joined || atBottom()) {
+    scrollToBottom();
+  }
 }
 
 function updateTitle() {
@@ -149,7 +232,7 @@ function showState(s) {
   el.state.title = title;
   if (s.status === "live" && !page.joined) {
     page.joined = true;
-    el.empty.hidden = page.shown.size > 0;
+    el.empty.hidden = el.log.querySelector(".msg") !== null;
     scrollToBottom();
   }
 }
@@ -162,6 +245,7 @@ function atBottom() {
 
 function scrollToBottom() {
   el.scroller.scrollTop = el.scroller.scrollHeight;
+  page.stuck = true;
   page.unseen = 0;
   el.jump.hidden = true;
 }
@@ -184,8 +268,11 @@ function show(m) {
   time.dateTime = m.time;
   time.textContent = clock(date);
   time.title = date.toLocaleString();
+  // dir=auto isolates each nick and text: a right-to-left override in one
+  // cannot reorder what follows it.
   const nick = document.createElement("span");
   nick.className = "nick " + nickColor(m.nick);
+  nick.dir = "auto";
   nick.textContent = m.nick;
   nick.title = m.nick;
   const colon = document.createElement("span");
@@ -193,6 +280,7 @@ function show(m) {
   colon.textContent = ":";
   const text = document.createElement("span");
   text.className = "text";
+  text.dir = "auto";
   text.append(messageText(document, m.text));
   li.append(time, " ", nick, colon, " ", text);
 
@@ -226,9 +314,52 @@ function show(m) {
       li.classList.add("first-unseen");
     }
     page.unseen++;
-    el.jump.textContent = page.unseen === 1 ? "1 new message ↓" : `${page.unseen} new messages ↓`;
-    el.jump.hidden = false;
+    showUnseen();
   }
+}
+
+function showUnseen() {
+  el.jump.textContent = page.unseen === 1 ? "1 new message ↓" : `${page.unseen} new messages ↓`;
+  el.jump.hidden = page.unseen === 0;
+}
+
+// unshow takes out a message a moderator deleted. Its id stays in
+// page.shown, so it cannot come back.
+function unshow(id) {
+  page.shown.add(id);
+  const li = el.log.querySelector(`.msg[data-id="${id}"]`);
+  if (li === null) {
+    return;
+  }
+  // Below the new-messages line, it was counted as unseen.
+  const marker = el.log.querySelector(".first-unseen");
+  if (!el.jump.hidden && marker !== null && (li === marker || marker.compareDocumentPosition(li) & Node.DOCUMENT_POSITION_FOLLOWING)) {
+    page.unseen--;
+    if (li === marker) {
+      nextMessage(li)?.classList.add("first-unseen");
+    }
+    showUnseen();
+  }
+  const before = li.previousElementSibling;
+  const after = li.nextElementSibling;
+  li.remove();
+  // A day with nothing left loses its line.
+  if (before?.classList.contains("day") && (after === null || after.classList.contains("day"))) {
+    before.remove();
+  }
+  const last = [...el.log.querySelectorAll(".msg")].at(-1);
+  page.lastDay = last ? dayKey(new Date(last.querySelector("time").dateTime)) : "";
+  if (last === undefined && page.joined) {
+    el.empty.hidden = false;
+  }
+}
+
+function nextMessage(li) {
+  let next = li.nextElementSibling;
+  while (next !== null && !next.classList.contains("msg")) {
+    next = next.nextElementSibling;
+  }
+  return next;
 }
 
 // Sending.
@@ -236,9 +367,37 @@ function updateSend() {
   el.send.disabled = page.sending || el.text.value.trim() === "";
 }
 
-function showSendError(message) {
+// showSendError shows why the last message was not sent (or nothing, for
+// ""), with a button to choose another nickname when that is the cure.
+function showSendError(message, offerNick = false) {
   el.sendError.textContent = message;
   el.sendError.hidden = message === "";
+  el.renick.hidden = !offerNick;
+}
+
+// retryAfter reads a Retry-After header (seconds or an HTTP date) as
+// whole seconds from now, or 0.
+function retryAfter(value) {
+  if (value === null) {
+    return 0;
+  }
+  const s = /^\d+$/.test(value.trim()) ? Number(value) : (Date.parse(value) - Date.now()) / 1000;
+  return Number.isFinite(s) && s > 0 ? Math.ceil(s) : 0;
+}
+
+// refuseNick handles a 409: the nick belongs to someone else (who posted
+// with it first, from another browser). The page stops using it, also for
+// presence, and asks for another one; the typed message waits, and goes
+// out once a nick is chosen.
+function refuseNick(nick, why) {
+  page.refused.add(nickKey(nick));
+  page.refusal = { nick, why };
+  if (page.nick === nick) {
+    saveNick("");
+  }
+  if (!el.nickDialog.open) {
+    askNick(send, nick);
+  }
 }
 
 async function send() {
@@ -253,12 +412,12 @@ async function send() {
   page.sending = true;
   el.text.readOnly = true;
   updateSend();
-  const room = page.room;
+  const { room, nick } = page;
   try {
     const res = await fetch("cgi-bin/post", {
       method: "POST",
       headers: { "Content-Type": "application/json", Accept: "application/json" },
-      body: JSON.stringify({ room, nick: page.nick, text }),
+      body: JSON.stringify({ room, nick, text }),
     });
     let body = null;
     try {
@@ -274,7 +433,15 @@ async function send() {
       scrollToBottom();
     } else {
       const why = body?.error || res.statusText || "The server refused the message.";
-      showSendError(`Not sent: ${why} (HTTP ${res.status})`);
+      let message = `Not sent: ${why} (HTTP ${res.status})`;
+      const wait = res.status === 429 ? retryAfter(res.headers.get("Retry-After")) : 0;
+      if (wait > 0) {
+        message += ` You can send again in ${wait} s.`;
+      }
+      showSendError(message, res.status === 409);
+      if (res.status === 409) {
+        refuseNick(nick, why);
+      }
     }
   } catch {
     showSendError("Not sent: the server could not be reached. Your message is still here; try again.");
@@ -285,18 +452,28 @@ async function send() {
   }
 }
 
-// The nickname dialog: asked on first send, and from the nick button.
-function askNick(then) {
+// The nickname dialog: asked on first send, from the nick button, and
+// after the server said a nick belongs to someone else (refused is that
+// nick, which the dialog then starts from, with the server's sentence).
+function askNick(then, refused = "") {
   page.afterNick = then ?? null;
-  el.nickInput.value = page.nick;
+  el.nickInput.value = refused || page.nick;
   el.nickInput.setCustomValidity("");
+  el.nickWhy.textContent = refused === "" ? "" : page.refusal.why;
+  el.nickWhy.hidden = refused === "";
   el.nickDialog.returnValue = "";
   el.nickDialog.showModal();
+  if (refused !== "") {
+    el.nickInput.select();
+  }
 }
 
 el.nickForm.addEventListener("submit", (e) => {
   e.preventDefault();
   const v = validNick(el.nickInput.value);
+  if (!v.error && page.refused.has(nickKey(v.nick))) {
+    v.error = `“${v.nick}” is in use by someone else. Please choose another nickname.`;
+  }
   if (v.error) {
     el.nickInput.setCustomValidity(v.error);
     el.nickInput.reportValidity();
@@ -316,6 +493,7 @@ el.nickDialog.addEventListener("close", () => {
   }
 });
 el.nickButton.addEventListener("click", () => askNick(null));
+el.renick.addEventListener("click", () => askNick(send, page.refusal.nick));
 
 el.compose.addEventListener("submit", (e) => {
   e.preventDefault();
@@ -341,11 +519,20 @@ el.roomForm.addEventListener("submit", (e) => {
 window.addEventListener("hashchange", () => enterRoom(roomFromAddress(location)));
 
 el.scroller.addEventListener("scroll", () => {
-  if (atBottom()) {
+  page.stuck = atBottom();
+  if (page.stuck) {
     page.unseen = 0;
     el.jump.hidden = true;
   }
 });
+// The log's box shrinks when the header or the writing area grow (the
+// presence line arrives, an error shows, the phone's keyboard opens): a
+// reader who was at the bottom stays there.
+new ResizeObserver(() => {
+  if (page.stuck) {
+    el.scroller.scrollTop = el.scroller.scrollHeight;
+  }
+}).observe(el.scroller);
 el.jump.addEventListener("click", () => {
   scrollToBottom();
   el.text.focus();

@@ -116,12 +116,19 @@ export function dayKey(date) {
   return date.getFullYear() + "-" + date.getMonth() + "-" + date.getDate();
 }
 
+// Characters that show nothing by themselves, as the server counts them:
+// format characters (zero-width space, joiners, direction marks) and the
+// blank letters that pass for text.
+const invisible = /[\p{Cf}\u034F\u115F\u1160\u2800\u3164\uFFA0]/gu;
+
 // validNick returns nick trimmed, or an error sentence if the server would
-// refuse it: 1–32 characters, no control characters.
+// refuse it: 1–32 characters, something visible, no control characters.
+// The page also sends the nick with its stream (for presence), where a
+// refused one would stop the messages, so the rule must be the server's.
 export function validNick(nick) {
   const n = nick.trim();
   const length = [...n].length;
-  if (length === 0) {
+  if (n.replace(invisible, "").trim() === "") {
     return { error: "Please choose a nickname." };
   }
   if (length > 32) {
@@ -131,4 +138,12 @@ export function validNick(nick) {
     return { error: "The nickname may not contain control characters." };
   }
   return { nick: n };
+}
+
+// nickKey gives the form under which the server compares nicks: two nicks
+// with the same key are the same nick (case and look-alikes such as
+// full-width letters do not count). The server folds case fully; lower
+// case is close enough for the page's hint.
+export function nickKey(nick) {
+  return nick.normalize("NFKC").toLowerCase();
 }
