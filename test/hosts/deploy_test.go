@@ -21,7 +21,7 @@ import (
 func TestDeployHelp(t *testing.T) {
 	t.Parallel()
 	for _, flag := range []string{"--help", "-h"} {
-		out, err := runDeploy(nil, flag)
+		out, err := runDeploy(t, nil, flag)
 		if err != nil {
 			t.Fatalf("deploy.sh %s: %v\n%s", flag, err, out)
 		}
@@ -80,7 +80,7 @@ func TestDeployRefuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out, err := runDeploy(tt.env, tt.args...)
+			out, err := runDeploy(t, tt.env, tt.args...)
 			if err == nil {
 				t.Fatalf("deploy.sh %s succeeded, want a failure saying %q:\n%s", strings.Join(tt.args, " "), tt.want, out)
 			}
@@ -102,7 +102,7 @@ func TestDeployTargetNotWritable(t *testing.T) {
 	reachable(t, base)
 	docroot := filepath.Join(base, "docroot")
 	mustMkdir(t, docroot, 0o555)
-	cmd := exec.Command(filepath.Join(repoRoot(t), "deploy.sh"), docroot)
+	cmd := exec.Command(filepath.Join(sourceDir(t), "deploy.sh"), docroot)
 	cmd.Env = append(os.Environ(), "HOME="+base)
 	if os.Geteuid() == 0 {
 		// Root may write anywhere: deploy as nobody.
@@ -141,7 +141,7 @@ func TestDeployInstalls(t *testing.T) {
 			base := t.TempDir()
 			docroot := filepath.Join(base, "docroot")
 			args := append([]string{"--mode", tt.mode, "--web-user", u.name}, tt.args...)
-			out, err := runDeploy(nil, append(args, docroot)...)
+			out, err := runDeploy(t, nil, append(args, docroot)...)
 			if err != nil {
 				t.Fatalf("deploy.sh: %v\n%s", err, out)
 			}
@@ -206,7 +206,7 @@ func TestDeployDaemonSamples(t *testing.T) {
 	base := t.TempDir()
 	docroot := filepath.Join(base, "docroot")
 	sockets := filepath.Join(base, "run")
-	out, err := runDeploy(nil, "--mode", "daemon", "--web-user", serverUser(t).name, "--socket-dir", sockets,
+	out, err := runDeploy(t, nil, "--mode", "daemon", "--web-user", serverUser(t).name, "--socket-dir", sockets,
 		"--http-listen", "127.0.0.1:8088", "--server-name", "chat.test", "--env", "CHAT_HISTORY=20", docroot)
 	if err != nil {
 		t.Fatalf("deploy.sh: %v\n%s", err, out)
@@ -264,7 +264,7 @@ func TestDeployDryRun(t *testing.T) {
 	user := serverUser(t).name
 
 	before := snapshot(t, base)
-	out, err := runDeploy(nil, "--dry-run", "--web-user", user, docroot)
+	out, err := runDeploy(t, nil, "--dry-run", "--web-user", user, docroot)
 	if err != nil {
 		t.Fatalf("deploy.sh --dry-run: %v\n%s", err, out)
 	}
@@ -275,11 +275,11 @@ func TestDeployDryRun(t *testing.T) {
 	}
 	compareSnapshots(t, "a dry run into a new TARGET", before, snapshot(t, base))
 
-	if out, err := runDeploy(nil, "--web-user", user, docroot); err != nil {
+	if out, err := runDeploy(t, nil, "--web-user", user, docroot); err != nil {
 		t.Fatalf("deploy.sh: %v\n%s", err, out)
 	}
 	before = snapshot(t, base)
-	out, err = runDeploy(nil, "--dry-run", "--mode", "daemon", "--web-user", user, docroot)
+	out, err = runDeploy(t, nil, "--dry-run", "--mode", "daemon", "--web-user", user, docroot)
 	if err != nil {
 		t.Fatalf("deploy.sh --dry-run --mode daemon: %v\n%s", err, out)
 	}
@@ -301,11 +301,11 @@ func TestDeployTwice(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			base := t.TempDir()
 			args := []string{"--mode", mode, "--web-user", serverUser(t).name, filepath.Join(base, "docroot")}
-			if out, err := runDeploy(nil, args...); err != nil {
+			if out, err := runDeploy(t, nil, args...); err != nil {
 				t.Fatalf("deploy.sh: %v\n%s", err, out)
 			}
 			before := snapshot(t, base)
-			out, err := runDeploy(nil, args...)
+			out, err := runDeploy(t, nil, args...)
 			if err != nil {
 				t.Fatalf("deploy.sh, again: %v\n%s", err, out)
 			}
@@ -334,7 +334,7 @@ func TestDeployKeepsDatabase(t *testing.T) {
 		}
 	}
 	before := snapshot(t, data)
-	out, err := runDeploy(nil, "--web-user", serverUser(t).name, filepath.Join(base, "docroot"))
+	out, err := runDeploy(t, nil, "--web-user", serverUser(t).name, filepath.Join(base, "docroot"))
 	if err != nil {
 		t.Fatalf("deploy.sh: %v\n%s", err, out)
 	}
@@ -355,7 +355,7 @@ func TestDeployRefusesForeignHtaccess(t *testing.T) {
 	mustMkdir(t, docroot, 0o755)
 	mustWrite(t, filepath.Join(docroot, ".htaccess"), "Options +Indexes\n", 0o644)
 	before := snapshot(t, base)
-	out, err := runDeploy(nil, docroot)
+	out, err := runDeploy(t, nil, docroot)
 	if err == nil {
 		t.Fatalf("deploy.sh over a foreign .htaccess succeeded:\n%s", out)
 	}
@@ -387,7 +387,7 @@ exec sh -c "$*"
 `, 0o755)
 	docroot := filepath.Join(base, "docroot")
 	env := []string{"RSYNC_RSH=" + rsh}
-	out, err := runDeploy(env, "me@example.org:"+docroot)
+	out, err := runDeploy(t, env, "me@example.org:"+docroot)
 	if err != nil {
 		t.Fatalf("deploy.sh me@example.org:%s: %v\n%s", docroot, err, out)
 	}
@@ -402,7 +402,7 @@ exec sh -c "$*"
 		t.Errorf("no data directory beside the remote docroot: %v", err)
 	}
 	before := snapshot(t, base)
-	out, err = runDeploy(env, "me@example.org:"+docroot)
+	out, err = runDeploy(t, env, "me@example.org:"+docroot)
 	if err != nil {
 		t.Fatalf("deploy.sh, again: %v\n%s", err, out)
 	}
@@ -434,7 +434,7 @@ func checkStatic(t *testing.T, path string) {
 // checkPage fails unless every file of public/ is in docroot, as it is.
 func checkPage(t *testing.T, docroot string) {
 	t.Helper()
-	public := filepath.Join(repoRoot(t), "public")
+	public := filepath.Join(sourceDir(t), "public")
 	err := filepath.WalkDir(public, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || strings.HasPrefix(d.Name(), ".") {
 			return err

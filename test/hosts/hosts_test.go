@@ -486,7 +486,7 @@ func (h *host) deploy(t *testing.T, extra ...string) {
 		"--env", "CHAT_RATE_LIMIT=100/10s",
 	}, h.setup.args...)
 	args = append(append(args, extra...), h.docroot)
-	out, err := runDeploy(nil, args...)
+	out, err := runDeploy(t, nil, args...)
 	if err != nil {
 		t.Fatalf("deploy.sh %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
@@ -613,34 +613,21 @@ func reachable(t *testing.T, dir string) {
 	}
 }
 
-// repoRoot is the cgichat checkout holding this test.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return root
-}
-
 // deployTimeout bounds one run of deploy.sh; the first build of go-sqlite3
 // with the static tags takes about a minute.
 const deployTimeout = 5 * time.Minute
 
-// runDeploy runs deploy.sh with args and extra environment (NAME=value),
-// returning its combined output.
-func runDeploy(env []string, args ...string) (string, error) {
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		return "", err
-	}
+// runDeploy runs the source copy's deploy.sh with args and extra
+// environment (NAME=value), returning its combined output.
+func runDeploy(t *testing.T, env []string, args ...string) (string, error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), deployTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(root, "deploy.sh"), args...)
+	cmd := exec.CommandContext(ctx, filepath.Join(sourceDir(t), "deploy.sh"), args...)
 	cmd.Env = append(os.Environ(), env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	err = cmd.Run()
+	err := cmd.Run()
 	return out.String(), err
 }
 
@@ -657,7 +644,7 @@ func warmBuild(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer os.RemoveAll(dir)
-		if out, err := runDeploy(nil, "--dry-run", "--web-user", serverUser(t).name, filepath.Join(dir, "docroot")); err != nil {
+		if out, err := runDeploy(t, nil, "--dry-run", "--web-user", serverUser(t).name, filepath.Join(dir, "docroot")); err != nil {
 			t.Fatalf("deploy.sh --dry-run: %v\n%s", err, out)
 		}
 	})
