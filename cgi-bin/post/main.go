@@ -12,6 +12,8 @@ import (
 
 func main() {
 	p := hosting.Program{Name: "post", Summary: "stores chat messages (POST cgi-bin/post)"}
-	log := hosting.NewLogger(p.Name)
-	os.Exit(hosting.Main(p, web.NewPost(log), os.Args[1:]))
+	log, level := hosting.NewLogger(p.Name)
+	app := web.NewPost(log)
+	app.Level = level
+	os.Exit(hosting.Main(p, app, os.Args[1:]))
 }

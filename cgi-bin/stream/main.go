@@ -12,6 +12,8 @@ import (
 
 func main() {
 	p := hosting.Program{Name: "stream", Summary: "sends chat messages as Server-Sent Events (GET cgi-bin/stream)"}
-	log := hosting.NewLogger(p.Name)
-	os.Exit(hosting.Main(p, web.NewStream(log), os.Args[1:]))
+	log, level := hosting.NewLogger(p.Name)
+	app := web.NewStream(log)
+	app.Level = level
+	os.Exit(hosting.Main(p, app, os.Args[1:]))
 }

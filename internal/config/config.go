@@ -5,6 +5,7 @@ package config
 
 import (
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"net/url"
 	"os"
@@ -58,6 +59,7 @@ type Config struct {
 	StreamsPerClient int           // CHAT_STREAMS_PER_CLIENT: open streams per client address; 0 is no cap
 	KeepMessages     int           // CHAT_KEEP_MESSAGES: messages kept per room; 0 keeps all
 	KeepDays         int           // CHAT_KEEP_DAYS: days a message is kept; 0 keeps it forever
+	LogLevel         slog.Level    // CHAT_LOG_LEVEL: debug, info, warn or error
 }
 
 // Rate is a token bucket: N posts at once, refilled at N per Per.
@@ -116,6 +118,9 @@ func Load(getenv func(string) string) (Config, error) {
 	default:
 		return Config{}, fmt.Errorf("CHAT_STREAM_MODE must be %q or %q, not %q", ModeLive, ModeBatch, m)
 	}
+	if c.LogLevel, err = LogLevel(getenv("CHAT_LOG_LEVEL")); err != nil {
+		return Config{}, err
+	}
 	if c.RateLimit, err = rate(getenv("CHAT_RATE_LIMIT")); err != nil {
 		return Config{}, err
 	}
@@ -126,6 +131,19 @@ func Load(getenv func(string) string) (Config, error) {
 		return Config{}, err
 	}
 	return c, nil
+}
+
+// LogLevel parses CHAT_LOG_LEVEL; empty means info.
+func LogLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return slog.LevelInfo, nil
+	}
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("CHAT_LOG_LEVEL must be debug, info, warn or error, not %q", s)
+	}
+	return l, nil
 }
 
 // rate parses CHAT_RATE_LIMIT: "off", or N/D with D a duration such as 10s

@@ -86,6 +86,7 @@ func TestLoadErrors(t *testing.T) {
 		{"OriginNoScheme", "CHAT_ALLOWED_ORIGINS", "example.org", "CHAT_ALLOWED_ORIGINS"},
 		{"ProxyName", "CHAT_TRUSTED_PROXIES", "proxy.local", "CHAT_TRUSTED_PROXIES"},
 		{"StreamsNegative", "CHAT_STREAMS_PER_CLIENT", "-1", "CHAT_STREAMS_PER_CLIENT"},
+		{"LogLevel", "CHAT_LOG_LEVEL", "loud", `CHAT_LOG_LEVEL must be debug, info, warn or error, not "loud"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -35,6 +35,9 @@ type App struct {
 	// set it to give each App its own settings.
 	Getenv func(string) string
 
+	// Level, when set, follows each request's CHAT_LOG_LEVEL.
+	Level *slog.LevelVar
+
 	build builder
 	log   *slog.Logger
 
@@ -65,6 +68,9 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.log.Error("configuration is invalid", "err", err)
 		fail(w, r, a.log, &chat.Error{Code: chat.EConfig, Message: "The chat is misconfigured: " + err.Error() + "."})
 		return
+	}
+	if a.Level != nil {
+		a.Level.Set(cfg.LogLevel)
 	}
 	h, err := a.instance(cfg)
 	if err != nil {

@@ -254,8 +254,9 @@ func (s *Stream) Until(t testing.TB, typ string, d time.Duration) []chat.Message
 }
 
 // Rest reads to the end of the stream and returns its messages and
-// comments, failing the test if it does not end within d.
-func (s *Stream) Rest(t testing.TB, d time.Duration) (ms []chat.Message, comments int) {
+// heartbeats (": ping" comments), failing the test if it does not end
+// within d.
+func (s *Stream) Rest(t testing.TB, d time.Duration) (ms []chat.Message, pings int) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for {
@@ -264,11 +265,12 @@ func (s *Stream) Rest(t testing.TB, d time.Duration) (ms []chat.Message, comment
 			if err := <-s.done; err != io.EOF {
 				t.Errorf("stream ended with %v, want a clean end after a whole event", err)
 			}
-			return ms, comments
+			return ms, pings
 		}
 		switch {
+		case ev.Comment == "ping":
+			pings++
 		case ev.Comment != "":
-			comments++
 		case ev.Type == "message":
 			var m chat.Message
 			json.Unmarshal([]byte(ev.Data), &m)

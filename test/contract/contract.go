@@ -378,13 +378,13 @@ func testHeartbeatAndLifetime(t *testing.T, start Start) {
 	opened := time.Now()
 	s.Until(t, "ready", 5*time.Second)
 	m := d.Post(t, "lobby", "ada", "during")
-	ms, comments := s.Rest(t, 10*time.Second)
+	ms, pings := s.Rest(t, 10*time.Second)
 	lived := time.Since(opened)
 	if len(ms) != 1 || ms[0] != m {
 		t.Errorf("messages = %+v, want just %+v", ms, m)
 	}
-	if comments < 2 {
-		t.Errorf("%d heartbeat comments in a 3 s stream with a 1 s heartbeat, want at least 2", comments)
+	if pings < 2 {
+		t.Errorf("%d heartbeats in a 3 s stream with a 1 s heartbeat, want at least 2", pings)
 	}
 	if lived < 2500*time.Millisecond || lived > 6*time.Second {
 		t.Errorf("stream lived %v, want about 3s", lived)

@@ -159,7 +159,9 @@ func TestDaemonSocketFile(t *testing.T) {
 // expects the daemon's handler to end at its next heartbeat.
 func TestDaemonStreamEndsWhenClientLeaves(t *testing.T) {
 	const heartbeat = time.Second
-	d, logs := startDaemonWithLog(t, map[string]string{"CHAT_HEARTBEAT_SECONDS": "1", "CHAT_LOG_LEVEL": "debug"})
+	// The log level comes as a FastCGI parameter, as nginx's fastcgi_param
+	// and mod_fcgid's SetEnv send it, not in the daemon's environment.
+	d, logs := startDaemonWithLog(t, map[string]string{"CHAT_HEARTBEAT_SECONDS": "1"}, map[string]string{"CHAT_LOG_LEVEL": "debug"})
 	s := contract.Open(t, d.StreamURL(nil), nil)
 	s.Until(t, "ready", 10*time.Second)
 	s.Close()
@@ -177,9 +179,9 @@ func TestDaemonStreamEndsWhenClientLeaves(t *testing.T) {
 	}
 }
 
-// startDaemonWithLog starts stream as a daemon and returns its "stream
-// ended" log lines.
-func startDaemonWithLog(t *testing.T, env map[string]string) (*contract.Deployment, <-chan string) {
+// startDaemonWithLog starts stream as a daemon with env, reached with the
+// FastCGI parameters params, and returns its "stream ended" log lines.
+func startDaemonWithLog(t *testing.T, env, params map[string]string) (*contract.Deployment, <-chan string) {
 	db, kv := settings(t, env)
 	sock := filepath.Join(t.TempDir(), "stream.sock")
 	cmd := exec.Command(filepath.Join(bin, "stream"), "-listen", "unix:"+sock)
@@ -199,7 +201,7 @@ func startDaemonWithLog(t *testing.T, env map[string]string) (*contract.Deployme
 		}
 	}()
 	waitForSocket(t, sock)
-	return serve(t, db, nil, &fcgiclient.Handler{Network: "unix", Address: sock}), lines
+	return serve(t, db, nil, &fcgiclient.Handler{Network: "unix", Address: sock, Params: params}), lines
 }
 
 // TestCGIStreamExitsWhenClientLeaves runs stream as a CGI program whose
