@@ -45,7 +45,8 @@ const (
 // serving several configurations (FastCGI parameters may differ per request)
 // can keep one store per Config.
 type Config struct {
-	DB        string        // CHAT_DB: path of the SQLite file
+	DB        string        // CHAT_DB: path of the SQLite file, or a mysql:// or postgres:// URL
+	WakeDir   string        // CHAT_WAKE_DIR: where post wakes the streams of this host
 	Stream    time.Duration // CHAT_STREAM_SECONDS: longest life of one stream response
 	Heartbeat time.Duration // CHAT_HEARTBEAT_SECONDS: a comment line this often
 	Poll      time.Duration // CHAT_POLL_MS: how often a stream checks the database unprompted
@@ -85,7 +86,10 @@ func (r Rate) String() string {
 func Load(getenv func(string) string) (Config, error) {
 	c := Config{Mode: ModeLive}
 	var err error
-	if c.DB, err = dbPath(getenv("CHAT_DB")); err != nil {
+	if c.DB, err = database(getenv("CHAT_DB")); err != nil {
+		return Config{}, err
+	}
+	if c.WakeDir, err = wakeDir(getenv("CHAT_WAKE_DIR"), c.DB); err != nil {
 		return Config{}, err
 	}
 	ints := []struct {
@@ -244,6 +248,65 @@ func intVar(name, s string, def, min, max int, unit string) (int, error) {
 	return n, nil
 }
 
+// Database server URL schemes CHAT_DB accepts besides a SQLite path.
+var serverSchemes = []string{"mysql://", "postgres://", "postgresql://"}
+
+// IsServerURL reports whether db names a database server (MySQL/MariaDB or
+// PostgreSQL) rather than a SQLite file.
+func IsServerURL(db string) bool {
+	for _, s := range serverSchemes {
+		if strings.HasPrefix(db, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// database checks CHAT_DB: a server URL, or else a SQLite path.
+func database(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if !IsServerURL(s) {
+		return dbPath(s)
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		// The error would quote the URL, password and all.
+		return "", fmt.Errorf("CHAT_DB is not a valid URL (%s://user:password@host:port/database)", strings.SplitN(s, ":", 2)[0])
+	}
+	if u.Host == "" || strings.Trim(u.Path, "/") == "" || strings.Contains(strings.Trim(u.Path, "/"), "/") {
+		return "", fmt.Errorf("CHAT_DB must name a host and a database: %s://user:password@host:port/database, not %s", u.Scheme, u.Redacted())
+	}
+	return s, nil
+}
+
+// wakeDir returns CHAT_WAKE_DIR when set. Otherwise the wake-up sockets go
+// beside a SQLite file, and for a database server into DefaultDBDir in the
+// home directory, one directory per server and database.
+func wakeDir(s, db string) (string, error) {
+	s = strings.TrimSpace(s)
+	if s != "" {
+		if !filepath.IsAbs(s) {
+			return "", fmt.Errorf("CHAT_WAKE_DIR must be an absolute path, not %q", s)
+		}
+		return filepath.Clean(s), nil
+	}
+	if !IsServerURL(db) {
+		return db + "-wake", nil
+	}
+	u, _ := url.Parse(db)
+	name := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' {
+			return r
+		}
+		return '_'
+	}, u.Host+"-"+strings.Trim(u.Path, "/"))
+	home, err := homeDir()
+	if err != nil {
+		home = os.TempDir()
+	}
+	return filepath.Join(home, DefaultDBDir, name+"-wake"), nil
+}
+
 // dbPath returns the absolute path of the database: CHAT_DB when set, else
 // DefaultDBDir/DefaultDBName in the home directory of the user the program
 // runs as, which is outside any docroot on a typical host.
@@ -288,7 +351,11 @@ func homeDir() (string, error) {
 // Help describes every variable and its default, for usage texts.
 var Help = fmt.Sprintf(`Settings (environment variables; SetEnv, fastcgi_param or systemd):
   CHAT_DB                 SQLite file (default ~/%s/%s of the user
-                          the program runs as; keep it outside the docroot)
+                          the program runs as; keep it outside the docroot),
+                          or mysql://USER:PASSWORD@HOST:PORT/DATABASE or
+                          postgres://USER:PASSWORD@HOST:PORT/DATABASE
+  CHAT_WAKE_DIR           where post wakes this host's streams (default:
+                          beside the SQLite file, or ~/cgichat-data/HOST-DB-wake)
   CHAT_STREAM_SECONDS     longest life of one stream response (default %d)
   CHAT_HEARTBEAT_SECONDS  a comment line this often (default %d)
   CHAT_POLL_MS            database check without a wake-up (default %d)

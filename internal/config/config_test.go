@@ -20,6 +20,7 @@ func TestLoadDefaults(t *testing.T) {
 	}
 	want := config.Config{
 		DB:        "/home/ada/cgichat-data/chat.db",
+		WakeDir:   "/home/ada/cgichat-data/chat.db-wake",
 		Stream:    120 * time.Second,
 		Heartbeat: 5 * time.Second,
 		Poll:      250 * time.Millisecond,
@@ -55,7 +56,7 @@ func TestLoadValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := config.Config{DB: "/srv/chat/x.db", Stream: 30 * time.Second, Heartbeat: 2 * time.Second,
+	want := config.Config{DB: "/srv/chat/x.db", WakeDir: "/srv/chat/x.db-wake", Stream: 30 * time.Second, Heartbeat: 2 * time.Second,
 		Poll: 20 * time.Millisecond, History: 0, Mode: "batch",
 		AllowedOrigins: "https://example.org,http://127.0.0.1:8080",
 		TrustedProxies: "127.0.0.1/32,10.0.0.0/8,::1/128",
@@ -78,6 +79,11 @@ func TestLoadErrors(t *testing.T) {
 		{"UnknownMode", "CHAT_STREAM_MODE", "fast", `CHAT_STREAM_MODE must be "live" or "batch", not "fast"`},
 		{"DBWithQuery", "CHAT_DB", "/x/chat.db?mode=ro", "CHAT_DB may not contain"},
 		{"DBDirectory", "CHAT_DB", "/x/", "must name a file"},
+		{"DBURLWithoutDatabase", "CHAT_DB", "mysql://chat:pw@127.0.0.1:3306/", "must name a host and a database"},
+		{"DBURLWithoutHost", "CHAT_DB", "postgres:///chat", "must name a host and a database"},
+		{"DBURLHidesPassword", "CHAT_DB", "postgresql://chat:s3cret@db.example", "postgresql://chat:xxxxx@db.example"},
+		{"DBURLBroken", "CHAT_DB", "mysql://chat:pw@[::1/chat", "CHAT_DB is not a valid URL (mysql://"},
+		{"WakeDirRelative", "CHAT_WAKE_DIR", "wake", "CHAT_WAKE_DIR must be an absolute path"},
 		{"RateNoSlash", "CHAT_RATE_LIMIT", "5", `CHAT_RATE_LIMIT must be "off" or posts per time`},
 		{"RateZero", "CHAT_RATE_LIMIT", "0/10s", "CHAT_RATE_LIMIT"},
 		{"RateTooShort", "CHAT_RATE_LIMIT", "5/10ms", "CHAT_RATE_LIMIT"},
@@ -134,5 +140,32 @@ func TestTrustedPrefixes(t *testing.T) {
 	got := c.TrustedPrefixes()
 	if len(got) != 2 || got[0].String() != "127.0.0.1/32" || got[1].String() != "10.0.0.0/8" {
 		t.Errorf("TrustedPrefixes = %v, want [127.0.0.1/32 10.0.0.0/8]", got)
+	}
+}
+
+func TestLoadDatabaseServers(t *testing.T) {
+	t.Setenv("HOME", "/home/ada")
+	tests := []struct {
+		name, db, wakeDir, wantWakeDir string
+	}{
+		{"MySQL", "mysql://chat:pw@127.0.0.1:3306/chat?tls=false", "", "/home/ada/cgichat-data/127.0.0.1_3306-chat-wake"},
+		{"PostgreSQL", "postgres://chat:pw@db.example/chat", "", "/home/ada/cgichat-data/db.example-chat-wake"},
+		{"PostgreSQL long scheme", "postgresql://chat@db.example:5433/chat", "", "/home/ada/cgichat-data/db.example_5433-chat-wake"},
+		{"Wake directory set", "mysql://chat:pw@db/chat", "/srv/chat/wake/", "/srv/chat/wake"},
+		{"SQLite with a wake directory", "/srv/chat/chat.db", "/run/chat", "/run/chat"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := config.Load(env(map[string]string{"CHAT_DB": " " + tt.db + " ", "CHAT_WAKE_DIR": tt.wakeDir}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.DB != tt.db || got.WakeDir != tt.wantWakeDir {
+				t.Errorf("DB, WakeDir = %q, %q; want %q, %q", got.DB, got.WakeDir, tt.db, tt.wantWakeDir)
+			}
+			if g, e := config.IsServerURL(got.DB), tt.db[0] != '/'; g != e {
+				t.Errorf("IsServerURL(%q) = %v, want %v", got.DB, g, e)
+			}
+		})
 	}
 }

@@ -2,8 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
-	"fmt"
 
 	"cgichat/internal/chat"
 
@@ -13,13 +11,19 @@ import (
 // The columns of chat.Message, in its field order.
 const messageColumns = `id, room, nick, text, created_at, kind, COALESCE(target, 0) AS target`
 
-const insertMessage = `INSERT INTO messages (room, nick, text, created_at) VALUES (?, ?, ?, ?)`
+// insertMessage adds a message; the database assigns its id (SQLite's
+// AUTOINCREMENT, or the servers' trigger on counters).
+var insertMessage = stmt{sqlite: `INSERT INTO messages (room, nick, text, created_at) VALUES (?, ?, ?, ?)`}
+
+// selectMessageID reads, on MySQL, the id the trigger gave the message this
+// transaction inserted: the transaction holds the counters row.
+const selectMessageID = `SELECT value FROM counters WHERE name = 'messages'`
 
 // Insert stores a message whose fields are already valid and returns it
 // with its id and time. Once Insert returns nil the message is committed.
 func (s *Store) Insert(ctx context.Context, room, nick, text string) (chat.Message, error) {
 	var m chat.Message
-	err := s.withTx(ctx, func(tx *sqlx.Tx) (err error) {
+	err := s.withTx(ctx, lockMessages, func(tx *sqlx.Tx) (err error) {
 		m, err = s.insert(ctx, tx, room, nick, text)
 		return err
 	})
@@ -29,9 +33,13 @@ func (s *Store) Insert(ctx context.Context, room, nick, text string) (chat.Messa
 // insert adds a message within tx.
 func (s *Store) insert(ctx context.Context, tx *sqlx.Tx, room, nick, text string) (chat.Message, error) {
 	m := chat.Message{Room: room, Nick: nick, Text: text, Time: s.Now().UTC().Format(chat.TimeFormat), Kind: chat.KindMessage}
-	res, err := tx.ExecContext(ctx, insertMessage, m.Room, m.Nick, m.Text, m.Time)
-	if err == nil {
-		m.ID, err = res.LastInsertId()
+	var err error
+	if s.backend == mysqlBackend {
+		if _, err = tx.ExecContext(ctx, s.dialect(insertMessage), m.Room, m.Nick, m.Text, m.Time); err == nil {
+			err = tx.GetContext(ctx, &m.ID, selectMessageID)
+		}
+	} else {
+		m.ID, err = s.insertID(ctx, tx, insertMessage, m.Room, m.Nick, m.Text, m.Time)
 	}
 	if err != nil {
 		return chat.Message{}, internal(err, "insert a message")
@@ -41,13 +49,13 @@ func (s *Store) insert(ctx context.Context, tx *sqlx.Tx, room, nick, text string
 
 const selectLatest = `SELECT * FROM (
 	SELECT ` + messageColumns + ` FROM messages WHERE room = ? AND kind = 'message' ORDER BY id DESC LIMIT ?
-) ORDER BY id`
+) AS latest ORDER BY id`
 
 // Latest returns the last n messages of room, oldest first; tombstones are
 // left out, since what they deleted is gone already.
 func (s *Store) Latest(ctx context.Context, room string, n int) ([]chat.Message, error) {
 	var ms []chat.Message
-	if err := s.db.SelectContext(ctx, &ms, selectLatest, room, n); err != nil {
+	if err := s.db.SelectContext(ctx, &ms, s.sql(selectLatest), room, n); err != nil {
 		return nil, internal(err, "read the latest messages of %s", room)
 	}
 	return ms, nil
@@ -59,7 +67,7 @@ const selectRoomAfter = `SELECT ` + messageColumns + ` FROM messages WHERE room 
 // above after, in order.
 func (s *Store) After(ctx context.Context, room string, after int64, limit int) ([]chat.Message, error) {
 	var ms []chat.Message
-	if err := s.db.SelectContext(ctx, &ms, selectRoomAfter, room, after, limit); err != nil {
+	if err := s.db.SelectContext(ctx, &ms, s.sql(selectRoomAfter), room, after, limit); err != nil {
 		return nil, internal(err, "read messages of %s after %d", room, after)
 	}
 	return ms, nil
@@ -71,7 +79,7 @@ const selectAllAfter = `SELECT ` + messageColumns + ` FROM messages WHERE id > ?
 // with ids above after, in order.
 func (s *Store) AllAfter(ctx context.Context, after int64, limit int) ([]chat.Message, error) {
 	var ms []chat.Message
-	if err := s.db.SelectContext(ctx, &ms, selectAllAfter, after, limit); err != nil {
+	if err := s.db.SelectContext(ctx, &ms, s.sql(selectAllAfter), after, limit); err != nil {
 		return nil, internal(err, "read messages after %d", after)
 	}
 	return ms, nil
@@ -86,46 +94,4 @@ func (s *Store) MaxID(ctx context.Context) (int64, error) {
 		return 0, internal(err, "read the highest message id")
 	}
 	return id, nil
-}
-
-// Changes tells cheaply whether another connection has committed since the
-// last look, through PRAGMA data_version on one connection it keeps.
-type Changes struct {
-	conn    *sql.Conn
-	version int64
-}
-
-// Changes returns a change detector holding one connection of the pool
-// until it is closed.
-func (s *Store) Changes(ctx context.Context) (*Changes, error) {
-	conn, err := s.db.Conn(ctx)
-	if err != nil {
-		return nil, internal(err, "reserve a connection for change detection")
-	}
-	c := &Changes{conn: conn}
-	if _, err := c.Changed(ctx); err != nil {
-		conn.Close()
-		return nil, err
-	}
-	return c, nil
-}
-
-// Changed reports whether any other connection, in this process or another,
-// committed since the previous call.
-func (c *Changes) Changed(ctx context.Context) (bool, error) {
-	var v int64
-	if err := c.conn.QueryRowContext(ctx, "PRAGMA data_version").Scan(&v); err != nil {
-		return false, internal(err, "read data_version")
-	}
-	changed := v != c.version
-	c.version = v
-	return changed, nil
-}
-
-// Close returns the connection to the pool.
-func (c *Changes) Close() error {
-	if err := c.conn.Close(); err != nil {
-		return fmt.Errorf("store: close change detector: %w", err)
-	}
-	return nil
 }

@@ -23,8 +23,10 @@ func TestParseSteps(t *testing.T) {
 	}
 }
 
-func TestEmbeddedSchemaParses(t *testing.T) {
-	if _, err := parseSteps(schema()); err != nil {
-		t.Fatal(err)
+func TestEmbeddedSchemasParse(t *testing.T) {
+	for _, b := range []*backend{sqliteBackend, mysqlBackend, postgresBackend} {
+		if _, err := parseSteps(b.schema()); err != nil {
+			t.Errorf("%s: %v", b.name, err)
+		}
 	}
 }

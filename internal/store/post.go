@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -39,15 +38,15 @@ func (s *Store) Post(ctx context.Context, in PostInput) (PostResult, error) {
 	var res PostResult
 	now := s.Now()
 	key := guard.NickKey(in.Nick)
-	err := s.withTx(ctx, func(tx *sqlx.Tx) error {
-		if err := checkBans(ctx, tx, in.Addr, key, now); err != nil {
+	err := s.withTx(ctx, lockMessages, func(tx *sqlx.Tx) error {
+		if err := s.checkBans(ctx, tx, in.Addr, key, now); err != nil {
 			return err
 		}
-		claim, err := claimNick(ctx, tx, in, key, now)
+		claim, err := s.claimNick(ctx, tx, in, key, now)
 		if err != nil {
 			return err
 		}
-		if err := takeTokens(ctx, tx, in.Rate, now, "addr:"+in.Addr, "nick:"+key); err != nil {
+		if err := s.takeTokens(ctx, tx, in.Rate, now, "addr:"+in.Addr, "nick:"+key); err != nil {
 			return err
 		}
 		if res.Message, err = s.insert(ctx, tx, in.Room, in.Nick, in.Text); err != nil {
@@ -66,9 +65,9 @@ const selectBans = `SELECT COALESCE(nick, '') AS nick, COALESCE(addr, '') AS add
 	FROM bans WHERE until IS NULL OR until > ?`
 
 // checkBans refuses a banned address or nick.
-func checkBans(ctx context.Context, tx *sqlx.Tx, addr, key string, now time.Time) error {
+func (s *Store) checkBans(ctx context.Context, tx *sqlx.Tx, addr, key string, now time.Time) error {
 	var bans []struct{ Nick, Addr, Until string }
-	if err := tx.SelectContext(ctx, &bans, selectBans, now.UTC().Format(chat.TimeFormat)); err != nil {
+	if err := tx.SelectContext(ctx, &bans, s.sql(selectBans), now.UTC().Format(chat.TimeFormat)); err != nil {
 		return fmt.Errorf("read bans: %w", err)
 	}
 	for _, b := range bans {
@@ -85,28 +84,33 @@ func checkBans(ctx context.Context, tx *sqlx.Tx, addr, key string, now time.Time
 
 const (
 	selectClaim = `SELECT issued, last_used FROM nick_claims WHERE nick_key = ?`
-	upsertClaim = `INSERT INTO nick_claims (nick_key, nick, issued, last_used) VALUES (?, ?, ?, ?)
-		ON CONFLICT (nick_key) DO UPDATE SET nick = excluded.nick, issued = excluded.issued, last_used = excluded.last_used`
-	touchClaim = `UPDATE nick_claims SET last_used = ? WHERE nick_key = ?`
+	touchClaim  = `UPDATE nick_claims SET last_used = ? WHERE nick_key = ?`
 )
+
+var upsertClaim = stmt{
+	sqlite: `INSERT INTO nick_claims (nick_key, nick, issued, last_used) VALUES (?, ?, ?, ?)
+		ON CONFLICT (nick_key) DO UPDATE SET nick = excluded.nick, issued = excluded.issued, last_used = excluded.last_used`,
+	mysql: `INSERT INTO nick_claims (nick_key, nick, issued, last_used) VALUES (?, ?, ?, ?)
+		ON DUPLICATE KEY UPDATE nick = VALUES(nick), issued = VALUES(issued), last_used = VALUES(last_used)`,
+}
 
 // claimNick checks that the client may post under the nick: nobody claimed
 // it, its claim went stale, or the client holds the current claim. It
 // returns a new claim when the client did not hold one.
-func claimNick(ctx context.Context, tx *sqlx.Tx, in PostInput, key string, now time.Time) (*guard.Claim, error) {
+func (s *Store) claimNick(ctx context.Context, tx *sqlx.Tx, in PostInput, key string, now time.Time) (*guard.Claim, error) {
 	var row struct {
 		Issued   int64  `db:"issued"`
 		LastUsed string `db:"last_used"`
 	}
-	err := tx.GetContext(ctx, &row, selectClaim, key)
+	err := tx.GetContext(ctx, &row, s.sql(selectClaim), key)
 	found := err == nil
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+	if err != nil && !noRows(err) {
 		return nil, fmt.Errorf("read nick claim: %w", err)
 	}
 	stamp := now.UTC().Format(chat.TimeFormat)
 	for _, c := range in.Claims {
 		if found && c.Key == key && c.Issued == row.Issued {
-			_, err := tx.ExecContext(ctx, touchClaim, stamp, key)
+			_, err := tx.ExecContext(ctx, s.sql(touchClaim), stamp, key)
 			return nil, err
 		}
 	}
@@ -117,21 +121,29 @@ func claimNick(ctx context.Context, tx *sqlx.Tx, in PostInput, key string, now t
 		}
 	}
 	c := &guard.Claim{Key: key, Issued: now.UnixNano()}
-	if _, err := tx.ExecContext(ctx, upsertClaim, key, in.Nick, c.Issued, stamp); err != nil {
+	if _, err := tx.ExecContext(ctx, s.dialect(upsertClaim), key, in.Nick, c.Issued, stamp); err != nil {
 		return nil, fmt.Errorf("store nick claim: %w", err)
 	}
 	return c, nil
 }
 
-const (
-	selectBucket = `SELECT tokens, updated FROM rate_buckets WHERE key = ?`
-	upsertBucket = `INSERT INTO rate_buckets (key, tokens, updated) VALUES (?, ?, ?)
-		ON CONFLICT (key) DO UPDATE SET tokens = excluded.tokens, updated = excluded.updated`
+// The rate buckets' column key is a reserved word in MySQL.
+var (
+	selectBucket = stmt{
+		sqlite: `SELECT tokens, updated FROM rate_buckets WHERE key = ?`,
+		mysql:  "SELECT tokens, updated FROM rate_buckets WHERE `key` = ?",
+	}
+	upsertBucket = stmt{
+		sqlite: `INSERT INTO rate_buckets (key, tokens, updated) VALUES (?, ?, ?)
+		ON CONFLICT (key) DO UPDATE SET tokens = excluded.tokens, updated = excluded.updated`,
+		mysql: "INSERT INTO rate_buckets (`key`, tokens, updated) VALUES (?, ?, ?)" + `
+		ON DUPLICATE KEY UPDATE tokens = VALUES(tokens), updated = VALUES(updated)`,
+	}
 )
 
 // takeTokens takes one token from each key's bucket, or none when any is
 // empty.
-func takeTokens(ctx context.Context, tx *sqlx.Tx, r config.Rate, now time.Time, keys ...string) error {
+func (s *Store) takeTokens(ctx context.Context, tx *sqlx.Tx, r config.Rate, now time.Time, keys ...string) error {
 	if r.Off() {
 		return nil
 	}
@@ -139,8 +151,8 @@ func takeTokens(ctx context.Context, tx *sqlx.Tx, r config.Rate, now time.Time, 
 	next := make([]guard.Bucket, len(keys))
 	for i, k := range keys {
 		var b guard.Bucket
-		err := tx.QueryRowContext(ctx, selectBucket, k).Scan(&b.Tokens, &b.Updated)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		err := tx.QueryRowContext(ctx, s.dialect(selectBucket), k).Scan(&b.Tokens, &b.Updated)
+		if err != nil && !noRows(err) {
 			return fmt.Errorf("read rate bucket: %w", err)
 		}
 		nb, ok, wait := guard.Take(b, err == nil, r, t)
@@ -154,31 +166,37 @@ func takeTokens(ctx context.Context, tx *sqlx.Tx, r config.Rate, now time.Time, 
 		next[i] = nb
 	}
 	for i, k := range keys {
-		if _, err := tx.ExecContext(ctx, upsertBucket, k, next[i].Tokens, next[i].Updated); err != nil {
+		if _, err := tx.ExecContext(ctx, s.dialect(upsertBucket), k, next[i].Tokens, next[i].Updated); err != nil {
 			return fmt.Errorf("update rate bucket: %w", err)
 		}
 	}
 	return nil
 }
 
-const (
-	insertSecret = `INSERT OR IGNORE INTO settings (key, value) VALUES ('claim_secret', ?)`
-	selectSecret = `SELECT value FROM settings WHERE key = 'claim_secret'`
+var (
+	insertSecret = stmt{
+		sqlite: `INSERT INTO settings (key, value) VALUES ('claim_secret', ?) ON CONFLICT DO NOTHING`,
+		mysql:  "INSERT IGNORE INTO settings (`key`, value) VALUES ('claim_secret', ?)",
+	}
+	selectSecret = stmt{
+		sqlite: `SELECT value FROM settings WHERE key = 'claim_secret'`,
+		mysql:  "SELECT value FROM settings WHERE `key` = 'claim_secret'",
+	}
 )
 
 // Secret returns the key that signs nick claims, creating it on first use.
 // It lives in the database, outside the docroot, shared by every process.
 func (s *Store) Secret(ctx context.Context) ([]byte, error) {
 	var hexKey string
-	err := s.db.GetContext(ctx, &hexKey, selectSecret)
-	if errors.Is(err, sql.ErrNoRows) {
+	err := s.db.GetContext(ctx, &hexKey, s.dialect(selectSecret))
+	if noRows(err) {
 		var b [32]byte
 		rand.Read(b[:])
-		err = s.withTx(ctx, func(tx *sqlx.Tx) error {
-			if _, err := tx.ExecContext(ctx, insertSecret, hex.EncodeToString(b[:])); err != nil {
+		err = s.withTx(ctx, lockMessages, func(tx *sqlx.Tx) error {
+			if _, err := tx.ExecContext(ctx, s.dialect(insertSecret), hex.EncodeToString(b[:])); err != nil {
 				return err
 			}
-			return tx.GetContext(ctx, &hexKey, selectSecret)
+			return tx.GetContext(ctx, &hexKey, s.dialect(selectSecret))
 		})
 	}
 	if err != nil {

@@ -2,8 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 	"time"
 
@@ -21,13 +19,20 @@ type Retention struct {
 const (
 	selectCountCutoff = `SELECT id FROM messages WHERE room = ? AND kind = 'message'
 		ORDER BY id DESC LIMIT 1 OFFSET ?`
-	selectAgeCutoffs = `SELECT room, max(id) AS id FROM messages WHERE created_at < ? GROUP BY room`
-	markPruned       = `UPDATE messages SET kind = 'pruned' WHERE room = ? AND id <= ? AND kind = 'message'`
-	deletePruned     = `DELETE FROM messages WHERE room = ? AND id <= ?`
-	upsertTrimmed    = `INSERT INTO trimmed (room, through) VALUES (?, ?)
-		ON CONFLICT (room) DO UPDATE SET through = max(through, excluded.through)`
+	selectAgeCutoffs  = `SELECT room, max(id) AS id FROM messages WHERE created_at < ? GROUP BY room`
+	markPruned        = `UPDATE messages SET kind = 'pruned' WHERE room = ? AND id <= ? AND kind = 'message'`
+	deletePruned      = `DELETE FROM messages WHERE room = ? AND id <= ?`
 	deleteFullBuckets = `DELETE FROM rate_buckets WHERE updated < ?`
 )
+
+var upsertTrimmed = stmt{
+	sqlite: `INSERT INTO trimmed (room, through) VALUES (?, ?)
+		ON CONFLICT (room) DO UPDATE SET through = max(through, excluded.through)`,
+	mysql: `INSERT INTO trimmed (room, through) VALUES (?, ?)
+		ON DUPLICATE KEY UPDATE through = GREATEST(through, VALUES(through))`,
+	postgres: `INSERT INTO trimmed (room, through) VALUES (?, ?)
+		ON CONFLICT (room) DO UPDATE SET through = GREATEST(trimmed.through, excluded.through)`,
+}
 
 // Prune applies the retention rules: it removes room's messages beyond the
 // newest r.Messages, and every room's messages older than r.Days, with
@@ -36,12 +41,12 @@ const (
 // how many rows it removed.
 func (s *Store) Prune(ctx context.Context, room string, r Retention, bucketIdle time.Duration) (int64, error) {
 	var removed int64
-	err := s.withTx(ctx, func(tx *sqlx.Tx) error {
+	err := s.withTx(ctx, lockMessages, func(tx *sqlx.Tx) error {
 		cutoffs := map[string]int64{}
 		if r.Messages > 0 {
 			var id int64
-			err := tx.GetContext(ctx, &id, selectCountCutoff, room, r.Messages)
-			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			err := tx.GetContext(ctx, &id, s.sql(selectCountCutoff), room, r.Messages)
+			if err != nil && !noRows(err) {
 				return fmt.Errorf("find the count cutoff: %w", err)
 			}
 			cutoffs[room] = id
@@ -52,7 +57,7 @@ func (s *Store) Prune(ctx context.Context, room string, r Retention, bucketIdle 
 				Room string `db:"room"`
 				ID   int64  `db:"id"`
 			}
-			if err := tx.SelectContext(ctx, &rows, selectAgeCutoffs, before); err != nil {
+			if err := tx.SelectContext(ctx, &rows, s.sql(selectAgeCutoffs), before); err != nil {
 				return fmt.Errorf("find the age cutoffs: %w", err)
 			}
 			for _, row := range rows {
@@ -63,21 +68,21 @@ func (s *Store) Prune(ctx context.Context, room string, r Retention, bucketIdle 
 			if id == 0 {
 				continue
 			}
-			if _, err := tx.ExecContext(ctx, markPruned, rm, id); err != nil {
+			if _, err := tx.ExecContext(ctx, s.sql(markPruned), rm, id); err != nil {
 				return fmt.Errorf("mark pruned rows: %w", err)
 			}
-			res, err := tx.ExecContext(ctx, deletePruned, rm, id)
+			res, err := tx.ExecContext(ctx, s.sql(deletePruned), rm, id)
 			if err != nil {
 				return fmt.Errorf("delete pruned rows: %w", err)
 			}
 			n, _ := res.RowsAffected()
 			removed += n
-			if _, err := tx.ExecContext(ctx, upsertTrimmed, rm, id); err != nil {
+			if _, err := tx.ExecContext(ctx, s.dialect(upsertTrimmed), rm, id); err != nil {
 				return fmt.Errorf("record the trim: %w", err)
 			}
 		}
 		if bucketIdle > 0 {
-			if _, err := tx.ExecContext(ctx, deleteFullBuckets, unix(s.Now())-bucketIdle.Seconds()); err != nil {
+			if _, err := tx.ExecContext(ctx, s.sql(deleteFullBuckets), unix(s.Now())-bucketIdle.Seconds()); err != nil {
 				return fmt.Errorf("forget idle rate buckets: %w", err)
 			}
 		}
@@ -94,7 +99,7 @@ const selectTrimmed = `SELECT COALESCE((SELECT through FROM trimmed WHERE room =
 // TrimmedThrough returns the highest id of room removed by pruning, or 0.
 func (s *Store) TrimmedThrough(ctx context.Context, room string) (int64, error) {
 	var id int64
-	if err := s.db.GetContext(ctx, &id, selectTrimmed, room); err != nil {
+	if err := s.db.GetContext(ctx, &id, s.sql(selectTrimmed), room); err != nil {
 		return 0, internal(err, "read the trim of %s", room)
 	}
 	return id, nil

@@ -1,90 +1,126 @@
-// Package store keeps chat messages in SQLite. Every open turns on WAL,
-// synchronous=NORMAL, a busy timeout and immediate write transactions, and
-// brings the schema up to date from the embedded schema.sql.
+// Package store keeps chat messages in a database: SQLite by default, or a
+// MySQL/MariaDB or PostgreSQL server when several web hosts share one. The
+// same methods behave the same on each; what differs (connection settings,
+// SQL dialects, change detection) lives beside the backend it belongs to.
+//
+// SQLite: every open turns on WAL, synchronous=NORMAL, a busy timeout and
+// immediate write transactions. The servers: writers queue on a lock row
+// (table counters), as SQLite's single writer would, which also makes
+// message ids visible in increasing order. Each open brings the schema up to
+// date from the backend's embedded schema file.
 package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
-	"net/url"
-	"os"
-	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
-	"cgichat"
 	"cgichat/internal/chat"
 
 	"github.com/jmoiron/sqlx"
-	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
 )
 
 // BusyTimeout is how long a statement waits for another process's write
-// lock before failing with "database is locked".
+// lock before failing: SQLite's "database is locked", the servers' lock
+// wait timeout.
 const BusyTimeout = 10 * time.Second
 
 // Store is an open chat database.
 type Store struct {
-	db   *sqlx.DB
-	path string
+	db      *sqlx.DB
+	source  string // CHAT_DB: a file path or a server URL
+	backend *backend
+	// single: the process serves one request (CGI), with one connection
+	// for everything, change detection included.
+	single bool
 
 	// writeMu serialises this process's writers, so they queue here instead
-	// of sleeping in SQLite's busy handler; other processes still wait
-	// through the busy timeout.
+	// of in the database; other processes still wait through BusyTimeout.
 	writeMu sync.Mutex
 
 	// Now returns the time stamped on new messages; tests replace it.
 	Now func() time.Time
 }
 
-// Open opens the database at path, creating it and its directory when
-// missing, and applies the schema. maxConns bounds the connection pool: 2
-// is plenty for a one-request process, a daemon wants more.
-func Open(ctx context.Context, path string, maxConns int) (*Store, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		return nil, fmt.Errorf("store: create the database directory: %w", err)
+// Open opens the database named by source, a SQLite file path (created
+// with its directory when missing) or a mysql:// or postgres:// URL, and
+// applies the schema. maxConns bounds the connection pool: 1 for a process
+// that serves a single request (CGI), which then uses one connection to a
+// database server for everything; a daemon wants a few more.
+func Open(ctx context.Context, source string, maxConns int) (*Store, error) {
+	s := &Store{source: source, single: maxConns <= 1, Now: time.Now}
+	var err error
+	switch {
+	case strings.HasPrefix(source, "mysql://"):
+		s.backend = mysqlBackend
+		s.db, err = openMySQL(source)
+	case strings.HasPrefix(source, "postgres://"), strings.HasPrefix(source, "postgresql://"):
+		s.backend = postgresBackend
+		s.db, err = openPostgres(source)
+	default:
+		s.backend = sqliteBackend
+		s.db, err = openSQLite(source)
+		// The SQLite change detector holds a connection of its own.
+		maxConns = max(maxConns, 2)
 	}
-	db, err := sqlx.Open("sqlite3", dsn(path))
 	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
+		return nil, fmt.Errorf("store: open %s: %w", s.Name(), err)
 	}
-	db.SetMaxOpenConns(maxConns)
-	db.SetMaxIdleConns(maxConns)
-	s := &Store{db: db, path: path, Now: time.Now}
+	s.db.SetMaxOpenConns(max(maxConns, 1))
+	s.db.SetMaxIdleConns(max(maxConns, 1))
+	if s.backend != sqliteBackend {
+		// Shared hosts cap connections per user and end idle ones: give
+		// back what a quiet daemon does not use.
+		s.db.SetConnMaxIdleTime(time.Minute)
+		s.db.SetConnMaxLifetime(30 * time.Minute)
+	}
 	if err := s.migrate(ctx); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
+		s.db.Close()
+		return nil, fmt.Errorf("store: open %s: %w", s.Name(), err)
 	}
 	return s, nil
 }
 
-// dsn returns go-sqlite3's connection string for path. The options apply to
-// every connection the pool opens.
-func dsn(path string) string {
-	q := url.Values{}
-	q.Set("_journal_mode", "WAL")
-	q.Set("_synchronous", "NORMAL")
-	q.Set("_busy_timeout", fmt.Sprint(BusyTimeout.Milliseconds()))
-	q.Set("_txlock", "immediate")
-	q.Set("_foreign_keys", "1")
-	return path + "?" + q.Encode()
-}
+// DB returns what the store opened: the SQLite file's path or the server's
+// URL, as CHAT_DB gave it.
+func (s *Store) DB() string { return s.source }
 
-// Path returns the database file's path.
-func (s *Store) Path() string { return s.path }
+// Name returns the database's name for messages: the path, or the URL
+// without its password.
+func (s *Store) Name() string { return redact(s.source) }
 
 // Close closes every connection.
 func (s *Store) Close() error { return s.db.Close() }
 
-// withTx runs fn in a write transaction (BEGIN IMMEDIATE, through the DSN)
-// and commits it when fn succeeds.
-func (s *Store) withTx(ctx context.Context, fn func(*sqlx.Tx) error) error {
+// Locks: the counters row a writer takes first on a database server.
+const (
+	lockMessages = "messages" // messages, claims, buckets, settings, retention
+	lockStreams  = "streams"  // stream openings
+)
+
+const selectLock = `SELECT value FROM counters WHERE name = ? FOR UPDATE`
+
+// withTx runs fn in a write transaction and commits it when fn succeeds.
+// SQLite begins it IMMEDIATE (through the DSN): one writer at a time. On a
+// server it first takes the lock row, for the same effect among the writers
+// of that lock.
+func (s *Store) withTx(ctx context.Context, lock string, fn func(*sqlx.Tx) error) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	tx, err := s.db.BeginTxx(ctx, nil)
+	tx, err := s.db.BeginTxx(ctx, s.backend.txOptions)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
+	}
+	if s.backend != sqliteBackend {
+		var v int64
+		if err := tx.QueryRowxContext(ctx, s.sql(selectLock), lock).Scan(&v); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("take the %s lock: %w", lock, err)
+		}
 	}
 	if err := fn(tx); err != nil {
 		tx.Rollback()
@@ -94,6 +130,21 @@ func (s *Store) withTx(ctx context.Context, fn func(*sqlx.Tx) error) error {
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
+}
+
+// insertID runs an INSERT of one row into a table whose id the database
+// assigns, and returns that id.
+func (s *Store) insertID(ctx context.Context, tx *sqlx.Tx, q stmt, args ...any) (int64, error) {
+	var id int64
+	if s.backend == postgresBackend {
+		err := tx.QueryRowxContext(ctx, s.dialect(q)+" RETURNING id", args...).Scan(&id)
+		return id, err
+	}
+	res, err := tx.ExecContext(ctx, s.dialect(q), args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.LastInsertId()
 }
 
 // internal wraps err as a chat.EInternal error, so that callers can map it
@@ -109,5 +160,5 @@ func internal(err error, format string, args ...any) error {
 	return &chat.Error{Code: chat.EInternal, Message: "store: " + fmt.Sprintf(format, args...), Err: err}
 }
 
-// schema returns the embedded schema; tests may substitute their own.
-var schema = func() string { return cgichat.Schema }
+// noRows reports whether err says a query found nothing.
+func noRows(err error) bool { return errors.Is(err, sql.ErrNoRows) }

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,15 +11,36 @@ import (
 	"time"
 
 	"cgichat/internal/chat"
+	"cgichat/internal/dbtest"
 
 	"github.com/jmoiron/sqlx"
 )
 
-// MustOpen opens a store on a fresh file in a temporary directory, with the
-// clock fixed so that times are predictable.
-func MustOpen(tb testing.TB) *Store {
+func TestMain(m *testing.M) { os.Exit(dbtest.Main(m)) }
+
+// eachBackend runs test as a subtest per backend (SQLite, MariaDB,
+// PostgreSQL), in parallel.
+func eachBackend(t *testing.T, test func(t *testing.T, b dbtest.Backend)) {
+	t.Helper()
+	for _, b := range dbtest.Backends {
+		t.Run(string(b), func(t *testing.T) {
+			t.Parallel()
+			test(t, b)
+		})
+	}
+}
+
+// MustOpen opens a store on a fresh database of backend b, with the clock
+// fixed so that times are predictable.
+func MustOpen(tb testing.TB, b dbtest.Backend) *Store {
 	tb.Helper()
-	s, err := Open(context.Background(), filepath.Join(tb.TempDir(), "data", "chat.db"), 4)
+	return mustOpenDB(tb, dbtest.New(tb, b), 4)
+}
+
+// mustOpenDB opens another store on db, closed when the test ends.
+func mustOpenDB(tb testing.TB, db string, conns int) *Store {
+	tb.Helper()
+	s, err := Open(context.Background(), db, conns)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -38,6 +58,19 @@ func mustInsert(tb testing.TB, s *Store, room, text string) chat.Message {
 	return m
 }
 
+// moderatorDelete deletes message id with the statement README documents
+// for the backend.
+func moderatorDelete(tb testing.TB, s *Store, id int64) {
+	tb.Helper()
+	q := "DELETE FROM messages WHERE id = ?"
+	if s.backend == mysqlBackend {
+		q = "CALL delete_message(?)"
+	}
+	if _, err := s.db.Exec(s.sql(q), id); err != nil {
+		tb.Fatalf("%s: %v", q, err)
+	}
+}
+
 func ids(ms []chat.Message) []int64 {
 	out := []int64{}
 	for _, m := range ms {
@@ -47,11 +80,11 @@ func ids(ms []chat.Message) []int64 {
 }
 
 func TestOpenCreatesDirectoryAndWAL(t *testing.T) {
-	s := MustOpen(t)
-	if _, err := os.Stat(s.Path()); err != nil {
+	s := MustOpen(t, dbtest.SQLite)
+	if _, err := os.Stat(s.DB()); err != nil {
 		t.Fatalf("database file: %v", err)
 	}
-	db := sqlx.MustOpen("sqlite3", s.Path())
+	db := sqlx.MustOpen("sqlite3", s.DB())
 	defer db.Close()
 	var mode string
 	if err := db.Get(&mode, "PRAGMA journal_mode"); err != nil || mode != "wal" {
@@ -63,55 +96,78 @@ func TestOpenCreatesDirectoryAndWAL(t *testing.T) {
 	}
 }
 
-func TestOpenIsIdempotent(t *testing.T) {
-	s := MustOpen(t)
-	mustInsert(t, s, "lobby", "kept")
-	for i := 0; i < 2; i++ {
-		s2, err := Open(context.Background(), s.Path(), 2)
-		if err != nil {
-			t.Fatalf("open #%d: %v", i+2, err)
-		}
-		ms, err := s2.Latest(context.Background(), "lobby", 10)
-		s2.Close()
-		if err != nil || len(ms) != 1 || ms[0].Text != "kept" {
-			t.Fatalf("after reopening: %+v, %v; want the one message", ms, err)
-		}
+func TestOpenRecordsSchemaSteps(t *testing.T) {
+	for _, b := range dbtest.Servers {
+		t.Run(string(b), func(t *testing.T) {
+			t.Parallel()
+			s := MustOpen(t, b)
+			steps, _ := parseSteps(s.backend.schema())
+			var got []int
+			if err := s.db.Select(&got, "SELECT version FROM schema_migrations ORDER BY version"); err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(got) != fmt.Sprint([]int{len(steps)}) || len(steps) != 1 {
+				t.Errorf("schema_migrations holds %v, want [1] (the schema's one step)", got)
+			}
+		})
 	}
+}
+
+func TestOpenIsIdempotent(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b dbtest.Backend) {
+		s := MustOpen(t, b)
+		mustInsert(t, s, "lobby", "kept")
+		for i := 0; i < 2; i++ {
+			s2, err := Open(context.Background(), s.DB(), 2)
+			if err != nil {
+				t.Fatalf("open #%d: %v", i+2, err)
+			}
+			ms, err := s2.Latest(context.Background(), "lobby", 10)
+			s2.Close()
+			if err != nil || len(ms) != 1 || ms[0].Text != "kept" {
+				t.Fatalf("after reopening: %+v, %v; want the one message", ms, err)
+			}
+		}
+	})
 }
 
 func TestOpenConcurrentFirstUse(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "new", "chat.db")
-	var wg sync.WaitGroup
-	errs := make(chan error, 20)
-	for i := 0; i < 20; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s, err := Open(context.Background(), path, 1)
-			if err == nil {
-				_, err = s.Insert(context.Background(), "lobby", "ada", "hi")
-				s.Close()
-			}
-			errs <- err
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Errorf("concurrent first open: %v", err)
+	eachBackend(t, func(t *testing.T, b dbtest.Backend) {
+		db := dbtest.New(t, b)
+		var wg sync.WaitGroup
+		errs := make(chan error, 20)
+		for i := 0; i < 20; i++ {
+			wg.Go(func() {
+				s, err := Open(context.Background(), db, 1)
+				if err == nil {
+					_, err = s.Insert(context.Background(), "lobby", "ada", "hi")
+					s.Close()
+				}
+				errs <- err
+			})
 		}
-	}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Errorf("concurrent first open: %v", err)
+			}
+		}
+	})
 }
 
 func TestOpenRefusesNewerSchema(t *testing.T) {
-	s := MustOpen(t)
-	db := sqlx.MustOpen("sqlite3", s.Path())
-	db.MustExec("PRAGMA user_version = 99")
-	db.Close()
-	if _, err := Open(context.Background(), s.Path(), 1); err == nil {
-		t.Error("opening a database with a newer schema succeeded, want an error")
-	}
+	eachBackend(t, func(t *testing.T, b dbtest.Backend) {
+		s := MustOpen(t, b)
+		q := "INSERT INTO schema_migrations (version, applied_at) VALUES (99, 'later')"
+		if b == dbtest.SQLite {
+			q = "PRAGMA user_version = 99"
+		}
+		s.db.MustExec(q)
+		if _, err := Open(context.Background(), s.DB(), 1); err == nil || !strings.Contains(err.Error(), "newer") {
+			t.Errorf("opening a database with a newer schema: %v, want an error saying it is newer", err)
+		}
+	})
 }
 
 func TestOpenWhereNoDirectoryCanBe(t *testing.T) {
@@ -124,87 +180,129 @@ func TestOpenWhereNoDirectoryCanBe(t *testing.T) {
 	}
 }
 
-func TestInsert(t *testing.T) {
-	s := MustOpen(t)
-	got := mustInsert(t, s, "lobby", "hello")
-	want := chat.Message{ID: 1, Room: "lobby", Nick: "ada", Text: "hello", Time: "2026-11-25T15:18:47.123Z", Kind: "message"}
-	if got != want {
-		t.Errorf("Insert = %+v, want %+v", got, want)
-	}
-	ms, err := s.After(context.Background(), "lobby", 0, 10)
-	if err != nil || len(ms) != 1 || ms[0] != want {
-		t.Errorf("After(0) = %+v, %v; want [%+v]", ms, err, want)
-	}
-}
-
-func TestLatestAndAfter(t *testing.T) {
-	s := MustOpen(t)
-	ctx := context.Background()
-	for i := 1; i <= 10; i++ {
-		room := "a"
-		if i%2 == 0 {
-			room = "b"
-		}
-		mustInsert(t, s, room, fmt.Sprint(i))
-	}
-	tests := []struct {
-		name string
-		get  func() ([]chat.Message, error)
-		want []int64
-	}{
-		{"Latest 3 oldest first", func() ([]chat.Message, error) { return s.Latest(ctx, "a", 3) }, []int64{5, 7, 9}},
-		{"Latest more than exist", func() ([]chat.Message, error) { return s.Latest(ctx, "b", 50) }, []int64{2, 4, 6, 8, 10}},
-		{"Latest 0", func() ([]chat.Message, error) { return s.Latest(ctx, "b", 0) }, []int64{}},
-		{"Latest empty room", func() ([]chat.Message, error) { return s.Latest(ctx, "c", 5) }, []int64{}},
-		{"After in room", func() ([]chat.Message, error) { return s.After(ctx, "b", 4, 10) }, []int64{6, 8, 10}},
-		{"After with limit", func() ([]chat.Message, error) { return s.After(ctx, "a", 0, 2) }, []int64{1, 3}},
-		{"After the last", func() ([]chat.Message, error) { return s.After(ctx, "a", 9, 10) }, []int64{}},
-		{"AllAfter", func() ([]chat.Message, error) { return s.AllAfter(ctx, 7, 10) }, []int64{8, 9, 10}},
+func TestOpenServerErrorsHidePassword(t *testing.T) {
+	tests := []struct{ name, db string }{
+		{"MySQL nobody listens", "mysql://chat:s3cret@127.0.0.1:1/chat"},
+		{"PostgreSQL nobody listens", "postgres://chat:s3cret@127.0.0.1:1/chat?sslmode=disable&connect_timeout=2"},
+		{"MySQL bad parameter", "mysql://chat:s3cret@127.0.0.1:1/chat?timeout=soon"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ms, err := tt.get()
-			if err != nil {
-				t.Fatal(err)
+			_, err := Open(context.Background(), tt.db, 1)
+			if err == nil {
+				t.Fatal("Open succeeded, want an error")
 			}
-			if got := ids(ms); fmt.Sprint(got) != fmt.Sprint(tt.want) {
-				t.Errorf("ids = %v, want %v", got, tt.want)
+			if strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("the error shows the password: %v", err)
 			}
 		})
 	}
-	if got, err := s.MaxID(ctx); err != nil || got != 10 {
-		t.Errorf("MaxID = %d, %v; want 10", got, err)
-	}
+}
+
+func TestInsert(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b dbtest.Backend) {
+		s := MustOpen(t, b)
+		got := mustInsert(t, s, "lobby", "hello ✓ 🎉")
+		want := chat.Message{ID: 1, Room: "lobby", Nick: "ada", Text: "hello ✓ 🎉", Time: "2026-11-25T15:18:47.123Z", Kind: "message"}
+		if got != want {
+			t.Errorf("Insert = %+v, want %+v", got, want)
+		}
+		ms, err := s.After(context.Background(), "lobby", 0, 10)
+		if err != nil || len(ms) != 1 || ms[0] != want {
+			t.Errorf("After(0) = %+v, %v; want [%+v]", ms, err, want)
+		}
+	})
+}
+
+func TestLatestAndAfter(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b dbtest.Backend) {
+		s := MustOpen(t, b)
+		ctx := context.Background()
+		for i := 1; i <= 10; i++ {
+			room := "a"
+			if i%2 == 0 {
+				room = "b"
+			}
+			mustInsert(t, s, room, fmt.Sprint(i))
+		}
+		tests := []struct {
+			name string
+			get  func() ([]chat.Message, error)
+			want []int64
+		}{
+			{"Latest 3 oldest first", func() ([]chat.Message, error) { return s.Latest(ctx, "a", 3) }, []int64{5, 7, 9}},
+			{"Latest more than exist", func() ([]chat.Message, error) { return s.Latest(ctx, "b", 50) }, []int64{2, 4, 6, 8, 10}},
+			{"Latest 0", func() ([]chat.Message, error) { return s.Latest(ctx, "b", 0) }, []int64{}},
+			{"Latest empty room", func() ([]chat.Message, error) { return s.Latest(ctx, "c", 5) }, []int64{}},
+			{"After in room", func() ([]chat.Message, error) { return s.After(ctx, "b", 4, 10) }, []int64{6, 8, 10}},
+			{"After with limit", func() ([]chat.Message, error) { return s.After(ctx, "a", 0, 2) }, []int64{1, 3}},
+			{"After the last", func() ([]chat.Message, error) { return s.After(ctx, "a", 9, 10) }, []int64{}},
+			{"AllAfter", func() ([]chat.Message, error) { return s.AllAfter(ctx, 7, 10) }, []int64{8, 9, 10}},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				ms, err := tt.get()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := ids(ms); fmt.Sprint(got) != fmt.Sprint(tt.want) {
+					t.Errorf("ids = %v, want %v", got, tt.want)
+				}
+			})
+		}
+		if got, err := s.MaxID(ctx); err != nil || got != 10 {
+			t.Errorf("MaxID = %d, %v; want 10", got, err)
+		}
+	})
 }
 
 func TestDeleteLeavesTombstoneAndIDsAreNeverReused(t *testing.T) {
-	s := MustOpen(t)
-	ctx := context.Background()
-	mustInsert(t, s, "lobby", "1")
-	mustInsert(t, s, "lobby", "2")
-	db := sqlx.MustOpen("sqlite3", s.Path())
-	db.MustExec("DELETE FROM messages WHERE id = 1")
-	db.Close()
-	rows, err := s.After(ctx, "lobby", 0, 10)
-	if err != nil {
-		t.Fatal(err)
+	eachBackend(t, func(t *testing.T, b dbtest.Backend) {
+		s := MustOpen(t, b)
+		ctx := context.Background()
+		mustInsert(t, s, "lobby", "1")
+		mustInsert(t, s, "lobby", "2")
+		moderatorDelete(t, s, 1)
+		rows, err := s.After(ctx, "lobby", 0, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) != 2 || rows[0].ID != 2 || rows[1].Kind != chat.KindDelete || rows[1].Target != 1 || rows[1].ID != 3 {
+			t.Fatalf("rows after deleting id 1 = %+v; want message 2, then tombstone 3 for 1", rows)
+		}
+		if _, err := time.Parse(chat.TimeFormat, rows[1].Time); err != nil {
+			t.Errorf("the tombstone's time %q: %v", rows[1].Time, err)
+		}
+		if ms, _ := s.Latest(ctx, "lobby", 10); len(ms) != 1 || ms[0].ID != 2 {
+			t.Errorf("Latest = %+v, want only message 2 (no tombstones in history)", ms)
+		}
+		if got := mustInsert(t, s, "lobby", "4"); got.ID != 4 {
+			t.Errorf("id after a delete = %d, want 4", got.ID)
+		}
+		moderatorDelete(t, s, 1) // gone already: nothing happens
+		if got, _ := s.MaxID(ctx); got != 4 {
+			t.Errorf("MaxID after deleting a deleted message = %d, want 4", got)
+		}
+	})
+}
+
+func TestMySQLRefusesPlainDelete(t *testing.T) {
+	s := MustOpen(t, dbtest.MySQL)
+	m := mustInsert(t, s, "lobby", "1")
+	_, err := s.db.Exec("DELETE FROM messages WHERE id = ?", m.ID)
+	if err == nil || !strings.Contains(err.Error(), "CALL delete_message") {
+		t.Errorf("a plain DELETE: %v, want an error naming CALL delete_message", err)
 	}
-	if len(rows) != 2 || rows[0].ID != 2 || rows[1].Kind != chat.KindDelete || rows[1].Target != 1 || rows[1].ID != 3 {
-		t.Fatalf("rows after deleting id 1 = %+v; want message 2, then tombstone 3 for 1", rows)
-	}
-	if ms, _ := s.Latest(ctx, "lobby", 10); len(ms) != 1 || ms[0].ID != 2 {
-		t.Errorf("Latest = %+v, want only message 2 (no tombstones in history)", ms)
-	}
-	if got := mustInsert(t, s, "lobby", "4"); got.ID != 4 {
-		t.Errorf("id after a delete = %d, want 4", got.ID)
+	if got, _ := s.MaxID(context.Background()); got != m.ID {
+		t.Errorf("MaxID = %d, want %d: the refused delete left a row", got, m.ID)
 	}
 }
 
 func TestMigrationKeepsData(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "chat.db")
-	full := schema
-	defer func() { schema = full }()
-	schema = func() string {
+	full := sqliteBackend.schema
+	defer func() { sqliteBackend.schema = full }()
+	sqliteBackend.schema = func() string {
 		return full()[:strings.Index(full(), "-- step: 2")]
 	}
 	old, err := Open(context.Background(), path, 1)
@@ -220,7 +318,7 @@ func TestMigrationKeepsData(t *testing.T) {
 		t.Fatal(err)
 	}
 	old.Close()
-	schema = full
+	sqliteBackend.schema = full
 	s, err := Open(context.Background(), path, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -232,69 +330,204 @@ func TestMigrationKeepsData(t *testing.T) {
 	}
 }
 
+// TestServerMigrationAddsStepOnce opens a database made by the schema as
+// it is with a schema that has one more step, from many processes at once:
+// the step is applied once and the data kept.
+func TestServerMigrationAddsStepOnce(t *testing.T) {
+	for _, b := range dbtest.Servers {
+		t.Run(string(b), func(t *testing.T) {
+			s := MustOpen(t, b)
+			mustInsert(t, s, "lobby", "v1")
+			full := s.backend.schema
+			s.backend.schema = func() string { return full() + "\n-- step: 2\nCREATE TABLE extra (x INTEGER);\n" }
+			defer func() { s.backend.schema = full }()
+			var wg sync.WaitGroup
+			errs := make(chan error, 8)
+			for range 8 {
+				wg.Go(func() {
+					s2, err := Open(context.Background(), s.DB(), 1)
+					if err == nil {
+						s2.Close()
+					}
+					errs <- err
+				})
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				if err != nil {
+					t.Errorf("open with the new step: %v", err)
+				}
+			}
+			var got []int
+			s.db.Select(&got, "SELECT version FROM schema_migrations ORDER BY version")
+			if fmt.Sprint(got) != "[1 2]" {
+				t.Errorf("schema_migrations = %v, want [1 2]", got)
+			}
+			if ms, err := s.Latest(context.Background(), "lobby", 10); err != nil || len(ms) != 1 {
+				t.Errorf("after migrating: %+v, %v; want the message", ms, err)
+			}
+		})
+	}
+}
+
 func TestChangesSeesOtherConnections(t *testing.T) {
-	s := MustOpen(t)
-	ctx := context.Background()
-	c, err := s.Changes(ctx)
-	if err != nil {
-		t.Fatal(err)
+	// PostgreSQL listens in a process with a pool, and polls with one
+	// connection (CGI).
+	for _, tc := range []struct {
+		b     dbtest.Backend
+		conns int
+	}{{dbtest.SQLite, 4}, {dbtest.MySQL, 1}, {dbtest.MySQL, 4}, {dbtest.Postgres, 1}, {dbtest.Postgres, 4}} {
+		t.Run(fmt.Sprintf("%s/%d", tc.b, tc.conns), func(t *testing.T) {
+			t.Parallel()
+			s := mustOpenDB(t, dbtest.New(t, tc.b), tc.conns)
+			ctx := context.Background()
+			c, err := s.Changes(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			// A notification arrives a moment after its commit: wait for
+			// a change for up to 5 s, for none a tenth of a second.
+			check := func(step string, want bool) {
+				t.Helper()
+				deadline := time.Now().Add(5 * time.Second)
+				if !want {
+					time.Sleep(100 * time.Millisecond)
+				}
+				for {
+					got, err := c.Changed(ctx)
+					if err != nil {
+						t.Fatalf("%s: %v", step, err)
+					}
+					if got == want || !want || time.Now().After(deadline) {
+						if got != want {
+							t.Errorf("%s: Changed = %v, want %v", step, got, want)
+						}
+						return
+					}
+					select {
+					case <-c.C():
+					case <-time.After(10 * time.Millisecond):
+					}
+				}
+			}
+			// A listener reports changes until it listens.
+			for settle := time.Now().Add(5 * time.Second); time.Now().Before(settle); time.Sleep(10 * time.Millisecond) {
+				if changed, err := c.Changed(ctx); err == nil && !changed {
+					break
+				}
+			}
+			check("nothing happened", false)
+			mustInsert(t, s, "lobby", "same process")
+			check("insert through the pool", true)
+			check("nothing since", false)
+			other := mustOpenDB(t, s.DB(), 1)
+			if _, err := other.Insert(ctx, "lobby", "bob", "other store"); err != nil {
+				t.Fatal(err)
+			}
+			check("insert through another store", true)
+			if _, err := other.OpenStream(ctx, StreamInput{Owner: "x", Room: "lobby", Addr: "10.0.0.1", Stale: time.Minute}); err != nil {
+				t.Fatal(err)
+			}
+			check("a stream opening elsewhere", true)
+		})
 	}
-	defer c.Close()
-	check := func(step string, want bool) {
-		t.Helper()
-		if got, err := c.Changed(ctx); err != nil || got != want {
-			t.Errorf("%s: Changed = %v, %v; want %v", step, got, err, want)
-		}
-	}
-	check("nothing happened", false)
-	mustInsert(t, s, "lobby", "same process")
-	check("insert through the pool", true)
-	check("nothing since", false)
-	other, err := Open(ctx, s.Path(), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	if _, err := other.Insert(ctx, "lobby", "bob", "other store"); err != nil {
-		t.Fatal(err)
-	}
-	check("insert through another store", true)
 }
 
 func TestManyWritersNoLockErrors(t *testing.T) {
-	// Separate stores stand for separate processes: each has its own pool
-	// and its own in-process write lock.
-	path := MustOpen(t).Path()
-	const writers, each = 10, 30
-	var wg sync.WaitGroup
-	errs := make(chan error, writers*each)
-	for w := 0; w < writers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s, err := Open(context.Background(), path, 2)
-			if err != nil {
-				errs <- err
-				return
-			}
-			defer s.Close()
-			for i := 0; i < each; i++ {
-				if _, err := s.Insert(context.Background(), "lobby", "w", "x"); err != nil {
+	eachBackend(t, func(t *testing.T, b dbtest.Backend) {
+		// Separate stores stand for separate processes: each has its own
+		// pool and its own in-process write lock.
+		s := MustOpen(t, b)
+		const writers, each = 10, 30
+		var wg sync.WaitGroup
+		errs := make(chan error, writers*each)
+		for w := 0; w < writers; w++ {
+			wg.Go(func() {
+				s, err := Open(context.Background(), s.DB(), 2)
+				if err != nil {
 					errs <- err
+					return
 				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Errorf("insert: %v", err)
-	}
-	db, _ := sql.Open("sqlite3", path)
-	defer db.Close()
-	var n int
-	db.QueryRow("SELECT count(*) FROM messages").Scan(&n)
-	if n != writers*each {
-		t.Errorf("rows = %d, want %d", n, writers*each)
-	}
+				defer s.Close()
+				for i := 0; i < each; i++ {
+					if _, err := s.Insert(context.Background(), "lobby", "w", "x"); err != nil {
+						errs <- err
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Errorf("insert: %v", err)
+		}
+		var n int
+		s.db.Get(&n, "SELECT count(*) FROM messages")
+		if n != writers*each {
+			t.Errorf("rows = %d, want %d", n, writers*each)
+		}
+	})
+}
+
+// TestIDsVisibleInCommitOrder is the guarantee resuming rests on: a reader
+// that has seen id n has seen every id below it. Writers in many pools
+// (processes) post at once while readers in others keep reading what is
+// new after the last id they saw, as the feed does; any id that became
+// visible after a larger one would show as a gap.
+func TestIDsVisibleInCommitOrder(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b dbtest.Backend) {
+		db := MustOpen(t, b).DB()
+		const writers, each, readers = 12, 40, 3
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		var posting sync.WaitGroup
+		for w := range writers {
+			posting.Go(func() {
+				s := mustOpenDB(t, db, 2)
+				for i := range each {
+					room := fmt.Sprint("room", (w+i)%3)
+					if _, err := s.Insert(ctx, room, fmt.Sprint("w", w), fmt.Sprint(i)); err != nil {
+						t.Errorf("writer %d: %v", w, err)
+						return
+					}
+				}
+			})
+		}
+		done := make(chan struct{})
+		go func() { posting.Wait(); close(done) }()
+		var reading sync.WaitGroup
+		for r := range readers {
+			reading.Go(func() {
+				s := mustOpenDB(t, db, 1)
+				var last int64
+				for polls := 0; last < writers*each; polls++ {
+					finished := false
+					select {
+					case <-done:
+						finished = true
+					default:
+					}
+					ms, err := s.AllAfter(ctx, last, 1000)
+					if err != nil {
+						t.Errorf("reader %d: %v", r, err)
+						return
+					}
+					for _, m := range ms {
+						if m.ID != last+1 {
+							t.Errorf("reader %d saw id %d right after %d (poll %d): id %d became visible after a larger one", r, m.ID, last, polls, last+1)
+							return
+						}
+						last = m.ID
+					}
+					if finished && len(ms) == 0 {
+						t.Errorf("reader %d: posting is over but it saw only up to id %d of %d", r, last, writers*each)
+						return
+					}
+				}
+			})
+		}
+		reading.Wait()
+	})
 }

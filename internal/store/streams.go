@@ -1,8 +1,11 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"cgichat/internal/chat"
@@ -26,21 +29,22 @@ type StreamInput struct {
 const (
 	deleteStaleStreams = `DELETE FROM streams WHERE seen_at < ?`
 	countOpenStreams   = `SELECT count(*) FROM streams WHERE addr = ? AND open = 1`
-	insertStream       = `INSERT INTO streams (owner, room, nick, addr, seen_at) VALUES (?, ?, NULLIF(?, ''), ?, ?)`
 )
+
+var insertStream = stmt{sqlite: `INSERT INTO streams (owner, room, nick, addr, seen_at) VALUES (?, ?, NULLIF(?, ''), ?, ?)`}
 
 // OpenStream records a new stream and returns its row id, or refuses it
 // when its address already holds Cap open streams.
 func (s *Store) OpenStream(ctx context.Context, in StreamInput) (int64, error) {
 	now := unix(s.Now())
 	var id int64
-	err := s.withTx(ctx, func(tx *sqlx.Tx) error {
-		if _, err := tx.ExecContext(ctx, deleteStaleStreams, now-in.Stale.Seconds()); err != nil {
+	err := s.withTx(ctx, lockStreams, func(tx *sqlx.Tx) error {
+		if _, err := tx.ExecContext(ctx, s.sql(deleteStaleStreams), now-in.Stale.Seconds()); err != nil {
 			return fmt.Errorf("remove stale streams: %w", err)
 		}
 		if in.Cap > 0 {
 			var n int
-			if err := tx.GetContext(ctx, &n, countOpenStreams, in.Addr); err != nil {
+			if err := tx.GetContext(ctx, &n, s.sql(countOpenStreams), in.Addr); err != nil {
 				return fmt.Errorf("count streams: %w", err)
 			}
 			if n >= in.Cap {
@@ -51,12 +55,11 @@ func (s *Store) OpenStream(ctx context.Context, in StreamInput) (int64, error) {
 				}
 			}
 		}
-		res, err := tx.ExecContext(ctx, insertStream, in.Owner, in.Room, in.Nick, in.Addr, now)
-		if err != nil {
+		var err error
+		if id, err = s.insertID(ctx, tx, insertStream, in.Owner, in.Room, in.Nick, in.Addr, now); err != nil {
 			return fmt.Errorf("record stream: %w", err)
 		}
-		id, err = res.LastInsertId()
-		return err
+		return nil
 	})
 	if err != nil {
 		return 0, internal(err, "open a stream")
@@ -72,7 +75,7 @@ const closeStream = `UPDATE streams SET open = 0, seen_at = ? WHERE id = ?`
 func (s *Store) CloseStream(ctx context.Context, id int64) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	if _, err := s.db.ExecContext(ctx, closeStream, unix(s.Now()), id); err != nil {
+	if _, err := s.db.ExecContext(ctx, s.sql(closeStream), unix(s.Now()), id); err != nil {
 		return internal(err, "close stream %d", id)
 	}
 	return nil
@@ -84,22 +87,26 @@ const touchStreams = `UPDATE streams SET seen_at = ? WHERE owner = ? AND open = 
 func (s *Store) TouchStreams(ctx context.Context, owner string) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	if _, err := s.db.ExecContext(ctx, touchStreams, unix(s.Now()), owner); err != nil {
+	if _, err := s.db.ExecContext(ctx, s.sql(touchStreams), unix(s.Now()), owner); err != nil {
 		return internal(err, "renew streams")
 	}
 	return nil
 }
 
 const selectPresence = `SELECT DISTINCT nick FROM streams
-	WHERE room = ? AND nick IS NOT NULL AND seen_at >= ? ORDER BY nick COLLATE NOCASE`
+	WHERE room = ? AND nick IS NOT NULL AND seen_at >= ?`
 
-// Presence returns the nicks reading room: those of streams renewed or
-// ended within stale.
+// Presence returns the nicks reading room, those of streams renewed or
+// ended within stale, in alphabetical order ignoring case (sorted here: the
+// backends' collations differ).
 func (s *Store) Presence(ctx context.Context, room string, stale time.Duration) ([]string, error) {
 	nicks := []string{}
-	if err := s.db.SelectContext(ctx, &nicks, selectPresence, room, unix(s.Now())-stale.Seconds()); err != nil {
+	if err := s.db.SelectContext(ctx, &nicks, s.sql(selectPresence), room, unix(s.Now())-stale.Seconds()); err != nil {
 		return nil, internal(err, "read presence in %s", room)
 	}
+	slices.SortFunc(nicks, func(a, b string) int {
+		return cmp.Or(strings.Compare(strings.ToLower(a), strings.ToLower(b)), strings.Compare(a, b))
+	})
 	return nicks, nil
 }
 
