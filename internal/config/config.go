@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"cgichat/internal/wake"
 )
 
 // Stream modes: live keeps the response open; batch answers with what is
@@ -291,7 +293,7 @@ func wakeDir(s, db string) (string, error) {
 		return filepath.Clean(s), nil
 	}
 	if !IsServerURL(db) {
-		return db + "-wake", nil
+		return wake.Dir(db), nil
 	}
 	u, _ := url.Parse(db)
 	name := strings.Map(func(r rune) rune {

@@ -193,8 +193,9 @@ func (f *Feed) Unsubscribe(s *Sub) {
 	f.n--
 }
 
-// Run checks for changes until ctx ends: on every wake-up and every poll
-// interval, while anyone is subscribed.
+// Run checks for changes until ctx ends: on every wake-up (from a post on
+// this host, or from the database itself) and every poll interval, while
+// anyone is subscribed.
 func (f *Feed) Run(ctx context.Context) {
 	defer f.changes.Close()
 	tick := time.NewTicker(f.poll)
@@ -213,6 +214,7 @@ func (f *Feed) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-f.wake:
+		case <-f.changes.C():
 		case <-tick.C:
 		case <-renew.C:
 			if err := f.store.TouchStreams(ctx, f.owner); err != nil {

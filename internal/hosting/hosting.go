@@ -32,6 +32,21 @@ type Handler interface {
 	io.Closer
 }
 
+// OneAtATime is implemented by handlers that open less (one database
+// connection) when their process serves requests one at a time. Main calls
+// it before the first request under CGI and FastCGI on stdin (mod_fcgid
+// sends one request at a time), not for a daemon.
+type OneAtATime interface {
+	OneAtATime()
+}
+
+// oneAtATime tells h, when it cares, that requests come one at a time.
+func oneAtATime(h Handler) {
+	if o, ok := h.(OneAtATime); ok {
+		o.OneAtATime()
+	}
+}
+
 // Program describes one of cgichat's programs for its usage text.
 type Program struct {
 	Name    string // post or stream
@@ -55,6 +70,7 @@ func Main(p Program, h Handler, args []string) int {
 	// A CGI request may carry arguments of its own (an ISINDEX query), so
 	// the environment decides before any flag is read.
 	if os.Getenv("REQUEST_METHOD") != "" {
+		oneAtATime(h)
 		err := cgi.Serve(withBase(ctx, h))
 		switch {
 		case err == nil, errors.Is(err, syscall.EPIPE):
@@ -91,6 +107,7 @@ func Main(p Program, h Handler, args []string) int {
 		}
 		slog.Info("serving FastCGI", "listen", *listen)
 	case stdinIsListener():
+		oneAtATime(h)
 		l, err = net.FileListener(os.Stdin)
 		if err != nil {
 			slog.Error("fastcgi: cannot use stdin as a listener", "err", err)

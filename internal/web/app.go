@@ -23,8 +23,17 @@ type instance interface {
 	Close() error
 }
 
-// builder opens what a handler needs for cfg.
-type builder func(ctx context.Context, cfg config.Config, log *slog.Logger) (instance, error)
+// builder opens what a handler needs for cfg, with at most conns
+// connections to its database.
+type builder func(ctx context.Context, cfg config.Config, conns int, log *slog.Logger) (instance, error)
+
+// Database connections per configuration: a process serving one request at
+// a time (CGI, mod_fcgid) keeps one, which is what shared hosts that cap
+// connections per user need; a daemon serving many at once a small pool.
+const (
+	oneRequestConns = 1
+	daemonConns     = 8
+)
 
 // App is one program's http.Handler. It reads the configuration of every
 // request (FastCGI parameters first, then the process environment, so
@@ -40,6 +49,7 @@ type App struct {
 
 	build builder
 	log   *slog.Logger
+	conns int // database connections per configuration
 
 	ctx    context.Context // ends background work at Close
 	cancel context.CancelFunc
@@ -50,7 +60,16 @@ type App struct {
 
 func newApp(build builder, log *slog.Logger) *App {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &App{build: build, log: log, ctx: ctx, cancel: cancel, instances: make(map[config.Config]instance)}
+	return &App{build: build, log: log, conns: daemonConns, ctx: ctx, cancel: cancel, instances: make(map[config.Config]instance)}
+}
+
+// OneAtATime tells the App, before its first request, that its process
+// serves requests one at a time (CGI, FastCGI on stdin), so one database
+// connection is enough.
+func (a *App) OneAtATime() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.conns = oneRequestConns
 }
 
 // ServeHTTP serves r with the handler for its configuration.
@@ -112,7 +131,7 @@ func (a *App) instance(cfg config.Config) (instance, error) {
 	if a.ctx.Err() != nil {
 		return nil, errors.New("web: app is closed")
 	}
-	h, err := a.build(a.ctx, cfg, a.log)
+	h, err := a.build(a.ctx, cfg, a.conns, a.log)
 	if err != nil {
 		return nil, err
 	}

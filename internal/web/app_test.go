@@ -34,7 +34,7 @@ func serveOnce(t *testing.T, a *App) (int, string) {
 }
 
 func TestAppTurnsPanicsIntoJSON500(t *testing.T) {
-	a := newApp(func(ctx context.Context, cfg config.Config, log *slog.Logger) (instance, error) {
+	a := newApp(func(ctx context.Context, cfg config.Config, conns int, log *slog.Logger) (instance, error) {
 		return &fakeInstance{HandlerFunc: func(http.ResponseWriter, *http.Request) { panic("boom") }}, nil
 	}, quiet)
 	a.Getenv = func(string) string { return "" }
@@ -48,7 +48,7 @@ func TestAppTurnsPanicsIntoJSON500(t *testing.T) {
 func TestAppRetriesAFailedBuildAndReusesAGoodOne(t *testing.T) {
 	builds := 0
 	var built *fakeInstance
-	a := newApp(func(ctx context.Context, cfg config.Config, log *slog.Logger) (instance, error) {
+	a := newApp(func(ctx context.Context, cfg config.Config, conns int, log *slog.Logger) (instance, error) {
 		builds++
 		if builds == 1 {
 			return nil, errors.New("disk full")

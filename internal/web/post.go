@@ -49,12 +49,12 @@ type postHandler struct {
 	secret   []byte // signs nick claims; read from the database once
 }
 
-func buildPost(ctx context.Context, cfg config.Config, log *slog.Logger) (instance, error) {
-	st, err := store.Open(ctx, cfg.DB, 8)
+func buildPost(ctx context.Context, cfg config.Config, conns int, log *slog.Logger) (instance, error) {
+	st, err := store.Open(ctx, cfg.DB, conns)
 	if err != nil {
 		return nil, err
 	}
-	n, err := wake.NewNotifier(wake.Dir(cfg.DB))
+	n, err := wake.NewNotifier(cfg.WakeDir)
 	if err != nil {
 		st.Close()
 		return nil, err

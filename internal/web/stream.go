@@ -72,8 +72,8 @@ type streamHandler struct {
 	feedDone chan struct{}
 }
 
-func buildStream(ctx context.Context, cfg config.Config, log *slog.Logger) (instance, error) {
-	st, err := store.Open(ctx, cfg.DB, 8)
+func buildStream(ctx context.Context, cfg config.Config, conns int, log *slog.Logger) (instance, error) {
+	st, err := store.Open(ctx, cfg.DB, conns)
 	if err != nil {
 		return nil, err
 	}
@@ -84,7 +84,7 @@ func buildStream(ctx context.Context, cfg config.Config, log *slog.Logger) (inst
 	}
 	h := &streamHandler{cfg: cfg, store: st, log: log, trusted: cfg.TrustedPrefixes(), feedDone: make(chan struct{})}
 	var wakeC <-chan struct{}
-	if h.wake, err = wake.Listen(wake.Dir(cfg.DB)); err != nil {
+	if h.wake, err = wake.Listen(cfg.WakeDir); err != nil {
 		log.Warn("wake-ups unavailable, polling only", "poll", cfg.Poll, "err", err)
 	} else {
 		wakeC = h.wake.C()
