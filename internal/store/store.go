@@ -52,17 +52,14 @@ type Store struct {
 // that serves a single request (CGI), which then uses one connection to a
 // database server for everything; a daemon wants a few more.
 func Open(ctx context.Context, source string, maxConns int) (*Store, error) {
-	s := &Store{source: source, single: maxConns <= 1, Now: time.Now}
+	s := &Store{source: source, backend: backendOf(source), single: maxConns <= 1, Now: time.Now}
 	var err error
-	switch {
-	case strings.HasPrefix(source, "mysql://"):
-		s.backend = mysqlBackend
+	switch s.backend {
+	case mysqlBackend:
 		s.db, err = openMySQL(source)
-	case strings.HasPrefix(source, "postgres://"), strings.HasPrefix(source, "postgresql://"):
-		s.backend = postgresBackend
+	case postgresBackend:
 		s.db, err = openPostgres(source)
 	default:
-		s.backend = sqliteBackend
 		s.db, err = openSQLite(source)
 		// The SQLite change detector holds a connection of its own.
 		maxConns = max(maxConns, 2)
@@ -162,3 +159,40 @@ func internal(err error, format string, args ...any) error {
 
 // noRows reports whether err says a query found nothing.
 func noRows(err error) bool { return errors.Is(err, sql.ErrNoRows) }
+
+// Connect opens a pool on source, a SQLite path or a server URL, without
+// creating or migrating anything, for tools and tests that read or change
+// the tables the way a moderator does. Its Rebind turns ? placeholders into
+// the backend's.
+func Connect(source string) (*sqlx.DB, error) {
+	switch b := backendOf(source); b {
+	case mysqlBackend:
+		return openMySQL(source)
+	case postgresBackend:
+		return openPostgres(source)
+	default:
+		return sqlx.Open("sqlite3", sqliteDSN(source))
+	}
+}
+
+// ModeratorDelete returns the statement that deletes the message whose id
+// is its one argument, leaving a tombstone that open pages act on: a plain
+// DELETE, except on MySQL, whose triggers cannot add the tombstone.
+func ModeratorDelete(source string) string {
+	if backendOf(source) == mysqlBackend {
+		return "CALL delete_message(?)"
+	}
+	return "DELETE FROM messages WHERE id = ?"
+}
+
+// backendOf returns the backend that source names.
+func backendOf(source string) *backend {
+	switch {
+	case strings.HasPrefix(source, "mysql://"):
+		return mysqlBackend
+	case strings.HasPrefix(source, "postgres://"), strings.HasPrefix(source, "postgresql://"):
+		return postgresBackend
+	default:
+		return sqliteBackend
+	}
+}

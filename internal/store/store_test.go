@@ -62,10 +62,7 @@ func mustInsert(tb testing.TB, s *Store, room, text string) chat.Message {
 // for the backend.
 func moderatorDelete(tb testing.TB, s *Store, id int64) {
 	tb.Helper()
-	q := "DELETE FROM messages WHERE id = ?"
-	if s.backend == mysqlBackend {
-		q = "CALL delete_message(?)"
-	}
+	q := ModeratorDelete(s.DB())
 	if _, err := s.db.Exec(s.sql(q), id); err != nil {
 		tb.Fatalf("%s: %v", q, err)
 	}

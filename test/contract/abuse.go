@@ -1,7 +1,6 @@
 package contract
 
 import (
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"cgichat/internal/chat"
+	"cgichat/internal/store"
 )
 
 // abuseTests are the defences of a public chat, run by Run.
@@ -53,16 +53,12 @@ func (d *Deployment) postAs(t testing.TB, client *http.Client, header http.Heade
 	return res, e.Error
 }
 
-// exec runs SQL on the deployment's database, as a moderator in the
-// sqlite3 shell would.
+// exec runs SQL with ? placeholders on the deployment's database, as a
+// moderator in the database's shell would.
 func (d *Deployment) exec(t testing.TB, query string, args ...any) {
 	t.Helper()
-	db, err := sql.Open("sqlite3", d.DB+"?_busy_timeout=10000")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Exec(query, args...); err != nil {
+	db := d.sqlDB(t, true)
+	if _, err := db.Exec(db.Rebind(query), args...); err != nil {
 		t.Fatalf("%s: %v", query, err)
 	}
 }
@@ -193,7 +189,7 @@ func testDeleteReachesStreams(t *testing.T, start Start) {
 	bad := d.Post(t, "lobby", "troll", "spam")
 	s := Open(t, d.StreamURL(nil), nil)
 	s.Until(t, "ready", 5*time.Second)
-	d.exec(t, `DELETE FROM messages WHERE id = ?`, bad.ID)
+	d.exec(t, store.ModeratorDelete(d.DB), bad.ID)
 	deleted := time.Now()
 	ev := s.NextOf(t, "delete", 5*time.Second)
 	if took := time.Since(deleted); took > time.Second {

@@ -7,7 +7,6 @@ package contract
 import (
 	"bufio"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,16 +18,18 @@ import (
 	"time"
 
 	"cgichat/internal/chat"
+	"cgichat/internal/config"
 	"cgichat/internal/sse"
 	"cgichat/internal/store"
 
+	"github.com/jmoiron/sqlx"
 	_ "github.com/mattn/go-sqlite3" // the tests read the database directly
 )
 
 // Deployment is one running pair of programs.
 type Deployment struct {
 	URL string // base URL: the programs answer at URL/cgi-bin/post and URL/cgi-bin/stream
-	DB  string // path of the database file the programs use
+	DB  string // CHAT_DB of the programs: a SQLite path or a server URL
 	// ChunkedRefused is set when the host itself refuses chunked request
 	// bodies before a program runs (Go's CGI host answers 400).
 	ChunkedRefused bool
@@ -103,19 +104,40 @@ func (d *Deployment) Post(t testing.TB, room, nick, text string) chat.Message {
 // Count returns how many messages the database holds.
 func (d *Deployment) Count(t testing.TB) int {
 	t.Helper()
-	db, err := sql.Open("sqlite3", "file:"+d.DB+"?mode=ro")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := d.sqlDB(t, false)
 	var n int
 	if err := db.QueryRow("SELECT count(*) FROM messages").Scan(&n); err != nil {
-		if strings.Contains(err.Error(), "no such table") || strings.Contains(err.Error(), "unable to open") {
-			return 0
+		// The programs have not created the table yet (or, for SQLite,
+		// the file).
+		for _, missing := range []string{"no such table", "unable to open", "doesn't exist", "does not exist"} {
+			if strings.Contains(err.Error(), missing) {
+				return 0
+			}
 		}
 		t.Fatalf("count messages: %v", err)
 	}
 	return n
+}
+
+// sqlDB opens the deployment's database for the test to read and change,
+// as a moderator would: SQLite read-only unless write is set.
+func (d *Deployment) sqlDB(t testing.TB, write bool) *sqlx.DB {
+	t.Helper()
+	var db *sqlx.DB
+	var err error
+	switch {
+	case config.IsServerURL(d.DB):
+		db, err = store.Connect(d.DB)
+	case write:
+		db, err = sqlx.Open("sqlite3", d.DB+"?_busy_timeout=10000")
+	default:
+		db, err = sqlx.Open("sqlite3", "file:"+d.DB+"?mode=ro")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }
 
 // Stream is an open event stream read in the background.

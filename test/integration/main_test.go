@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"cgichat/internal/cgihost"
+	"cgichat/internal/dbtest"
 	"cgichat/internal/fcgiclient"
 	"cgichat/internal/web"
 	"cgichat/test/contract"
@@ -37,7 +38,7 @@ func TestMain(m *testing.M) {
 	bin = dir
 	code := build()
 	if code == 0 {
-		code = m.Run()
+		code = dbtest.Main(m)
 	}
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -58,11 +59,16 @@ func build() int {
 	return 0
 }
 
-// settings returns CHAT_DB in a new temporary directory plus env. The rate
-// limit is off unless env sets it: tests post faster than people.
+// settings returns CHAT_DB plus env: a SQLite file in a new temporary
+// directory unless env sets CHAT_DB (see on). The rate limit is off unless
+// env sets it: tests post faster than people.
 func settings(t *testing.T, env map[string]string) (db string, kv []string) {
-	db = filepath.Join(t.TempDir(), "data", "chat.db")
-	kv = append([]string{"CHAT_DB=" + db}, raceEnv...)
+	db = env["CHAT_DB"]
+	if db == "" {
+		db = filepath.Join(t.TempDir(), "data", "chat.db")
+		kv = append(kv, "CHAT_DB="+db)
+	}
+	kv = append(kv, raceEnv...)
 	if _, ok := env["CHAT_RATE_LIMIT"]; !ok {
 		kv = append(kv, "CHAT_RATE_LIMIT=off")
 	}
@@ -207,6 +213,24 @@ func waitForSocket(t *testing.T, sock string) {
 	t.Fatalf("nothing listens on %s after 10s", sock)
 }
 
+// on returns start with the programs on a new database of backend b. A
+// server's programs meet for wake-ups in a temporary directory of the test,
+// not in the home directory.
+func on(b dbtest.Backend, start contract.Start) contract.Start {
+	if b == dbtest.SQLite {
+		return start
+	}
+	return func(t *testing.T, env map[string]string) *contract.Deployment {
+		env = maps.Clone(env)
+		if env == nil {
+			env = map[string]string{}
+		}
+		env["CHAT_DB"] = dbtest.New(t, b)
+		env["CHAT_WAKE_DIR"] = filepath.Join(t.TempDir(), "wake")
+		return start(t, env)
+	}
+}
+
 // modes are the ways the programs are hosted, each a contract.Start.
 var modes = []struct {
 	name  string
@@ -218,11 +242,25 @@ var modes = []struct {
 	{"Daemon", startDaemon},
 }
 
+// TestContract holds every hosting mode to the contract on SQLite, and a
+// CGI program and a daemon (one connection each; a pool, listening on
+// PostgreSQL) to it on each database server.
 func TestContract(t *testing.T) {
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
 			t.Parallel()
 			contract.Run(t, m.start)
 		})
+	}
+	for _, b := range dbtest.Servers {
+		for _, m := range modes {
+			if m.name != "CGI" && m.name != "Daemon" {
+				continue
+			}
+			t.Run(string(b)+"/"+m.name, func(t *testing.T) {
+				t.Parallel()
+				contract.Run(t, on(b, m.start))
+			})
+		}
 	}
 }
