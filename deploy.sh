@@ -29,9 +29,14 @@ Options:
                 the first new message, for hosts that buffer responses.
                 Default: live, but batch for fcgid (mod_fcgid holds 64 KiB
                 of output unless the admin sets FcgidOutputBufferSize 0)
-  --db PATH     the SQLite database (default: next to TARGET,
+  --db PATH|URL  the SQLite database (default: next to TARGET,
                 DIR/cgichat-data/chat.db where DIR is TARGET's parent);
-                its directory is created writable by the web server's user
+                its directory is created writable by the web server's user.
+                Or a database server shared by several web hosts:
+                mysql://USER:PASSWORD@HOST:PORT/DATABASE or
+                postgres://USER:PASSWORD@HOST:PORT/DATABASE (README,
+                Databases); DIR/cgichat-data then holds only the wake-up
+                sockets (CHAT_WAKE_DIR)
   --web-user USER  the user the programs run as (default: the user a running
                 apache2, httpd or nginx works as, else www-data, apache,
                 nginx or http if one exists, else you)
@@ -217,7 +222,9 @@ prepare_data_dir() { # dir db user group dry_run
         'Require all denied' >"$dir/.htaccess"
     fi
   fi
-  if [ -e "$db" ]; then
+  if [ -z "$db" ]; then
+    echo "deploy: $dir holds the wake-up sockets; the database is on its server"
+  elif [ -e "$db" ]; then
     echo "deploy: database $db exists: not touched"
     if [ "$(stat -c %U "$db")" != "$user" ]; then
       echo "deploy: warning: $db belongs to $(stat -c %U "$db"), not $user; if posts fail," \
@@ -243,21 +250,38 @@ $(printf '%q ' "$@")"
 docroot=$(on_target resolve_target "$target_path") || die "cannot deploy to $target"
 check_safe "TARGET" "$docroot"
 base=$(dirname "$docroot")
-: "${db:=$base/cgichat-data/chat.db}"
 : "${conf_dir:=$base/cgichat-conf}"
-if [ -z "$remote_host" ]; then
-  db=$(realpath -m -- "$db")
-  conf_dir=$(realpath -m -- "$conf_dir")
-fi
-[[ $db == /* && $conf_dir == /* ]] || die "--db and --conf-dir must be absolute paths for a remote TARGET"
-check_safe "--db" "$db"
+[ -n "$remote_host" ] || conf_dir=$(realpath -m -- "$conf_dir")
 check_safe "--conf-dir" "$conf_dir"
-case $db/ in
-  "$docroot"/*) die "the database $db would be inside TARGET, where the web server could serve it; choose a --db outside $docroot" ;;
+# A database server's URL is no path: the data directory beside TARGET
+# then holds the wake-up sockets of this host's programs, and nothing else.
+db_url=""
+case $db in
+  mysql://* | postgres://* | postgresql://*)
+    db_url=$db
+    # Percent-encoded passwords are fine; what a shell, Apache, nginx or
+    # systemd would read otherwise is not.
+    [[ $db_url =~ ^[A-Za-z0-9._/+@,:~%?\&=-]+$ ]] ||
+      die "--db URL may contain only letters, digits and ._/+@,:~%?&=- (percent-encode the rest of a password)"
+    [[ $db_url =~ ^[a-z]+://[^/]+/[^/?]+ ]] || die "--db URL must name a host and a database: ${db_url%%://*}://USER:PASSWORD@HOST:PORT/DATABASE"
+    data_dir=$base/cgichat-data
+    [ -n "$remote_host" ] || data_dir=$(realpath -m -- "$data_dir")
+    ;;
+  *)
+    : "${db:=$base/cgichat-data/chat.db}"
+    [ -n "$remote_host" ] || db=$(realpath -m -- "$db")
+    [[ $db == /* ]] || die "--db must be an absolute path for a remote TARGET"
+    check_safe "--db" "$db"
+    case $db/ in
+      "$docroot"/*) die "the database $db would be inside TARGET, where the web server could serve it; choose a --db outside $docroot" ;;
+    esac
+    # The wake-up sockets live in DB-wake/PID-RANDOM; Linux allows 107 bytes.
+    [ ${#db} -le 80 ] ||
+      warn "the database path is long (${#db} bytes): streams may fall back to polling every CHAT_POLL_MS; a shorter --db avoids it"
+    data_dir=$(dirname "$db")
+    ;;
 esac
-# The wake-up sockets live in DB-wake/PID-RANDOM; Linux allows 107 bytes.
-[ ${#db} -le 80 ] ||
-  warn "the database path is long (${#db} bytes): streams may fall back to polling every CHAT_POLL_MS; a shorter --db avoids it"
+[[ $conf_dir == /* ]] || die "--conf-dir must be an absolute path for a remote TARGET"
 
 foreign=$(on_target foreign_htaccess "$docroot")
 [ -z "$foreign" ] || die "$(printf '%s\n' "these .htaccess files were not written by deploy.sh:" "$foreign" \
@@ -339,8 +363,12 @@ chmod -R u=rwX,go=rX "$stage/docroot"
 
 # The settings every mode passes to the programs; nginx + fcgiwrap always
 # runs the stream in batch mode (see contrib/nginx/fcgiwrap.conf).
-settings=("CHAT_DB=$db" "CHAT_STREAM_MODE=$stream_mode" "${extra_env[@]}")
-fcgiwrap_settings=("CHAT_DB=$db" "CHAT_STREAM_MODE=batch" "${extra_env[@]}")
+db_settings=("CHAT_DB=$db")
+if [ -n "$db_url" ]; then
+  db_settings=("CHAT_DB=$db_url" "CHAT_WAKE_DIR=$data_dir/wake")
+fi
+settings=("${db_settings[@]}" "CHAT_STREAM_MODE=$stream_mode" "${extra_env[@]}")
+fcgiwrap_settings=("${db_settings[@]}" "CHAT_STREAM_MODE=batch" "${extra_env[@]}")
 lines() { # format settings...: one formatted line per NAME=VALUE
   local fmt=$1 kv
   shift
@@ -371,7 +399,8 @@ render() { # template destination
   text=${text//@HANDLER@/"$handler"}
   text=${text//@SETENV@/"$(lines 'SetEnv %s %s' "${settings[@]}")"}
   text=${text//@FASTCGI_PARAMS@/"$(lines '        fastcgi_param %s %s;' "${fcgiwrap_settings[@]}")"}
-  text=${text//@ENVIRONMENT@/"$(lines 'Environment=%s=%s' "${settings[@]}")"}
+  # systemd reads % as a specifier: a percent-encoded password needs %%.
+  text=${text//@ENVIRONMENT@/"$(lines 'Environment=%s=%s' "${settings[@]}" | sed 's/%/%%/g')"}
   if [[ $text =~ @[A-Z_]+@ ]]; then
     die "contrib/$1: unknown placeholder ${BASH_REMATCH[0]}"
   fi
@@ -449,7 +478,9 @@ for pair in "docroot:$docroot" "conf:$conf_dir"; do
     rsync_tree "$stage/${pair%%:*}" "${pair#*:}"
   fi
 done
-on_target prepare_data_dir "$(dirname "$db")" "$db" "$web_user" "$web_group" "$dry_run"
+db_file=$db
+[ -z "$db_url" ] || db_file=""
+on_target prepare_data_dir "$data_dir" "$db_file" "$web_user" "$web_group" "$dry_run"
 
 # --- What next ---------------------------------------------------------------
 
@@ -475,7 +506,7 @@ case $mode in
   daemon)
     say "daemons: copy $conf_dir/cgichat@.service to /etc/systemd/system/, then"
     say "  systemctl daemon-reload && systemctl enable --now cgichat@post cgichat@stream"
-    say "  (without systemd, as $web_user: CHAT_DB=$db $docroot/cgi-bin/post -listen unix:$socket_dir/post.sock, and the same for stream)"
+    say "  (without systemd, as $web_user: ${settings[*]:0:${#db_settings[@]}} $docroot/cgi-bin/post -listen unix:$socket_dir/post.sock, and the same for stream)"
     [ "$socket_dir" = /run/cgichat ] || say "  $socket_dir must exist and be writable by $web_user"
     say "front end: $conf_dir/nginx-daemon.conf or $conf_dir/apache-daemon.conf"
     [ "$changed" = 0 ] || say "after an update: systemctl restart cgichat@post cgichat@stream"

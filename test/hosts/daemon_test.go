@@ -40,7 +40,8 @@ func readUnit(t *testing.T, path string) unit {
 		case "Group":
 			u.group = value
 		case "Environment":
-			u.env = append(u.env, value)
+			// systemd reads %% as %.
+			u.env = append(u.env, strings.ReplaceAll(value, "%%", "%"))
 		case "ExecStart":
 			u.execStart = value
 		}

@@ -29,6 +29,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"cgichat/internal/dbtest"
 )
 
 // Event latency limits from a post's 201 to the event at a stream opened
@@ -53,6 +55,9 @@ type setup struct {
 	// restart: the settings live in server files or daemons, read at
 	// start, so a new deployment needs a restart (not for .htaccess).
 	restart bool
+	// backend is the database: SQLite beside the docroot, or a new
+	// database on a MariaDB or PostgreSQL server.
+	backend dbtest.Backend
 	start   func(t *testing.T, h *host) []*proc
 }
 
@@ -63,6 +68,22 @@ var setups = []setup{
 	{name: "apache-mod_proxy_fcgi-daemon", args: []string{"--mode", "daemon"}, daemon: true, restart: true, start: apacheProxyFCGI},
 	{name: "nginx-daemon", args: []string{"--mode", "daemon"}, daemon: true, restart: true, start: nginxDaemon},
 	{name: "nginx-fcgiwrap", args: []string{"--mode", "cgi"}, batch: true, cgi: true, restart: true, start: nginxFcgiwrap},
+	// The same programs on a database server: CGI polling MariaDB, and a
+	// daemon listening to PostgreSQL.
+	{name: "apache-mod_cgid-mysql", args: []string{"--mode", "cgi"}, cgi: true, backend: dbtest.MySQL, start: apacheCGID},
+	{name: "nginx-daemon-postgres", args: []string{"--mode", "daemon"}, daemon: true, restart: true, backend: dbtest.Postgres, start: nginxDaemon},
+}
+
+// setupNamed returns the setup called name.
+func setupNamed(t *testing.T, name string) setup {
+	t.Helper()
+	for _, s := range setups {
+		if s.name == name {
+			return s
+		}
+	}
+	t.Fatalf("no setup %q", name)
+	return setup{}
 }
 
 // TestHosts deploys and checks every setup, all at once: they mostly wait
@@ -82,7 +103,7 @@ func TestHosts(t *testing.T) {
 // and a departed client; then deploys again with a 2 s stream life and
 // checks resuming across cut streams.
 func testSetup(t *testing.T, s setup) {
-	h := newHost(t, s)
+	h := newHost(t, s, "")
 	h.deploy(t)
 	h.start(t)
 	c := newClient(h.url)
@@ -161,14 +182,18 @@ func testRefused(t *testing.T, h *host, c *client) {
 		mustMkdir(t, filepath.Dir(full), 0o755)
 		mustWrite(t, full, content, 0o644)
 	}
-	// The real database lives outside the docroot; were it inside, its
-	// URL would be this one.
-	dbRel, err := filepath.Rel(filepath.Dir(h.docroot), h.db)
-	if err != nil || strings.HasPrefix(dbRel, "..") {
-		t.Fatalf("database %s is not beside the docroot %s", h.db, h.docroot)
+	// The real database (or, for a database server, the wake-up sockets)
+	// lives outside the docroot; were it inside, its URL would be this one.
+	local := h.db
+	if h.setup.backend != dbtest.SQLite {
+		local = filepath.Join(h.base, "cgichat-data", "wake", "1-x")
 	}
-	if strings.HasPrefix(h.db, h.docroot+"/") {
-		t.Errorf("database %s is inside the docroot %s", h.db, h.docroot)
+	dbRel, err := filepath.Rel(filepath.Dir(h.docroot), local)
+	if err != nil || strings.HasPrefix(dbRel, "..") {
+		t.Fatalf("database %s is not beside the docroot %s", local, h.docroot)
+	}
+	if strings.HasPrefix(local, h.docroot+"/") {
+		t.Errorf("database %s is inside the docroot %s", local, h.docroot)
 	}
 	paths := []string{
 		"/.htaccess", "/cgi-bin/.htaccess", "/.env", "/.git/config", "/.git/",
@@ -313,6 +338,13 @@ func (h *host) serving(t *testing.T, room string, before map[string]bool) (what 
 // retry: and reconnects with Last-Event-ID. Every message must arrive
 // exactly once, in order, some of them posted while the client was away.
 func testResume(t *testing.T, h *host, c *client) {
+	resumeAcross(t, h.setup.name, []*client{c}, []*client{c})
+}
+
+// resumeAcross is testResume with the posts sent in turn through posters
+// and the connections made in turn through readers: front ends of one
+// database, between which a reader must lose nothing either.
+func resumeAcross(t *testing.T, name string, posters, readers []*client) {
 	room := newRoom("resume")
 	const posts = 15
 	var (
@@ -324,7 +356,9 @@ func testResume(t *testing.T, h *host, c *client) {
 	go func() {
 		defer close(posting)
 		for i := range posts {
-			m, _, err := c.tryPost(room, "bob", fmt.Sprintf("message %d", i))
+			// Each poster its own nick: nicks belong to whoever used them first.
+			p := i % len(posters)
+			m, _, err := posters[p].tryPost(room, fmt.Sprint("bob", p), fmt.Sprintf("message %d", i))
 			mu.Lock()
 			want, postErr = append(want, m.ID), err
 			mu.Unlock()
@@ -354,8 +388,8 @@ func testResume(t *testing.T, h *host, c *client) {
 	lastID, retry, conns, caughtUpOnResume := "", 0, 0, 0
 	deadline := time.Now().Add(40 * time.Second)
 	for conns < 100 && time.Now().Before(deadline) && !caughtUp(got) {
+		s := readers[conns%len(readers)].openStream(room, lastID)
 		conns++
-		s := c.openStream(room, lastID)
 		backlog, _, err := readAll(s, 15*time.Second, func(ev timedEvent) {
 			got = append(got, decode(t, ev).ID)
 			lastID, retry = ev.ID, ev.Retry
@@ -372,7 +406,7 @@ func testResume(t *testing.T, h *host, c *client) {
 	if postErr != nil {
 		t.Fatalf("posting: %v", postErr)
 	}
-	t.Logf("%s: %d messages over %d connections; %d of them posted between two connections and sent on resuming", h.setup.name, len(got), conns, caughtUpOnResume)
+	t.Logf("%s: %d messages over %d connections; %d of them posted between two connections and sent on resuming", name, len(got), conns, caughtUpOnResume)
 	if !slices.Equal(got, want) {
 		t.Errorf("got ids %v, want %v (each posted one once, in order)", got, want)
 	}
@@ -418,7 +452,7 @@ type host struct {
 	setup     setup
 	base      string // everything of this host lives here
 	docroot   string
-	db        string
+	db        string // CHAT_DB: a SQLite path or a server's URL
 	confDir   string
 	runDir    string // sockets, owned by the server's user
 	logDir    string
@@ -431,16 +465,24 @@ type host struct {
 }
 
 // newHost prepares the directories of a setup in a fresh temp directory
-// that the server's user can reach.
-func newHost(t *testing.T, s setup) *host {
+// that the server's user can reach. db is CHAT_DB; empty means a new
+// database of the setup's backend.
+func newHost(t *testing.T, s setup, db string) *host {
 	t.Helper()
 	base := t.TempDir()
 	reachable(t, base)
+	switch {
+	case db != "":
+	case s.backend == "" || s.backend == dbtest.SQLite:
+		db = filepath.Join(base, "cgichat-data", "chat.db")
+	default:
+		db = dbtest.New(t, s.backend)
+	}
 	h := &host{
 		setup:   s,
 		base:    base,
 		docroot: filepath.Join(base, "docroot"),
-		db:      filepath.Join(base, "cgichat-data", "chat.db"),
+		db:      db,
 		confDir: filepath.Join(base, "cgichat-conf"),
 		runDir:  filepath.Join(base, "run"),
 		logDir:  filepath.Join(base, "logs"),
@@ -480,6 +522,7 @@ func (h *host) deploy(t *testing.T, extra ...string) {
 		"--server-name", "127.0.0.1",
 		"--socket-dir", h.runDir,
 		"--fcgiwrap-socket", filepath.Join(h.runDir, "fcgiwrap.sock"),
+		"--db", h.db,
 		"--env", "CHAT_LOG_LEVEL=debug",
 		// Posts come in bursts from one address: a rate limit well above
 		// that keeps its machinery in the path without refusing.

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"cgichat/internal/dbtest"
 )
 
 // source is a copy of the checkout that every test deploys from, taken
@@ -24,7 +26,7 @@ var source struct {
 var skipped = map[string]bool{".git": true, ".local": true, "test-artifacts": true}
 
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := dbtest.Main(m)
 	if source.dir != "" {
 		os.RemoveAll(source.dir)
 	}
