@@ -73,6 +73,8 @@ func TestDeployRefuses(t *testing.T) {
 		{"EnvForDB", nil, []string{"--env", "CHAT_DB=/tmp/x.db", docroot}, "set the database with --db"},
 		{"UnsafeValue", nil, []string{"--env", "CHAT_HISTORY=1 2", docroot}, "may contain only"},
 		{"DatabaseInDocroot", nil, []string{"--db", docroot + "/data/chat.db", docroot}, "would be inside TARGET"},
+		{"DatabaseURLWithoutDatabase", nil, []string{"--db", "mysql://chat:pw@db.example:3306/", docroot}, "--db URL must name a host and a database"},
+		{"DatabaseURLUnsafe", nil, []string{"--db", "postgres://chat:p w@db.example/chat", docroot}, "--db URL may contain only"},
 		{"TargetParentMissing", nil, []string{filepath.Join(base, "no", "docroot")}, "does not exist"},
 		{"TargetIsFile", nil, []string{aFile}, "exists and is not a directory"},
 		{"NoGo", []string{"PATH=" + noGo}, []string{docroot}, "Go is not installed"},
@@ -192,6 +194,46 @@ func TestDeployInstalls(t *testing.T) {
 			}
 			if _, err := os.Stat(db); err == nil {
 				t.Errorf("deploy.sh created the database %s; the programs create it", db)
+			}
+		})
+	}
+}
+
+// TestDeployDatabaseServer checks a deployment on a database server: the
+// URL reaches the programs in every mode (a percent-encoded password
+// intact, systemd's %% included), the data directory beside TARGET is made
+// for the wake-up sockets, and nothing is taken for a database file.
+func TestDeployDatabaseServer(t *testing.T) {
+	t.Parallel()
+	warmBuild(t)
+	u := serverUser(t)
+	url := "postgres://chat:p%40ss@db.example:5432/chat?sslmode=require"
+	for _, mode := range []string{"cgi", "daemon"} {
+		t.Run(mode, func(t *testing.T) {
+			base := t.TempDir()
+			docroot := filepath.Join(base, "docroot")
+			out, err := runDeploy(t, nil, "--mode", mode, "--web-user", u.name, "--db", url, docroot)
+			if err != nil {
+				t.Fatalf("deploy.sh: %v\n%s", err, out)
+			}
+			data := filepath.Join(base, "cgichat-data")
+			file := filepath.Join(docroot, "cgi-bin", ".htaccess")
+			want := []string{"\nSetEnv CHAT_DB " + url + "\n", "\nSetEnv CHAT_WAKE_DIR " + data + "/wake\n"}
+			if mode == "daemon" {
+				file = filepath.Join(base, "cgichat-conf", "cgichat@.service")
+				want = []string{"\nEnvironment=CHAT_DB=" + strings.ReplaceAll(url, "%", "%%") + "\n", "\nEnvironment=CHAT_WAKE_DIR=" + data + "/wake\n"}
+			}
+			text := readFile(t, file)
+			for _, w := range want {
+				if !strings.Contains(text, w) {
+					t.Errorf("%s lacks %q:\n%s", file, strings.TrimSpace(w), text)
+				}
+			}
+			if fi, err := os.Stat(data); err != nil || !fi.IsDir() {
+				t.Errorf("no data directory for the wake-up sockets: %v", err)
+			}
+			if want := "holds the wake-up sockets; the database is on its server"; !strings.Contains(out, want) {
+				t.Errorf("the output does not say %q:\n%s", want, out)
 			}
 		})
 	}
