@@ -275,7 +275,11 @@ func database(s string) (string, error) {
 		// The error would quote the URL, password and all.
 		return "", fmt.Errorf("CHAT_DB is not a valid URL (%s://user:password@host:port/database)", strings.SplitN(s, ":", 2)[0])
 	}
-	if u.Host == "" || strings.Trim(u.Path, "/") == "" || strings.Contains(strings.Trim(u.Path, "/"), "/") {
+	// A server on a Unix socket may be named in the query instead:
+	// ?socket=PATH (MySQL), ?host=DIRECTORY (PostgreSQL).
+	q := u.Query()
+	hosted := u.Host != "" || q.Get("socket") != "" || q.Get("host") != ""
+	if !hosted || strings.Trim(u.Path, "/") == "" || strings.Contains(strings.Trim(u.Path, "/"), "/") {
 		return "", fmt.Errorf("CHAT_DB must name a host and a database: %s://user:password@host:port/database, not %s", u.Scheme, u.Redacted())
 	}
 	return s, nil

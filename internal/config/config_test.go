@@ -152,6 +152,8 @@ func TestLoadDatabaseServers(t *testing.T) {
 		{"PostgreSQL", "postgres://chat:pw@db.example/chat", "", "/home/ada/cgichat-data/db.example-chat-wake"},
 		{"PostgreSQL long scheme", "postgresql://chat@db.example:5433/chat", "", "/home/ada/cgichat-data/db.example_5433-chat-wake"},
 		{"Wake directory set", "mysql://chat:pw@db/chat", "/srv/chat/wake/", "/srv/chat/wake"},
+		{"PostgreSQL on a socket", "postgresql://chat@/chat?host=/run/postgresql", "/w", "/w"},
+		{"MySQL on a socket", "mysql://chat:pw@/chat?socket=/run/mysqld/mysqld.sock", "/w", "/w"},
 		{"SQLite with a wake directory", "/srv/chat/chat.db", "/run/chat", "/run/chat"},
 	}
 	for _, tt := range tests {
