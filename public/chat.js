@@ -188,12 +188,13 @@ function showPresence(nicks) {
 // A resumed stream said that messages this browser never received were
 // removed by the chat's retention.
 function showTrimmed() {
+  const stick = !page.joined || atBottom();
   const li = document.createElement("li");
   li.className = "notice trimmed";
   li.textContent =
     "Some messages from while this page was away are no longer kept by this chat (it keeps only recent ones), so they are missing here.";
   el.log.append(li);
-  if (!page.joined || atBottom()) {
+  if (stick) {
     scrollToBottom();
   }
 }
@@ -386,9 +387,9 @@ function retryAfter(value) {
 }
 
 // refuseNick handles a 409: the nick belongs to someone else (who posted
-// with it first, from another browser). The page stops using it, also for
-// presence, and asks for another one; the typed message waits, and goes
-// out once a nick is chosen.
+// with it first, from another browser). The page stops using it (and
+// forgets it, if it was remembered) and asks for another one; the typed
+// message waits, and goes out once a nick is chosen.
 function refuseNick(nick, why) {
   page.refused.add(nickKey(nick));
   page.refusal = { nick, why };
@@ -428,6 +429,9 @@ async function send() {
     if (res.status === 201 && body !== null) {
       el.text.value = "";
       showSendError("");
+      if (page.nick === nick) {
+        saveNick(nick); // it is this browser's now
+      }
       // The stream brings it too; ids make sure it shows once.
       show(body);
       scrollToBottom();
@@ -479,7 +483,15 @@ el.nickForm.addEventListener("submit", (e) => {
     el.nickInput.reportValidity();
     return;
   }
-  saveNick(v.nick);
+  if (page.afterNick === null) {
+    saveNick(v.nick);
+  } else {
+    // Asked for a message: the nick is remembered, and told to the
+    // stream, once the server took the message (it may belong to
+    // someone else).
+    page.nick = v.nick;
+    showNick();
+  }
   el.nickDialog.close("ok");
 });
 el.nickInput.addEventListener("input", () => el.nickInput.setCustomValidity(""));
