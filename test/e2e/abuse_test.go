@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
@@ -307,4 +308,28 @@ func TestRateLimited(t *testing.T) {
 		t.Errorf("the send button is off after the refusal; the reader should be able to try again")
 	}
 	checkLog(t, tb, []line{{"rita", "one"}, {"rita", "two"}})
+}
+
+// TestStreamCap: over the cap of open streams per address, the stream
+// answers 429; the page says so with the server's sentence and keeps
+// retrying, and is live once a stream is free again.
+func TestStreamCap(t *testing.T) {
+	// No timing of its own: runs beside the waiting of TestPresence.
+	t.Parallel()
+	d := deploy(t, setup{env: []string{"CHAT_STREAMS_PER_CLIENT=1"}})
+	first := newPerson(t, "first").open(d.URL + "#capped")
+	second := newPerson(t, "second").openTab()
+	second.expectConsoleError("status of 429")
+	second.expectConsoleError("EventSource")
+	second.do("load the page", chromedp.Navigate(d.URL+"#capped"))
+	second.waitFor("the server's refusal", `document.querySelector("#state").textContent.includes("(HTTP 429)")`, waitTimeout)
+	got := second.state()
+	if !regexp.MustCompile(`^Offline, retrying in \d+ s: Too many open streams from your address \(at most 1\)\. .+ \(HTTP 429\)$`).MatchString(got) {
+		t.Errorf("the page says %q, want “Offline, retrying in N s: Too many open streams from your address (at most 1). … (HTTP 429)”", got)
+	}
+	// The closed tab's stream process is killed by the CGI host, so its
+	// slot is free once its row is stale (about 8 s with the 1 s
+	// heartbeat); the page's retries are 1, 2, 4, 8, 16 s apart by then.
+	first.close()
+	second.waitFor("the stream once the other closed", `document.querySelector("#state").dataset.status === "live"`, 45*time.Second)
 }
