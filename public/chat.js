@@ -128,7 +128,15 @@ function enterRoom(wanted) {
     return;
   }
   page.feed?.leave();
-  Object.assign(page, { room, presence: null, lastDay: "", maxId: 0, joined: false, unread: 0, unseen: 0 });
+  Object.assign(page, {
+    room,
+    presence: null,
+    lastDay: "",
+    maxId: 0,
+    joined: false,
+    unread: 0,
+    unseen: 0,
+  });
   page.shown.clear();
   showPresence(null);
   el.log.replaceChildren();
@@ -334,7 +342,11 @@ function unshow(id) {
   }
   // Below the new-messages line, it was counted as unseen.
   const marker = el.log.querySelector(".first-unseen");
-  if (!el.jump.hidden && marker !== null && (li === marker || marker.compareDocumentPosition(li) & Node.DOCUMENT_POSITION_FOLLOWING)) {
+  const unseen =
+    !el.jump.hidden &&
+    marker !== null &&
+    (li === marker || marker.compareDocumentPosition(li) & Node.DOCUMENT_POSITION_FOLLOWING);
+  if (unseen) {
     page.unseen--;
     if (li === marker) {
       nextMessage(li)?.classList.add("first-unseen");

@@ -51,11 +51,17 @@ func (tb *tab) noteRemoval(id int64) {
 // afterwards never shows the message.
 func TestDeletion(t *testing.T) {
 	d := deploy(t, setup{})
+	// Enough earlier messages that the log scrolls.
+	earlier := numbered("zed", "earlier", 30)
+	for _, l := range earlier {
+		d.post(t, "mod", l.Nick, l.Text)
+	}
 	posted := []line{{"zed", "first"}, {"troll", "this one is deleted"}, {"yan", "third"}}
 	var ids []int64
 	for _, l := range posted {
 		ids = append(ids, d.post(t, "mod", l.Nick, l.Text).ID)
 	}
+	posted = append(earlier, posted...)
 	url := d.URL + "#mod"
 	ann := newPerson(t, "ann")
 	annLeader := ann.open(url) // alone, so it holds the stream
@@ -70,7 +76,7 @@ func TestDeletion(t *testing.T) {
 
 	start := time.Now()
 	d.exec(t, `DELETE FROM messages WHERE id = ?`, ids[1])
-	want := []line{posted[0], posted[2]}
+	want := slices.Concat(earlier, []line{posted[30], posted[32]})
 	for _, tb := range tabs {
 		tb.waitFor("the deleted message to leave the log", `window.removedAt > 0`, waitTimeout)
 		took := time.UnixMilli(int64(eval[float64](tb, `window.removedAt`))).Sub(start)
@@ -104,7 +110,7 @@ func TestDeletion(t *testing.T) {
 	// Later messages show as usual, and a reloaded page has no trace of
 	// the deleted one.
 	want = append(want, line{"zed", "after the deletion"})
-	d.post(t, "mod", "zed", want[2].Text)
+	d.post(t, "mod", "zed", want[len(want)-1].Text)
 	for _, tb := range []*tab{annFollower, bo} {
 		tb.waitMessages(len(want))
 		checkLog(t, tb, want)
@@ -112,6 +118,33 @@ func TestDeletion(t *testing.T) {
 	bo.goTo(url)
 	bo.waitMessages(len(want))
 	checkLog(t, bo, want)
+
+	t.Run("a deleted new message is no longer counted as new", func(t *testing.T) {
+		bo.do("scroll up", chromedp.Evaluate[chromedp.Void](`document.querySelector("#scroller").scrollTop = 0`))
+		a := d.post(t, "mod", "troll", "new while scrolled up, deleted")
+		b := d.post(t, "mod", "zed", "new while scrolled up, kept")
+		bo.waitMessages(len(want) + 2)
+		jump := `document.querySelector("#jump").hidden ? "(hidden)" : document.querySelector("#jump").textContent`
+		marker := `document.querySelector(".first-unseen")?.dataset.id ?? ""`
+		if got := eval[string](bo, jump); got != "2 new messages ↓" {
+			t.Fatalf("the new-messages button says %q, want %q", got, "2 new messages ↓")
+		}
+		d.exec(t, `DELETE FROM messages WHERE id = ?`, a.ID)
+		bo.waitMessages(len(want) + 1)
+		bo.waitFor("the message to go", fmt.Sprintf(`document.querySelector('#log .msg[data-id="%d"]') === null`, a.ID), waitTimeout)
+		if got, w := eval[string](bo, jump), "1 new message ↓"; got != w {
+			t.Errorf("after the deletion the button says %q, want %q", got, w)
+		}
+		if got, w := eval[string](bo, marker), strconv.FormatInt(b.ID, 10); got != w {
+			t.Errorf("the new-messages line is above message %q, want %q", got, w)
+		}
+		d.exec(t, `DELETE FROM messages WHERE id = ?`, b.ID)
+		bo.waitFor("the button to go", `document.querySelector("#jump").hidden`, waitTimeout)
+		checkLog(t, bo, want)
+		if got := eval[float64](bo, `document.querySelector("#scroller").scrollTop`); got != 0 {
+			t.Errorf("the deletions moved the log to %v, want it kept at the top", got)
+		}
+	})
 }
 
 // presence returns the nicks the page lists as in the room, or nil while
