@@ -34,6 +34,9 @@ type Store struct {
 	// through the busy timeout.
 	writeMu sync.Mutex
 
+	secretMu sync.Mutex
+	secret   []byte // signs nick claims, once read
+
 	// Now returns the time stamped on new messages; tests replace it.
 	Now func() time.Time
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"cgichat/internal/chat"
+	"cgichat/internal/guard"
 
 	"github.com/jmoiron/sqlx"
 )
@@ -16,6 +17,10 @@ type StreamInput struct {
 	Room  string
 	Nick  string // who is reading, for presence; may be empty
 	Addr  string
+	// Claims and NickHold decide whether Nick is the reader's to show: a
+	// nick someone else holds is recorded as no nick.
+	Claims   []guard.Claim
+	NickHold time.Duration
 	// Cap is how many open streams one address may hold; 0 is no cap.
 	Cap int
 	// Stale is how long an open row may go unrenewed before it counts as
@@ -51,7 +56,17 @@ func (s *Store) OpenStream(ctx context.Context, in StreamInput) (int64, error) {
 				}
 			}
 		}
-		res, err := tx.ExecContext(ctx, insertStream, in.Owner, in.Room, in.Nick, in.Addr, now)
+		nick := in.Nick
+		if nick != "" {
+			mine, err := ownsNick(ctx, tx, in.Claims, guard.NickKey(nick), s.Now(), in.NickHold)
+			if err != nil {
+				return err
+			}
+			if !mine {
+				nick = "" // reads, but is not listed under another's nick
+			}
+		}
+		res, err := tx.ExecContext(ctx, insertStream, in.Owner, in.Room, nick, in.Addr, now)
 		if err != nil {
 			return fmt.Errorf("record stream: %w", err)
 		}
