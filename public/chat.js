@@ -128,7 +128,15 @@ function enterRoom(wanted) {
     return;
   }
   page.feed?.leave();
-  Object.assign(page, { room, presence: null, lastDay: "", maxId: 0, joined: false, unread: 0, unseen: 0 });
+  Object.assign(page, {
+    room,
+    presence: null,
+    lastDay: "",
+    maxId: 0,
+    joined: false,
+    unread: 0,
+    unseen: 0,
+  });
   page.shown.clear();
   showPresence(null);
   el.log.replaceChildren();
@@ -188,12 +196,13 @@ function showPresence(nicks) {
 // A resumed stream said that messages this browser never received were
 // removed by the chat's retention.
 function showTrimmed() {
+  const stick = !page.joined || atBottom();
   const li = document.createElement("li");
   li.className = "notice trimmed";
   li.textContent =
     "Some messages from while this page was away are no longer kept by this chat (it keeps only recent ones), so they are missing here.";
   el.log.append(li);
-  if (!page.joined || atBottom()) {
+  if (stick) {
     scrollToBottom();
   }
 }
@@ -333,7 +342,11 @@ function unshow(id) {
   }
   // Below the new-messages line, it was counted as unseen.
   const marker = el.log.querySelector(".first-unseen");
-  if (!el.jump.hidden && marker !== null && (li === marker || marker.compareDocumentPosition(li) & Node.DOCUMENT_POSITION_FOLLOWING)) {
+  const unseen =
+    !el.jump.hidden &&
+    marker !== null &&
+    (li === marker || marker.compareDocumentPosition(li) & Node.DOCUMENT_POSITION_FOLLOWING);
+  if (unseen) {
     page.unseen--;
     if (li === marker) {
       nextMessage(li)?.classList.add("first-unseen");
@@ -386,9 +399,9 @@ function retryAfter(value) {
 }
 
 // refuseNick handles a 409: the nick belongs to someone else (who posted
-// with it first, from another browser). The page stops using it, also for
-// presence, and asks for another one; the typed message waits, and goes
-// out once a nick is chosen.
+// with it first, from another browser). The page stops using it (and
+// forgets it, if it was remembered) and asks for another one; the typed
+// message waits, and goes out once a nick is chosen.
 function refuseNick(nick, why) {
   page.refused.add(nickKey(nick));
   page.refusal = { nick, why };
@@ -428,6 +441,9 @@ async function send() {
     if (res.status === 201 && body !== null) {
       el.text.value = "";
       showSendError("");
+      if (page.nick === nick) {
+        saveNick(nick); // it is this browser's now
+      }
       // The stream brings it too; ids make sure it shows once.
       show(body);
       scrollToBottom();
@@ -479,7 +495,15 @@ el.nickForm.addEventListener("submit", (e) => {
     el.nickInput.reportValidity();
     return;
   }
-  saveNick(v.nick);
+  if (page.afterNick === null) {
+    saveNick(v.nick);
+  } else {
+    // Asked for a message: the nick is remembered, and told to the
+    // stream, once the server took the message (it may belong to
+    // someone else).
+    page.nick = v.nick;
+    showNick();
+  }
   el.nickDialog.close("ok");
 });
 el.nickInput.addEventListener("input", () => el.nickInput.setCustomValidity(""));

@@ -5,13 +5,13 @@
 // alone opens the EventSource and passes every message and state change to
 // the room's other tabs over a BroadcastChannel; a tab that opens later asks
 // the leader for what it has. When the leader closes, the lock goes to
-// another tab, which resumes the stream after the last id it saw. Deletions,
-// the presence list and the notice that history was trimmed travel the same
-// way as messages. So a
-// browser keeps one connection per room (far from HTTP/1.1's six per host)
-// and a host runs one stream program per browser, not per tab. Web Locks
-// exist only in secure contexts (HTTPS, localhost): over plain HTTP, and in
-// browsers without Web Locks or BroadcastChannel, each tab has its own.
+// another tab, which resumes the stream after the last id it saw.
+// Deletions, the presence list and the notice that history was trimmed
+// travel the same way as messages. So a browser keeps one connection per
+// room (far from HTTP/1.1's six per host) and a host runs one stream
+// program per browser, not per tab. Web Locks exist only in secure contexts
+// (HTTPS, localhost): over plain HTTP, and in browsers without Web Locks or
+// BroadcastChannel, each tab has its own.
 
 // Timings of the stream, in milliseconds.
 const readyWait = 2000; // silence before "ready" that means the host holds the stream back

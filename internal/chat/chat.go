@@ -94,3 +94,19 @@ func ErrorMessage(err error) string {
 	}
 	return "Something went wrong on the server. Please try again in a moment."
 }
+
+// Duration writes d for people: "10 seconds", "1 minute", "90 seconds",
+// "2 hours".
+func Duration(d time.Duration) string {
+	n, unit := int64(d/time.Second), "second"
+	switch {
+	case d >= time.Hour && d%time.Hour == 0:
+		n, unit = int64(d/time.Hour), "hour"
+	case d >= time.Minute && d%time.Minute == 0:
+		n, unit = int64(d/time.Minute), "minute"
+	}
+	if n == 1 {
+		return "1 " + unit
+	}
+	return fmt.Sprintf("%d %ss", n, unit)
+}

@@ -3,6 +3,7 @@ package chat_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"cgichat/internal/chat"
 )
@@ -108,3 +109,22 @@ func TestErrorMessageHidesInternalDetail(t *testing.T) {
 type errorString string
 
 func (e errorString) Error() string { return string(e) }
+
+func TestDuration(t *testing.T) {
+	tests := []struct {
+		in   time.Duration
+		want string
+	}{
+		{time.Second, "1 second"},
+		{10 * time.Second, "10 seconds"},
+		{time.Minute, "1 minute"},
+		{90 * time.Second, "90 seconds"},
+		{2 * time.Hour, "2 hours"},
+		{24 * time.Hour, "24 hours"},
+	}
+	for _, tt := range tests {
+		if got := chat.Duration(tt.in); got != tt.want {
+			t.Errorf("Duration(%v) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

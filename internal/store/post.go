@@ -98,33 +98,63 @@ var upsertClaim = stmt{
 // it, its claim went stale, or the client holds the current claim. It
 // returns a new claim when the client did not hold one.
 func (s *Store) claimNick(ctx context.Context, tx *sqlx.Tx, in PostInput, key string, now time.Time) (*guard.Claim, error) {
+	st, err := s.nickState(ctx, tx, in.Claims, key, now, in.NickHold)
+	switch {
+	case err != nil:
+		return nil, err
+	case st == nickHeld:
+		_, err := tx.ExecContext(ctx, s.sql(touchClaim), now.UTC().Format(chat.TimeFormat), key)
+		return nil, err
+	case st == nickTaken:
+		return nil, chat.Errorf(chat.EConflict, "The nickname %q is in use by someone else. Please choose another one.", in.Nick)
+	}
+	c := &guard.Claim{Key: key, Issued: now.UnixNano()}
+	if _, err := tx.ExecContext(ctx, s.dialect(upsertClaim), key, in.Nick, c.Issued, now.UTC().Format(chat.TimeFormat)); err != nil {
+		return nil, fmt.Errorf("store nick claim: %w", err)
+	}
+	return c, nil
+}
+
+// ownsNick reports whether a reader may be shown under the nick with key:
+// it is free or theirs.
+func (s *Store) ownsNick(ctx context.Context, tx *sqlx.Tx, claims []guard.Claim, key string, now time.Time, hold time.Duration) (bool, error) {
+	st, err := s.nickState(ctx, tx, claims, key, now, hold)
+	return st != nickTaken, err
+}
+
+// The states of a nick for one client.
+type nickStatus int
+
+const (
+	nickFree  nickStatus = iota // never claimed, or its claim went stale
+	nickHeld                    // the client holds the current claim
+	nickTaken                   // someone else holds a fresh claim
+)
+
+// nickState reads the claim on key and judges it against the client's
+// claims and the hold time.
+func (s *Store) nickState(ctx context.Context, tx *sqlx.Tx, claims []guard.Claim, key string, now time.Time, hold time.Duration) (nickStatus, error) {
 	var row struct {
 		Issued   int64  `db:"issued"`
 		LastUsed string `db:"last_used"`
 	}
 	err := tx.GetContext(ctx, &row, s.sql(selectClaim), key)
-	found := err == nil
-	if err != nil && !noRows(err) {
-		return nil, fmt.Errorf("read nick claim: %w", err)
+	if noRows(err) {
+		return nickFree, nil
 	}
-	stamp := now.UTC().Format(chat.TimeFormat)
-	for _, c := range in.Claims {
-		if found && c.Key == key && c.Issued == row.Issued {
-			_, err := tx.ExecContext(ctx, s.sql(touchClaim), stamp, key)
-			return nil, err
+	if err != nil {
+		return 0, fmt.Errorf("read nick claim: %w", err)
+	}
+	for _, c := range claims {
+		if c.Key == key && c.Issued == row.Issued {
+			return nickHeld, nil
 		}
 	}
-	if found {
-		last, err := time.Parse(chat.TimeFormat, row.LastUsed)
-		if err != nil || now.Sub(last) < in.NickHold {
-			return nil, chat.Errorf(chat.EConflict, "The nickname %q is in use by someone else. Please choose another one.", in.Nick)
-		}
+	last, err := time.Parse(chat.TimeFormat, row.LastUsed)
+	if err != nil || now.Sub(last) < hold {
+		return nickTaken, nil
 	}
-	c := &guard.Claim{Key: key, Issued: now.UnixNano()}
-	if _, err := tx.ExecContext(ctx, s.dialect(upsertClaim), key, in.Nick, c.Issued, stamp); err != nil {
-		return nil, fmt.Errorf("store nick claim: %w", err)
-	}
-	return c, nil
+	return nickFree, nil
 }
 
 // The rate buckets' column key is a reserved word in MySQL.
@@ -159,7 +189,7 @@ func (s *Store) takeTokens(ctx context.Context, tx *sqlx.Tx, r config.Rate, now 
 		if !ok {
 			return &chat.Error{
 				Code:       chat.ETooMany,
-				Message:    fmt.Sprintf("You are sending messages too fast (at most %d per %s). Please wait a moment.", r.N, r.Per),
+				Message:    fmt.Sprintf("You are sending messages too fast (at most %d in %s). Please wait a moment.", r.N, chat.Duration(r.Per)),
 				RetryAfter: wait,
 			}
 		}
@@ -185,8 +215,14 @@ var (
 )
 
 // Secret returns the key that signs nick claims, creating it on first use.
-// It lives in the database, outside the docroot, shared by every process.
+// It lives in the database, outside the docroot, shared by every process;
+// each Store reads it once.
 func (s *Store) Secret(ctx context.Context) ([]byte, error) {
+	s.secretMu.Lock()
+	defer s.secretMu.Unlock()
+	if s.secret != nil {
+		return s.secret, nil
+	}
 	var hexKey string
 	err := s.db.GetContext(ctx, &hexKey, s.dialect(selectSecret))
 	if noRows(err) {
@@ -206,5 +242,6 @@ func (s *Store) Secret(ctx context.Context) ([]byte, error) {
 	if err != nil || len(key) < 16 {
 		return nil, internal(errors.New("settings.claim_secret is not a hex key of 16 bytes or more"), "read the claim secret")
 	}
+	s.secret = key
 	return key, nil
 }

@@ -42,6 +42,9 @@ type Store struct {
 	// of in the database; other processes still wait through BusyTimeout.
 	writeMu sync.Mutex
 
+	secretMu sync.Mutex
+	secret   []byte // signs nick claims, once read
+
 	// Now returns the time stamped on new messages; tests replace it.
 	Now func() time.Time
 }

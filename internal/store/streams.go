@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"cgichat/internal/chat"
+	"cgichat/internal/guard"
 
 	"github.com/jmoiron/sqlx"
 )
@@ -19,6 +20,10 @@ type StreamInput struct {
 	Room  string
 	Nick  string // who is reading, for presence; may be empty
 	Addr  string
+	// Claims and NickHold decide whether Nick is the reader's to show: a
+	// nick someone else holds is recorded as no nick.
+	Claims   []guard.Claim
+	NickHold time.Duration
 	// Cap is how many open streams one address may hold; 0 is no cap.
 	Cap int
 	// Stale is how long an open row may go unrenewed before it counts as
@@ -55,8 +60,18 @@ func (s *Store) OpenStream(ctx context.Context, in StreamInput) (int64, error) {
 				}
 			}
 		}
+		nick := in.Nick
+		if nick != "" {
+			mine, err := s.ownsNick(ctx, tx, in.Claims, guard.NickKey(nick), s.Now(), in.NickHold)
+			if err != nil {
+				return err
+			}
+			if !mine {
+				nick = "" // reads, but is not listed under another's nick
+			}
+		}
 		var err error
-		if id, err = s.insertID(ctx, tx, insertStream, in.Owner, in.Room, in.Nick, in.Addr, now); err != nil {
+		if id, err = s.insertID(ctx, tx, insertStream, in.Owner, in.Room, nick, in.Addr, now); err != nil {
 			return fmt.Errorf("record stream: %w", err)
 		}
 		return nil

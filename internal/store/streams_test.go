@@ -9,6 +9,7 @@ import (
 
 	"cgichat/internal/chat"
 	"cgichat/internal/dbtest"
+	"cgichat/internal/guard"
 )
 
 func TestStreamCapAndPresence(t *testing.T) {
@@ -103,6 +104,39 @@ func TestPrune(t *testing.T) {
 		}
 		if got, _ := s.TrimmedThrough(ctx, "never-pruned"); got != 0 {
 			t.Errorf("TrimmedThrough of an unpruned room = %d, want 0", got)
+		}
+	})
+}
+
+func TestPresenceShowsOnlyOwnNicks(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b dbtest.Backend) {
+		s := MustOpen(t, b)
+		withClock(s)
+		ctx := context.Background()
+		res, err := s.Post(ctx, input("Ada", "10.0.0.1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		own := *res.NewClaim
+		tests := []struct {
+			name   string
+			nick   string
+			claims []guard.Claim
+			want   string
+		}{
+			{"Someone else's nick is not listed", "ADA", nil, ""},
+			{"The owner is", "ada", []guard.Claim{own}, "ada"},
+			{"A free nick is", "bob", nil, "ada,bob"},
+		}
+		for _, tt := range tests {
+			if _, err := s.OpenStream(ctx, StreamInput{Owner: "p", Room: "lobby", Nick: tt.nick, Addr: "10.0.0.2",
+				Claims: tt.claims, NickHold: time.Hour, Stale: time.Minute}); err != nil {
+				t.Fatal(err)
+			}
+			nicks, _ := s.Presence(ctx, "lobby", time.Minute)
+			if got := strings.Join(nicks, ","); got != tt.want {
+				t.Errorf("%s: presence %q, want %q", tt.name, got, tt.want)
+			}
 		}
 	})
 }

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"sync"
 	"unicode/utf8"
 
 	"cgichat/internal/chat"
@@ -44,9 +43,6 @@ type postHandler struct {
 	log     *slog.Logger
 	trusted []netip.Prefix
 	allowed []string
-
-	secretMu sync.Mutex
-	secret   []byte // signs nick claims; read from the database once
 }
 
 func buildPost(ctx context.Context, cfg config.Config, conns int, log *slog.Logger) (instance, error) {
@@ -84,14 +80,10 @@ func (h *postHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	secret, err := h.claimSecret(ctx)
+	secret, claims, err := claimsOf(r, h.store)
 	if err != nil {
 		fail(w, r, h.log, err)
 		return
-	}
-	var claims []guard.Claim
-	if c, err := r.Cookie(guard.ClaimCookie); err == nil {
-		claims = guard.ParseClaims(c.Value, secret)
 	}
 	res, err := h.store.Post(ctx, store.PostInput{
 		Room: in.room, Nick: in.nick, Text: in.text,
@@ -125,18 +117,18 @@ func (h *postHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, res.Message)
 }
 
-// claimSecret returns the key that signs nick claims.
-func (h *postHandler) claimSecret(ctx context.Context) ([]byte, error) {
-	h.secretMu.Lock()
-	defer h.secretMu.Unlock()
-	if h.secret == nil {
-		s, err := h.store.Secret(ctx)
-		if err != nil {
-			return nil, err
-		}
-		h.secret = s
+// claimsOf returns the key that signs nick claims and the valid claims in
+// r's cookie; post and stream both judge nicks by them.
+func claimsOf(r *http.Request, st *store.Store) ([]byte, []guard.Claim, error) {
+	secret, err := st.Secret(r.Context())
+	if err != nil {
+		return nil, nil, err
 	}
-	return h.secret, nil
+	var claims []guard.Claim
+	if c, err := r.Cookie(guard.ClaimCookie); err == nil {
+		claims = guard.ParseClaims(c.Value, secret)
+	}
+	return secret, claims, nil
 }
 
 // prune applies the retention rules, during normal operation: the message

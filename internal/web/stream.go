@@ -167,9 +167,17 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	// Count the stream against its address's cap, and show its reader.
+	var claims []guard.Claim
+	if req.nick != "" {
+		if _, claims, err = claimsOf(r, h.store); err != nil {
+			fail(w, r, h.log, err)
+			return
+		}
+	}
+	// Count the stream against its address's cap, and show its reader
+	// (under their nick only if nobody else holds it).
 	id, err := h.store.OpenStream(ctx, store.StreamInput{
-		Owner: h.feed.Owner(), Room: req.room, Nick: req.nick,
+		Owner: h.feed.Owner(), Room: req.room, Nick: req.nick, Claims: claims, NickHold: h.cfg.NickHold,
 		Addr: guard.ClientAddr(r, h.trusted), Cap: h.cfg.StreamsPerClient, Stale: staleAfter(h.cfg),
 	})
 	if err != nil {
@@ -226,8 +234,11 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	out.buf = sse.AppendRetry(out.buf, retry.Milliseconds())
 	out.buf = sse.AppendComment(out.buf, openingPad)
 	if req.after < trimmed {
-		// %q quotes a room as JSON would: rooms are plain ASCII.
-		out.buf = sse.AppendEvent(out.buf, 0, EventTrimmed, fmt.Sprintf(`{"room":%q,"through":%d}`, req.room, trimmed))
+		// Its id moves the client's Last-Event-ID past the gap, so the
+		// next resume does not say it again. %q quotes a room as JSON
+		// would: rooms are plain ASCII.
+		out.buf = sse.AppendEvent(out.buf, trimmed, EventTrimmed, fmt.Sprintf(`{"room":%q,"through":%d}`, req.room, trimmed))
+		out.after = trimmed
 	}
 	out.messages(first)
 	if req.resume && len(first) == backlogPage {

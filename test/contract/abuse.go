@@ -223,12 +223,19 @@ func testRetentionTrims(t *testing.T, start Start) {
 	last := d.Post(t, "lobby", "ada", "100")
 	s := Open(t, d.StreamURL(url.Values{"lastEventId": {"5"}}), nil)
 	ev := s.NextOf(t, "trimmed", 5*time.Second)
-	if !strings.Contains(ev.Data, `"through":97`) {
-		t.Errorf("trimmed event %q, want through 97", ev.Data)
+	if !strings.Contains(ev.Data, `"through":97`) || ev.ID != "97" {
+		t.Errorf("trimmed event %q with id %q, want through 97 with id 97", ev.Data, ev.ID)
 	}
 	got := s.Until(t, "ready", 5*time.Second)
 	if len(got) != 3 || got[2] != last {
 		t.Errorf("after the trim: %s, want the newest 3", texts(got))
+	}
+	// Resuming from the trimmed event's id says nothing more about it.
+	again := Open(t, d.StreamURL(url.Values{"lastEventId": {ev.ID}}), nil)
+	for ev, _ := again.Next(t, 5*time.Second); ev.Type != "ready"; ev, _ = again.Next(t, 5*time.Second) {
+		if ev.Type == "trimmed" {
+			t.Errorf("a resume from the trimmed event's id got another: %q", ev.Data)
+		}
 	}
 	if n := d.Count(t); n != 3 {
 		t.Errorf("rows = %d, want 3 (and no tombstones)", n)
@@ -257,6 +264,14 @@ func testPresence(t *testing.T, start Start) {
 	}
 	other := Open(t, d.StreamURL(url.Values{"nick": {"eve"}, "room": {"dev"}}), nil)
 	other.Until(t, "ready", 5*time.Second)
+	// A nick someone else holds is read under no name: ada's claim is in
+	// d's cookie jar after a post, not in this client's.
+	d.Post(t, "lobby", "ada", "claims the nick")
+	spoof := Open(t, d.StreamURL(url.Values{"nick": {"ADA"}, "room": {"dev"}}), nil)
+	spoof.Until(t, "ready", 5*time.Second)
+	if ev := spoof.NextOf(t, "presence", 5*time.Second); !strings.Contains(ev.Data, `"nicks":["eve"]`) {
+		t.Errorf("presence in dev with a spoofed ADA %q, want only eve", ev.Data)
+	}
 	res, err := http.Get(d.StreamURL(url.Values{"nick": {"a\x07"}}))
 	if err != nil {
 		t.Fatal(err)

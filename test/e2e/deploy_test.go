@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,6 +20,8 @@ import (
 	"time"
 
 	"cgichat/internal/cgihost"
+
+	_ "github.com/mattn/go-sqlite3" // the "sqlite3" driver, for moderating as from the shell
 )
 
 // basePath is where the chat lives on the test server: a user's folder, as
@@ -41,6 +44,7 @@ type setup struct {
 // A deployment is a running chat: the page and the two programs under URL.
 type deployment struct {
 	URL      string // the page's folder, ending in "/"
+	DB       string // the SQLite file (CHAT_DB)
 	requests *requestLog
 	// streamDown, while set, makes the server drop every new stream
 	// connection without an answer, as a host that is restarting would.
@@ -75,14 +79,15 @@ func (d *deployment) client(nick string) *http.Client {
 // place without changing any test.
 func deploy(t *testing.T, s setup) *deployment {
 	t.Helper()
+	db := filepath.Join(t.TempDir(), "chat.db")
 	env := append([]string{
-		"CHAT_DB=" + filepath.Join(t.TempDir(), "chat.db"),
+		"CHAT_DB=" + db,
 		// A short heartbeat lets a stream whose tab closed end quickly.
 		"CHAT_HEARTBEAT_SECONDS=1",
 		// The tests post faster than people do.
 		"CHAT_RATE_LIMIT=off",
 	}, s.env...)
-	d := &deployment{requests: &requestLog{}}
+	d := &deployment{DB: db, requests: &requestLog{}}
 	var stream http.Handler = cgihost.Handler(filepath.Join(binDir, "stream"), env)
 	if s.holdBackStream {
 		stream = holdBack(stream)
@@ -105,6 +110,22 @@ func deploy(t *testing.T, s setup) *deployment {
 	})
 	d.URL = srv.URL + basePath
 	return d
+}
+
+// exec runs SQL on the deployment's database as a moderator would in the
+// sqlite3 shell (a connection of its own, no wake-up for the streams) and
+// returns once it is committed. The programs create the database: something
+// must have been posted or streamed first.
+func (d *deployment) exec(t *testing.T, query string, args ...any) {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+d.DB+"?_busy_timeout=10000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(query, args...); err != nil {
+		t.Fatalf("sqlite3 %s: %s: %v", d.DB, query, err)
+	}
 }
 
 // dropWhile serves h, except that while down is set it closes each new

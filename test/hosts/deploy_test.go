@@ -15,13 +15,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"cgichat/test/hostkit"
 )
 
 // TestDeployHelp checks that --help explains every option and succeeds.
 func TestDeployHelp(t *testing.T) {
 	t.Parallel()
 	for _, flag := range []string{"--help", "-h"} {
-		out, err := runDeploy(t, nil, flag)
+		out, err := hostkit.RunDeploy(t, nil, flag)
 		if err != nil {
 			t.Fatalf("deploy.sh %s: %v\n%s", flag, err, out)
 		}
@@ -44,10 +46,10 @@ func TestDeployRefuses(t *testing.T) {
 	base := t.TempDir()
 	docroot := filepath.Join(base, "docroot")
 	aFile := filepath.Join(base, "file")
-	mustWrite(t, aFile, "not a directory", 0o644)
+	hostkit.MustWrite(t, aFile, "not a directory", 0o644)
 	// A PATH with what deploy.sh needs before it looks for Go, and no Go.
 	noGo := filepath.Join(base, "bin")
-	mustMkdir(t, noGo, 0o755)
+	hostkit.MustMkdir(t, noGo, 0o755)
 	for _, tool := range []string{"bash", "dirname"} {
 		path, err := exec.LookPath(tool)
 		if err != nil {
@@ -82,7 +84,7 @@ func TestDeployRefuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out, err := runDeploy(t, tt.env, tt.args...)
+			out, err := hostkit.RunDeploy(t, tt.env, tt.args...)
 			if err == nil {
 				t.Fatalf("deploy.sh %s succeeded, want a failure saying %q:\n%s", strings.Join(tt.args, " "), tt.want, out)
 			}
@@ -101,10 +103,10 @@ func TestDeployRefuses(t *testing.T) {
 func TestDeployTargetNotWritable(t *testing.T) {
 	t.Parallel()
 	base := t.TempDir()
-	reachable(t, base)
+	hostkit.Reachable(t, base)
 	docroot := filepath.Join(base, "docroot")
-	mustMkdir(t, docroot, 0o555)
-	cmd := exec.Command(filepath.Join(sourceDir(t), "deploy.sh"), docroot)
+	hostkit.MustMkdir(t, docroot, 0o555)
+	cmd := exec.Command(filepath.Join(hostkit.SourceDir(t), "deploy.sh"), docroot)
 	cmd.Env = append(os.Environ(), "HOME="+base)
 	if os.Geteuid() == 0 {
 		// Root may write anywhere: deploy as nobody.
@@ -124,8 +126,8 @@ func TestDeployTargetNotWritable(t *testing.T) {
 // the data directory given to the web server's user.
 func TestDeployInstalls(t *testing.T) {
 	t.Parallel()
-	warmBuild(t)
-	u := serverUser(t)
+	hostkit.WarmBuild(t)
+	u := hostkit.ServerUser(t)
 	tests := []struct {
 		mode       string
 		args       []string
@@ -142,12 +144,12 @@ func TestDeployInstalls(t *testing.T) {
 		t.Run(strings.Join(append([]string{tt.mode}, tt.args...), " "), func(t *testing.T) {
 			base := t.TempDir()
 			docroot := filepath.Join(base, "docroot")
-			args := append([]string{"--mode", tt.mode, "--web-user", u.name}, tt.args...)
-			out, err := runDeploy(t, nil, append(args, docroot)...)
+			args := append([]string{"--mode", tt.mode, "--web-user", u.Name}, tt.args...)
+			out, err := hostkit.RunDeploy(t, nil, append(args, docroot)...)
 			if err != nil {
 				t.Fatalf("deploy.sh: %v\n%s", err, out)
 			}
-			if want := "assuming the web server runs the programs as " + u.name; !strings.Contains(out, want) {
+			if want := "assuming the web server runs the programs as " + u.Name; !strings.Contains(out, want) {
 				t.Errorf("the output does not say %q:\n%s", want, out)
 			}
 			for _, prog := range []string{"post", "stream"} {
@@ -189,8 +191,8 @@ func TestDeployInstalls(t *testing.T) {
 				t.Fatalf("no data directory: %v", err)
 			}
 			st := fi.Sys().(*syscall.Stat_t)
-			if int(st.Uid) != u.uid || fi.Mode().Perm()&0o700 != 0o700 {
-				t.Errorf("data directory: got owner %d and mode %v, want %s (%d) with rwx", st.Uid, fi.Mode().Perm(), u.name, u.uid)
+			if int(st.Uid) != u.UID || fi.Mode().Perm()&0o700 != 0o700 {
+				t.Errorf("data directory: got owner %d and mode %v, want %s (%d) with rwx", st.Uid, fi.Mode().Perm(), u.Name, u.UID)
 			}
 			if _, err := os.Stat(db); err == nil {
 				t.Errorf("deploy.sh created the database %s; the programs create it", db)
@@ -205,14 +207,14 @@ func TestDeployInstalls(t *testing.T) {
 // for the wake-up sockets, and nothing is taken for a database file.
 func TestDeployDatabaseServer(t *testing.T) {
 	t.Parallel()
-	warmBuild(t)
-	u := serverUser(t)
+	hostkit.WarmBuild(t)
+	u := hostkit.ServerUser(t)
 	url := "postgres://chat:p%40ss@db.example:5432/chat?sslmode=require"
 	for _, mode := range []string{"cgi", "daemon"} {
 		t.Run(mode, func(t *testing.T) {
 			base := t.TempDir()
 			docroot := filepath.Join(base, "docroot")
-			out, err := runDeploy(t, nil, "--mode", mode, "--web-user", u.name, "--db", url, docroot)
+			out, err := hostkit.RunDeploy(t, nil, "--mode", mode, "--web-user", u.Name, "--db", url, docroot)
 			if err != nil {
 				t.Fatalf("deploy.sh: %v\n%s", err, out)
 			}
@@ -244,11 +246,11 @@ func TestDeployDatabaseServer(t *testing.T) {
 // keep events flowing. The host tests run these very files.
 func TestDeployDaemonSamples(t *testing.T) {
 	t.Parallel()
-	warmBuild(t)
+	hostkit.WarmBuild(t)
 	base := t.TempDir()
 	docroot := filepath.Join(base, "docroot")
 	sockets := filepath.Join(base, "run")
-	out, err := runDeploy(t, nil, "--mode", "daemon", "--web-user", serverUser(t).name, "--socket-dir", sockets,
+	out, err := hostkit.RunDeploy(t, nil, "--mode", "daemon", "--web-user", hostkit.ServerUser(t).Name, "--socket-dir", sockets,
 		"--http-listen", "127.0.0.1:8088", "--server-name", "chat.test", "--env", "CHAT_HISTORY=20", docroot)
 	if err != nil {
 		t.Fatalf("deploy.sh: %v\n%s", err, out)
@@ -270,7 +272,7 @@ func TestDeployDaemonSamples(t *testing.T) {
 			`"unix:` + sockets + `/post.sock|fcgi://cgichat-post/"`, "no-gzip",
 		}},
 		{"cgichat@.service", []string{
-			"User=" + serverUser(t).name, "Environment=CHAT_DB=" + db, "Environment=CHAT_STREAM_MODE=live",
+			"User=" + hostkit.ServerUser(t).Name, "Environment=CHAT_DB=" + db, "Environment=CHAT_STREAM_MODE=live",
 			"Environment=CHAT_HISTORY=20", "ExecStart=" + docroot + "/cgi-bin/%i -listen unix:" + sockets + "/%i.sock",
 		}},
 	} {
@@ -288,10 +290,10 @@ func TestDeployDaemonSamples(t *testing.T) {
 	}
 	// nginx accepts the sample as it is.
 	nginxConf := filepath.Join(base, "nginx.conf")
-	mustWrite(t, nginxConf, fmt.Sprintf("pid %s/nginx.pid;\nevents {}\nhttp {\n access_log off;\n include /etc/nginx/mime.types;\n include %s;\n}\n",
+	hostkit.MustWrite(t, nginxConf, fmt.Sprintf("pid %s/nginx.pid;\nevents {}\nhttp {\n access_log off;\n include /etc/nginx/mime.types;\n include %s;\n}\n",
 		base, filepath.Join(conf, "nginx-daemon.conf")), 0o644)
-	mustWrite(t, filepath.Join(base, "fastcgi_params"), readFile(t, "/etc/nginx/fastcgi_params"), 0o644)
-	if out, err := exec.Command(nginxBin, "-t", "-c", nginxConf, "-p", base, "-e", filepath.Join(base, "nginx-error.log")).CombinedOutput(); err != nil {
+	hostkit.MustWrite(t, filepath.Join(base, "fastcgi_params"), readFile(t, "/etc/nginx/fastcgi_params"), 0o644)
+	if out, err := exec.Command(hostkit.NginxBin, "-t", "-c", nginxConf, "-p", base, "-e", filepath.Join(base, "nginx-error.log")).CombinedOutput(); err != nil {
 		t.Errorf("nginx -t with the sample: %v\n%s", err, out)
 	}
 }
@@ -300,13 +302,13 @@ func TestDeployDaemonSamples(t *testing.T) {
 // changes nothing, for a new TARGET and for a change of mode.
 func TestDeployDryRun(t *testing.T) {
 	t.Parallel()
-	warmBuild(t)
+	hostkit.WarmBuild(t)
 	base := t.TempDir()
 	docroot := filepath.Join(base, "docroot")
-	user := serverUser(t).name
+	user := hostkit.ServerUser(t).Name
 
 	before := snapshot(t, base)
-	out, err := runDeploy(t, nil, "--dry-run", "--web-user", user, docroot)
+	out, err := hostkit.RunDeploy(t, nil, "--dry-run", "--web-user", user, docroot)
 	if err != nil {
 		t.Fatalf("deploy.sh --dry-run: %v\n%s", err, out)
 	}
@@ -317,11 +319,11 @@ func TestDeployDryRun(t *testing.T) {
 	}
 	compareSnapshots(t, "a dry run into a new TARGET", before, snapshot(t, base))
 
-	if out, err := runDeploy(t, nil, "--web-user", user, docroot); err != nil {
+	if out, err := hostkit.RunDeploy(t, nil, "--web-user", user, docroot); err != nil {
 		t.Fatalf("deploy.sh: %v\n%s", err, out)
 	}
 	before = snapshot(t, base)
-	out, err = runDeploy(t, nil, "--dry-run", "--mode", "daemon", "--web-user", user, docroot)
+	out, err = hostkit.RunDeploy(t, nil, "--dry-run", "--mode", "daemon", "--web-user", user, docroot)
 	if err != nil {
 		t.Fatalf("deploy.sh --dry-run --mode daemon: %v\n%s", err, out)
 	}
@@ -338,16 +340,16 @@ func TestDeployDryRun(t *testing.T) {
 // nothing: not a file, not a mode, not a time stamp.
 func TestDeployTwice(t *testing.T) {
 	t.Parallel()
-	warmBuild(t)
+	hostkit.WarmBuild(t)
 	for _, mode := range []string{"cgi", "fcgid", "daemon"} {
 		t.Run(mode, func(t *testing.T) {
 			base := t.TempDir()
-			args := []string{"--mode", mode, "--web-user", serverUser(t).name, filepath.Join(base, "docroot")}
-			if out, err := runDeploy(t, nil, args...); err != nil {
+			args := []string{"--mode", mode, "--web-user", hostkit.ServerUser(t).Name, filepath.Join(base, "docroot")}
+			if out, err := hostkit.RunDeploy(t, nil, args...); err != nil {
 				t.Fatalf("deploy.sh: %v\n%s", err, out)
 			}
 			before := snapshot(t, base)
-			out, err := runDeploy(t, nil, args...)
+			out, err := hostkit.RunDeploy(t, nil, args...)
 			if err != nil {
 				t.Fatalf("deploy.sh, again: %v\n%s", err, out)
 			}
@@ -363,20 +365,20 @@ func TestDeployTwice(t *testing.T) {
 // and its directory are left exactly as they are.
 func TestDeployKeepsDatabase(t *testing.T) {
 	t.Parallel()
-	warmBuild(t)
+	hostkit.WarmBuild(t)
 	base := t.TempDir()
 	data := filepath.Join(base, "cgichat-data")
-	mustMkdir(t, data, 0o700)
+	hostkit.MustMkdir(t, data, 0o700)
 	old := time.Now().Add(-48 * time.Hour)
 	for _, name := range []string{"chat.db", "chat.db-wal", "chat.db-shm"} {
 		path := filepath.Join(data, name)
-		mustWrite(t, path, "SQLite format 3\x00 messages of "+name, 0o600)
+		hostkit.MustWrite(t, path, "SQLite format 3\x00 messages of "+name, 0o600)
 		if err := os.Chtimes(path, old, old); err != nil {
 			t.Fatal(err)
 		}
 	}
 	before := snapshot(t, data)
-	out, err := runDeploy(t, nil, "--web-user", serverUser(t).name, filepath.Join(base, "docroot"))
+	out, err := hostkit.RunDeploy(t, nil, "--web-user", hostkit.ServerUser(t).Name, filepath.Join(base, "docroot"))
 	if err != nil {
 		t.Fatalf("deploy.sh: %v\n%s", err, out)
 	}
@@ -394,10 +396,10 @@ func TestDeployRefusesForeignHtaccess(t *testing.T) {
 	t.Parallel()
 	base := t.TempDir()
 	docroot := filepath.Join(base, "docroot")
-	mustMkdir(t, docroot, 0o755)
-	mustWrite(t, filepath.Join(docroot, ".htaccess"), "Options +Indexes\n", 0o644)
+	hostkit.MustMkdir(t, docroot, 0o755)
+	hostkit.MustWrite(t, filepath.Join(docroot, ".htaccess"), "Options +Indexes\n", 0o644)
 	before := snapshot(t, base)
-	out, err := runDeploy(t, nil, docroot)
+	out, err := hostkit.RunDeploy(t, nil, docroot)
 	if err == nil {
 		t.Fatalf("deploy.sh over a foreign .htaccess succeeded:\n%s", out)
 	}
@@ -411,11 +413,11 @@ func TestDeployRefusesForeignHtaccess(t *testing.T) {
 // shell that runs its command on this machine, twice.
 func TestDeployRemote(t *testing.T) {
 	t.Parallel()
-	warmBuild(t)
-	requireTools(t, "/usr/bin/rsync")
+	hostkit.WarmBuild(t)
+	hostkit.RequireTools(t, "/usr/bin/rsync")
 	base := t.TempDir()
 	rsh := filepath.Join(base, "fake-ssh")
-	mustWrite(t, rsh, `#!/bin/sh
+	hostkit.MustWrite(t, rsh, `#!/bin/sh
 # Stands in for ssh: skips the options and the host, runs the command here.
 while [ $# -gt 0 ]; do
   case $1 in
@@ -429,7 +431,7 @@ exec sh -c "$*"
 `, 0o755)
 	docroot := filepath.Join(base, "docroot")
 	env := []string{"RSYNC_RSH=" + rsh}
-	out, err := runDeploy(t, env, "me@example.org:"+docroot)
+	out, err := hostkit.RunDeploy(t, env, "me@example.org:"+docroot)
 	if err != nil {
 		t.Fatalf("deploy.sh me@example.org:%s: %v\n%s", docroot, err, out)
 	}
@@ -444,7 +446,7 @@ exec sh -c "$*"
 		t.Errorf("no data directory beside the remote docroot: %v", err)
 	}
 	before := snapshot(t, base)
-	out, err = runDeploy(t, env, "me@example.org:"+docroot)
+	out, err = hostkit.RunDeploy(t, env, "me@example.org:"+docroot)
 	if err != nil {
 		t.Fatalf("deploy.sh, again: %v\n%s", err, out)
 	}
@@ -476,7 +478,7 @@ func checkStatic(t *testing.T, path string) {
 // checkPage fails unless every file of public/ is in docroot, as it is.
 func checkPage(t *testing.T, docroot string) {
 	t.Helper()
-	public := filepath.Join(sourceDir(t), "public")
+	public := filepath.Join(hostkit.SourceDir(t), "public")
 	err := filepath.WalkDir(public, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || strings.HasPrefix(d.Name(), ".") {
 			return err

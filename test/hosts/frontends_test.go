@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"cgichat/internal/dbtest"
+	"cgichat/test/hostkit"
 )
 
 // acrossLatency bounds a post's trip from one front end to a stream on
@@ -21,8 +22,8 @@ const acrossLatency = time.Second
 // stream on the other, and a reader whose connections go to A and B in turn
 // gets every message once, in order.
 func TestTwoFrontEnds(t *testing.T) {
-	requireTools(t, apacheBin, nginxBin)
-	warmBuild(t)
+	hostkit.RequireTools(t, hostkit.ApacheBin, hostkit.NginxBin)
+	hostkit.WarmBuild(t)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for _, b := range dbtest.Servers {
@@ -31,34 +32,34 @@ func TestTwoFrontEnds(t *testing.T) {
 }
 
 func testTwoFrontEnds(t *testing.T, b dbtest.Backend) {
-	db := dbtest.New(t, b)
-	a := newHost(t, setupNamed(t, "nginx-daemon"), db)
-	c := newHost(t, setupNamed(t, "apache-mod_cgid"), db)
-	hosts := []*host{a, c}
+	a := newHost(t, lookupSetup(t, "nginx-daemon"), b)
+	c := newHost(t, lookupSetup(t, "apache-mod_cgid"), dbtest.SQLite)
+	c.DB = a.DB
+	hosts := []*hostkit.Host{a, c}
 	for _, h := range hosts {
-		h.deploy(t, "--env", "CHAT_STREAM_SECONDS=2")
-		h.start(t)
+		h.Deploy(t, "--env", "CHAT_STREAM_SECONDS=2")
+		h.Start(t)
 	}
-	clients := []*client{newClient(a.url), newClient(c.url)}
+	clients := []*client{newClient(a.URL), newClient(c.URL)}
 	t.Run("across", func(t *testing.T) {
 		for from := range hosts {
 			to := 1 - from
-			room := newRoom("across")
+			room := hostkit.NewRoom("across")
 			s := clients[to].openStream(room, "")
 			if _, ok := s.next("ready", 10*time.Second); !ok {
-				t.Fatalf("%s: no ready event within 10 s: %v", hosts[to].setup.name, s.result(time.Second))
+				t.Fatalf("%s: no ready event within 10 s: %v", hosts[to].Setup.Name, s.result(time.Second))
 			}
 			for i := range 3 {
 				m, at := clients[from].post(t, room, fmt.Sprint("ada", from), fmt.Sprint("hello ", i))
 				ev, ok := s.next("message", 5*time.Second)
 				if !ok {
-					t.Fatalf("post %d (id %d) on %s: no event on %s within 5 s", i, m.ID, hosts[from].setup.name, hosts[to].setup.name)
+					t.Fatalf("post %d (id %d) on %s: no event on %s within 5 s", i, m.ID, hosts[from].Setup.Name, hosts[to].Setup.Name)
 				}
 				if got := decode(t, ev); got != m {
 					t.Errorf("got event %+v, want %+v", got, m)
 				}
 				latency := ev.at.Sub(at)
-				t.Logf("%s: post on %s, event on %s %v after the 201", b, hosts[from].setup.name, hosts[to].setup.name, latency.Round(100*time.Microsecond))
+				t.Logf("%s: post on %s, event on %s %v after the 201", b, hosts[from].Setup.Name, hosts[to].Setup.Name, latency.Round(100*time.Microsecond))
 				if latency > acrossLatency {
 					t.Errorf("post %d: the event arrived %v after the 201, want at most %v", i, latency, acrossLatency)
 				}

@@ -1,4 +1,4 @@
-package hosts
+package hostkit
 
 import (
 	"fmt"
@@ -6,13 +6,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"testing"
 	"time"
 )
 
+// Where Debian installs Apache.
 const (
-	apacheBin     = "/usr/sbin/apache2"
-	apacheModules = "/usr/lib/apache2/modules"
+	ApacheBin     = "/usr/sbin/apache2"
+	ApacheModules = "/usr/lib/apache2/modules"
 )
 
 // apacheBase is every Apache setup's configuration: a server of its own
@@ -50,54 +50,54 @@ DocumentRoot "{{docroot}}"
 </Directory>
 `
 
-// startApache writes the configuration (apacheBase, then extra) and runs
-// Apache in the foreground until the test ends.
-func startApache(t *testing.T, h *host, extra string) []*proc {
+// startApache writes the configuration (apacheBase, extra, then
+// h.ApacheConf) and runs Apache in the foreground until it is stopped.
+func startApache(t T, h *Host, extra string) []*Proc {
 	t.Helper()
-	dir := filepath.Join(h.base, "apache")
-	mustMkdir(t, dir, 0o755)
+	dir := filepath.Join(h.Base, "apache")
+	MustMkdir(t, dir, 0o755)
 	user := ""
 	if os.Geteuid() == 0 {
-		user = fmt.Sprintf("User %s\nGroup %s", h.user.name, h.user.group)
+		user = fmt.Sprintf("User %s\nGroup %s", h.User.Name, h.User.Group)
 	}
-	conf := expand(apacheBase+extra, map[string]string{
-		"base":    h.base,
-		"port":    fmt.Sprint(h.port),
+	conf := expand(apacheBase+extra+h.ApacheConf, map[string]string{
+		"base":    h.Base,
+		"port":    fmt.Sprint(h.Port),
 		"user":    user,
-		"modules": apacheModules,
-		"docroot": h.docroot,
-		"conf":    h.confDir,
-		"run":     h.runDir,
+		"modules": ApacheModules,
+		"docroot": h.Docroot,
+		"conf":    h.ConfDir,
+		"run":     h.RunDir,
 	})
 	path := filepath.Join(dir, "httpd.conf")
-	mustWrite(t, path, conf, 0o644)
-	errorLog := filepath.Join(h.logDir, "apache-error.log")
+	MustWrite(t, path, conf, 0o644)
+	errorLog := filepath.Join(h.LogDir, "apache-error.log")
 	h.logs = append(h.logs, errorLog)
-	if out, err := exec.Command(apacheBin, "-t", "-f", path).CombinedOutput(); err != nil {
+	if out, err := exec.Command(ApacheBin, "-t", "-f", path).CombinedOutput(); err != nil {
 		t.Fatalf("apache2 -t: %v\n%s\nconfiguration:\n%s", err, out, conf)
 	}
-	p := startProc(t, "apache2", exec.Command(apacheBin, "-f", path, "-DFOREGROUND"), filepath.Join(h.logDir, "apache-stdout.log"))
-	waitFor(t, p, errorLog, "Apache listening", 15*time.Second, listening("tcp", h.addr()))
-	return []*proc{p}
+	p := StartProc(t, "apache2", exec.Command(ApacheBin, "-f", path, "-DFOREGROUND"), filepath.Join(h.LogDir, "apache-stdout.log"))
+	WaitFor(t, p, errorLog, "Apache listening", 15*time.Second, Listening("tcp", h.Addr()))
+	return []*Proc{p}
 }
 
-// apacheCGID runs the programs under mod_cgid, through .htaccess alone.
-func apacheCGID(t *testing.T, h *host) []*proc {
+// ApacheCGID runs the programs under mod_cgid, through .htaccess alone.
+func ApacheCGID(t T, h *Host) []*Proc {
 	return startApache(t, h, `
 LoadModule cgid_module {{modules}}/mod_cgid.so
 ScriptSock "{{base}}/apache/cgid.sock"
 `)
 }
 
-// apacheFcgid runs the programs under mod_fcgid with its default output
+// ApacheFcgid runs the programs under mod_fcgid with its default output
 // buffer, through .htaccess alone.
-func apacheFcgid(t *testing.T, h *host) []*proc {
+func ApacheFcgid(t T, h *Host) []*Proc {
 	return startApache(t, h, fcgidConf)
 }
 
-// apacheFcgidUnbuffered adds the server setting deploy.sh writes for admins
-// (FcgidOutputBufferSize 0), exactly as written.
-func apacheFcgidUnbuffered(t *testing.T, h *host) []*proc {
+// ApacheFcgidUnbuffered adds the server setting deploy.sh writes for
+// admins (FcgidOutputBufferSize 0), exactly as written.
+func ApacheFcgidUnbuffered(t T, h *Host) []*Proc {
 	return startApache(t, h, fcgidConf+`Include "{{conf}}/apache-fcgid-live.conf"
 `)
 }
@@ -110,10 +110,10 @@ FcgidIPCDir "{{run}}/fcgid"
 FcgidProcessTableFile "{{base}}/apache/fcgid_shm"
 `
 
-// apacheProxyFCGI runs Apache with the mod_proxy_fcgi virtual host
+// ApacheProxyFCGI runs Apache with the mod_proxy_fcgi virtual host
 // deploy.sh writes, in front of the two daemons.
-func apacheProxyFCGI(t *testing.T, h *host) []*proc {
-	daemons := startDaemons(t, h)
+func ApacheProxyFCGI(t T, h *Host) []*Proc {
+	daemons := StartDaemons(t, h)
 	return append(daemons, startApache(t, h, `
 LoadModule proxy_module {{modules}}/mod_proxy.so
 LoadModule proxy_fcgi_module {{modules}}/mod_proxy_fcgi.so

@@ -1,4 +1,4 @@
-package hosts
+package hostkit
 
 import (
 	"bufio"
@@ -6,11 +6,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"testing"
 	"time"
 )
 
-// unit is what the test takes from the systemd unit deploy.sh writes: the
+// unit is what hostkit takes from the systemd unit deploy.sh writes: the
 // user, the environment and the command of each daemon.
 type unit struct {
 	user, group string
@@ -19,12 +18,12 @@ type unit struct {
 }
 
 // readUnit parses conf/cgichat@.service the way systemd reads the few
-// settings the test needs.
-func readUnit(t *testing.T, path string) unit {
+// settings needed here.
+func readUnit(t T, path string) unit {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	defer f.Close()
 	var u unit
@@ -47,7 +46,7 @@ func readUnit(t *testing.T, path string) unit {
 		}
 	}
 	if err := sc.Err(); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	if u.user == "" || u.execStart == "" {
 		t.Fatalf("%s: no User= or ExecStart=", path)
@@ -55,32 +54,32 @@ func readUnit(t *testing.T, path string) unit {
 	return u
 }
 
-// startDaemons starts cgichat@post and cgichat@stream as the unit says:
+// StartDaemons starts cgichat@post and cgichat@stream as the unit says:
 // its command with %i expanded, its environment, its user.
-func startDaemons(t *testing.T, h *host) []*proc {
+func StartDaemons(t T, h *Host) []*Proc {
 	t.Helper()
-	u := readUnit(t, filepath.Join(h.confDir, "cgichat@.service"))
-	if g, e := u.user, h.user.name; g != e {
+	u := readUnit(t, filepath.Join(h.ConfDir, "cgichat@.service"))
+	if g, e := u.user, h.User.Name; g != e {
 		t.Fatalf("the unit runs the daemons as %q, want %q", g, e)
 	}
-	var procs []*proc
+	var procs []*Proc
 	for _, inst := range []string{"post", "stream"} {
 		args := strings.Fields(strings.ReplaceAll(u.execStart, "%i", inst))
 		cmd := exec.Command(args[0], args[1:]...)
 		cmd.Env = append([]string{"PATH=/usr/bin:/bin"}, u.env...)
-		h.user.runAs(cmd)
-		logPath := filepath.Join(h.logDir, "daemon-"+inst+".log")
+		h.User.RunAs(cmd)
+		logPath := filepath.Join(h.LogDir, "daemon-"+inst+".log")
 		h.logs = append(h.logs, logPath)
-		p := startProc(t, "cgichat@"+inst, cmd, logPath)
+		p := StartProc(t, "cgichat@"+inst, cmd, logPath)
 		sock := listenPath(t, args)
-		waitFor(t, p, logPath, inst+"'s socket", 10*time.Second, listening("unix", sock))
+		WaitFor(t, p, logPath, inst+"'s socket", 10*time.Second, Listening("unix", sock))
 		procs = append(procs, p)
 	}
 	return procs
 }
 
 // listenPath returns the socket path of a daemon's -listen unix:PATH.
-func listenPath(t *testing.T, args []string) string {
+func listenPath(t T, args []string) string {
 	t.Helper()
 	for i, a := range args[:len(args)-1] {
 		if a == "-listen" {

@@ -1,4 +1,4 @@
-package hosts
+package hostkit
 
 import (
 	"bufio"
@@ -13,22 +13,21 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 )
 
-// proc is a server process the test started, in a process group of its
-// own so that stopping it also stops what it started.
-type proc struct {
-	name string
+// Proc is a server process hostkit started, in a process group of its own
+// so that stopping it also stops what it started.
+type Proc struct {
+	Name string
 	cmd  *exec.Cmd
 	done chan struct{} // closed when the process has exited
 	once sync.Once
 }
 
-// startProc starts cmd in a new process group with its output appended to
-// logPath, and stops the group when the test ends.
-func startProc(t *testing.T, name string, cmd *exec.Cmd, logPath string) *proc {
+// StartProc starts cmd in a new process group with its output appended to
+// logPath, and stops the group when t's cleanups run.
+func StartProc(t T, name string, cmd *exec.Cmd, logPath string) *Proc {
 	t.Helper()
 	out, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -43,18 +42,21 @@ func startProc(t *testing.T, name string, cmd *exec.Cmd, logPath string) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("%s: starting %s: %v", name, cmd.Path, err)
 	}
-	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
+	p := &Proc{Name: name, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		cmd.Wait()
 		close(p.done)
 	}()
-	t.Cleanup(p.stop)
+	t.Cleanup(p.Stop)
 	return p
 }
 
-// stop ends the process group: SIGTERM, then SIGKILL for whatever is left
+// Pid returns the process's id, which is also its process group's.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
+// Stop ends the process group: SIGTERM, then SIGKILL for whatever is left
 // after a grace period. It may be called more than once.
-func (p *proc) stop() {
+func (p *Proc) Stop() {
 	p.once.Do(func() {
 		pgid := p.cmd.Process.Pid
 		syscall.Kill(-pgid, syscall.SIGTERM)
@@ -72,8 +74,8 @@ func (p *proc) stop() {
 	})
 }
 
-// exited reports whether the process has ended.
-func (p *proc) exited() bool {
+// Exited reports whether the process has ended.
+func (p *Proc) Exited() bool {
 	select {
 	case <-p.done:
 		return true
@@ -82,35 +84,35 @@ func (p *proc) exited() bool {
 	}
 }
 
-// freePort returns a TCP port on 127.0.0.1 that nothing listens on now.
-func freePort(t *testing.T) int {
+// FreePort returns a TCP port on 127.0.0.1 that nothing listens on now.
+func FreePort(t T) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// waitFor polls ready every 50 ms until it returns true, p exits or timeout
-// passes; it fails the test with the tail of logPath otherwise.
-func waitFor(t *testing.T, p *proc, logPath, what string, timeout time.Duration, ready func() bool) {
+// WaitFor polls ready every 50 ms until it returns true, p exits or timeout
+// passes; it fails with the tail of logPath otherwise. p may be nil.
+func WaitFor(t T, p *Proc, logPath, what string, timeout time.Duration, ready func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !ready() {
-		if p != nil && p.exited() {
-			t.Fatalf("%s exited before %s; its log:\n%s", p.name, what, tail(logPath, 30))
+		if p != nil && p.Exited() {
+			t.Fatalf("%s exited before %s; its log:\n%s", p.Name, what, Tail(logPath, 30))
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no %s within %v; log %s:\n%s", what, timeout, logPath, tail(logPath, 30))
+			t.Fatalf("no %s within %v; log %s:\n%s", what, timeout, logPath, Tail(logPath, 30))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 }
 
-// listening reports whether something accepts connections at addr.
-func listening(network, addr string) func() bool {
+// Listening reports whether something accepts connections at addr.
+func Listening(network, addr string) func() bool {
 	return func() bool {
 		c, err := net.DialTimeout(network, addr, time.Second)
 		if err != nil {
@@ -121,8 +123,8 @@ func listening(network, addr string) func() bool {
 	}
 }
 
-// tail returns the last n lines of a file, for failure messages.
-func tail(path string, n int) string {
+// Tail returns the last n lines of a file, for failure messages.
+func Tail(path string, n int) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Sprintf("(%v)", err)
@@ -134,9 +136,19 @@ func tail(path string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// pidsRunning returns the processes whose executable is path. Zombies have
+// PIDsRunning returns the processes whose executable is path. Zombies have
 // no executable and are not counted.
-func pidsRunning(path string) []int {
+func PIDsRunning(path string) []int {
+	return pidsWhere(func(exe string) bool { return exe == path })
+}
+
+// PIDsUnder returns the processes whose executable lies below dir.
+func PIDsUnder(dir string) []int {
+	return pidsWhere(func(exe string) bool { return strings.HasPrefix(exe, dir+string(filepath.Separator)) })
+}
+
+// pidsWhere returns the processes whose executable's path passes match.
+func pidsWhere(match func(exe string) bool) []int {
 	entries, _ := os.ReadDir("/proc")
 	var pids []int
 	for _, e := range entries {
@@ -144,32 +156,16 @@ func pidsRunning(path string) []int {
 		if err != nil {
 			continue
 		}
-		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil && exe == path {
+		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil && match(exe) {
 			pids = append(pids, pid)
 		}
 	}
 	return pids
 }
 
-// pidsUnder returns the processes whose executable lies below dir.
-func pidsUnder(dir string) []int {
-	entries, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil && strings.HasPrefix(exe, dir+string(filepath.Separator)) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
-// hasEnv reports whether process pid's environment holds the exact entry
+// HasEnv reports whether process pid's environment holds the exact entry
 // kv ("NAME=value").
-func hasEnv(pid int, kv string) bool {
+func HasEnv(pid int, kv string) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
 	if err != nil {
 		return false
@@ -182,16 +178,16 @@ func hasEnv(pid int, kv string) bool {
 	return false
 }
 
-// connectedSockets returns the inodes of the connected Unix stream sockets
+// ConnectedSockets returns the inodes of the connected Unix stream sockets
 // that the processes running the executable path hold: one for every
 // request a FastCGI program is serving.
-func connectedSockets(path string) (map[string]bool, error) {
+func ConnectedSockets(path string) (map[string]bool, error) {
 	connected, err := connectedUnixInodes()
 	if err != nil {
 		return nil, err
 	}
 	held := make(map[string]bool)
-	for _, pid := range pidsRunning(path) {
+	for _, pid := range PIDsRunning(path) {
 		fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 		for _, fd := range fds {
 			link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
@@ -235,8 +231,8 @@ func connectedUnixInodes() (map[string]bool, error) {
 	return inodes, nil
 }
 
-// killAll ends every process in pids.
-func killAll(pids []int) {
+// KillAll ends every process in pids.
+func KillAll(pids []int) {
 	for _, pid := range pids {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}

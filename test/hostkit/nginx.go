@@ -1,4 +1,4 @@
-package hosts
+package hostkit
 
 import (
 	"fmt"
@@ -7,13 +7,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"testing"
 	"time"
 )
 
+// Where Debian installs nginx and fcgiwrap.
 const (
-	nginxBin    = "/usr/sbin/nginx"
-	fcgiwrapBin = "/usr/sbin/fcgiwrap"
+	NginxBin    = "/usr/sbin/nginx"
+	FcgiwrapBin = "/usr/sbin/fcgiwrap"
 )
 
 // nginxBase is every nginx setup's main configuration: a server of its own
@@ -27,7 +27,7 @@ worker_processes 2;
 pid {{base}}/nginx/nginx.pid;
 error_log {{base}}/logs/nginx-error.log info;
 events {
-    worker_connections 256;
+    worker_connections {{connections}};
 }
 http {
     include /etc/nginx/mime.types;
@@ -44,67 +44,72 @@ http {
 }
 `
 
-// startNginx runs nginx with the sample conf/<sample> until the test ends.
-func startNginx(t *testing.T, h *host, sample string) *proc {
+// startNginx runs nginx with the sample conf/<sample> until it is stopped.
+func startNginx(t T, h *Host, sample string) *Proc {
 	t.Helper()
-	dir := filepath.Join(h.base, "nginx")
-	mustMkdir(t, dir, 0o755)
+	dir := filepath.Join(h.Base, "nginx")
+	MustMkdir(t, dir, 0o755)
 	// The samples include fastcgi_params relative to the configuration,
 	// as in /etc/nginx.
 	params, err := os.ReadFile("/etc/nginx/fastcgi_params")
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
-	mustWrite(t, filepath.Join(dir, "fastcgi_params"), string(params), 0o644)
+	MustWrite(t, filepath.Join(dir, "fastcgi_params"), string(params), 0o644)
 	user := ""
 	if os.Geteuid() == 0 {
-		user = fmt.Sprintf("user %s %s;", h.user.name, h.user.group)
+		user = fmt.Sprintf("user %s %s;", h.User.Name, h.User.Group)
+	}
+	connections := 256
+	if h.NginxWorkerConnections > 0 {
+		connections = h.NginxWorkerConnections
 	}
 	conf := expand(nginxBase, map[string]string{
-		"base":   h.base,
-		"user":   user,
-		"sample": filepath.Join(h.confDir, sample),
+		"base":        h.Base,
+		"user":        user,
+		"connections": fmt.Sprint(connections),
+		"sample":      filepath.Join(h.ConfDir, sample),
 	})
 	path := filepath.Join(dir, "nginx.conf")
-	mustWrite(t, path, conf, 0o644)
-	errorLog := filepath.Join(h.logDir, "nginx-error.log")
+	MustWrite(t, path, conf, 0o644)
+	errorLog := filepath.Join(h.LogDir, "nginx-error.log")
 	h.logs = append(h.logs, errorLog)
 	args := []string{"-c", path, "-p", dir, "-e", errorLog}
-	if out, err := exec.Command(nginxBin, append(args, "-t")...).CombinedOutput(); err != nil {
+	if out, err := exec.Command(NginxBin, append(args, "-t")...).CombinedOutput(); err != nil {
 		t.Fatalf("nginx -t: %v\n%s", err, out)
 	}
-	p := startProc(t, "nginx", exec.Command(nginxBin, args...), filepath.Join(h.logDir, "nginx-stdout.log"))
-	waitFor(t, p, errorLog, "nginx listening", 15*time.Second, listening("tcp", h.addr()))
+	p := StartProc(t, "nginx", exec.Command(NginxBin, args...), filepath.Join(h.LogDir, "nginx-stdout.log"))
+	WaitFor(t, p, errorLog, "nginx listening", 15*time.Second, Listening("tcp", h.Addr()))
 	return p
 }
 
-// nginxDaemon runs nginx with the daemon sample in front of the daemons.
-func nginxDaemon(t *testing.T, h *host) []*proc {
-	daemons := startDaemons(t, h)
+// NginxDaemon runs nginx with the daemon sample in front of the daemons.
+func NginxDaemon(t T, h *Host) []*Proc {
+	daemons := StartDaemons(t, h)
 	return append(daemons, startNginx(t, h, "nginx-daemon.conf"))
 }
 
-// nginxFcgiwrap runs fcgiwrap with the options deploy.sh wrote for
+// NginxFcgiwrap runs fcgiwrap with the options deploy.sh wrote for
 // /etc/default/fcgiwrap, and nginx with the fcgiwrap sample.
-func nginxFcgiwrap(t *testing.T, h *host) []*proc {
+func NginxFcgiwrap(t T, h *Host) []*Proc {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(h.confDir, "fcgiwrap.default"))
+	b, err := os.ReadFile(filepath.Join(h.ConfDir, "fcgiwrap.default"))
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	m := regexp.MustCompile(`(?m)^DAEMON_OPTS="([^"]*)"$`).FindSubmatch(b)
 	if m == nil {
 		t.Fatalf("fcgiwrap.default sets no DAEMON_OPTS:\n%s", b)
 	}
-	sock := filepath.Join(h.runDir, "fcgiwrap.sock")
+	sock := filepath.Join(h.RunDir, "fcgiwrap.sock")
 	os.Remove(sock) // left by the previous start
 	args := append(strings.Fields(string(m[1])), "-s", "unix:"+sock)
-	cmd := exec.Command(fcgiwrapBin, args...)
+	cmd := exec.Command(FcgiwrapBin, args...)
 	cmd.Env = []string{"PATH=/usr/bin:/bin"}
-	h.user.runAs(cmd)
-	logPath := filepath.Join(h.logDir, "fcgiwrap.log")
+	h.User.RunAs(cmd)
+	logPath := filepath.Join(h.LogDir, "fcgiwrap.log")
 	h.logs = append(h.logs, logPath)
-	p := startProc(t, "fcgiwrap", cmd, logPath)
-	waitFor(t, p, logPath, "fcgiwrap's socket", 10*time.Second, listening("unix", sock))
-	return []*proc{p, startNginx(t, h, "nginx-fcgiwrap.conf")}
+	p := StartProc(t, "fcgiwrap", cmd, logPath)
+	WaitFor(t, p, logPath, "fcgiwrap's socket", 10*time.Second, Listening("unix", sock))
+	return []*Proc{p, startNginx(t, h, "nginx-fcgiwrap.conf")}
 }
