@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"cgichat/internal/cgihost"
+	"cgichat/internal/config"
 )
 
 func main() {
@@ -34,6 +36,7 @@ Usage: go run ./internal/devserver [-addr 127.0.0.1:8080] [-dir .local]
 
 CHAT_* variables in the environment are passed to the programs, e.g.
 CHAT_STREAM_MODE=batch go run ./internal/devserver
+CHAT_DB=postgres://chat:PASSWORD@127.0.0.1/chat go run ./internal/devserver
 
 `)
 		flag.PrintDefaults()
@@ -61,8 +64,15 @@ func run(addr, dir string) error {
 			return fmt.Errorf("build %s: %w", prog, err)
 		}
 	}
-	// The programs get CHAT_DB plus any CHAT_* setting given to us.
-	env := []string{"CHAT_DB=" + filepath.Join(dir, "data", "chat.db")}
+	// The programs get CHAT_DB plus any CHAT_* setting given to us: the
+	// local SQLite file, unless CHAT_DB names a database server (whose
+	// wake-up sockets then go beside where the file would be).
+	db := filepath.Join(dir, "data", "chat.db")
+	env := []string{"CHAT_DB=" + db}
+	if config.IsServerURL(os.Getenv("CHAT_DB")) {
+		db = os.Getenv("CHAT_DB")
+		env = []string{"CHAT_DB=" + db, "CHAT_WAKE_DIR=" + filepath.Join(dir, "data", "wake")}
+	}
 	for _, kv := range os.Environ() {
 		if strings.HasPrefix(kv, "CHAT_") && !strings.HasPrefix(kv, "CHAT_DB=") {
 			env = append(env, kv)
@@ -78,7 +88,7 @@ func run(addr, dir string) error {
 		return fmt.Errorf("%w (is another server on it? try -addr 127.0.0.1:0)", err)
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	fmt.Printf("cgichat is serving at http://%s/ (database %s; Ctrl-C stops)\n", l.Addr(), env[0][len("CHAT_DB="):])
+	fmt.Printf("cgichat is serving at http://%s/ (database %s; Ctrl-C stops)\n", l.Addr(), redacted(db))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -91,4 +101,12 @@ func run(addr, dir string) error {
 		return err
 	}
 	return nil
+}
+
+// redacted returns db for the terminal: a URL without its password.
+func redacted(db string) string {
+	if u, err := url.Parse(db); err == nil && u.User != nil {
+		return u.Redacted()
+	}
+	return db
 }
