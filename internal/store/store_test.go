@@ -528,3 +528,66 @@ func TestIDsVisibleInCommitOrder(t *testing.T) {
 		reading.Wait()
 	})
 }
+
+// TestListenerSurvivesLostConnection cuts the PostgreSQL listener's
+// connection, as a server restart or a network fault would: meanwhile
+// every check reports a change (the feed polls), and once the listener is
+// back a commit elsewhere is announced again.
+func TestListenerSurvivesLostConnection(t *testing.T) {
+	s := mustOpenDB(t, dbtest.New(t, dbtest.Postgres), 4)
+	other := mustOpenDB(t, s.DB(), 1)
+	ctx := context.Background()
+	c, err := s.Changes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// settled waits until the detector reports no change: it listens.
+	settled := func() bool {
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if changed, err := c.Changed(ctx); err == nil && !changed {
+				return true
+			}
+		}
+		return false
+	}
+	if !settled() {
+		t.Fatal("the listener did not start within 5 s")
+	}
+	// listener returns the process id of the listening connection, or 0.
+	listener := func() (pid int) {
+		other.db.Get(&pid, `SELECT COALESCE(MAX(pid), 0) FROM pg_stat_activity
+			WHERE datname = current_database() AND query = 'LISTEN `+notifyChannel+`'`)
+		return pid
+	}
+	cut := listener()
+	if cut == 0 {
+		t.Fatal("no connection listens")
+	}
+	if _, err := other.db.Exec("SELECT pg_terminate_backend($1)", cut); err != nil {
+		t.Fatal(err)
+	}
+	back := 0
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && (back == 0 || back == cut); time.Sleep(20 * time.Millisecond) {
+		back = listener()
+	}
+	if back == 0 || back == cut {
+		t.Fatal("no new connection listens 5 s after the old one was cut")
+	}
+	if !settled() {
+		t.Fatal("the listener reports changes 5 s after it came back")
+	}
+	select {
+	case <-c.C(): // the announcement of the new start
+	default:
+	}
+	mustInsert(t, other, "lobby", "after the cut")
+	select {
+	case <-c.C():
+	case <-time.After(5 * time.Second):
+		t.Fatal("no notification within 5 s of a commit after the listener came back")
+	}
+	if changed, err := c.Changed(ctx); err != nil || !changed {
+		t.Errorf("Changed after the notification = %v, %v; want true", changed, err)
+	}
+}
