@@ -64,7 +64,7 @@ func receive(t *testing.T, s *feed.Sub) feed.Frame {
 	t.Helper()
 	select {
 	case fr := <-s.C():
-		return fr
+		return *fr
 	case <-time.After(3 * time.Second):
 		t.Fatal("no frame within 3 s")
 		return feed.Frame{}

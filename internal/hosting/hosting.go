@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/cgi"
-	"net/http/fcgi"
 	"os"
 	"os/signal"
 	"strings"
@@ -23,6 +22,7 @@ import (
 	"time"
 
 	"cgichat/internal/config"
+	"cgichat/internal/fastcgi"
 )
 
 // Handler is what a program serves: an http.Handler that releases what it
@@ -156,8 +156,8 @@ Documentation: README.md in the cgichat source.
 }
 
 // withBase returns h with every request's context also ended when base
-// ends, so streams finish cleanly on SIGTERM: Go's cgi and fcgi packages
-// never cancel a request's context themselves.
+// ends, so streams finish cleanly on SIGTERM: neither Go's cgi package nor
+// internal/fastcgi cancels a request's context itself.
 func withBase(base context.Context, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithCancel(r.Context())
@@ -181,14 +181,14 @@ func serveFastCGI(ctx context.Context, l net.Listener, h http.Handler) error {
 		<-ctx.Done()
 		l.Close()
 	}()
-	err := fcgi.Serve(tl, handler)
+	err := fastcgi.Serve(tl, handler)
 	if ctx.Err() == nil {
 		return err
 	}
 	deadline := time.Now().Add(shutdownGrace)
 	requests.waitZero(deadline)
-	// The fcgi package writes a request's end record after the handler
-	// returns: let the connections finish before the process exits.
+	// The end of a request is written after the handler returns: let the
+	// connections finish before the process exits.
 	conns.waitZero(deadline)
 	return nil
 }

@@ -8,13 +8,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/http/fcgi"
 	"os"
 	"runtime/debug"
 	"sync"
 
 	"cgichat/internal/chat"
 	"cgichat/internal/config"
+	"cgichat/internal/fastcgi"
 )
 
 // instance is a handler built for one configuration, with what it opened.
@@ -107,7 +107,7 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // (where mod_fcgid puts SetEnv values and nginx its fastcgi_param) over the
 // process environment (CGI, systemd).
 func (a *App) getenv(r *http.Request) func(string) string {
-	params := fcgi.ProcessEnv(r)
+	params := fastcgi.ProcessEnv(r)
 	env := a.Getenv
 	if env == nil {
 		env = os.Getenv

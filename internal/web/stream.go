@@ -250,7 +250,8 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	backlog := out.sent
 	out.buf = sse.AppendEvent(out.buf, 0, EventReady, `{"mode":"`+req.mode+`"}`)
 	if nicks, err := h.store.Presence(ctx, req.room, staleAfter(h.cfg)); err == nil {
-		out.frame(feed.EncodePresence(req.room, nicks))
+		fr := feed.EncodePresence(req.room, nicks)
+		out.frame(&fr)
 	} else {
 		h.log.Warn("stream: reading presence failed", "err", err)
 	}
@@ -329,7 +330,7 @@ func (h *streamHandler) batch(ctx context.Context, sub *feed.Sub, out *eventWrit
 
 // forward adds fr and whatever else is waiting to out, and catches up from
 // the database when the feed dropped frames for this subscriber.
-func (h *streamHandler) forward(ctx context.Context, sub *feed.Sub, fr feed.Frame, out *eventWriter) error {
+func (h *streamHandler) forward(ctx context.Context, sub *feed.Sub, fr *feed.Frame, out *eventWriter) error {
 	out.frame(fr)
 	for more := true; more; {
 		select {
@@ -372,7 +373,7 @@ type eventWriter struct {
 	sent  int   // messages sent
 }
 
-func (o *eventWriter) frame(fr feed.Frame) {
+func (o *eventWriter) frame(fr *feed.Frame) {
 	if fr.ID == 0 {
 		o.buf = append(o.buf, fr.Bytes...) // no id: state, such as presence
 		return
@@ -387,7 +388,8 @@ func (o *eventWriter) frame(fr feed.Frame) {
 
 func (o *eventWriter) messages(ms []chat.Message) {
 	for _, m := range ms {
-		o.frame(feed.Encode(m))
+		fr := feed.Encode(m)
+		o.frame(&fr)
 	}
 }
 
@@ -400,7 +402,13 @@ func (o *eventWriter) flush() error {
 		return nil
 	}
 	_, err := o.w.Write(o.buf)
-	o.buf = o.buf[:0]
+	// An idle stream keeps no big buffer: the opening (2 KiB of padding,
+	// the backlog) is not repeated.
+	if cap(o.buf) > 1024 {
+		o.buf = nil
+	} else {
+		o.buf = o.buf[:0]
+	}
 	if err != nil {
 		return err
 	}

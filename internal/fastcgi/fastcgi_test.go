@@ -1,0 +1,285 @@
+package fastcgi
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"cgichat/internal/fcgiclient"
+)
+
+// serve runs Serve with h on a fresh Unix socket and returns its path.
+func serve(t *testing.T, h http.Handler) string {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "fcgi.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go Serve(l, h)
+	return sock
+}
+
+// front returns an HTTP server that forwards to h over FastCGI, as a web
+// server does, passing params as its fastcgi_param.
+func front(t *testing.T, h http.Handler, params map[string]string) *httptest.Server {
+	t.Helper()
+	s := httptest.NewServer(&fcgiclient.Handler{Network: "unix", Address: serve(t, h), Params: params})
+	t.Cleanup(s.Close)
+	return s
+}
+
+func TestRequests(t *testing.T) {
+	big := strings.Repeat("0123456789abcdef", 12<<10) // 192 KiB: several records
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/env":
+			env := ProcessEnv(r)
+			fmt.Fprintf(w, "CHAT_X=%s HTTP_ACCEPT=%q QUERY_STRING=%q query=%s", env["CHAT_X"], env["HTTP_ACCEPT"], env["QUERY_STRING"], r.URL.Query().Get("a"))
+		case "/echo":
+			b, err := io.ReadAll(r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), 500)
+				return
+			}
+			w.Header().Set("Content-Type", "application/octet-stream")
+			w.Write(b)
+		case "/big":
+			w.Header().Set("Content-Type", "text/plain")
+			io.WriteString(w, big)
+		case "/nothing":
+		case "/teapot":
+			w.WriteHeader(http.StatusTeapot)
+		case "/unread":
+			io.WriteString(w, "did not read the body")
+		}
+	})
+	s := front(t, h, map[string]string{"CHAT_X": "1"})
+	tests := []struct {
+		name, method, path, body string
+		status                   int
+		want                     string
+		contentType              string
+	}{
+		{"Env", "GET", "/env?a=b", "", 200, `CHAT_X=1 HTTP_ACCEPT="" QUERY_STRING="" query=b`, "text/plain; charset=utf-8"},
+		{"PostBody", "POST", "/echo", big, 200, big, "application/octet-stream"},
+		{"BigResponse", "GET", "/big", "", 200, big, "text/plain"},
+		{"Nothing", "GET", "/nothing", "", 200, "", "text/plain; charset=utf-8"},
+		{"Status", "GET", "/teapot", "", http.StatusTeapot, "", "text/plain; charset=utf-8"},
+		{"UnreadBody", "POST", "/unread", big, 200, "did not read the body", "text/plain; charset=utf-8"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tt.method, s.URL+tt.path, strings.NewReader(tt.body))
+			req.Header.Set("Accept", "text/plain")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			got, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if g, e := resp.StatusCode, tt.status; g != e {
+				t.Errorf("status: got %d, want %d", g, e)
+			}
+			if string(got) != tt.want {
+				t.Errorf("body: got %d bytes %.80q, want %d bytes %.80q", len(got), got, len(tt.want), tt.want)
+			}
+			if g, e := resp.Header.Get("Content-Type"), tt.contentType; g != e {
+				t.Errorf("Content-Type: got %q, want %q", g, e)
+			}
+			if resp.Header.Get("Date") == "" {
+				t.Errorf("no Date header")
+			}
+		})
+	}
+}
+
+// TestWritesAreNotHeld checks that each Write reaches the client while the
+// handler is still running: event streams depend on it.
+func TestWritesAreNotHeld(t *testing.T) {
+	release := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "first\n")
+		w.(http.Flusher).Flush()
+		<-release
+		io.WriteString(w, "second\n")
+	})
+	s := front(t, h, nil)
+	resp, err := http.Get(s.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	line, err := br.ReadString('\n')
+	if err != nil || line != "first\n" {
+		t.Fatalf("got %q, %v; want the first line while the handler waits", line, err)
+	}
+	close(release)
+	line, err = br.ReadString('\n')
+	if err != nil || line != "second\n" {
+		t.Fatalf("got %q, %v; want the second line", line, err)
+	}
+}
+
+// TestWriteFailsWhenServerLeaves checks that a handler learns from a Write
+// that the web server closed the connection, as a stream's heartbeat does.
+func TestWriteFailsWhenServerLeaves(t *testing.T) {
+	failed := make(chan error, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for range 500 {
+			if _, err := io.WriteString(w, "ping\n"); err != nil {
+				failed <- err
+				return
+			}
+			w.(http.Flusher).Flush()
+			time.Sleep(10 * time.Millisecond)
+		}
+		failed <- nil
+	})
+	s := front(t, h, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", s.URL, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bufio.NewReader(resp.Body).ReadString('\n')
+	cancel()
+	resp.Body.Close()
+	select {
+	case err := <-failed:
+		if err == nil {
+			t.Fatal("every write succeeded after the connection closed")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler still writes 10 s after the connection closed")
+	}
+}
+
+// record is one FastCGI record as a raw test client reads it.
+type record struct {
+	typ     byte
+	id      uint16
+	content []byte
+}
+
+func writeRaw(t *testing.T, c net.Conn, typ byte, id uint16, content []byte) {
+	t.Helper()
+	if _, err := c.Write(appendRecord(nil, typ, id, content)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readRaw(t *testing.T, r *bufio.Reader) record {
+	t.Helper()
+	var h [8]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		t.Fatalf("reading a record: %v", err)
+	}
+	n, pad := int(binary.BigEndian.Uint16(h[4:6])), int(h[6])
+	b := make([]byte, n+pad)
+	if _, err := io.ReadFull(r, b); err != nil {
+		t.Fatalf("reading a record: %v", err)
+	}
+	return record{h[1], binary.BigEndian.Uint16(h[2:4]), b[:n]}
+}
+
+// TestProtocol speaks FastCGI by hand: management records, a refused role,
+// a refused second request, and two requests on one kept connection.
+func TestProtocol(t *testing.T) {
+	sock := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.URL.Query().Get("n"))
+	}))
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(c)
+
+	writeRaw(t, c, typeGetValues, 0, pairs("FCGI_MPXS_CONNS", ""))
+	if rec := readRaw(t, r); rec.typ != typeGetValuesResult || !bytes.Equal(rec.content, pairs("FCGI_MPXS_CONNS", "0")) {
+		t.Errorf("FCGI_GET_VALUES: got type %d %q, want FCGI_MPXS_CONNS=0", rec.typ, rec.content)
+	}
+	writeRaw(t, c, 42, 0, nil)
+	if rec := readRaw(t, r); rec.typ != typeUnknownType || rec.content[0] != 42 {
+		t.Errorf("an unknown management record: got type %d %v, want FCGI_UNKNOWN_TYPE for 42", rec.typ, rec.content)
+	}
+	writeRaw(t, c, typeBeginRequest, 7, []byte{0, 2, flagKeepConn, 0, 0, 0, 0, 0}) // authorizer
+	if rec := readEnd(t, r, 7); rec.content[4] != statusUnknownRole {
+		t.Errorf("authorizer role: got protocol status %d, want %d", rec.content[4], statusUnknownRole)
+	}
+
+	for _, n := range []string{"1", "2"} {
+		id := uint16(10 + len(n))
+		writeRaw(t, c, typeBeginRequest, id, []byte{0, roleResponder, flagKeepConn, 0, 0, 0, 0, 0})
+		writeRaw(t, c, typeParams, id, pairs("REQUEST_METHOD", "GET", "SERVER_PROTOCOL", "HTTP/1.1", "QUERY_STRING", "n="+n, "REQUEST_URI", "/?n="+n))
+		writeRaw(t, c, typeParams, id, nil)
+		if n == "2" {
+			// A second request while one is open: refused.
+			writeRaw(t, c, typeBeginRequest, 99, []byte{0, roleResponder, flagKeepConn, 0, 0, 0, 0, 0})
+			if rec := readEnd(t, r, 99); rec.content[4] != statusCantMultiplex {
+				t.Errorf("second request: got protocol status %d, want %d", rec.content[4], statusCantMultiplex)
+			}
+		}
+		writeRaw(t, c, typeStdin, id, nil)
+		var out []byte
+		for {
+			rec := readRaw(t, r)
+			if rec.typ == typeEndRequest {
+				if rec.id != id || rec.content[4] != statusRequestComplete {
+					t.Errorf("request %s: got end of request %d status %d", n, rec.id, rec.content[4])
+				}
+				break
+			}
+			if rec.typ != typeStdout || rec.id != id {
+				t.Fatalf("request %s: got record type %d of request %d", n, rec.typ, rec.id)
+			}
+			out = append(out, rec.content...)
+		}
+		if !bytes.HasPrefix(out, []byte("Status: 200 OK\r\n")) || !bytes.HasSuffix(out, []byte("\r\n\r\n"+n)) {
+			t.Errorf("request %s: got %q", n, out)
+		}
+	}
+}
+
+// readEnd reads until request id's FCGI_END_REQUEST.
+func readEnd(t *testing.T, r *bufio.Reader, id uint16) record {
+	t.Helper()
+	for range 100 {
+		if rec := readRaw(t, r); rec.typ == typeEndRequest && rec.id == id {
+			return rec
+		}
+	}
+	t.Fatal("no FCGI_END_REQUEST")
+	return record{}
+}
+
+func TestParsePairs(t *testing.T) {
+	long := strings.Repeat("v", 300)
+	got, err := parsePairs(pairs("A", "1", "LONG", long, "EMPTY", ""))
+	if err != nil || got["A"] != "1" || got["LONG"] != long || len(got) != 3 {
+		t.Errorf("got %v, %v", got, err)
+	}
+	for _, bad := range [][]byte{{5}, {1, 9, 'a'}, {0x80, 0, 0}} {
+		if _, err := parsePairs(bad); err == nil {
+			t.Errorf("parsePairs(%v) succeeded, want an error", bad)
+		}
+	}
+}
