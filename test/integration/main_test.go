@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -186,6 +187,9 @@ func startProcess(t *testing.T, cmd *exec.Cmd) {
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	t.Cleanup(func() {
+		// A test that ends at once may otherwise signal a program that has
+		// not yet asked for SIGTERM, which then dies of it.
+		waitForHandler(cmd.Process.Pid, syscall.SIGTERM, 10*time.Second)
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case err := <-done:
@@ -197,6 +201,26 @@ func startProcess(t *testing.T, cmd *exec.Cmd) {
 			t.Errorf("%s still running 15s after SIGTERM", filepath.Base(cmd.Path))
 		}
 	})
+}
+
+// waitForHandler waits up to timeout until process pid catches sig, as
+// /proc/PID/status shows in SigCgt, or has exited.
+func waitForHandler(pid int, sig syscall.Signal, timeout time.Duration) {
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			return
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			mask, ok := strings.CutPrefix(line, "SigCgt:")
+			if !ok {
+				continue
+			}
+			if caught, err := strconv.ParseUint(strings.TrimSpace(mask), 16, 64); err == nil && caught&(1<<(sig-1)) != 0 {
+				return
+			}
+		}
+	}
 }
 
 // waitForSocket waits until a daemon accepts connections on sock.
