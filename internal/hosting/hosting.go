@@ -16,6 +16,7 @@ import (
 	"net/http/cgi"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -55,6 +56,7 @@ func Main(p Program, h Handler, args []string) int {
 	// A CGI request may carry arguments of its own (an ISINDEX query), so
 	// the environment decides before any flag is read.
 	if os.Getenv("REQUEST_METHOD") != "" {
+		oneAtATime()
 		err := cgi.Serve(withBase(ctx, h))
 		switch {
 		case err == nil, errors.Is(err, syscall.EPIPE):
@@ -91,6 +93,7 @@ func Main(p Program, h Handler, args []string) int {
 		}
 		slog.Info("serving FastCGI", "listen", *listen)
 	case stdinIsListener():
+		oneAtATime()
 		l, err = net.FileListener(os.Stdin)
 		if err != nil {
 			slog.Error("fastcgi: cannot use stdin as a listener", "err", err)
@@ -106,6 +109,14 @@ func Main(p Program, h Handler, args []string) int {
 	}
 	return 0
 }
+
+// oneAtATime sets the process up for serving one request at a time, as
+// under CGI and mod_fcgid: one processor for Go code. With more, every
+// timer and every SQLite call of an idle stream may wake other threads that
+// find nothing to do; hundreds of stream processes, each waking a few
+// times a second, pay for that (measured with the benchmark: a quarter of
+// their idle CPU time).
+func oneAtATime() { runtime.GOMAXPROCS(1) }
 
 // Usage returns the help text of p.
 func Usage(p Program) string {
