@@ -106,11 +106,43 @@ type Feed struct {
 	presence      map[string]string
 	presenceDirty bool
 	presenceRead  time.Time
+
+	// Set by Share when other processes read the same database.
+	lead   Leader
+	notify func()
 }
 
 // presenceEvery bounds how often a feed reads presence while the database
 // keeps changing (every stream renews its row each heartbeat).
 const presenceEvery = time.Second
+
+// followerPoll is how often a feed that shares its database but not the
+// lead checks it unprompted: once a second, as often as presence is read.
+const followerPoll = presenceEvery
+
+// Leader says which of the processes sharing a database polls it every
+// poll interval (wake.Lead).
+type Leader interface {
+	Try() bool // takes the lead if free; reports whether this process holds it
+	Release()
+}
+
+// Share tells the feed that other processes read its database and share
+// its wake-ups, as CGI and mod_fcgid stream processes do. It then polls
+// every poll interval only while lead.Try reports that it holds the lead,
+// and once a second otherwise; and when its own poll (not a wake-up) finds
+// new messages, which only writes that send no wake-up leave (the sqlite3
+// shell), it calls notify to wake the others. Hundreds of processes then
+// do not all wake four times a second. Call it before Run.
+func (f *Feed) Share(lead Leader, notify func()) { f.lead, f.notify = lead, notify }
+
+// interval returns how often the feed should poll now.
+func (f *Feed) interval() time.Duration {
+	if f.lead == nil || f.lead.Try() {
+		return f.poll
+	}
+	return max(f.poll, followerPoll)
+}
 
 // New returns a feed over st that asks changes whether anything was
 // committed, every poll interval and whenever wake receives (wake may be
@@ -200,41 +232,60 @@ func (f *Feed) Unsubscribe(s *Sub) {
 // anyone is subscribed.
 func (f *Feed) Run(ctx context.Context) {
 	defer f.changes.Close()
-	tick := time.NewTicker(f.poll)
+	every := f.interval()
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	renew := time.NewTicker(f.renew)
 	defer renew.Stop()
+	// Reads run under a context that is never cancelled: database/sql and
+	// go-sqlite3 then start no goroutine per query to watch it (which
+	// costs an idle process wake-ups), and a read takes microseconds, so
+	// Run still ends promptly.
+	rctx := context.WithoutCancel(ctx)
 	for {
 		if f.idle() {
+			// Nobody reads this feed, so it does not poll: let another
+			// process lead.
+			if f.lead != nil {
+				f.lead.Release()
+			}
 			select {
 			case <-ctx.Done():
 				return
 			case <-f.active:
 			}
 		}
+		if next := f.interval(); next != every {
+			every = next
+			tick.Reset(every)
+		}
+		polled := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-f.wake:
 		case <-f.changes.C():
 		case <-tick.C:
+			polled = true
 		case <-renew.C:
 			if err := f.store.TouchStreams(ctx, f.owner); err != nil {
 				f.log.Warn("feed: renewing streams failed", "err", err)
 			}
 			continue
 		}
-		changed, err := f.changes.Changed(ctx)
+		changed, err := f.changes.Changed(rctx)
 		if err != nil {
 			f.log.Warn("feed: change check failed", "err", err)
 			continue
 		}
 		if changed {
-			f.readNew(ctx)
+			if f.readNew(rctx) > 0 && polled && f.notify != nil {
+				f.notify()
+			}
 			f.presenceDirty = true
 		}
 		if f.presenceDirty && time.Since(f.presenceRead) >= presenceEvery {
-			f.readPresence(ctx)
+			f.readPresence(rctx)
 		}
 	}
 }
@@ -279,8 +330,9 @@ func (f *Feed) idle() bool {
 }
 
 // readNew reads every message above the last one handed out, page by page,
-// and hands each to its room's subscribers.
-func (f *Feed) readNew(ctx context.Context) {
+// hands each to its room's subscribers, and returns how many it read.
+func (f *Feed) readNew(ctx context.Context) int {
+	n := 0
 	for {
 		f.mu.Lock()
 		after := f.last
@@ -288,15 +340,16 @@ func (f *Feed) readNew(ctx context.Context) {
 		ms, err := f.store.AllAfter(ctx, after, pageSize)
 		if err != nil {
 			f.log.Warn("feed: read new messages failed", "err", err)
-			return
+			return n
 		}
 		frames := make([]Frame, len(ms))
 		for i, m := range ms {
 			frames[i] = Encode(m)
 		}
 		f.handOut(frames)
+		n += len(ms)
 		if len(ms) < pageSize {
-			return
+			return n
 		}
 	}
 }

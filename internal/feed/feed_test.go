@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +19,12 @@ import (
 // may be nil for a polling-only feed.
 func start(t *testing.T, poll time.Duration, wake <-chan struct{}) (*store.Store, *feed.Feed) {
 	t.Helper()
+	return startWith(t, poll, wake, nil)
+}
+
+// startWith is start, with a chance to set the feed up before it runs.
+func startWith(t *testing.T, poll time.Duration, wake <-chan struct{}, setup func(*feed.Feed)) (*store.Store, *feed.Feed) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "chat.db"), 4)
 	if err != nil {
@@ -28,6 +35,9 @@ func start(t *testing.T, poll time.Duration, wake <-chan struct{}) (*store.Store
 		t.Fatal(err)
 	}
 	f := feed.New(st, ch, poll, time.Hour, 15*time.Second, wake, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if setup != nil {
+		setup(f)
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -183,5 +193,89 @@ func TestPresenceChangesAreSent(t *testing.T) {
 	insert(t, st, "lobby", "x")
 	if fr := receive(t, s); !strings.Contains(string(fr.Bytes), "event: message") {
 		t.Errorf("frame = %q, want only the message", fr.Bytes)
+	}
+}
+
+// lead is a feed.Leader whose answer the test sets.
+type lead struct {
+	held     atomic.Bool
+	released atomic.Int32
+}
+
+func (l *lead) Try() bool { return l.held.Load() }
+func (l *lead) Release()  { l.released.Add(1) }
+
+func TestFollowerPollsOnceASecond(t *testing.T) {
+	var notified atomic.Int32
+	st, f := startWith(t, 10*time.Millisecond, nil, func(f *feed.Feed) {
+		f.Share(&lead{}, func() { notified.Add(1) })
+	})
+	s := mustSubscribe(t, f, "lobby")
+	m := insert(t, st, "lobby", "from the shell")
+	select {
+	case fr := <-s.C():
+		t.Fatalf("a follower read frame %d within 500 ms; it should poll once a second", fr.ID)
+	case <-time.After(500 * time.Millisecond):
+	}
+	if got := receive(t, s); got.ID != m.ID {
+		t.Errorf("got id %d, want %d", got.ID, m.ID)
+	}
+	// Nobody announced it: whoever polled it wakes the others.
+	deadline := time.Now().Add(3 * time.Second)
+	for notified.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := notified.Load(); n != 1 {
+		t.Errorf("the follower woke the others %d times after polling one new message, want 1", n)
+	}
+}
+
+func TestLeaderWakesTheOthersForWhatItPolled(t *testing.T) {
+	var notified atomic.Int32
+	l := &lead{}
+	l.held.Store(true)
+	st, f := startWith(t, 10*time.Millisecond, nil, func(f *feed.Feed) {
+		f.Share(l, func() { notified.Add(1) })
+	})
+	s := mustSubscribe(t, f, "lobby")
+	m := insert(t, st, "lobby", "from the shell")
+	if got := receive(t, s); got.ID != m.ID {
+		t.Errorf("got id %d, want %d", got.ID, m.ID)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for notified.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := notified.Load(); n != 1 {
+		t.Errorf("the leader woke the others %d times after polling one new message, want 1", n)
+	}
+	// Nobody left: the feed gives the lead up.
+	f.Unsubscribe(s)
+	insert(t, st, "lobby", "to nobody")
+	deadline = time.Now().Add(3 * time.Second)
+	for l.released.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if l.released.Load() == 0 {
+		t.Error("a feed without subscribers kept the lead")
+	}
+}
+
+func TestLeaderDoesNotRepeatWakeUps(t *testing.T) {
+	var notified atomic.Int32
+	wake := make(chan struct{}, 1)
+	l := &lead{}
+	l.held.Store(true)
+	st, f := startWith(t, time.Hour, wake, func(f *feed.Feed) {
+		f.Share(l, func() { notified.Add(1) })
+	})
+	s := mustSubscribe(t, f, "lobby")
+	m := insert(t, st, "lobby", "posted")
+	wake <- struct{}{}
+	if got := receive(t, s); got.ID != m.ID {
+		t.Errorf("got id %d, want %d", got.ID, m.ID)
+	}
+	if n := notified.Load(); n != 0 {
+		t.Errorf("a message that came with a wake-up made the leader wake the others %d times, want 0", n)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"net/http/cgi"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -40,8 +41,14 @@ type OneAtATime interface {
 	OneAtATime()
 }
 
-// oneAtATime tells h, when it cares, that requests come one at a time.
+// oneAtATime sets the process up for serving one request at a time, as
+// under CGI and mod_fcgid: one processor for Go code, and h told so when it
+// cares. With more processors, every timer and every SQLite call of an idle
+// stream may wake other threads that find nothing to do; hundreds of
+// stream processes, each waking a few times a second, pay for that
+// (measured with the benchmark: a quarter of their idle CPU time).
 func oneAtATime(h Handler) {
+	runtime.GOMAXPROCS(1)
 	if o, ok := h.(OneAtATime); ok {
 		o.OneAtATime()
 	}

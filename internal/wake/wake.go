@@ -129,3 +129,61 @@ func (n *Notifier) Notify() (int, error) {
 
 // Close releases the notifier's socket.
 func (n *Notifier) Close() error { return syscall.Close(n.fd) }
+
+// leadName is the lock file of the lead in the wake-up directory; the
+// notifier skips it, as it is not a socket.
+const leadName = "poll.lock"
+
+// Lead is the right to poll a database often for writes that send no
+// wake-up (the sqlite3 shell), so that not every process sharing the
+// database has to. One process holds it at a time: a lock on a file in the
+// wake-up directory, which the kernel releases when its holder ends, however
+// it ends. The holder wakes the others when its poll finds something.
+type Lead struct {
+	path string
+	f    *os.File
+	held bool
+}
+
+// NewLead returns the lead of the wake-up directory dir, not yet taken.
+func NewLead(dir string) *Lead { return &Lead{path: filepath.Join(dir, leadName)} }
+
+// Try takes the lead when nobody holds it and reports whether this process
+// holds it. It costs one system call while another process holds it.
+func (l *Lead) Try() bool {
+	if l.held {
+		return true
+	}
+	if l.f == nil {
+		f, err := os.OpenFile(l.path, os.O_RDWR|os.O_CREATE, 0o660)
+		if err != nil {
+			return false
+		}
+		l.f = f
+	}
+	l.held = syscall.Flock(int(l.f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil
+	return l.held
+}
+
+// Release gives the lead up, for another process to take.
+func (l *Lead) Release() {
+	if l.held {
+		syscall.Flock(int(l.f.Fd()), syscall.LOCK_UN)
+		l.held = false
+	}
+}
+
+// Close gives the lead up and closes the lock file, which it removes when
+// no other process holds the lead, so that nothing is left behind. (A
+// process that opened the file just before it went may then lead beside a
+// new one, for a while: two processes polling often, which is harmless.)
+func (l *Lead) Close() error {
+	if l.f == nil {
+		return nil
+	}
+	if l.Try() {
+		os.Remove(l.path)
+	}
+	l.Release()
+	return l.f.Close()
+}

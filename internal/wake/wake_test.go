@@ -130,3 +130,46 @@ func TestListenPathTooLong(t *testing.T) {
 		t.Errorf("Listen with a long path: err = %v, want one about its length", err)
 	}
 }
+
+func TestLeadIsHeldByOneAtATime(t *testing.T) {
+	dir := t.TempDir()
+	a, b := wake.NewLead(dir), wake.NewLead(dir)
+	defer a.Close()
+	defer b.Close()
+	if !a.Try() {
+		t.Fatal("the first Try did not take a free lead")
+	}
+	if !a.Try() {
+		t.Error("the holder's second Try says it does not hold the lead")
+	}
+	if b.Try() {
+		t.Fatal("a second holder took the lead")
+	}
+	a.Release()
+	if !b.Try() {
+		t.Fatal("the lead was not free after Release")
+	}
+	if a.Try() {
+		t.Error("the lead was taken twice")
+	}
+	b.Close()
+	if !a.Try() {
+		t.Error("the lead was not free after Close")
+	}
+	a.Close()
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("%d files left behind after the last Close, want 0", len(left))
+	}
+	// The lock file is no socket: notifying skips it.
+	c := wake.NewLead(dir)
+	defer c.Close()
+	c.Try()
+	n, err := wake.NewNotifier(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if sent, err := n.Notify(); err != nil || sent != 0 {
+		t.Errorf("Notify with only the lock file: got %d, %v; want 0, nil", sent, err)
+	}
+}

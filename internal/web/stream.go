@@ -68,6 +68,8 @@ type streamHandler struct {
 	trusted []netip.Prefix
 
 	wake     *wake.Listener // nil when wake-ups are unavailable
+	notifier *wake.Notifier // with wake: for the feed to wake the others
+	lead     *wake.Lead     // with wake: which process polls often
 	stopFeed context.CancelFunc
 	feedDone chan struct{}
 }
@@ -84,12 +86,28 @@ func buildStream(ctx context.Context, cfg config.Config, conns int, log *slog.Lo
 	}
 	h := &streamHandler{cfg: cfg, store: st, log: log, trusted: cfg.TrustedPrefixes(), feedDone: make(chan struct{})}
 	var wakeC <-chan struct{}
-	if h.wake, err = wake.Listen(cfg.WakeDir); err != nil {
+	dir := cfg.WakeDir
+	if h.wake, err = wake.Listen(dir); err != nil {
 		log.Warn("wake-ups unavailable, polling only", "poll", cfg.Poll, "err", err)
+	} else if h.notifier, err = wake.NewNotifier(dir); err != nil {
+		log.Warn("wake-ups unavailable, polling only", "poll", cfg.Poll, "err", err)
+		h.wake.Close()
+		h.wake = nil
 	} else {
 		wakeC = h.wake.C()
 	}
 	h.feed = feed.New(st, changes, cfg.Poll, cfg.Heartbeat, staleAfter(cfg), wakeC, log)
+	if h.wake != nil {
+		// The processes that share the database share its polling: one
+		// polls every CHAT_POLL_MS and wakes the others when it finds
+		// what no wake-up announced.
+		h.lead = wake.NewLead(dir)
+		h.feed.Share(h.lead, func() {
+			if _, err := h.notifier.Notify(); err != nil {
+				log.Warn("wake-up failed", "err", err)
+			}
+		})
+	}
 	ctx, h.stopFeed = context.WithCancel(ctx)
 	go func() {
 		defer close(h.feedDone)
@@ -101,11 +119,11 @@ func buildStream(ctx context.Context, cfg config.Config, conns int, log *slog.Lo
 func (h *streamHandler) Close() error {
 	h.stopFeed()
 	<-h.feedDone
-	var err error
+	var errs []error
 	if h.wake != nil {
-		err = h.wake.Close()
+		errs = append(errs, h.wake.Close(), h.notifier.Close(), h.lead.Close())
 	}
-	return errors.Join(err, h.store.Close())
+	return errors.Join(append(errs, h.store.Close())...)
 }
 
 // streamRequest is a validated stream request.

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat:
+// 100 on every Linux architecture Go runs servers on.
+const clockTicks = 100
+
+// pageSize is the unit of /proc/PID/statm.
+var pageSize = uint64(os.Getpagesize())
+
+// procStat is what /proc/PID/stat tells of one process.
+type procStat struct {
+	pid, ppid int
+	comm      string
+	cpu       uint64 // utime + stime, in clock ticks, of all its threads
+	start     uint64 // start time since boot, in clock ticks: tells a reused pid
+}
+
+// readStat parses /proc/PID/stat; ok is false when the process is gone.
+func readStat(pid int) (procStat, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return procStat{}, false
+	}
+	// comm is in parentheses and may hold spaces and parentheses itself.
+	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+	if open < 0 || end < open {
+		return procStat{}, false
+	}
+	f := strings.Fields(string(b[end+1:]))
+	// f[0] is field 3 (state): field n is f[n-3].
+	if len(f) < 20 {
+		return procStat{}, false
+	}
+	num := func(n int) uint64 { v, _ := strconv.ParseUint(f[n-3], 10, 64); return v }
+	return procStat{
+		pid:   pid,
+		ppid:  int(num(4)),
+		comm:  string(b[open+1 : end]),
+		cpu:   num(14) + num(15),
+		start: num(22),
+	}, true
+}
+
+// allStats reads every process's stat.
+func allStats() map[int]procStat {
+	entries, _ := os.ReadDir("/proc")
+	all := make(map[int]procStat, len(entries))
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if st, ok := readStat(pid); ok {
+			all[pid] = st
+		}
+	}
+	return all
+}
+
+// family returns roots and all their descendants among all.
+func family(all map[int]procStat, roots []int) []int {
+	children := make(map[int][]int)
+	for pid, st := range all {
+		children[st.ppid] = append(children[st.ppid], pid)
+	}
+	var out []int
+	seen := make(map[int]bool)
+	queue := append([]int(nil), roots...)
+	for len(queue) > 0 && len(out) < len(all)+len(roots) {
+		pid := queue[0]
+		queue = queue[1:]
+		if seen[pid] {
+			continue
+		}
+		seen[pid] = true
+		if _, ok := all[pid]; ok {
+			out = append(out, pid)
+		}
+		queue = append(queue, children[pid]...)
+	}
+	return out
+}
+
+// memory returns a process's resident set (VmRSS, shared pages counted in
+// full) and proportional set (Pss: shared pages divided among their
+// users), in bytes; Pss is 0 where smaps_rollup cannot be read.
+func memory(pid int) (rss, pss uint64) {
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/statm", pid)); err == nil {
+		if f := strings.Fields(string(b)); len(f) > 1 {
+			pages, _ := strconv.ParseUint(f[1], 10, 64)
+			rss = pages * pageSize
+		}
+	}
+	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return rss, 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "Pss:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return rss, kb * 1024
+		}
+	}
+	return rss, 0
+}
+
+// usage is the cost of a family of processes over a window of time.
+type usage struct {
+	Seconds    float64 `json:"seconds"`     // length of the window
+	CPUSeconds float64 `json:"cpu_seconds"` // user + system time of every process, all threads
+	RSSBytes   uint64  `json:"rss_bytes"`   // summed VmRSS at the end
+	PSSBytes   uint64  `json:"pss_bytes"`   // summed Pss at the end
+	Processes  int     `json:"processes"`   // how many were alive at the end
+	Comms      string  `json:"comms"`       // their names, counts and summed RSS
+}
+
+// measure samples the family of roots every second for d (or until stop
+// closes) and returns its CPU time over the window and its memory at the
+// end. A process that starts within the window counts all its CPU time; one
+// that ends counts what it had used at the last sample.
+func measure(roots func() []int, d time.Duration, stop <-chan struct{}) usage {
+	type key struct {
+		pid   int
+		start uint64
+	}
+	first := make(map[key]uint64) // CPU at the first sample, for processes alive then
+	last := make(map[key]uint64)
+	sample := func(initial bool) []int {
+		all := allStats()
+		pids := family(all, roots())
+		for _, pid := range pids {
+			st := all[pid]
+			k := key{pid, st.start}
+			if _, ok := last[k]; !ok {
+				if initial {
+					first[k] = st.cpu
+				} else {
+					first[k] = 0
+				}
+			}
+			last[k] = st.cpu
+		}
+		return pids
+	}
+	began := time.Now()
+	sample(true)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+wait:
+	for {
+		select {
+		case <-tick.C:
+			sample(false)
+		case <-deadline.C:
+			break wait
+		case <-stop:
+			break wait
+		}
+	}
+	pids := sample(false)
+	u := usage{Seconds: time.Since(began).Seconds(), Processes: len(pids)}
+	for k, cpu := range last {
+		u.CPUSeconds += float64(cpu-min(cpu, first[k])) / clockTicks
+	}
+	type share struct {
+		n   int
+		rss uint64
+	}
+	comms := make(map[string]share)
+	all := allStats()
+	for _, pid := range pids {
+		rss, pss := memory(pid)
+		u.RSSBytes += rss
+		u.PSSBytes += pss
+		c := comms[all[pid].comm]
+		comms[all[pid].comm] = share{c.n + 1, c.rss + rss}
+	}
+	var parts []string
+	for name, c := range comms {
+		parts = append(parts, fmt.Sprintf("%s×%d %.1f MiB", name, c.n, mib(c.rss)))
+	}
+	slices.Sort(parts)
+	u.Comms = strings.Join(parts, ", ")
+	return u
+}
