@@ -228,7 +228,7 @@ prepare_data_dir() { # dir db user group dry_run
     echo "deploy: database $db exists: not touched"
     if [ "$(stat -c %U "$db")" != "$user" ]; then
       echo "deploy: warning: $db belongs to $(stat -c %U "$db"), not $user; if posts fail," \
-        "fix: chown $user:$group $db $db-wal $db-shm" >&2
+        "fix: chown $user:$group $db $db-wal $db-shm $db-lock" >&2
     fi
   else
     echo "deploy: the programs create $db on first use, as $user"

@@ -39,7 +39,8 @@ type Store struct {
 	single bool
 
 	// writeMu serialises this process's writers, so they queue here instead
-	// of in the database; other processes still wait through BusyTimeout.
+	// of in the database; lockWrites queues SQLite writers behind other
+	// processes' writers too.
 	writeMu sync.Mutex
 
 	secretMu sync.Mutex
@@ -109,8 +110,7 @@ const selectLock = `SELECT value FROM counters WHERE name = ? FOR UPDATE`
 // server it first takes the lock row, for the same effect among the writers
 // of that lock.
 func (s *Store) withTx(ctx context.Context, lock string, fn func(*sqlx.Tx) error) error {
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
+	defer s.lockWrites()()
 	tx, err := s.db.BeginTxx(ctx, s.backend.txOptions)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)

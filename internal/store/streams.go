@@ -88,8 +88,7 @@ const closeStream = `UPDATE streams SET open = 0, seen_at = ? WHERE id = ?`
 // reader who reconnects (batch mode does so all the time) does not blink
 // out of the presence list.
 func (s *Store) CloseStream(ctx context.Context, id int64) error {
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
+	defer s.lockWrites()()
 	if _, err := s.db.ExecContext(ctx, s.sql(closeStream), unix(s.Now()), id); err != nil {
 		return internal(err, "close stream %d", id)
 	}
@@ -100,8 +99,7 @@ const touchStreams = `UPDATE streams SET seen_at = ? WHERE owner = ? AND open = 
 
 // TouchStreams renews every open stream row of owner.
 func (s *Store) TouchStreams(ctx context.Context, owner string) error {
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
+	defer s.lockWrites()()
 	if _, err := s.db.ExecContext(ctx, s.sql(touchStreams), unix(s.Now()), owner); err != nil {
 		return internal(err, "renew streams")
 	}
