@@ -25,7 +25,7 @@ import (
 // fastcgi_read_timeout, since a buffering host forwards nothing meanwhile).
 const (
 	liveRetry     = time.Second
-	batchRetry    = 250 * time.Millisecond
+	batchRetry    = 50 * time.Millisecond
 	batchLongPoll = 25 * time.Second
 )
 
