@@ -28,11 +28,15 @@ const (
 // Defaults. Heartbeat and stream life are chosen for Apache: under mod_cgid
 // a stream outlives its departed client by two to four heartbeats, so 5 s
 // frees it within about 20 s; 120 s stays below mod_fcgid's 300 s
-// FcgidBusyTimeout while keeping reconnects rare.
+// FcgidBusyTimeout while keeping reconnects rare. The poll interval bounds
+// the delay only of writes no wake-up announces: on SQLite the sqlite3
+// shell's, rare enough for 250 ms; on a database server every other web
+// host's posts, hence 25 ms there (one process per host polls that often).
 const (
 	DefaultStreamSeconds    = 120
 	DefaultHeartbeatSeconds = 5
 	DefaultPollMS           = 250
+	DefaultServerPollMS     = 25
 	DefaultHistory          = 50
 	DefaultDBDir            = "cgichat-data"
 	DefaultDBName           = "chat.db"
@@ -94,6 +98,10 @@ func Load(getenv func(string) string) (Config, error) {
 	if c.WakeDir, err = wakeDir(getenv("CHAT_WAKE_DIR"), c.DB); err != nil {
 		return Config{}, err
 	}
+	pollMS := DefaultPollMS
+	if IsServerURL(c.DB) {
+		pollMS = DefaultServerPollMS
+	}
 	ints := []struct {
 		name     string
 		def      int
@@ -103,7 +111,7 @@ func Load(getenv func(string) string) (Config, error) {
 	}{
 		{"CHAT_STREAM_SECONDS", DefaultStreamSeconds, 1, 299, "seconds", func(n int) { c.Stream = time.Duration(n) * time.Second }},
 		{"CHAT_HEARTBEAT_SECONDS", DefaultHeartbeatSeconds, 1, 30, "seconds", func(n int) { c.Heartbeat = time.Duration(n) * time.Second }},
-		{"CHAT_POLL_MS", DefaultPollMS, 5, 10000, "milliseconds", func(n int) { c.Poll = time.Duration(n) * time.Millisecond }},
+		{"CHAT_POLL_MS", pollMS, 5, 10000, "milliseconds", func(n int) { c.Poll = time.Duration(n) * time.Millisecond }},
 		{"CHAT_HISTORY", DefaultHistory, 0, 1000, "messages", func(n int) { c.History = n }},
 		{"CHAT_NICK_HOURS", DefaultNickHours, 0, 24 * 365, "hours", func(n int) { c.NickHold = time.Duration(n) * time.Hour }},
 		{"CHAT_STREAMS_PER_CLIENT", DefaultStreamsPerClient, 0, 100000, "streams", func(n int) { c.StreamsPerClient = n }},
@@ -364,7 +372,8 @@ var Help = fmt.Sprintf(`Settings (environment variables; SetEnv, fastcgi_param o
                           beside the SQLite file, or ~/cgichat-data/HOST-DB-wake)
   CHAT_STREAM_SECONDS     longest life of one stream response (default %d)
   CHAT_HEARTBEAT_SECONDS  a comment line this often (default %d)
-  CHAT_POLL_MS            database check without a wake-up (default %d)
+  CHAT_POLL_MS            database check without a wake-up (default %d;
+                          %d on a database server, for other hosts' posts)
   CHAT_HISTORY            messages sent on first join (default %d)
   CHAT_STREAM_MODE        live, or batch for hosts that buffer (default live)
   CHAT_RATE_LIMIT         posts per client address and per nick: N/duration,
@@ -376,5 +385,5 @@ var Help = fmt.Sprintf(`Settings (environment variables; SetEnv, fastcgi_param o
   CHAT_KEEP_MESSAGES      messages kept per room, 0: all (default %d)
   CHAT_KEEP_DAYS          days messages are kept, 0: forever (default %d)
   CHAT_LOG_LEVEL          debug, info, warn or error (default info)
-`, DefaultDBDir, DefaultDBName, DefaultStreamSeconds, DefaultHeartbeatSeconds, DefaultPollMS, DefaultHistory,
+`, DefaultDBDir, DefaultDBName, DefaultStreamSeconds, DefaultHeartbeatSeconds, DefaultPollMS, DefaultServerPollMS, DefaultHistory,
 	DefaultRateLimit, DefaultNickHours, DefaultStreamsPerClient, DefaultKeepMessages, DefaultKeepDays)

@@ -37,6 +37,31 @@ func TestLoadDefaults(t *testing.T) {
 	}
 }
 
+// TestServerPollDefault checks that a database server, where other web
+// hosts' posts come without a wake-up, is polled more often by default,
+// and that CHAT_POLL_MS still decides.
+func TestServerPollDefault(t *testing.T) {
+	t.Setenv("HOME", "/home/ada")
+	tests := []struct {
+		db, poll string
+		want     time.Duration
+	}{
+		{"", "", 250 * time.Millisecond},
+		{"mysql://chat:pw@db.example:3306/chat", "", 25 * time.Millisecond},
+		{"postgres://chat@db.example/chat", "", 25 * time.Millisecond},
+		{"postgres://chat@db.example/chat", "500", 500 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		c, err := config.Load(env(map[string]string{"CHAT_DB": tt.db, "CHAT_POLL_MS": tt.poll}))
+		if err != nil {
+			t.Fatalf("CHAT_DB=%q CHAT_POLL_MS=%q: %v", tt.db, tt.poll, err)
+		}
+		if c.Poll != tt.want {
+			t.Errorf("CHAT_DB=%q CHAT_POLL_MS=%q: got poll %v, want %v", tt.db, tt.poll, c.Poll, tt.want)
+		}
+	}
+}
+
 func TestLoadValues(t *testing.T) {
 	got, err := config.Load(env(map[string]string{
 		"CHAT_DB":                 "/srv/chat/x.db",

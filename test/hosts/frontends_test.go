@@ -12,7 +12,8 @@ import (
 
 // acrossLatency bounds a post's trip from one front end to a stream on
 // the other: the other host's programs learn of it by polling every
-// CHAT_POLL_MS (250 ms) or, a PostgreSQL daemon, at once by NOTIFY.
+// CHAT_POLL_MS (25 ms by default on a database server) or, a PostgreSQL
+// daemon, at once by NOTIFY.
 const acrossLatency = time.Second
 
 // TestTwoFrontEnds runs two web hosts on one database server, as behind a
