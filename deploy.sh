@@ -325,9 +325,13 @@ say "building post and stream: static linux/$goarch binaries (cgo, go-sqlite3)"
 # -trimpath and -buildvcs=false make the binaries depend on the sources
 # alone, not on where the checkout is or who owns it (git refuses to read
 # another user's repository), so an unchanged tree gives unchanged files.
+# For a SQLite database the MySQL and PostgreSQL drivers stay out: 40 % less
+# binary, and less memory in every CGI process (README, Performance).
+tags='sqlite_omit_load_extension osusergo netgo'
+[ -n "$db_url" ] || tags="$tags cgichat_sqlite_only"
 for prog in post stream; do
   if ! out=$(CGO_ENABLED=1 GOOS=linux GOARCH=$goarch go build -trimpath -buildvcs=false \
-    -tags 'sqlite_omit_load_extension osusergo netgo' \
+    -tags "$tags" \
     -ldflags '-linkmode external -extldflags -static' \
     -o "$stage/docroot/cgi-bin/$prog" "./cgi-bin/$prog" 2>&1); then
     printf '%s\n' "$out" >&2

@@ -2,12 +2,9 @@ package store
 
 import (
 	"context"
-	"database/sql/driver"
 	"fmt"
 	"sync/atomic"
 	"time"
-
-	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // Changes tells cheaply whether anything was committed since the last
@@ -154,29 +151,4 @@ func (s *Store) listenChanges(ctx context.Context) *Changes {
 		}
 	}()
 	return c
-}
-
-// listen takes a connection of the pool, LISTENs on it, calls started,
-// then notified for every notification, until ctx ends or the connection
-// fails. The connection is then closed, not returned to the pool: it still
-// listens.
-func (s *Store) listen(ctx context.Context, started, notified func()) {
-	conn, err := s.db.Conn(ctx)
-	if err != nil {
-		return
-	}
-	defer conn.Close()
-	conn.Raw(func(dc any) error {
-		pc := dc.(*stdlib.Conn).Conn()
-		if _, err := pc.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
-			return driver.ErrBadConn
-		}
-		started()
-		for {
-			if _, err := pc.WaitForNotification(ctx); err != nil {
-				return driver.ErrBadConn
-			}
-			notified()
-		}
-	})
 }

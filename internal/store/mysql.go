@@ -1,3 +1,5 @@
+//go:build !cgichat_sqlite_only
+
 package store
 
 import (

@@ -154,6 +154,7 @@ func TestDeployInstalls(t *testing.T) {
 			}
 			for _, prog := range []string{"post", "stream"} {
 				checkStatic(t, filepath.Join(docroot, "cgi-bin", prog))
+				checkServerDrivers(t, filepath.Join(docroot, "cgi-bin", prog), false)
 			}
 			checkPage(t, docroot)
 
@@ -236,6 +237,9 @@ func TestDeployDatabaseServer(t *testing.T) {
 			}
 			if want := "holds the wake-up sockets; the database is on its server"; !strings.Contains(out, want) {
 				t.Errorf("the output does not say %q:\n%s", want, out)
+			}
+			for _, prog := range []string{"post", "stream"} {
+				checkServerDrivers(t, filepath.Join(docroot, "cgi-bin", prog), true)
 			}
 		})
 	}
@@ -472,6 +476,54 @@ func checkStatic(t *testing.T, path string) {
 	}
 	if out, err := exec.Command("ldd", path).CombinedOutput(); err == nil {
 		t.Errorf("ldd %s lists libraries:\n%s", path, out)
+	}
+}
+
+// checkServerDrivers fails unless the binary at path was built with the
+// MySQL and PostgreSQL drivers when want, and without them (for SQLite)
+// otherwise, as its build information says.
+func checkServerDrivers(t *testing.T, path string, want bool) {
+	t.Helper()
+	out, err := exec.Command("go", "version", "-m", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go version -m %s: %v\n%s", path, err, out)
+	}
+	info := string(out)
+	for _, mod := range []string{"github.com/jackc/pgx/v5", "github.com/go-sql-driver/mysql"} {
+		if got := strings.Contains(info, "\tdep\t"+mod+"\t"); got != want {
+			t.Errorf("%s: module %s linked in: %v, want %v", path, mod, got, want)
+		}
+	}
+}
+
+// TestDeploySQLiteOnly runs a post built for SQLite, as deploy.sh builds
+// it by default, against a database server's URL: a 500, and a message on
+// stderr that says how to get a build with the server's driver.
+func TestDeploySQLiteOnly(t *testing.T) {
+	t.Parallel()
+	hostkit.WarmBuild(t)
+	base := t.TempDir()
+	docroot := filepath.Join(base, "docroot")
+	if out, err := hostkit.RunDeploy(t, nil, "--mode", "cgi", "--web-user", hostkit.ServerUser(t).Name, docroot); err != nil {
+		t.Fatalf("deploy.sh: %v\n%s", err, out)
+	}
+	for _, db := range []string{"mysql://chat:pw@127.0.0.1:9/chat", "postgres://chat:pw@127.0.0.1:9/chat"} {
+		cmd := exec.Command(filepath.Join(docroot, "cgi-bin", "post"))
+		cmd.Env = []string{"CHAT_DB=" + db, "HOME=" + base, "GATEWAY_INTERFACE=CGI/1.1", "REQUEST_METHOD=POST",
+			"SERVER_PROTOCOL=HTTP/1.1", "SERVER_NAME=127.0.0.1", "SERVER_PORT=80", "SCRIPT_NAME=/cgi-bin/post",
+			"REMOTE_ADDR=127.0.0.1", "HTTP_HOST=127.0.0.1", "CONTENT_TYPE=application/x-www-form-urlencoded", "CONTENT_LENGTH=19"}
+		cmd.Stdin = strings.NewReader("nick=ada&text=hello")
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Errorf("%s: post exited with %v\n%s", db, err, stderr.String())
+		}
+		if got := stdout.String(); !strings.HasPrefix(got, "Status: 500") {
+			t.Errorf("%s: got response %q, want a 500", db, got)
+		}
+		if want := "has SQLite only (deploy.sh builds it so for a SQLite --db): deploy again with --db set to the"; !strings.Contains(stderr.String(), want) {
+			t.Errorf("%s: stderr does not say %q:\n%s", db, want, stderr.String())
+		}
 	}
 }
 
