@@ -110,6 +110,8 @@ type Feed struct {
 	// Set by Share when other processes read the same database.
 	lead   Leader
 	notify func()
+	// Set by PauseWakeUps: the wake-up listener, paused while idle.
+	waker Waker
 }
 
 // presenceEvery bounds how often a feed reads presence while the database
@@ -135,6 +137,18 @@ type Leader interface {
 // shell), it calls notify to wake the others. Hundreds of processes then
 // do not all wake four times a second. Call it before Run.
 func (f *Feed) Share(lead Leader, notify func()) { f.lead, f.notify = lead, notify }
+
+// Waker is the listener behind the feed's wake channel (wake.Listener).
+type Waker interface {
+	Pause() error  // stops wake-ups reaching this process
+	Resume() error // listens again and signals the wake channel once
+}
+
+// PauseWakeUps has the feed pause w, the listener whose wake-ups it
+// receives, while nobody reads the feed, and resume it when a subscriber
+// comes: a process kept for later requests (mod_fcgid) then is not woken
+// by every post meanwhile. Call it before Run.
+func (f *Feed) PauseWakeUps(w Waker) { f.waker = w }
 
 // interval returns how often the feed should poll now.
 func (f *Feed) interval() time.Duration {
@@ -249,10 +263,22 @@ func (f *Feed) Run(ctx context.Context) {
 			if f.lead != nil {
 				f.lead.Release()
 			}
+			if f.waker != nil {
+				if err := f.waker.Pause(); err != nil {
+					f.log.Warn("feed: pausing wake-ups failed", "err", err)
+				}
+			}
 			select {
 			case <-ctx.Done():
 				return
 			case <-f.active:
+			}
+			// Resume signals the wake channel, so the loop checks at
+			// once for what was committed while nobody listened.
+			if f.waker != nil {
+				if err := f.waker.Resume(); err != nil {
+					f.log.Warn("feed: wake-ups unavailable, polling only", "err", err)
+				}
 			}
 		}
 		if next := f.interval(); next != every {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 	"cgichat/internal/chat"
 	"cgichat/internal/feed"
 	"cgichat/internal/store"
+	"cgichat/internal/wake"
 )
 
 // start opens a store and runs a feed over it until the test ends. wake
@@ -197,6 +199,53 @@ func TestPresenceChangesAreSent(t *testing.T) {
 }
 
 // lead is a feed.Leader whose answer the test sets.
+// TestIdleFeedPausesWakeUps checks that a feed nobody reads takes its
+// wake-up socket away, so that posts stop waking its process, and that a
+// subscriber brings it back, woken by the next post.
+func TestIdleFeedPausesWakeUps(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "chat.db-wake")
+	l, err := wake.Listen(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	n, err := wake.NewNotifier(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	sockets := func() int {
+		entries, _ := os.ReadDir(dir)
+		return len(entries)
+	}
+	waitFor := func(want int, what string) {
+		t.Helper()
+		deadline := time.Now().Add(3 * time.Second)
+		for sockets() != want && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if got := sockets(); got != want {
+			t.Fatalf("%s: %d sockets in the wake-up directory, want %d", what, got, want)
+		}
+	}
+	st, f := startWith(t, time.Hour, l.C(), func(f *feed.Feed) { f.PauseWakeUps(l) })
+	waitFor(0, "before any subscriber")
+
+	s := mustSubscribe(t, f, "lobby")
+	waitFor(1, "with a subscriber")
+	m := insert(t, st, "lobby", "hi")
+	n.Notify()
+	if got := receive(t, s); got.ID != m.ID {
+		t.Errorf("got id %d, want %d", got.ID, m.ID)
+	}
+
+	// The next wake-up finds nobody reading: the socket goes.
+	f.Unsubscribe(s)
+	insert(t, st, "lobby", "to nobody")
+	n.Notify()
+	waitFor(0, "after the last subscriber left")
+}
+
 type lead struct {
 	held     atomic.Bool
 	released atomic.Int32

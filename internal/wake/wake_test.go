@@ -117,6 +117,51 @@ func TestCloseRemovesSocket(t *testing.T) {
 	}
 }
 
+// TestPauseAndResume checks that a paused listener has no socket, so a
+// notifier reaches nobody, and that Resume listens again and signals once
+// for the wake-ups it may have missed.
+func TestPauseAndResume(t *testing.T) {
+	dir := wake.Dir(filepath.Join(t.TempDir(), "chat.db"))
+	l, err := wake.Listen(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	n := mustNotifier(t, dir)
+	if err := l.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := n.Notify(); err != nil || got != 0 {
+		t.Errorf("paused: Notify = %d, %v; want 0 listeners reached", got, err)
+	}
+	select {
+	case <-l.C():
+		t.Error("a paused listener was woken")
+	case <-time.After(100 * time.Millisecond):
+	}
+
+	if err := l.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-l.C():
+	case <-time.After(2 * time.Second):
+		t.Fatal("Resume did not signal C for the wake-ups it missed")
+	}
+	if got, err := n.Notify(); err != nil || got != 1 {
+		t.Errorf("resumed: Notify = %d, %v; want 1 listener reached", got, err)
+	}
+	select {
+	case <-l.C():
+	case <-time.After(2 * time.Second):
+		t.Error("a resumed listener was not woken")
+	}
+	l.Close()
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("after Close the directory holds %d entries, want 0", len(entries))
+	}
+}
+
 func TestNotifyWithoutDirectory(t *testing.T) {
 	n := mustNotifier(t, filepath.Join(t.TempDir(), "none"))
 	if got, err := n.Notify(); err != nil || got != 0 {

@@ -98,6 +98,7 @@ func buildStream(ctx context.Context, cfg config.Config, conns int, log *slog.Lo
 	}
 	h.feed = feed.New(st, changes, cfg.Poll, cfg.Heartbeat, staleAfter(cfg), wakeC, log)
 	if h.wake != nil {
+		h.feed.PauseWakeUps(h.wake)
 		// The processes that share the database share its polling: one
 		// polls every CHAT_POLL_MS and wakes the others when it finds
 		// what no wake-up announced.
