@@ -246,6 +246,15 @@ func TestIdleFeedPausesWakeUps(t *testing.T) {
 	waitFor(0, "after the last subscriber left")
 }
 
+// waitCount waits up to 3 s for c to count something, and returns it.
+func waitCount(c *atomic.Int32) int32 {
+	deadline := time.Now().Add(3 * time.Second)
+	for c.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return c.Load()
+}
+
 type lead struct {
 	held     atomic.Bool
 	released atomic.Int32
@@ -270,11 +279,7 @@ func TestFollowerPollsOnceASecond(t *testing.T) {
 		t.Errorf("got id %d, want %d", got.ID, m.ID)
 	}
 	// Nobody announced it: whoever polled it wakes the others.
-	deadline := time.Now().Add(3 * time.Second)
-	for notified.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if n := notified.Load(); n != 1 {
+	if n := waitCount(&notified); n != 1 {
 		t.Errorf("the follower woke the others %d times after polling one new message, want 1", n)
 	}
 }
@@ -291,21 +296,13 @@ func TestLeaderWakesTheOthersForWhatItPolled(t *testing.T) {
 	if got := receive(t, s); got.ID != m.ID {
 		t.Errorf("got id %d, want %d", got.ID, m.ID)
 	}
-	deadline := time.Now().Add(3 * time.Second)
-	for notified.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if n := notified.Load(); n != 1 {
+	if n := waitCount(&notified); n != 1 {
 		t.Errorf("the leader woke the others %d times after polling one new message, want 1", n)
 	}
 	// Nobody left: the feed gives the lead up.
 	f.Unsubscribe(s)
 	insert(t, st, "lobby", "to nobody")
-	deadline = time.Now().Add(3 * time.Second)
-	for l.released.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if l.released.Load() == 0 {
+	if waitCount(&l.released) == 0 {
 		t.Error("a feed without subscribers kept the lead")
 	}
 }

@@ -21,6 +21,17 @@ func mustNotifier(t *testing.T, dir string) *wake.Notifier {
 	return n
 }
 
+// mustListen listens in dir, until the test ends.
+func mustListen(t *testing.T, dir string) *wake.Listener {
+	t.Helper()
+	l, err := wake.Listen(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
 func TestNotifyWakesEveryListener(t *testing.T) {
 	dir := wake.Dir(filepath.Join(t.TempDir(), "chat.db"))
 	var ls []*wake.Listener
@@ -47,11 +58,7 @@ func TestNotifyWakesEveryListener(t *testing.T) {
 
 func TestWakeUpsCoalesce(t *testing.T) {
 	dir := wake.Dir(filepath.Join(t.TempDir(), "chat.db"))
-	l, err := wake.Listen(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l := mustListen(t, dir)
 	n := mustNotifier(t, dir)
 	for i := 0; i < 5; i++ {
 		n.Notify()
@@ -122,11 +129,7 @@ func TestCloseRemovesSocket(t *testing.T) {
 // for the wake-ups it may have missed.
 func TestPauseAndResume(t *testing.T) {
 	dir := wake.Dir(filepath.Join(t.TempDir(), "chat.db"))
-	l, err := wake.Listen(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l := mustListen(t, dir)
 	n := mustNotifier(t, dir)
 	if err := l.Pause(); err != nil {
 		t.Fatal(err)
