@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"cgichat/internal/fcgiclient"
+	"cgichat/test/fcgiclient"
 )
 
 // serve runs Serve with h on a fresh Unix socket and returns its path.

@@ -7,8 +7,8 @@ import (
 
 	"cgichat/internal/chat"
 	"cgichat/internal/config"
-	"cgichat/internal/dbtest"
 	"cgichat/internal/guard"
+	"cgichat/test/dbtest"
 )
 
 // clock is a settable time for a store.

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"cgichat/internal/chat"
-	"cgichat/internal/dbtest"
+	"cgichat/test/dbtest"
 
 	"github.com/jmoiron/sqlx"
 )

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"cgichat/internal/chat"
-	"cgichat/internal/dbtest"
 	"cgichat/internal/guard"
+	"cgichat/test/dbtest"
 )
 
 func TestStreamCapAndPresence(t *testing.T) {

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"cgichat/internal/dbtest"
+	"cgichat/test/dbtest"
 )
 
 func TestLockFileQueuesAndGivesUp(t *testing.T) {

@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"cgichat/internal/cgihost"
+	"cgichat/test/cgihost"
 
 	_ "github.com/mattn/go-sqlite3" // the "sqlite3" driver, for moderating as from the shell
 )
@@ -74,8 +74,8 @@ func (d *deployment) client(nick string) *http.Client {
 
 // deploy starts a chat for t on 127.0.0.1 and stops it when t ends. It is
 // the only function that knows how the chat is hosted: here Go's own CGI
-// host (internal/cgihost) runs the real built programs as CGI children, as
-// internal/devserver does. A real web server from test/hosts can take its
+// host (test/cgihost) runs the real built programs as CGI children, as
+// cmd/devserver does. A real web server from test/hosts can take its
 // place without changing any test.
 func deploy(t *testing.T, s setup) *deployment {
 	t.Helper()

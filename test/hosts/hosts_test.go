@@ -22,7 +22,7 @@ import (
 	"testing"
 	"time"
 
-	"cgichat/internal/dbtest"
+	"cgichat/test/dbtest"
 	"cgichat/test/hostkit"
 )
 

@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"cgichat/internal/config"
-	"cgichat/internal/dbtest"
 	"cgichat/internal/store"
+	"cgichat/test/dbtest"
 )
 
 // TestKilledPostersLoseNothing runs post as CGI processes and kills many of

@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"cgichat/internal/dbtest"
 	"cgichat/internal/store"
 	"cgichat/test/contract"
+	"cgichat/test/dbtest"
 )
 
 // TestConcurrentCGIPosts runs 20 posters, each sending 50 messages through

@@ -20,11 +20,11 @@ import (
 	"testing"
 	"time"
 
-	"cgichat/internal/cgihost"
-	"cgichat/internal/dbtest"
-	"cgichat/internal/fcgiclient"
 	"cgichat/internal/web"
+	"cgichat/test/cgihost"
 	"cgichat/test/contract"
+	"cgichat/test/dbtest"
+	"cgichat/test/fcgiclient"
 )
 
 // bin holds the programs built for this test run.

@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"cgichat/internal/fcgiclient"
 	"cgichat/internal/wake"
 	"cgichat/test/contract"
+	"cgichat/test/fcgiclient"
 )
 
 // TestRunByHand checks what a person running a program in a terminal sees.

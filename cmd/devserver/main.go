@@ -3,7 +3,7 @@
 // net/http/cgi host (as a web server would), and serves the page from
 // public/. Run it from the module root:
 //
-//	go run ./internal/devserver
+//	go run ./cmd/devserver
 package main
 
 import (
@@ -22,8 +22,8 @@ import (
 	"syscall"
 	"time"
 
-	"cgichat/internal/cgihost"
 	"cgichat/internal/config"
+	"cgichat/test/cgihost"
 )
 
 func main() {
@@ -32,11 +32,11 @@ func main() {
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), `devserver serves cgichat locally: post and stream run as real CGI programs.
 
-Usage: go run ./internal/devserver [-addr 127.0.0.1:8080] [-dir .local]
+Usage: go run ./cmd/devserver [-addr 127.0.0.1:8080] [-dir .local]
 
 CHAT_* variables in the environment are passed to the programs, e.g.
-CHAT_STREAM_MODE=batch go run ./internal/devserver
-CHAT_DB=postgres://chat:PASSWORD@127.0.0.1/chat go run ./internal/devserver
+CHAT_STREAM_MODE=batch go run ./cmd/devserver
+CHAT_DB=postgres://chat:PASSWORD@127.0.0.1/chat go run ./cmd/devserver
 
 `)
 		flag.PrintDefaults()

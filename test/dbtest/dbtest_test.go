@@ -4,8 +4,8 @@ import (
 	"os"
 	"testing"
 
-	"cgichat/internal/dbtest"
 	"cgichat/internal/store"
+	"cgichat/test/dbtest"
 )
 
 func TestMain(m *testing.M) { os.Exit(dbtest.Main(m)) }
