@@ -5,8 +5,7 @@
 // per open request: net/http/fcgi holds a 64 KiB record buffer per
 // connection and a 64 KiB output buffer per request, two goroutines and a
 // pipe, which a daemon holding a thousand event streams pays a thousand
-// times (measured with the benchmark: about 50 KiB resident per stream,
-// growing towards 130 KiB as memory is reused). Here a request is served on
+// times (docs/performance.md). Here a request is served on
 // its connection's goroutine, its head is read through a pooled buffer,
 // and every Write goes out at once as one record, through a pooled buffer
 // too: an idle stream holds little more than its goroutine.
@@ -29,31 +28,8 @@ import (
 	"strings"
 	"sync"
 	"time"
-)
 
-// Record types, roles, flags and protocol statuses (FastCGI specification
-// 1.0).
-const (
-	typeBeginRequest    = 1
-	typeAbortRequest    = 2
-	typeEndRequest      = 3
-	typeParams          = 4
-	typeStdin           = 5
-	typeStdout          = 6
-	typeStderr          = 7
-	typeGetValues       = 9
-	typeGetValuesResult = 10
-	typeUnknownType     = 11
-
-	roleResponder = 1
-	flagKeepConn  = 1
-
-	statusRequestComplete = 0
-	statusCantMultiplex   = 1
-	statusUnknownRole     = 3
-
-	headerLen  = 8
-	maxContent = 65535
+	"cgichat/internal/fastcgi/record"
 )
 
 // Bounds on what a web server may send.
@@ -83,7 +59,7 @@ func Serve(l net.Listener, h http.Handler) error {
 type paramsKey struct{}
 
 // ProcessEnv returns the FastCGI parameters of r that the request does not
-// carry otherwise (no HTTP_* header, no standard CGI variable): those a web
+// carry otherwise (no HTTP_* record.Header, no standard CGI variable): those a web
 // server sets for the program, such as nginx's fastcgi_param or
 // mod_fcgid's SetEnv values. Outside FastCGI it returns nil.
 func ProcessEnv(r *http.Request) map[string]string {
@@ -111,15 +87,6 @@ var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) 
 type conn struct {
 	rwc net.Conn
 	r   *bufio.Reader // nil while no request is being read
-	hdr [headerLen]byte
-}
-
-// header is a record's header.
-type header struct {
-	typ     byte
-	id      uint16
-	length  int
-	padding int
 }
 
 // serveConn serves the requests of one connection until it closes or a
@@ -157,39 +124,26 @@ func (c *conn) release() {
 }
 
 // readHeader reads the next record's header.
-func (c *conn) readHeader() (header, error) {
-	if _, err := io.ReadFull(c.reader(), c.hdr[:]); err != nil {
-		return header{}, err
-	}
-	if c.hdr[0] != 1 {
-		return header{}, fmt.Errorf("fastcgi: record version %d, want 1", c.hdr[0])
-	}
-	return header{
-		typ:     c.hdr[1],
-		id:      binary.BigEndian.Uint16(c.hdr[2:4]),
-		length:  int(binary.BigEndian.Uint16(c.hdr[4:6])),
-		padding: int(c.hdr[6]),
-	}, nil
-}
+func (c *conn) readHeader() (record.Header, error) { return record.ReadHeader(c.reader()) }
 
 // readContent reads a record's content into b (which it grows) and skips
 // its padding.
-func (c *conn) readContent(h header, b []byte) ([]byte, error) {
+func (c *conn) readContent(h record.Header, b []byte) ([]byte, error) {
 	r := c.reader()
 	start := len(b)
-	b = append(b, make([]byte, h.length)...)
+	b = append(b, make([]byte, h.Length)...)
 	if _, err := io.ReadFull(r, b[start:]); err != nil {
 		return nil, err
 	}
-	if _, err := r.Discard(h.padding); err != nil {
+	if _, err := r.Discard(h.Padding); err != nil {
 		return nil, err
 	}
 	return b, nil
 }
 
 // skip discards a record's content and padding.
-func (c *conn) skip(h header) error {
-	_, err := c.reader().Discard(h.length + h.padding)
+func (c *conn) skip(h record.Header) error {
+	_, err := c.reader().Discard(h.Length + h.Padding)
 	return err
 }
 
@@ -211,7 +165,7 @@ func (c *conn) serveRequest(h http.Handler) (keep bool, err error) {
 	body.next()
 	switch {
 	case body.aborted:
-		return false, c.endRequest(id, statusRequestComplete)
+		return false, c.endRequest(id, record.StatusRequestComplete)
 	case body.err != nil:
 		return false, body.err
 	case body.done:
@@ -221,7 +175,7 @@ func (c *conn) serveRequest(h http.Handler) (keep bool, err error) {
 	req, err := cgi.RequestFromMap(params)
 	if err != nil {
 		w.WriteHeader(http.StatusInternalServerError)
-		c.writeRecord(typeStderr, id, []byte(err.Error()))
+		c.writeRecord(record.Stderr, id, []byte(err.Error()))
 	} else {
 		env := make(map[string]string)
 		for k, v := range params {
@@ -241,7 +195,7 @@ func (c *conn) serveRequest(h http.Handler) (keep bool, err error) {
 		keep = false
 	}
 	c.release()
-	if err := c.endRequest(id, statusRequestComplete); err != nil {
+	if err := c.endRequest(id, record.StatusRequestComplete); err != nil {
 		return false, err
 	}
 	return keep && !body.aborted, nil
@@ -256,7 +210,7 @@ func (c *conn) readBegin() (id uint16, keep bool, err error) {
 			return 0, false, err
 		}
 		switch {
-		case h.typ == typeBeginRequest:
+		case h.Type == record.BeginRequest:
 			b, err := c.readContent(h, nil)
 			if err != nil {
 				return 0, false, err
@@ -264,25 +218,25 @@ func (c *conn) readBegin() (id uint16, keep bool, err error) {
 			if len(b) < 3 {
 				return 0, false, errors.New("fastcgi: short FCGI_BEGIN_REQUEST")
 			}
-			if role := binary.BigEndian.Uint16(b); role != roleResponder {
-				if err := c.endRequest(h.id, statusUnknownRole); err != nil {
+			if role := binary.BigEndian.Uint16(b); role != record.RoleResponder {
+				if err := c.endRequest(h.ID, record.StatusUnknownRole); err != nil {
 					return 0, false, err
 				}
 				continue
 			}
-			return h.id, b[2]&flagKeepConn != 0, nil
-		case h.typ == typeGetValues:
+			return h.ID, b[2]&record.FlagKeepConn != 0, nil
+		case h.Type == record.GetValues:
 			if err := c.skip(h); err != nil {
 				return 0, false, err
 			}
-			if err := c.writeRecord(typeGetValuesResult, 0, pairs("FCGI_MPXS_CONNS", "0")); err != nil {
+			if err := c.writeRecord(record.GetValuesResult, 0, record.AppendPairs(nil, "FCGI_MPXS_CONNS", "0")); err != nil {
 				return 0, false, err
 			}
-		case h.id == 0:
+		case h.ID == 0:
 			if err := c.skip(h); err != nil {
 				return 0, false, err
 			}
-			if err := c.writeRecord(typeUnknownType, 0, []byte{h.typ, 0, 0, 0, 0, 0, 0, 0}); err != nil {
+			if err := c.writeRecord(record.UnknownType, 0, []byte{h.Type, 0, 0, 0, 0, 0, 0, 0}); err != nil {
 				return 0, false, err
 			}
 		default:
@@ -308,13 +262,13 @@ func (c *conn) readParams(id uint16) (map[string]string, error) {
 			}
 			continue
 		}
-		if h.typ != typeParams {
-			return nil, fmt.Errorf("fastcgi: record type %d before the parameters ended", h.typ)
+		if h.Type != record.Params {
+			return nil, fmt.Errorf("fastcgi: record type %d before the parameters ended", h.Type)
 		}
-		if h.length == 0 {
-			return parsePairs(raw)
+		if h.Length == 0 {
+			return record.ParsePairs(raw)
 		}
-		if len(raw)+h.length > maxParams {
+		if len(raw)+h.Length > maxParams {
 			return nil, fmt.Errorf("fastcgi: parameters over %d bytes", maxParams)
 		}
 		if raw, err = c.readContent(h, raw); err != nil {
@@ -326,15 +280,15 @@ func (c *conn) readParams(id uint16) (map[string]string, error) {
 // other handles a record that does not belong to request id: a second
 // request is refused (no multiplexing), anything else skipped. It reports
 // whether h was such a record.
-func (c *conn) other(h header, id uint16) (bool, error) {
-	if h.id == id {
+func (c *conn) other(h record.Header, id uint16) (bool, error) {
+	if h.ID == id {
 		return false, nil
 	}
 	if err := c.skip(h); err != nil {
 		return true, err
 	}
-	if h.typ == typeBeginRequest {
-		return true, c.endRequest(h.id, statusCantMultiplex)
+	if h.Type == record.BeginRequest {
+		return true, c.endRequest(h.ID, record.StatusCantMultiplex)
 	}
 	return true, nil
 }
@@ -342,16 +296,16 @@ func (c *conn) other(h header, id uint16) (bool, error) {
 // endRequest ends the request's output and the request.
 func (c *conn) endRequest(id uint16, protocolStatus byte) error {
 	end := [8]byte{0, 0, 0, 0, protocolStatus}
-	b := appendRecord(getBuf(), typeStdout, id, nil)
-	b = appendRecord(b, typeEndRequest, id, end[:])
+	b := record.Append(getBuf(), record.Stdout, id, nil)
+	b = record.Append(b, record.EndRequest, id, end[:])
 	_, err := c.rwc.Write(b)
 	putBuf(b)
 	return err
 }
 
-// writeRecord sends one record of content up to maxContent bytes.
+// writeRecord sends one record of content up to record.MaxContent bytes.
 func (c *conn) writeRecord(typ byte, id uint16, content []byte) error {
-	b := appendRecord(getBuf(), typ, id, content)
+	b := record.Append(getBuf(), typ, id, content)
 	_, err := c.rwc.Write(b)
 	putBuf(b)
 	return err
@@ -367,68 +321,6 @@ func putBuf(b []byte) {
 	if cap(b) <= 256<<10 {
 		bufs.Put(&b)
 	}
-}
-
-// appendRecord appends a record (header, content, padding to a multiple of
-// 8) of at most maxContent bytes of content.
-func appendRecord(b []byte, typ byte, id uint16, content []byte) []byte {
-	pad := -len(content) & 7
-	b = append(b, 1, typ, byte(id>>8), byte(id), byte(len(content)>>8), byte(len(content)), byte(pad), 0)
-	b = append(b, content...)
-	return append(b, make([]byte, pad)...)
-}
-
-// pairs encodes name-value pairs of short names and values.
-func pairs(kv ...string) []byte {
-	var b []byte
-	for i := 0; i+1 < len(kv); i += 2 {
-		b = appendSize(b, len(kv[i]))
-		b = appendSize(b, len(kv[i+1]))
-		b = append(b, kv[i]...)
-		b = append(b, kv[i+1]...)
-	}
-	return b
-}
-
-func appendSize(b []byte, n int) []byte {
-	if n < 128 {
-		return append(b, byte(n))
-	}
-	return binary.BigEndian.AppendUint32(b, uint32(n)|1<<31)
-}
-
-// parsePairs decodes FCGI_PARAMS content.
-func parsePairs(b []byte) (map[string]string, error) {
-	params := make(map[string]string)
-	for len(b) > 0 {
-		nameLen, n := readSize(b)
-		if n == 0 {
-			return nil, errors.New("fastcgi: malformed parameters")
-		}
-		b = b[n:]
-		valueLen, n := readSize(b)
-		if n == 0 || nameLen+valueLen > len(b)-n {
-			return nil, errors.New("fastcgi: malformed parameters")
-		}
-		b = b[n:]
-		params[string(b[:nameLen])] = string(b[nameLen : nameLen+valueLen])
-		b = b[nameLen+valueLen:]
-	}
-	return params, nil
-}
-
-// readSize decodes a pair's length: one byte below 128, else four with
-// the high bit set. n is 0 when b is too short.
-func readSize(b []byte) (size, n int) {
-	switch {
-	case len(b) == 0:
-		return 0, 0
-	case b[0] < 128:
-		return int(b[0]), 1
-	case len(b) < 4:
-		return 0, 0
-	}
-	return int(binary.BigEndian.Uint32(b) &^ (1 << 31)), 4
 }
 
 // stdin is a request's body: its FCGI_STDIN stream, read from the
@@ -481,16 +373,16 @@ func (s *stdin) next() {
 			}
 			continue
 		}
-		switch h.typ {
-		case typeStdin:
-			if h.length == 0 {
+		switch h.Type {
+		case record.Stdin:
+			if h.Length == 0 {
 				s.done = true
 				s.err = s.c.skip(h)
 				return
 			}
-			s.left, s.pad = h.length, h.padding
+			s.left, s.pad = h.Length, h.Padding
 			return
-		case typeAbortRequest:
+		case record.AbortRequest:
 			s.done, s.aborted, s.err = true, true, ErrRequestAborted
 			s.c.skip(h)
 			return
@@ -580,8 +472,8 @@ func (w *response) Write(p []byte) (int, error) {
 		content = append([]byte(head.String()), p...)
 	}
 	for len(content) > 0 {
-		n := min(len(content), maxContent)
-		b = appendRecord(b, typeStdout, w.id, content[:n])
+		n := min(len(content), record.MaxContent)
+		b = record.Append(b, record.Stdout, w.id, content[:n])
 		content = content[n:]
 	}
 	if _, err := w.c.rwc.Write(b); err != nil {

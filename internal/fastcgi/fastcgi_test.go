@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"cgichat/internal/fastcgi/record"
 	"cgichat/test/fcgiclient"
 )
 
@@ -171,8 +171,8 @@ func TestWriteFailsWhenServerLeaves(t *testing.T) {
 	}
 }
 
-// record is one FastCGI record as a raw test client reads it.
-type record struct {
+// raw is one FastCGI record as a raw test client reads it.
+type raw struct {
 	typ     byte
 	id      uint16
 	content []byte
@@ -180,23 +180,22 @@ type record struct {
 
 func writeRaw(t *testing.T, c net.Conn, typ byte, id uint16, content []byte) {
 	t.Helper()
-	if _, err := c.Write(appendRecord(nil, typ, id, content)); err != nil {
+	if _, err := c.Write(record.Append(nil, typ, id, content)); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func readRaw(t *testing.T, r *bufio.Reader) record {
+func readRaw(t *testing.T, r *bufio.Reader) raw {
 	t.Helper()
-	var h [8]byte
-	if _, err := io.ReadFull(r, h[:]); err != nil {
+	h, err := record.ReadHeader(r)
+	if err != nil {
 		t.Fatalf("reading a record: %v", err)
 	}
-	n, pad := int(binary.BigEndian.Uint16(h[4:6])), int(h[6])
-	b := make([]byte, n+pad)
+	b := make([]byte, h.Length+h.Padding)
 	if _, err := io.ReadFull(r, b); err != nil {
 		t.Fatalf("reading a record: %v", err)
 	}
-	return record{h[1], binary.BigEndian.Uint16(h[2:4]), b[:n]}
+	return raw{h.Type, h.ID, b[:h.Length]}
 }
 
 // TestProtocol speaks FastCGI by hand: management records, a refused role,
@@ -213,42 +212,42 @@ func TestProtocol(t *testing.T) {
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	r := bufio.NewReader(c)
 
-	writeRaw(t, c, typeGetValues, 0, pairs("FCGI_MPXS_CONNS", ""))
-	if rec := readRaw(t, r); rec.typ != typeGetValuesResult || !bytes.Equal(rec.content, pairs("FCGI_MPXS_CONNS", "0")) {
+	writeRaw(t, c, record.GetValues, 0, record.AppendPairs(nil, "FCGI_MPXS_CONNS", ""))
+	if rec := readRaw(t, r); rec.typ != record.GetValuesResult || !bytes.Equal(rec.content, record.AppendPairs(nil, "FCGI_MPXS_CONNS", "0")) {
 		t.Errorf("FCGI_GET_VALUES: got type %d %q, want FCGI_MPXS_CONNS=0", rec.typ, rec.content)
 	}
 	writeRaw(t, c, 42, 0, nil)
-	if rec := readRaw(t, r); rec.typ != typeUnknownType || rec.content[0] != 42 {
+	if rec := readRaw(t, r); rec.typ != record.UnknownType || rec.content[0] != 42 {
 		t.Errorf("an unknown management record: got type %d %v, want FCGI_UNKNOWN_TYPE for 42", rec.typ, rec.content)
 	}
-	writeRaw(t, c, typeBeginRequest, 7, []byte{0, 2, flagKeepConn, 0, 0, 0, 0, 0}) // authorizer
-	if rec := readEnd(t, r, 7); rec.content[4] != statusUnknownRole {
-		t.Errorf("authorizer role: got protocol status %d, want %d", rec.content[4], statusUnknownRole)
+	writeRaw(t, c, record.BeginRequest, 7, []byte{0, 2, record.FlagKeepConn, 0, 0, 0, 0, 0}) // authorizer
+	if rec := readEnd(t, r, 7); rec.content[4] != record.StatusUnknownRole {
+		t.Errorf("authorizer role: got protocol status %d, want %d", rec.content[4], record.StatusUnknownRole)
 	}
 
 	for _, n := range []string{"1", "2"} {
 		id := uint16(10 + len(n))
-		writeRaw(t, c, typeBeginRequest, id, []byte{0, roleResponder, flagKeepConn, 0, 0, 0, 0, 0})
-		writeRaw(t, c, typeParams, id, pairs("REQUEST_METHOD", "GET", "SERVER_PROTOCOL", "HTTP/1.1", "QUERY_STRING", "n="+n, "REQUEST_URI", "/?n="+n))
-		writeRaw(t, c, typeParams, id, nil)
+		writeRaw(t, c, record.BeginRequest, id, []byte{0, record.RoleResponder, record.FlagKeepConn, 0, 0, 0, 0, 0})
+		writeRaw(t, c, record.Params, id, record.AppendPairs(nil, "REQUEST_METHOD", "GET", "SERVER_PROTOCOL", "HTTP/1.1", "QUERY_STRING", "n="+n, "REQUEST_URI", "/?n="+n))
+		writeRaw(t, c, record.Params, id, nil)
 		if n == "2" {
 			// A second request while one is open: refused.
-			writeRaw(t, c, typeBeginRequest, 99, []byte{0, roleResponder, flagKeepConn, 0, 0, 0, 0, 0})
-			if rec := readEnd(t, r, 99); rec.content[4] != statusCantMultiplex {
-				t.Errorf("second request: got protocol status %d, want %d", rec.content[4], statusCantMultiplex)
+			writeRaw(t, c, record.BeginRequest, 99, []byte{0, record.RoleResponder, record.FlagKeepConn, 0, 0, 0, 0, 0})
+			if rec := readEnd(t, r, 99); rec.content[4] != record.StatusCantMultiplex {
+				t.Errorf("second request: got protocol status %d, want %d", rec.content[4], record.StatusCantMultiplex)
 			}
 		}
-		writeRaw(t, c, typeStdin, id, nil)
+		writeRaw(t, c, record.Stdin, id, nil)
 		var out []byte
 		for {
 			rec := readRaw(t, r)
-			if rec.typ == typeEndRequest {
-				if rec.id != id || rec.content[4] != statusRequestComplete {
+			if rec.typ == record.EndRequest {
+				if rec.id != id || rec.content[4] != record.StatusRequestComplete {
 					t.Errorf("request %s: got end of request %d status %d", n, rec.id, rec.content[4])
 				}
 				break
 			}
-			if rec.typ != typeStdout || rec.id != id {
+			if rec.typ != record.Stdout || rec.id != id {
 				t.Fatalf("request %s: got record type %d of request %d", n, rec.typ, rec.id)
 			}
 			out = append(out, rec.content...)
@@ -260,26 +259,13 @@ func TestProtocol(t *testing.T) {
 }
 
 // readEnd reads until request id's FCGI_END_REQUEST.
-func readEnd(t *testing.T, r *bufio.Reader, id uint16) record {
+func readEnd(t *testing.T, r *bufio.Reader, id uint16) raw {
 	t.Helper()
 	for range 100 {
-		if rec := readRaw(t, r); rec.typ == typeEndRequest && rec.id == id {
+		if rec := readRaw(t, r); rec.typ == record.EndRequest && rec.id == id {
 			return rec
 		}
 	}
 	t.Fatal("no FCGI_END_REQUEST")
-	return record{}
-}
-
-func TestParsePairs(t *testing.T) {
-	long := strings.Repeat("v", 300)
-	got, err := parsePairs(pairs("A", "1", "LONG", long, "EMPTY", ""))
-	if err != nil || got["A"] != "1" || got["LONG"] != long || len(got) != 3 {
-		t.Errorf("got %v, %v", got, err)
-	}
-	for _, bad := range [][]byte{{5}, {1, 9, 'a'}, {0x80, 0, 0}} {
-		if _, err := parsePairs(bad); err == nil {
-			t.Errorf("parsePairs(%v) succeeded, want an error", bad)
-		}
-	}
+	return raw{}
 }

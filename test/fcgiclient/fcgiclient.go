@@ -7,7 +7,6 @@ package fcgiclient
 
 import (
 	"bufio"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -16,18 +15,8 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
-)
 
-// FastCGI record types and the responder role (FastCGI specification 1.0).
-const (
-	typeBeginRequest = 1
-	typeEndRequest   = 3
-	typeParams       = 4
-	typeStdin        = 5
-	typeStdout       = 6
-	typeStderr       = 7
-	roleResponder    = 1
-	maxContent       = 65535
+	"cgichat/internal/fastcgi/record"
 )
 
 // Handler forwards requests to the FastCGI server at Network/Address.
@@ -65,26 +54,25 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.relay(w, conn)
 }
 
-// send writes the request: begin, parameters, body.
+// send writes the request, as request id 1: begin, parameters, body.
 func (h *Handler) send(conn net.Conn, r *http.Request) error {
-	bw := bufio.NewWriter(conn)
-	begin := []byte{0, roleResponder, 0, 0, 0, 0, 0, 0}
-	writeRecord(bw, typeBeginRequest, begin)
+	const id = 1
+	b := record.Append(nil, record.BeginRequest, id, []byte{0, record.RoleResponder, 0, 0, 0, 0, 0, 0})
 	var params []byte
 	for k, v := range h.params(r) {
-		params = appendPair(params, k, v)
+		params = record.AppendPairs(params, k, v)
 	}
-	writeStream(bw, typeParams, params)
+	b = record.AppendStream(b, record.Params, id, params)
+	var body []byte
 	if r.Body != nil {
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
+		var err error
+		if body, err = io.ReadAll(r.Body); err != nil {
 			return err
 		}
-		writeStream(bw, typeStdin, body)
-	} else {
-		writeStream(bw, typeStdin, nil)
 	}
-	return bw.Flush()
+	b = record.AppendStream(b, record.Stdin, id, body)
+	_, err := conn.Write(b)
+	return err
 }
 
 // params returns the CGI variables for r plus h.Params.
@@ -169,63 +157,29 @@ func (h *Handler) relay(w http.ResponseWriter, conn net.Conn) {
 // readRecords copies FCGI_STDOUT content to out until FCGI_END_REQUEST.
 func (h *Handler) readRecords(conn net.Conn, out io.Writer) error {
 	br := bufio.NewReader(conn)
-	var head [8]byte
 	for {
-		if _, err := io.ReadFull(br, head[:]); err != nil {
+		head, err := record.ReadHeader(br)
+		if err != nil {
 			return fmt.Errorf("fcgiclient: read record: %w", err)
 		}
-		n := int(binary.BigEndian.Uint16(head[4:6]))
-		content := make([]byte, n+int(head[6]))
+		content := make([]byte, head.Length+head.Padding)
 		if _, err := io.ReadFull(br, content); err != nil {
 			return fmt.Errorf("fcgiclient: read record: %w", err)
 		}
-		content = content[:n]
-		switch head[1] {
-		case typeStdout:
+		content = content[:head.Length]
+		switch head.Type {
+		case record.Stdout:
 			if _, err := out.Write(content); err != nil {
 				return err
 			}
-		case typeStderr:
+		case record.Stderr:
 			if h.Stderr != nil {
 				h.Stderr.Write(content)
 			}
-		case typeEndRequest:
+		case record.EndRequest:
 			return io.EOF
 		default:
-			return errors.New("fcgiclient: unexpected record type " + strconv.Itoa(int(head[1])))
+			return errors.New("fcgiclient: unexpected record type " + strconv.Itoa(int(head.Type)))
 		}
 	}
-}
-
-// writeStream writes content as records of type t, then the empty record
-// that ends the stream.
-func writeStream(w io.Writer, t byte, content []byte) {
-	for len(content) > 0 {
-		n := min(len(content), maxContent)
-		writeRecord(w, t, content[:n])
-		content = content[n:]
-	}
-	writeRecord(w, t, nil)
-}
-
-// writeRecord writes one record of request id 1.
-func writeRecord(w io.Writer, t byte, content []byte) {
-	head := []byte{1, t, 0, 1, 0, 0, 0, 0}
-	binary.BigEndian.PutUint16(head[4:6], uint16(len(content)))
-	w.Write(head)
-	w.Write(content)
-}
-
-// appendPair appends one name-value pair in FastCGI's length encoding.
-func appendPair(b []byte, k, v string) []byte {
-	b = appendLen(b, len(k))
-	b = appendLen(b, len(v))
-	return append(append(b, k...), v...)
-}
-
-func appendLen(b []byte, n int) []byte {
-	if n < 128 {
-		return append(b, byte(n))
-	}
-	return binary.BigEndian.AppendUint32(b, uint32(n)|1<<31)
 }
