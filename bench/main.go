@@ -9,7 +9,7 @@
 // that talks HTTP to 127.0.0.1 only. It stops everything at the end, on a
 // failure and on Ctrl-C, prints a Markdown report and writes it as JSON.
 //
-//	go run ./bench                       # the full run (about 15 minutes)
+//	go run ./bench                       # the full run, every setup
 //	go run ./bench -quick                # a few streams for a few seconds
 //	go run ./bench -setups nginx-daemon -daemon-streams 1000
 //

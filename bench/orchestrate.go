@@ -227,8 +227,8 @@ func benchSetup(ctx context.Context, rt *runner, cfg config, s hostkit.Setup, re
 	}
 
 	// The last run's streams too must be gone: under mod_cgid a stream
-	// outlives its client by a few heartbeats, and 200 of them woken by
-	// every post cut the throughput to a quarter.
+	// outlives its client by a few heartbeats, and lingering streams woken
+	// by every post would be measured instead of the post.
 	if len(res.Runs) > 0 {
 		res.Runs[len(res.Runs)-1].DrainSeconds = drain(ctx, rt, h)
 	}

@@ -221,7 +221,7 @@ func thousands(n int) string {
 	return s
 }
 
-// markdown renders the report as the README shows it.
+// markdown renders the report as docs/performance.md shows it.
 func (r *report) markdown() string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }

@@ -11,9 +11,5 @@ import (
 )
 
 func main() {
-	p := hosting.Program{Name: "post", Summary: "stores chat messages (POST cgi-bin/post)"}
-	log, level := hosting.NewLogger(p.Name)
-	app := web.NewPost(log)
-	app.Level = level
-	os.Exit(hosting.Main(p, app, os.Args[1:]))
+	os.Exit(hosting.Main(web.Post, os.Args[1:]))
 }

@@ -11,9 +11,5 @@ import (
 )
 
 func main() {
-	p := hosting.Program{Name: "stream", Summary: "sends chat messages as Server-Sent Events (GET cgi-bin/stream)"}
-	log, level := hosting.NewLogger(p.Name)
-	app := web.NewStream(log)
-	app.Level = level
-	os.Exit(hosting.Main(p, app, os.Args[1:]))
+	os.Exit(hosting.Main(web.Stream, os.Args[1:]))
 }

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"cgichat/internal/ratelimit"
 	"cgichat/internal/wake"
 )
 
@@ -26,9 +27,9 @@ const (
 )
 
 // Defaults. Heartbeat and stream life are chosen for Apache: under mod_cgid
-// a stream outlives its departed client by two to four heartbeats, so 5 s
-// frees it within about 20 s; 120 s stays below mod_fcgid's 300 s
-// FcgidBusyTimeout while keeping reconnects rare. The poll interval bounds
+// a stream outlives its departed client by a few heartbeats, so the
+// heartbeat bounds how long it lingers (docs/contract.md); 120 s stays
+// below mod_fcgid's 300 s FcgidBusyTimeout while keeping reconnects rare. The poll interval bounds
 // the delay only of writes no wake-up announces: on SQLite the sqlite3
 // shell's, rare enough for 250 ms; on a database server every other web
 // host's posts, hence 25 ms there (one process per host polls that often).
@@ -47,9 +48,9 @@ const (
 	DefaultKeepDays         = 0
 )
 
-// Config is one complete set of settings. It is comparable, so a process
-// serving several configurations (FastCGI parameters may differ per request)
-// can keep one store per Config.
+// Config is one complete set of settings. Under FastCGI settings may
+// differ per request; Database is the part that needs a database of its
+// own.
 type Config struct {
 	DB        string        // CHAT_DB: path of the SQLite file, or a mysql:// or postgres:// URL
 	WakeDir   string        // CHAT_WAKE_DIR: where post wakes the streams of this host
@@ -70,20 +71,22 @@ type Config struct {
 }
 
 // Rate is a token bucket: N posts at once, refilled at N per Per.
-type Rate struct {
-	N   int
-	Per time.Duration
+type Rate = ratelimit.Rate
+
+// Database is what one opened database serves: its connection, this
+// host's wake-ups and the feed that watches it. A process keeps one per
+// distinct Database (it is comparable), whatever else differs per request.
+type Database struct {
+	DB        string        // CHAT_DB
+	WakeDir   string        // CHAT_WAKE_DIR
+	Poll      time.Duration // CHAT_POLL_MS
+	Heartbeat time.Duration // CHAT_HEARTBEAT_SECONDS: the feed renews stream rows this often
 }
 
-// Off reports whether the rate limit is disabled.
-func (r Rate) Off() bool { return r.N == 0 }
-
-// String returns the rate as CHAT_RATE_LIMIT spells it.
-func (r Rate) String() string {
-	if r.Off() {
-		return "off"
-	}
-	return fmt.Sprintf("%d/%s", r.N, r.Per)
+// Database returns the settings c shares with every request on its
+// database.
+func (c Config) Database() Database {
+	return Database{DB: c.DB, WakeDir: c.WakeDir, Poll: c.Poll, Heartbeat: c.Heartbeat}
 }
 
 // Load reads the configuration through getenv (os.Getenv, or a lookup that

@@ -32,7 +32,7 @@ const pageSize = 500
 
 // subBuffer is how many frames a stream may fall behind before it is told
 // to catch up from the database instead. The channel holds pointers to
-// frames shared by every subscriber: 2 KiB per stream, not 12.
+// frames shared by every subscriber, not copies.
 const subBuffer = 256
 
 // Frame is one event encoded once, ready to be written to any number of
@@ -112,6 +112,11 @@ type Feed struct {
 	notify func()
 	// Set by PauseWakeUps: the wake-up listener, paused while idle.
 	waker Waker
+
+	// Set by Start: what ends Run, and what Close releases.
+	stop    context.CancelFunc
+	done    chan struct{}
+	closers []func() error
 }
 
 // presenceEvery bounds how often a feed reads presence while the database

@@ -28,7 +28,7 @@ func start(t *testing.T, poll time.Duration, wake <-chan struct{}) (*store.Store
 func startWith(t *testing.T, poll time.Duration, wake <-chan struct{}, setup func(*feed.Feed)) (*store.Store, *feed.Feed) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "chat.db"), 4)
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "chat.db"), store.Options{Concurrent: true})
 	if err != nil {
 		t.Fatal(err)
 	}

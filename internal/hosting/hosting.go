@@ -33,58 +33,110 @@ type Handler interface {
 	io.Closer
 }
 
-// OneAtATime is implemented by handlers that open less (one database
-// connection) when their process serves requests one at a time. Main calls
-// it before the first request under CGI and FastCGI on stdin (mod_fcgid
-// sends one request at a time), not for a daemon.
-type OneAtATime interface {
-	OneAtATime()
+// Mode is how the web server runs a program, decided once at start.
+type Mode int
+
+// The hosting modes.
+const (
+	// CGI: one request per process (Apache mod_cgi or mod_cgid, nginx
+	// with fcgiwrap); the request's variables are the environment.
+	CGI Mode = iota + 1
+	// FastCGIStdin: FastCGI on a listening socket handed over as stdin
+	// (Apache mod_fcgid, spawn-fcgi); requests come one at a time.
+	FastCGIStdin
+	// Daemon: FastCGI on a socket of the program's own (-listen), for
+	// nginx fastcgi_pass or Apache mod_proxy_fcgi; many requests at once.
+	Daemon
+)
+
+// String names the mode as the usage text does.
+func (m Mode) String() string {
+	switch m {
+	case CGI:
+		return "CGI"
+	case FastCGIStdin:
+		return "FastCGI on stdin"
+	case Daemon:
+		return "FastCGI daemon"
+	}
+	return fmt.Sprintf("Mode(%d)", int(m))
 }
 
-// oneAtATime sets the process up for serving one request at a time, as
-// under CGI and mod_fcgid: one processor for Go code, and h told so when it
-// cares. With more processors, every timer and every SQLite call of an idle
-// stream may wake other threads that find nothing to do; hundreds of
-// stream processes, each waking a few times a second, pay for that
-// (measured with the benchmark: a quarter of their idle CPU time).
-func oneAtATime(h Handler) {
-	runtime.GOMAXPROCS(1)
-	if o, ok := h.(OneAtATime); ok {
-		o.OneAtATime()
+// Concurrent reports whether the process serves many requests at once.
+// Otherwise it serves one at a time, and needs one database connection.
+func (m Mode) Concurrent() bool { return m == Daemon }
+
+// Env is what a program's handler is built with: how the program is hosted
+// and how it logs.
+type Env struct {
+	Mode Mode
+	Log  *slog.Logger
+	// Level is the logger's level, which each request's CHAT_LOG_LEVEL may
+	// set: under FastCGI settings arrive with the request.
+	Level *slog.LevelVar
+}
+
+// Vars returns the lookup of r's variables beyond its headers: those the
+// web server set for this request (nginx fastcgi_param, mod_fcgid's SetEnv,
+// and CGI's own such as SERVER_PORT), then env, the process environment
+// (nil means os.Getenv). Under CGI the environment is the request's.
+func Vars(r *http.Request, env func(string) string) func(string) string {
+	params := fastcgi.ProcessEnv(r)
+	if env == nil {
+		env = os.Getenv
+	}
+	return func(key string) string {
+		if v, ok := params[key]; ok {
+			return v
+		}
+		return env(key)
 	}
 }
 
-// Program describes one of cgichat's programs for its usage text.
+// oneAtATime sets the process up for serving one request at a time, as
+// under CGI and mod_fcgid: one processor for Go code. With more
+// processors, every timer and every SQLite call of an idle stream may wake
+// other threads that find nothing to do, which hundreds of stream
+// processes pay for (docs/performance.md).
+func oneAtATime() { runtime.GOMAXPROCS(1) }
+
+// Program is one of cgichat's programs: its name and summary for the usage
+// text, and how its handler is built once the mode is known.
 type Program struct {
 	Name    string // post or stream
 	Summary string // one line: what it answers
+	Build   func(Env) Handler
 }
 
 // shutdownGrace bounds how long a stopping daemon waits for requests in
 // flight; streams end at once when asked, posts take milliseconds.
 const shutdownGrace = 10 * time.Second
 
-// Main runs p with h in the mode its start-up reveals and returns the exit
-// status: 0 after serving, 1 on failure, 2 for usage errors.
-func Main(p Program, h Handler, args []string) int {
+// Main runs program p in the mode its start-up reveals and returns the
+// exit status: 0 after serving, 1 on failure, 2 for usage errors.
+func Main(p Program, args []string) int {
 	// Writes to a departed client must fail with EPIPE, not kill the
 	// process before it can clean up.
 	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer stop()
-	defer h.Close()
+	log, level := NewLogger(p.Name)
+	env := Env{Log: log, Level: level}
 
 	// A CGI request may carry arguments of its own (an ISINDEX query), so
 	// the environment decides before any flag is read.
 	if os.Getenv("REQUEST_METHOD") != "" {
-		oneAtATime(h)
+		env.Mode = CGI
+		oneAtATime()
+		h := p.Build(env)
+		defer h.Close()
 		err := cgi.Serve(withBase(ctx, h))
 		switch {
 		case err == nil, errors.Is(err, syscall.EPIPE):
 			// EPIPE: the web server hung up, as when the client left.
 			return 0
 		default:
-			slog.Error("cgi: cannot serve the request", "err", err)
+			log.Error("cgi: cannot serve the request", "err", err)
 			return 1
 		}
 	}
@@ -107,25 +159,29 @@ func Main(p Program, h Handler, args []string) int {
 	var err error
 	switch {
 	case *listen != "":
+		env.Mode = Daemon
 		l, err = Listen(*listen, os.FileMode(*sockMode))
 		if err != nil {
-			slog.Error("cannot listen", "listen", *listen, "err", err)
+			log.Error("cannot listen", "listen", *listen, "err", err)
 			return 1
 		}
-		slog.Info("serving FastCGI", "listen", *listen)
+		log.Info("serving FastCGI", "listen", *listen)
 	case stdinIsListener():
-		oneAtATime(h)
+		env.Mode = FastCGIStdin
+		oneAtATime()
 		l, err = net.FileListener(os.Stdin)
 		if err != nil {
-			slog.Error("fastcgi: cannot use stdin as a listener", "err", err)
+			log.Error("fastcgi: cannot use stdin as a listener", "err", err)
 			return 1
 		}
 	default:
 		fmt.Fprint(os.Stderr, Usage(p))
 		return 2
 	}
+	h := p.Build(env)
+	defer h.Close()
 	if err := serveFastCGI(ctx, l, h); err != nil {
-		slog.Error("fastcgi: serving failed", "err", err)
+		log.Error("fastcgi: serving failed", "err", err)
 		return 1
 	}
 	return 0
@@ -158,7 +214,7 @@ Flags:
 
 %[3]s
 Logs go to stderr; stdout carries only HTTP responses.
-Documentation: README.md in the cgichat source.
+Documentation: README.md and docs/ in the cgichat source.
 `, p.Name, p.Summary, config.Help)
 }
 

@@ -15,10 +15,6 @@ const messageColumns = `id, room, nick, text, created_at, kind, COALESCE(target,
 // AUTOINCREMENT, or the servers' trigger on counters).
 var insertMessage = stmt{sqlite: `INSERT INTO messages (room, nick, text, created_at) VALUES (?, ?, ?, ?)`}
 
-// selectMessageID reads, on MySQL, the id the trigger gave the message this
-// transaction inserted: the transaction holds the counters row.
-const selectMessageID = `SELECT value FROM counters WHERE name = 'messages'`
-
 // Insert stores a message whose fields are already valid and returns it
 // with its id and time. Once Insert returns nil the message is committed.
 func (s *Store) Insert(ctx context.Context, room, nick, text string) (chat.Message, error) {
@@ -34,14 +30,7 @@ func (s *Store) Insert(ctx context.Context, room, nick, text string) (chat.Messa
 func (s *Store) insert(ctx context.Context, tx *sqlx.Tx, room, nick, text string) (chat.Message, error) {
 	m := chat.Message{Room: room, Nick: nick, Text: text, Time: s.Now().UTC().Format(chat.TimeFormat), Kind: chat.KindMessage}
 	var err error
-	if s.backend == mysqlBackend {
-		if _, err = tx.ExecContext(ctx, s.dialect(insertMessage), m.Room, m.Nick, m.Text, m.Time); err == nil {
-			err = tx.GetContext(ctx, &m.ID, selectMessageID)
-		}
-	} else {
-		m.ID, err = s.insertID(ctx, tx, insertMessage, m.Room, m.Nick, m.Text, m.Time)
-	}
-	if err != nil {
+	if m.ID, err = s.backend.insertMessage(ctx, s, tx, m.Room, m.Nick, m.Text, m.Time); err != nil {
 		return chat.Message{}, internal(err, "insert a message")
 	}
 	return m, nil

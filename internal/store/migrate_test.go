@@ -24,9 +24,9 @@ func TestParseSteps(t *testing.T) {
 }
 
 func TestEmbeddedSchemasParse(t *testing.T) {
-	for _, b := range []*backend{sqliteBackend, mysqlBackend, postgresBackend} {
+	for _, b := range []backend{sqliteDB, mysqlDB, postgresDB} {
 		if _, err := parseSteps(b.schema()); err != nil {
-			t.Errorf("%s: %v", b.name, err)
+			t.Errorf("%s: %v", b.name(), err)
 		}
 	}
 }

@@ -3,18 +3,48 @@
 package store
 
 import (
+	"context"
 	"database/sql"
 	"fmt"
 	"net/url"
 	"strings"
 	"time"
 
+	"cgichat"
+
 	"github.com/go-sql-driver/mysql"
 	"github.com/jmoiron/sqlx"
 )
 
-// openMySQL opens a pool for a mysql:// URL.
-func openMySQL(source string) (*sqlx.DB, error) {
+// mysqlBackend is a MySQL or MariaDB server (server.go has what it shares
+// with PostgreSQL). Its triggers cannot add a tombstone to the table they
+// fire on, so messages are deleted by a procedure; transactions read
+// committed data, so a writer that waited for the lock row sees what the
+// one before it committed (InnoDB's default REPEATABLE READ could show an
+// older snapshot).
+type mysqlBackend struct {
+	schemaText func() string // tests substitute other schemas
+}
+
+var mysqlDB = &mysqlBackend{schemaText: func() string { return cgichat.SchemaMySQL }}
+
+func (*mysqlBackend) name() string { return "MySQL" }
+
+func (b *mysqlBackend) schema() string { return b.schemaText() }
+
+func (*mysqlBackend) bindType() int { return sqlx.QUESTION }
+
+func (*mysqlBackend) poolSize(o Options) int { return serverPoolSize(o) }
+
+func (*mysqlBackend) text(q stmt) string {
+	if q.mysql != "" {
+		return q.mysql
+	}
+	return q.sqlite
+}
+
+// open opens a pool for a mysql:// URL.
+func (*mysqlBackend) open(source string) (*sqlx.DB, error) {
 	cfg, err := mysqlConfig(source)
 	if err != nil {
 		return nil, err
@@ -23,7 +53,7 @@ func openMySQL(source string) (*sqlx.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	return sqlx.NewDb(sql.OpenDB(conn), "mysql"), nil
+	return serverPool(sqlx.NewDb(sql.OpenDB(conn), "mysql")), nil
 }
 
 // mysqlConfig turns mysql://USER:PASSWORD@HOST[:PORT]/DATABASE[?PARAMS]
@@ -64,19 +94,51 @@ func mysqlConfig(source string) (*mysql.Config, error) {
 	return cfg, nil
 }
 
-// openMySQLMigrator opens a one-connection pool that may run several
-// statements at once, as the schema's steps are written.
-func openMySQLMigrator(source string) (*sql.DB, error) {
-	cfg, err := mysqlConfig(source)
+func (*mysqlBackend) begin(ctx context.Context, s *Store, lock string) (*sqlx.Tx, error) {
+	return beginLocked(ctx, s, &sql.TxOptions{Isolation: sql.LevelReadCommitted}, lock)
+}
+
+func (*mysqlBackend) queue(*Store) func() { return noQueue }
+
+func (*mysqlBackend) insertID(ctx context.Context, tx *sqlx.Tx, query string, args ...any) (int64, error) {
+	return plainInsertID(ctx, tx, query, args...)
+}
+
+// selectMessageID reads the id the trigger gave the message this
+// transaction inserted: the transaction holds the counters row, and
+// LAST_INSERT_ID knows nothing of ids a trigger assigns.
+const selectMessageID = `SELECT value FROM counters WHERE name = 'messages'`
+
+func (*mysqlBackend) insertMessage(ctx context.Context, s *Store, tx *sqlx.Tx, args ...any) (int64, error) {
+	if _, err := tx.ExecContext(ctx, s.dialect(insertMessage), args...); err != nil {
+		return 0, err
+	}
+	var id int64
+	err := tx.GetContext(ctx, &id, selectMessageID)
+	return id, err
+}
+
+func (*mysqlBackend) deleteMessage() string { return "CALL delete_message(?)" }
+
+// migrate applies the steps through a one-connection pool that may run
+// several statements at once, as the schema's steps are written; MySQL
+// cannot roll back DDL, so no step runs in a transaction.
+func (*mysqlBackend) migrate(ctx context.Context, s *Store, steps []step) error {
+	cfg, err := mysqlConfig(s.source)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	cfg.MultiStatements = true
 	conn, err := mysql.NewConnector(cfg)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	db := sql.OpenDB(conn)
+	defer db.Close()
 	db.SetMaxOpenConns(1)
-	return db, nil
+	return migrateServer(ctx, s, steps, db, false)
+}
+
+func (*mysqlBackend) changes(ctx context.Context, s *Store) (*Changes, error) {
+	return pollChanges(ctx, s)
 }

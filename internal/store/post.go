@@ -6,11 +6,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"cgichat/internal/chat"
-	"cgichat/internal/config"
-	"cgichat/internal/guard"
+	"cgichat/internal/ratelimit"
 
 	"github.com/jmoiron/sqlx"
 )
@@ -18,17 +18,23 @@ import (
 // PostInput is a valid message with what the checks before storing it need.
 type PostInput struct {
 	Room, Nick, Text string
-	Addr             string        // the client's address
-	Claims           []guard.Claim // the verified claims the client holds
-	Rate             config.Rate   // per address and per nick; zero is off
-	NickHold         time.Duration // how long an idle nick stays its owner's
+	// NickKey is the form in which Nick is the same as other nicks
+	// (identity.Key): claims and rate buckets are kept per key.
+	NickKey string
+	// Held are the Issued stamps of the verified claims on NickKey the
+	// client holds.
+	Held     []int64
+	Addr     string         // the client's address
+	Rate     ratelimit.Rate // per address and per nick; zero is off
+	NickHold time.Duration  // how long an idle nick stays its owner's
 }
 
 // PostResult is a stored message and, when the post claimed its nick
-// anew, the claim to hand to the client.
+// anew, the new claim's Issued stamp (Unix nanoseconds) to hand to the
+// client; 0 when the client already held the nick.
 type PostResult struct {
 	Message  chat.Message
-	NewClaim *guard.Claim
+	NewClaim int64
 }
 
 // Post stores a message after the checks a public chat needs, all in one
@@ -37,12 +43,12 @@ type PostResult struct {
 func (s *Store) Post(ctx context.Context, in PostInput) (PostResult, error) {
 	var res PostResult
 	now := s.Now()
-	key := guard.NickKey(in.Nick)
+	key := in.NickKey
 	err := s.withTx(ctx, lockMessages, func(tx *sqlx.Tx) error {
 		if err := s.checkBans(ctx, tx, in.Addr, key, now); err != nil {
 			return err
 		}
-		claim, err := s.claimNick(ctx, tx, in, key, now)
+		claim, err := s.claimNick(ctx, tx, in, now)
 		if err != nil {
 			return err
 		}
@@ -64,14 +70,14 @@ func (s *Store) Post(ctx context.Context, in PostInput) (PostResult, error) {
 const selectBans = `SELECT COALESCE(nick, '') AS nick, COALESCE(addr, '') AS addr, COALESCE(until, '') AS until
 	FROM bans WHERE until IS NULL OR until > ?`
 
-// checkBans refuses a banned address or nick.
+// checkBans refuses a banned address or nick, whose key is key.
 func (s *Store) checkBans(ctx context.Context, tx *sqlx.Tx, addr, key string, now time.Time) error {
 	var bans []struct{ Nick, Addr, Until string }
 	if err := tx.SelectContext(ctx, &bans, s.sql(selectBans), now.UTC().Format(chat.TimeFormat)); err != nil {
 		return fmt.Errorf("read bans: %w", err)
 	}
 	for _, b := range bans {
-		if (b.Addr != "" && b.Addr == addr) || (b.Nick != "" && guard.NickKey(b.Nick) == key) {
+		if (b.Addr != "" && b.Addr == addr) || (b.Nick != "" && s.opts.nickKey(b.Nick) == key) {
 			until := "."
 			if b.Until != "" {
 				until = " until " + b.Until + "."
@@ -96,29 +102,30 @@ var upsertClaim = stmt{
 
 // claimNick checks that the client may post under the nick: nobody claimed
 // it, its claim went stale, or the client holds the current claim. It
-// returns a new claim when the client did not hold one.
-func (s *Store) claimNick(ctx context.Context, tx *sqlx.Tx, in PostInput, key string, now time.Time) (*guard.Claim, error) {
-	st, err := s.nickState(ctx, tx, in.Claims, key, now, in.NickHold)
+// returns the new claim's Issued stamp when the client did not hold one,
+// else 0.
+func (s *Store) claimNick(ctx context.Context, tx *sqlx.Tx, in PostInput, now time.Time) (int64, error) {
+	st, err := s.nickState(ctx, tx, in.Held, in.NickKey, now, in.NickHold)
 	switch {
 	case err != nil:
-		return nil, err
+		return 0, err
 	case st == nickHeld:
-		_, err := tx.ExecContext(ctx, s.sql(touchClaim), now.UTC().Format(chat.TimeFormat), key)
-		return nil, err
+		_, err := tx.ExecContext(ctx, s.sql(touchClaim), now.UTC().Format(chat.TimeFormat), in.NickKey)
+		return 0, err
 	case st == nickTaken:
-		return nil, chat.Errorf(chat.EConflict, "The nickname %q is in use by someone else. Please choose another one.", in.Nick)
+		return 0, chat.Errorf(chat.EConflict, "The nickname %q is in use by someone else. Please choose another one.", in.Nick)
 	}
-	c := &guard.Claim{Key: key, Issued: now.UnixNano()}
-	if _, err := tx.ExecContext(ctx, s.dialect(upsertClaim), key, in.Nick, c.Issued, now.UTC().Format(chat.TimeFormat)); err != nil {
-		return nil, fmt.Errorf("store nick claim: %w", err)
+	issued := now.UnixNano()
+	if _, err := tx.ExecContext(ctx, s.dialect(upsertClaim), in.NickKey, in.Nick, issued, now.UTC().Format(chat.TimeFormat)); err != nil {
+		return 0, fmt.Errorf("store nick claim: %w", err)
 	}
-	return c, nil
+	return issued, nil
 }
 
 // ownsNick reports whether a reader may be shown under the nick with key:
 // it is free or theirs.
-func (s *Store) ownsNick(ctx context.Context, tx *sqlx.Tx, claims []guard.Claim, key string, now time.Time, hold time.Duration) (bool, error) {
-	st, err := s.nickState(ctx, tx, claims, key, now, hold)
+func (s *Store) ownsNick(ctx context.Context, tx *sqlx.Tx, held []int64, key string, now time.Time, hold time.Duration) (bool, error) {
+	st, err := s.nickState(ctx, tx, held, key, now, hold)
 	return st != nickTaken, err
 }
 
@@ -131,9 +138,9 @@ const (
 	nickTaken                   // someone else holds a fresh claim
 )
 
-// nickState reads the claim on key and judges it against the client's
-// claims and the hold time.
-func (s *Store) nickState(ctx context.Context, tx *sqlx.Tx, claims []guard.Claim, key string, now time.Time, hold time.Duration) (nickStatus, error) {
+// nickState reads the claim on key and judges it against the Issued stamps
+// of the client's claims on key and the hold time.
+func (s *Store) nickState(ctx context.Context, tx *sqlx.Tx, held []int64, key string, now time.Time, hold time.Duration) (nickStatus, error) {
 	var row struct {
 		Issued   int64  `db:"issued"`
 		LastUsed string `db:"last_used"`
@@ -145,10 +152,8 @@ func (s *Store) nickState(ctx context.Context, tx *sqlx.Tx, claims []guard.Claim
 	if err != nil {
 		return 0, fmt.Errorf("read nick claim: %w", err)
 	}
-	for _, c := range claims {
-		if c.Key == key && c.Issued == row.Issued {
-			return nickHeld, nil
-		}
+	if slices.Contains(held, row.Issued) {
+		return nickHeld, nil
 	}
 	last, err := time.Parse(chat.TimeFormat, row.LastUsed)
 	if err != nil || now.Sub(last) < hold {
@@ -173,19 +178,19 @@ var (
 
 // takeTokens takes one token from each key's bucket, or none when any is
 // empty.
-func (s *Store) takeTokens(ctx context.Context, tx *sqlx.Tx, r config.Rate, now time.Time, keys ...string) error {
+func (s *Store) takeTokens(ctx context.Context, tx *sqlx.Tx, r ratelimit.Rate, now time.Time, keys ...string) error {
 	if r.Off() {
 		return nil
 	}
 	t := float64(now.UnixNano()) / 1e9
-	next := make([]guard.Bucket, len(keys))
+	next := make([]ratelimit.Bucket, len(keys))
 	for i, k := range keys {
-		var b guard.Bucket
+		var b ratelimit.Bucket
 		err := tx.QueryRowContext(ctx, s.dialect(selectBucket), k).Scan(&b.Tokens, &b.Updated)
 		if err != nil && !noRows(err) {
 			return fmt.Errorf("read rate bucket: %w", err)
 		}
-		nb, ok, wait := guard.Take(b, err == nil, r, t)
+		nb, ok, wait := r.Take(b, err == nil, t)
 		if !ok {
 			return &chat.Error{
 				Code:       chat.ETooMany,

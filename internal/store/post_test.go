@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"cgichat/internal/chat"
-	"cgichat/internal/config"
-	"cgichat/internal/guard"
+	"cgichat/internal/identity"
+	"cgichat/internal/ratelimit"
 	"cgichat/test/dbtest"
 )
 
@@ -23,9 +23,11 @@ func withClock(s *Store) *clock {
 	return c
 }
 
-func input(nick, addr string, claims ...guard.Claim) PostInput {
-	return PostInput{Room: "lobby", Nick: nick, Text: "hi", Addr: addr, Claims: claims,
-		Rate: config.Rate{N: 3, Per: 3 * time.Second}, NickHold: time.Hour}
+// input is a post by nick from addr, whose client holds claims on the
+// nick's key issued at held.
+func input(nick, addr string, held ...int64) PostInput {
+	return PostInput{Room: "lobby", Nick: nick, Text: "hi", NickKey: identity.Key(nick), Held: held, Addr: addr,
+		Rate: ratelimit.Rate{N: 3, Per: 3 * time.Second}, NickHold: time.Hour}
 }
 
 func count(t *testing.T, s *Store) int {
@@ -44,10 +46,10 @@ func TestPostNickOwnership(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if first.NewClaim == nil || first.NewClaim.Key != "ada" {
+		if first.NewClaim == 0 {
 			t.Fatalf("first post claim = %+v, want a new claim for key ada", first.NewClaim)
 		}
-		own := *first.NewClaim
+		own := first.NewClaim
 		tests := []struct {
 			name     string
 			in       PostInput
@@ -60,7 +62,7 @@ func TestPostNickOwnership(t *testing.T) {
 			{"Other case", input("ADA", "10.0.0.2"), chat.EConflict, false},
 			{"Full-width look-alike", input("Ａｄａ", "10.0.0.2"), chat.EConflict, false},
 			{"Zero-width inside", input("A\u200bda", "10.0.0.2"), chat.EConflict, false},
-			{"Old claim of the same key", input("Ada", "10.0.0.2", guard.Claim{Key: "ada", Issued: own.Issued - 1}), chat.EConflict, false},
+			{"Old claim of the same key", input("Ada", "10.0.0.2", own-1), chat.EConflict, false},
 			{"Another nick is free", input("Bob", "10.0.0.2"), "", true},
 		}
 		for _, tt := range tests {
@@ -73,7 +75,7 @@ func TestPostNickOwnership(t *testing.T) {
 				if err != nil && count(t, s) != before {
 					t.Errorf("a refused post stored a row")
 				}
-				if got := res.NewClaim != nil; err == nil && got != tt.newClaim {
+				if got := res.NewClaim != 0; err == nil && got != tt.newClaim {
 					t.Errorf("new claim: %v, want %v", got, tt.newClaim)
 				}
 			})
@@ -81,7 +83,7 @@ func TestPostNickOwnership(t *testing.T) {
 		// Once the owner has been idle longer than the hold, the nick is free.
 		c.advance(time.Hour + time.Second)
 		res, err := s.Post(ctx, input("ada", "10.0.0.2"))
-		if err != nil || res.NewClaim == nil || res.NewClaim.Issued == own.Issued {
+		if err != nil || res.NewClaim == 0 || res.NewClaim == own {
 			t.Fatalf("after the hold: %+v, %v; want a fresh claim", res, err)
 		}
 		if _, err := s.Post(ctx, input("Ada", "10.0.0.1", own)); codeOf(err) != chat.EConflict {
@@ -102,11 +104,11 @@ func TestPostRateLimit(t *testing.T) {
 		s := MustOpen(t, b)
 		c := withClock(s)
 		ctx := context.Background()
-		claims := map[string][]guard.Claim{}
+		claims := map[string][]int64{}
 		post := func(nick, addr string) error {
 			res, err := s.Post(ctx, input(nick, addr, claims[nick]...))
-			if res.NewClaim != nil {
-				claims[nick] = []guard.Claim{*res.NewClaim}
+			if res.NewClaim != 0 {
+				claims[nick] = []int64{res.NewClaim}
 			}
 			return err
 		}
@@ -137,14 +139,14 @@ func TestPostRateLimit(t *testing.T) {
 			t.Errorf("after a second (one token back): %v", err)
 		}
 		in := input("zed", "10.0.0.1")
-		in.Rate = config.Rate{}
+		in.Rate = ratelimit.Rate{}
 		for i := 0; i < 10; i++ {
 			res, err := s.Post(ctx, in)
 			if err != nil {
 				t.Fatalf("rate limit off, post %d: %v", i, err)
 			}
-			if res.NewClaim != nil {
-				in.Claims = []guard.Claim{*res.NewClaim}
+			if res.NewClaim != 0 {
+				in.Held = []int64{res.NewClaim}
 			}
 		}
 	})
@@ -196,7 +198,7 @@ func TestSecretIsStable(t *testing.T) {
 		if err != nil || len(a) != 32 {
 			t.Fatalf("Secret = %x, %v; want 32 bytes", a, err)
 		}
-		other, err := Open(context.Background(), s.DB(), 1)
+		other, err := Open(context.Background(), s.DB(), testOptions(false))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,13 +1,11 @@
 // Package store keeps chat messages in a database: SQLite by default, or a
 // MySQL/MariaDB or PostgreSQL server when several web hosts share one. The
-// same methods behave the same on each; what differs (connection settings,
-// SQL dialects, change detection) lives beside the backend it belongs to.
+// same methods behave the same on each; what differs lives in one file per
+// backend behind one interface (backend.go).
 //
-// SQLite: every open turns on WAL, synchronous=NORMAL, a busy timeout and
-// immediate write transactions. The servers: writers queue on a lock row
-// (table counters), as SQLite's single writer would, which also makes
-// message ids visible in increasing order. Each open brings the schema up to
-// date from the backend's embedded schema file.
+// The store takes plain values: which nicks are the same (the key the
+// caller computes), whether a client holds a claim, what rate applies. It
+// decides nothing of identity or policy itself, and reads no settings.
 package store
 
 import (
@@ -15,7 +13,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
+	"net/url"
 	"sync"
 	"time"
 
@@ -29,18 +27,51 @@ import (
 // wait timeout.
 const BusyTimeout = 10 * time.Second
 
+// Options say what the process opening a store is.
+type Options struct {
+	// Concurrent: the process serves many requests at once (a daemon). It
+	// keeps a small pool of connections and, on PostgreSQL, one that
+	// LISTENs for changes. Otherwise (CGI, mod_fcgid) one connection
+	// serves everything, which is what shared hosts that cap connections
+	// per user need.
+	Concurrent bool
+	// NickKey returns the form in which two nicks are the same nick
+	// (identity.Key), for matching bans; nil compares them as they are.
+	NickKey func(nick string) string
+}
+
+// Connections per store: one for a process serving one request at a
+// time, a small pool for a daemon serving many.
+const (
+	oneRequestConns = 1
+	concurrentConns = 8
+)
+
+func (o Options) conns() int {
+	if o.Concurrent {
+		return concurrentConns
+	}
+	return oneRequestConns
+}
+
+// nickKey returns the key of nick under o.
+func (o Options) nickKey(nick string) string {
+	if o.NickKey == nil {
+		return nick
+	}
+	return o.NickKey(nick)
+}
+
 // Store is an open chat database.
 type Store struct {
 	db      *sqlx.DB
 	source  string // CHAT_DB: a file path or a server URL
-	backend *backend
-	// single: the process serves one request (CGI), with one connection
-	// for everything, change detection included.
-	single bool
+	backend backend
+	opts    Options
 
 	// writeMu serialises this process's writers, so they queue here instead
-	// of in the database; lockWrites queues SQLite writers behind other
-	// processes' writers too.
+	// of in the database; lockWrites queues them behind other processes'
+	// writers too.
 	writeMu sync.Mutex
 
 	secretMu sync.Mutex
@@ -52,33 +83,24 @@ type Store struct {
 
 // Open opens the database named by source, a SQLite file path (created
 // with its directory when missing) or a mysql:// or postgres:// URL, and
-// applies the schema. maxConns bounds the connection pool: 1 for a process
-// that serves a single request (CGI), which then uses one connection to a
-// database server for everything; a daemon wants a few more.
-func Open(ctx context.Context, source string, maxConns int) (*Store, error) {
-	s := &Store{source: source, backend: backendOf(source), single: maxConns <= 1, Now: time.Now}
-	var err error
-	switch s.backend {
-	case mysqlBackend:
-		s.db, err = openMySQL(source)
-	case postgresBackend:
-		s.db, err = openPostgres(source)
-	default:
-		s.db, err = openSQLite(source)
-		// The SQLite change detector holds a connection of its own.
-		maxConns = max(maxConns, 2)
-	}
+// applies the schema.
+func Open(ctx context.Context, source string, o Options) (*Store, error) {
+	b, err := backendFor(source)
 	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", redact(source), err)
+	}
+	s := &Store{source: source, backend: b, opts: o, Now: time.Now}
+	if p, ok := b.(preparer); ok {
+		if err := p.prepare(source); err != nil {
+			return nil, fmt.Errorf("store: open %s: %w", s.Name(), err)
+		}
+	}
+	if s.db, err = b.open(source); err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", s.Name(), err)
 	}
-	s.db.SetMaxOpenConns(max(maxConns, 1))
-	s.db.SetMaxIdleConns(max(maxConns, 1))
-	if s.backend != sqliteBackend {
-		// Shared hosts cap connections per user and end idle ones: give
-		// back what a quiet daemon does not use.
-		s.db.SetConnMaxIdleTime(time.Minute)
-		s.db.SetConnMaxLifetime(30 * time.Minute)
-	}
+	n := b.poolSize(o)
+	s.db.SetMaxOpenConns(n)
+	s.db.SetMaxIdleConns(n)
 	if err := s.migrate(ctx); err != nil {
 		s.db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", s.Name(), err)
@@ -97,30 +119,19 @@ func (s *Store) Name() string { return redact(s.source) }
 // Close closes every connection.
 func (s *Store) Close() error { return s.db.Close() }
 
-// Locks: the counters row a writer takes first on a database server.
+// Locks: the lock a writer takes first among the writers of the database.
 const (
 	lockMessages = "messages" // messages, claims, buckets, settings, retention
 	lockStreams  = "streams"  // stream openings
 )
 
-const selectLock = `SELECT value FROM counters WHERE name = ? FOR UPDATE`
-
-// withTx runs fn in a write transaction and commits it when fn succeeds.
-// SQLite begins it IMMEDIATE (through the DSN): one writer at a time. On a
-// server it first takes the lock row, for the same effect among the writers
-// of that lock.
+// withTx runs fn in a write transaction holding lock and commits it when
+// fn succeeds.
 func (s *Store) withTx(ctx context.Context, lock string, fn func(*sqlx.Tx) error) error {
 	defer s.lockWrites()()
-	tx, err := s.db.BeginTxx(ctx, s.backend.txOptions)
+	tx, err := s.backend.begin(ctx, s, lock)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
-	}
-	if s.backend != sqliteBackend {
-		var v int64
-		if err := tx.QueryRowxContext(ctx, s.sql(selectLock), lock).Scan(&v); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("take the %s lock: %w", lock, err)
-		}
 	}
 	if err := fn(tx); err != nil {
 		tx.Rollback()
@@ -132,20 +143,12 @@ func (s *Store) withTx(ctx context.Context, lock string, fn func(*sqlx.Tx) error
 	return nil
 }
 
-// insertID runs an INSERT of one row into a table whose id the database
-// assigns, and returns that id.
-func (s *Store) insertID(ctx context.Context, tx *sqlx.Tx, q stmt, args ...any) (int64, error) {
-	var id int64
-	if s.backend == postgresBackend {
-		err := tx.QueryRowxContext(ctx, s.dialect(q)+" RETURNING id", args...).Scan(&id)
-		return id, err
-	}
-	res, err := tx.ExecContext(ctx, s.dialect(q), args...)
-	if err != nil {
-		return 0, err
-	}
-	return res.LastInsertId()
-}
+// dialect returns q for this store's backend, with its placeholders.
+func (s *Store) dialect(q stmt) string { return s.sql(s.backend.text(q)) }
+
+// sql returns a statement that every backend understands with this
+// backend's placeholders.
+func (s *Store) sql(q string) string { return sqlx.Rebind(s.backend.bindType(), q) }
 
 // internal wraps err as a chat.EInternal error, so that callers can map it
 // to a status while the log keeps the detail.
@@ -163,39 +166,34 @@ func internal(err error, format string, args ...any) error {
 // noRows reports whether err says a query found nothing.
 func noRows(err error) bool { return errors.Is(err, sql.ErrNoRows) }
 
+// redact returns a database source fit for logs: a URL loses its password.
+func redact(source string) string {
+	u, err := url.Parse(source)
+	if err != nil || u.User == nil {
+		return source
+	}
+	return u.Redacted()
+}
+
 // Connect opens a pool on source, a SQLite path or a server URL, without
 // creating or migrating anything, for tools and tests that read or change
 // the tables the way a moderator does. Its Rebind turns ? placeholders into
 // the backend's.
 func Connect(source string) (*sqlx.DB, error) {
-	switch b := backendOf(source); b {
-	case mysqlBackend:
-		return openMySQL(source)
-	case postgresBackend:
-		return openPostgres(source)
-	default:
-		return sqlx.Open("sqlite3", sqliteDSN(source))
+	b, err := backendFor(source)
+	if err != nil {
+		return nil, err
 	}
+	return b.open(source)
 }
 
 // ModeratorDelete returns the statement that deletes the message whose id
 // is its one argument, leaving a tombstone that open pages act on: a plain
 // DELETE, except on MySQL, whose triggers cannot add the tombstone.
 func ModeratorDelete(source string) string {
-	if backendOf(source) == mysqlBackend {
-		return "CALL delete_message(?)"
+	b, err := backendFor(source)
+	if err != nil {
+		return sqliteDB.deleteMessage()
 	}
-	return "DELETE FROM messages WHERE id = ?"
-}
-
-// backendOf returns the backend that source names.
-func backendOf(source string) *backend {
-	switch {
-	case strings.HasPrefix(source, "mysql://"):
-		return mysqlBackend
-	case strings.HasPrefix(source, "postgres://"), strings.HasPrefix(source, "postgresql://"):
-		return postgresBackend
-	default:
-		return sqliteBackend
-	}
+	return b.deleteMessage()
 }

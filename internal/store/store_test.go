@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"cgichat/internal/chat"
+	"cgichat/internal/identity"
 	"cgichat/test/dbtest"
 
 	"github.com/jmoiron/sqlx"
@@ -34,13 +35,19 @@ func eachBackend(t *testing.T, test func(t *testing.T, b dbtest.Backend)) {
 // fixed so that times are predictable.
 func MustOpen(tb testing.TB, b dbtest.Backend) *Store {
 	tb.Helper()
-	return mustOpenDB(tb, dbtest.New(tb, b), 4)
+	return mustOpenDB(tb, dbtest.New(tb, b), true)
+}
+
+// testOptions are the options of a process serving many requests at once
+// (concurrent) or one at a time, with nicks compared as the programs do.
+func testOptions(concurrent bool) Options {
+	return Options{Concurrent: concurrent, NickKey: identity.Key}
 }
 
 // mustOpenDB opens another store on db, closed when the test ends.
-func mustOpenDB(tb testing.TB, db string, conns int) *Store {
+func mustOpenDB(tb testing.TB, db string, concurrent bool) *Store {
 	tb.Helper()
-	s, err := Open(context.Background(), db, conns)
+	s, err := Open(context.Background(), db, testOptions(concurrent))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -58,8 +65,8 @@ func mustInsert(tb testing.TB, s *Store, room, text string) chat.Message {
 	return m
 }
 
-// moderatorDelete deletes message id with the statement README documents
-// for the backend.
+// moderatorDelete deletes message id with the statement docs/security.md
+// and docs/databases.md document for the backend.
 func moderatorDelete(tb testing.TB, s *Store, id int64) {
 	tb.Helper()
 	q := ModeratorDelete(s.DB())
@@ -115,7 +122,7 @@ func TestOpenIsIdempotent(t *testing.T) {
 		s := MustOpen(t, b)
 		mustInsert(t, s, "lobby", "kept")
 		for i := 0; i < 2; i++ {
-			s2, err := Open(context.Background(), s.DB(), 2)
+			s2, err := Open(context.Background(), s.DB(), testOptions(true))
 			if err != nil {
 				t.Fatalf("open #%d: %v", i+2, err)
 			}
@@ -135,7 +142,7 @@ func TestOpenConcurrentFirstUse(t *testing.T) {
 		errs := make(chan error, 20)
 		for i := 0; i < 20; i++ {
 			wg.Go(func() {
-				s, err := Open(context.Background(), db, 1)
+				s, err := Open(context.Background(), db, testOptions(false))
 				if err == nil {
 					_, err = s.Insert(context.Background(), "lobby", "ada", "hi")
 					s.Close()
@@ -161,7 +168,7 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 			q = "PRAGMA user_version = 99"
 		}
 		s.db.MustExec(q)
-		if _, err := Open(context.Background(), s.DB(), 1); err == nil || !strings.Contains(err.Error(), "newer") {
+		if _, err := Open(context.Background(), s.DB(), testOptions(false)); err == nil || !strings.Contains(err.Error(), "newer") {
 			t.Errorf("opening a database with a newer schema: %v, want an error saying it is newer", err)
 		}
 	})
@@ -171,7 +178,7 @@ func TestOpenWhereNoDirectoryCanBe(t *testing.T) {
 	// A file where the directory should be stops even root.
 	file := filepath.Join(t.TempDir(), "file")
 	os.WriteFile(file, nil, 0o600)
-	_, err := Open(context.Background(), filepath.Join(file, "chat.db"), 1)
+	_, err := Open(context.Background(), filepath.Join(file, "chat.db"), testOptions(false))
 	if err == nil || !strings.Contains(err.Error(), "create the database directory") {
 		t.Errorf("Open under a file: err = %v, want one about the directory", err)
 	}
@@ -185,7 +192,7 @@ func TestOpenServerErrorsHidePassword(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Open(context.Background(), tt.db, 1)
+			_, err := Open(context.Background(), tt.db, testOptions(false))
 			if err == nil {
 				t.Fatal("Open succeeded, want an error")
 			}
@@ -297,12 +304,12 @@ func TestMySQLRefusesPlainDelete(t *testing.T) {
 
 func TestMigrationKeepsData(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "chat.db")
-	full := sqliteBackend.schema
-	defer func() { sqliteBackend.schema = full }()
-	sqliteBackend.schema = func() string {
+	full := sqliteDB.schemaText
+	defer func() { sqliteDB.schemaText = full }()
+	sqliteDB.schemaText = func() string {
 		return full()[:strings.Index(full(), "-- step: 2")]
 	}
-	old, err := Open(context.Background(), path, 1)
+	old, err := Open(context.Background(), path, testOptions(false))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,8 +322,8 @@ func TestMigrationKeepsData(t *testing.T) {
 		t.Fatal(err)
 	}
 	old.Close()
-	sqliteBackend.schema = full
-	s, err := Open(context.Background(), path, 1)
+	sqliteDB.schemaText = full
+	s, err := Open(context.Background(), path, testOptions(false))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -335,14 +342,18 @@ func TestServerMigrationAddsStepOnce(t *testing.T) {
 		t.Run(string(b), func(t *testing.T) {
 			s := MustOpen(t, b)
 			mustInsert(t, s, "lobby", "v1")
-			full := s.backend.schema
-			s.backend.schema = func() string { return full() + "\n-- step: 2\nCREATE TABLE extra (x INTEGER);\n" }
-			defer func() { s.backend.schema = full }()
+			text := &mysqlDB.schemaText
+			if b == dbtest.Postgres {
+				text = &postgresDB.schemaText
+			}
+			full := *text
+			*text = func() string { return full() + "\n-- step: 2\nCREATE TABLE extra (x INTEGER);\n" }
+			defer func() { *text = full }()
 			var wg sync.WaitGroup
 			errs := make(chan error, 8)
 			for range 8 {
 				wg.Go(func() {
-					s2, err := Open(context.Background(), s.DB(), 1)
+					s2, err := Open(context.Background(), s.DB(), testOptions(false))
 					if err == nil {
 						s2.Close()
 					}
@@ -372,12 +383,12 @@ func TestChangesSeesOtherConnections(t *testing.T) {
 	// PostgreSQL listens in a process with a pool, and polls with one
 	// connection (CGI).
 	for _, tc := range []struct {
-		b     dbtest.Backend
-		conns int
-	}{{dbtest.SQLite, 4}, {dbtest.MySQL, 1}, {dbtest.MySQL, 4}, {dbtest.Postgres, 1}, {dbtest.Postgres, 4}} {
-		t.Run(fmt.Sprintf("%s/%d", tc.b, tc.conns), func(t *testing.T) {
+		b          dbtest.Backend
+		concurrent bool
+	}{{dbtest.SQLite, true}, {dbtest.MySQL, false}, {dbtest.MySQL, true}, {dbtest.Postgres, false}, {dbtest.Postgres, true}} {
+		t.Run(fmt.Sprintf("%s/concurrent=%v", tc.b, tc.concurrent), func(t *testing.T) {
 			t.Parallel()
-			s := mustOpenDB(t, dbtest.New(t, tc.b), tc.conns)
+			s := mustOpenDB(t, dbtest.New(t, tc.b), tc.concurrent)
 			ctx := context.Background()
 			c, err := s.Changes(ctx)
 			if err != nil {
@@ -419,7 +430,7 @@ func TestChangesSeesOtherConnections(t *testing.T) {
 			mustInsert(t, s, "lobby", "same process")
 			check("insert through the pool", true)
 			check("nothing since", false)
-			other := mustOpenDB(t, s.DB(), 1)
+			other := mustOpenDB(t, s.DB(), false)
 			if _, err := other.Insert(ctx, "lobby", "bob", "other store"); err != nil {
 				t.Fatal(err)
 			}
@@ -442,7 +453,7 @@ func TestManyWritersNoLockErrors(t *testing.T) {
 		errs := make(chan error, writers*each)
 		for w := 0; w < writers; w++ {
 			wg.Go(func() {
-				s, err := Open(context.Background(), s.DB(), 2)
+				s, err := Open(context.Background(), s.DB(), testOptions(true))
 				if err != nil {
 					errs <- err
 					return
@@ -482,7 +493,7 @@ func TestIDsVisibleInCommitOrder(t *testing.T) {
 		var posting sync.WaitGroup
 		for w := range writers {
 			posting.Go(func() {
-				s := mustOpenDB(t, db, 2)
+				s := mustOpenDB(t, db, true)
 				for i := range each {
 					room := fmt.Sprint("room", (w+i)%3)
 					if _, err := s.Insert(ctx, room, fmt.Sprint("w", w), fmt.Sprint(i)); err != nil {
@@ -497,7 +508,7 @@ func TestIDsVisibleInCommitOrder(t *testing.T) {
 		var reading sync.WaitGroup
 		for r := range readers {
 			reading.Go(func() {
-				s := mustOpenDB(t, db, 1)
+				s := mustOpenDB(t, db, false)
 				var last int64
 				for polls := 0; last < writers*each; polls++ {
 					finished := false
@@ -534,8 +545,8 @@ func TestIDsVisibleInCommitOrder(t *testing.T) {
 // every check reports a change (the feed polls), and once the listener is
 // back a commit elsewhere is announced again.
 func TestListenerSurvivesLostConnection(t *testing.T) {
-	s := mustOpenDB(t, dbtest.New(t, dbtest.Postgres), 4)
-	other := mustOpenDB(t, s.DB(), 1)
+	s := mustOpenDB(t, dbtest.New(t, dbtest.Postgres), true)
+	other := mustOpenDB(t, s.DB(), false)
 	ctx := context.Background()
 	c, err := s.Changes(ctx)
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"cgichat/internal/chat"
-	"cgichat/internal/guard"
 
 	"github.com/jmoiron/sqlx"
 )
@@ -20,9 +19,11 @@ type StreamInput struct {
 	Room  string
 	Nick  string // who is reading, for presence; may be empty
 	Addr  string
-	// Claims and NickHold decide whether Nick is the reader's to show: a
+	// NickKey (Nick's key), Held (the Issued stamps of the reader's claims
+	// on it) and NickHold decide whether Nick is the reader's to show: a
 	// nick someone else holds is recorded as no nick.
-	Claims   []guard.Claim
+	NickKey  string
+	Held     []int64
 	NickHold time.Duration
 	// Cap is how many open streams one address may hold; 0 is no cap.
 	Cap int
@@ -62,7 +63,7 @@ func (s *Store) OpenStream(ctx context.Context, in StreamInput) (int64, error) {
 		}
 		nick := in.Nick
 		if nick != "" {
-			mine, err := s.ownsNick(ctx, tx, in.Claims, guard.NickKey(nick), s.Now(), in.NickHold)
+			mine, err := s.ownsNick(ctx, tx, in.Held, in.NickKey, s.Now(), in.NickHold)
 			if err != nil {
 				return err
 			}
@@ -71,7 +72,7 @@ func (s *Store) OpenStream(ctx context.Context, in StreamInput) (int64, error) {
 			}
 		}
 		var err error
-		if id, err = s.insertID(ctx, tx, insertStream, in.Owner, in.Room, nick, in.Addr, now); err != nil {
+		if id, err = s.backend.insertID(ctx, tx, s.dialect(insertStream), in.Owner, in.Room, nick, in.Addr, now); err != nil {
 			return fmt.Errorf("record stream: %w", err)
 		}
 		return nil

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"cgichat/internal/chat"
-	"cgichat/internal/guard"
+	"cgichat/internal/identity"
 	"cgichat/test/dbtest"
 )
 
@@ -117,20 +117,20 @@ func TestPresenceShowsOnlyOwnNicks(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		own := *res.NewClaim
+		own := res.NewClaim
 		tests := []struct {
-			name   string
-			nick   string
-			claims []guard.Claim
-			want   string
+			name string
+			nick string
+			held []int64
+			want string
 		}{
 			{"Someone else's nick is not listed", "ADA", nil, ""},
-			{"The owner is", "ada", []guard.Claim{own}, "ada"},
+			{"The owner is", "ada", []int64{own}, "ada"},
 			{"A free nick is", "bob", nil, "ada,bob"},
 		}
 		for _, tt := range tests {
 			if _, err := s.OpenStream(ctx, StreamInput{Owner: "p", Room: "lobby", Nick: tt.nick, Addr: "10.0.0.2",
-				Claims: tt.claims, NickHold: time.Hour, Stale: time.Minute}); err != nil {
+				NickKey: identity.Key(tt.nick), Held: tt.held, NickHold: time.Hour, Stale: time.Minute}); err != nil {
 				t.Fatal(err)
 			}
 			nicks, _ := s.Presence(ctx, "lobby", time.Minute)

@@ -14,8 +14,8 @@ import (
 // SQLite lets one writer in at a time anyway, but a writer that finds the
 // database locked sleeps in its busy handler (1, 2, 5, 10 … 100 ms) however
 // soon the lock frees, and a newcomer may take it meanwhile: with a few CGI
-// posters at once, most time went to sleeping (the benchmark's post
-// throughput under mod_cgid swung between 58 and 237 posts/s). A writer
+// posters at once, most time went to sleeping, and throughput swung
+// widely (docs/performance.md). A writer
 // waiting on the file lock wakes the moment the one before it is done.
 //
 // The file lock is only an aid: when it cannot be had within BusyTimeout
@@ -24,10 +24,7 @@ import (
 // shell never takes it.
 func (s *Store) lockWrites() (unlock func()) {
 	s.writeMu.Lock()
-	release := func() {}
-	if s.backend == sqliteBackend {
-		release = lockFile(s.source+"-lock", BusyTimeout)
-	}
+	release := s.backend.queue(s)
 	return func() {
 		release()
 		s.writeMu.Unlock()

@@ -53,7 +53,7 @@ func TestLockFileQueuesAndGivesUp(t *testing.T) {
 // the lock file beside the database.
 func TestWritesFromTwoStores(t *testing.T) {
 	a := MustOpen(t, dbtest.SQLite)
-	b := mustOpenDB(t, a.DB(), 2)
+	b := mustOpenDB(t, a.DB(), true)
 	done := make(chan error, 2)
 	for _, s := range []*Store{a, b} {
 		go func() {

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"cgichat/internal/config"
+	"cgichat/internal/hosting"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -22,7 +23,13 @@ type fakeInstance struct {
 	closed bool
 }
 
+func (f *fakeInstance) serve(w http.ResponseWriter, r *http.Request, _ config.Config) {
+	f.HandlerFunc(w, r)
+}
+
 func (f *fakeInstance) Close() error { f.closed = true; return nil }
+
+var quietEnv = hosting.Env{Mode: hosting.Daemon, Log: quiet}
 
 func serveOnce(t *testing.T, a *App) (int, string) {
 	t.Helper()
@@ -34,9 +41,9 @@ func serveOnce(t *testing.T, a *App) (int, string) {
 }
 
 func TestAppTurnsPanicsIntoJSON500(t *testing.T) {
-	a := newApp(func(ctx context.Context, cfg config.Config, conns int, log *slog.Logger) (instance, error) {
+	a := newApp(func(ctx context.Context, db config.Database, env hosting.Env) (instance, error) {
 		return &fakeInstance{HandlerFunc: func(http.ResponseWriter, *http.Request) { panic("boom") }}, nil
-	}, quiet)
+	}, quietEnv)
 	a.Getenv = func(string) string { return "" }
 	t.Setenv("HOME", t.TempDir())
 	code, msg := serveOnce(t, a)
@@ -48,14 +55,14 @@ func TestAppTurnsPanicsIntoJSON500(t *testing.T) {
 func TestAppRetriesAFailedBuildAndReusesAGoodOne(t *testing.T) {
 	builds := 0
 	var built *fakeInstance
-	a := newApp(func(ctx context.Context, cfg config.Config, conns int, log *slog.Logger) (instance, error) {
+	a := newApp(func(ctx context.Context, db config.Database, env hosting.Env) (instance, error) {
 		builds++
 		if builds == 1 {
 			return nil, errors.New("disk full")
 		}
 		built = &fakeInstance{HandlerFunc: func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) }}
 		return built, nil
-	}, quiet)
+	}, quietEnv)
 	a.Getenv = func(k string) string {
 		if k == "CHAT_DB" {
 			return "/srv/chat.db"

@@ -9,13 +9,13 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"unicode/utf8"
 
 	"cgichat/internal/chat"
 	"cgichat/internal/config"
-	"cgichat/internal/guard"
+	"cgichat/internal/hosting"
+	"cgichat/internal/identity"
 	"cgichat/internal/store"
 	"cgichat/internal/wake"
 )
@@ -30,47 +30,44 @@ const (
 )
 
 // NewPost returns the post program's App.
-func NewPost(log *slog.Logger) *App { return newApp(buildPost, log) }
+func NewPost(env hosting.Env) *App { return newApp(buildPost, env) }
 
 // pruneEvery: one post in this many applies the retention rules.
 const pruneEvery = 100
 
 // postHandler checks a message, stores it and wakes the streams.
 type postHandler struct {
-	cfg     config.Config
-	store   *store.Store
-	wake    *wake.Notifier
-	log     *slog.Logger
-	trusted []netip.Prefix
-	allowed []string
+	store *store.Store
+	ids   *identity.Keeper
+	wake  *wake.Notifier
+	log   *slog.Logger
 }
 
-func buildPost(ctx context.Context, cfg config.Config, conns int, log *slog.Logger) (instance, error) {
-	st, err := store.Open(ctx, cfg.DB, conns)
+func buildPost(ctx context.Context, db config.Database, env hosting.Env) (instance, error) {
+	st, ids, err := openStore(ctx, db, env)
 	if err != nil {
 		return nil, err
 	}
-	n, err := wake.NewNotifier(cfg.WakeDir)
+	n, err := wake.NewNotifier(db.WakeDir)
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
-	return &postHandler{cfg: cfg, store: st, wake: n, log: log,
-		trusted: cfg.TrustedPrefixes(), allowed: cfg.AllowedOriginList()}, nil
+	return &postHandler{store: st, ids: ids, wake: n, log: env.Log}, nil
 }
 
 func (h *postHandler) Close() error {
 	return errors.Join(h.wake.Close(), h.store.Close())
 }
 
-// ServeHTTP handles POST cgi-bin/post: 201 with the stored message, or an
+// serve handles POST cgi-bin/post: 201 with the stored message, or an
 // error status with nothing stored.
-func (h *postHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (h *postHandler) serve(w http.ResponseWriter, r *http.Request, cfg config.Config) {
 	if r.Method != http.MethodPost {
 		methodNotAllowed(w, r, h.log, http.MethodPost)
 		return
 	}
-	if !guard.SameOrigin(r, h.allowed) {
+	if !sameOrigin(r, cfg.AllowedOriginList()) {
 		fail(w, r, h.log, chat.Errorf(chat.EForbidden, "Messages are accepted only from this chat's own page."))
 		return
 	}
@@ -80,17 +77,15 @@ func (h *postHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	secret, claims, err := claimsOf(r, h.store)
-	if err != nil {
-		fail(w, r, h.log, err)
-		return
-	}
+	claims := h.ids.Read(r)
+	key := identity.Key(in.nick)
 	res, err := h.store.Post(ctx, store.PostInput{
 		Room: in.room, Nick: in.nick, Text: in.text,
-		Addr:     guard.ClientAddr(r, h.trusted),
-		Claims:   claims,
-		Rate:     h.cfg.RateLimit,
-		NickHold: h.cfg.NickHold,
+		NickKey:  key,
+		Held:     claims.Held(key),
+		Addr:     clientAddr(r, cfg.TrustedPrefixes()),
+		Rate:     cfg.RateLimit,
+		NickHold: cfg.NickHold,
 	})
 	if err != nil {
 		fail(w, r, h.log, err)
@@ -101,41 +96,20 @@ func (h *postHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if _, err := h.wake.Notify(); err != nil {
 		h.log.Warn("wake-up failed", "err", err)
 	}
-	if res.NewClaim != nil {
-		http.SetCookie(w, &http.Cookie{
-			Name:     guard.ClaimCookie,
-			Value:    guard.AddClaim(claims, *res.NewClaim, secret),
-			MaxAge:   365 * 24 * 3600,
-			HttpOnly: true,
-			Secure:   r.TLS != nil,
-			SameSite: http.SameSiteStrictMode,
-		})
+	if res.NewClaim != 0 {
+		http.SetCookie(w, h.ids.Cookie(claims, identity.Claim{Key: key, Issued: res.NewClaim}, r.TLS != nil))
 	}
 	if res.Message.ID%pruneEvery == 0 {
-		h.prune(ctx, in.room)
+		h.prune(ctx, in.room, cfg)
 	}
 	writeJSON(w, http.StatusCreated, res.Message)
 }
 
-// claimsOf returns the key that signs nick claims and the valid claims in
-// r's cookie; post and stream both judge nicks by them.
-func claimsOf(r *http.Request, st *store.Store) ([]byte, []guard.Claim, error) {
-	secret, err := st.Secret(r.Context())
-	if err != nil {
-		return nil, nil, err
-	}
-	var claims []guard.Claim
-	if c, err := r.Cookie(guard.ClaimCookie); err == nil {
-		claims = guard.ParseClaims(c.Value, secret)
-	}
-	return secret, claims, nil
-}
-
 // prune applies the retention rules, during normal operation: the message
 // is stored already, so a failure is only logged.
-func (h *postHandler) prune(ctx context.Context, room string) {
-	keep := store.Retention{Messages: h.cfg.KeepMessages, Days: h.cfg.KeepDays}
-	n, err := h.store.Prune(ctx, room, keep, 2*h.cfg.RateLimit.Per)
+func (h *postHandler) prune(ctx context.Context, room string, cfg config.Config) {
+	keep := store.Retention{Messages: cfg.KeepMessages, Days: cfg.KeepDays}
+	n, err := h.store.Prune(ctx, room, keep, 2*cfg.RateLimit.Per)
 	if err != nil {
 		h.log.Warn("pruning failed", "err", err)
 		return

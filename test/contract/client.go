@@ -49,7 +49,7 @@ func (d *Deployment) client() *http.Client {
 // posting them, and returns them.
 func (d *Deployment) Seed(t testing.TB, room string, n int) []chat.Message {
 	t.Helper()
-	st, err := store.Open(context.Background(), d.DB, 1)
+	st, err := store.Open(context.Background(), d.DB, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

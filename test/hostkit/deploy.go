@@ -122,8 +122,8 @@ func copyCheckout() (string, error) {
 	return dir, nil
 }
 
-// deployTimeout bounds one run of deploy.sh; the first build of go-sqlite3
-// with the static tags takes about a minute.
+// deployTimeout bounds one run of deploy.sh, well above the first (slow)
+// static build of go-sqlite3.
 const deployTimeout = 5 * time.Minute
 
 // RunDeploy runs the source copy's deploy.sh with args and extra

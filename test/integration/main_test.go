@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"cgichat/internal/hosting"
 	"cgichat/internal/web"
 	"cgichat/test/cgihost"
 	"cgichat/test/contract"
@@ -106,8 +107,8 @@ func startInProcess(t *testing.T, env map[string]string) *contract.Deployment {
 		}
 		return ""
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	post, stream := web.NewPost(log), web.NewStream(log)
+	host := hosting.Env{Mode: hosting.Daemon, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	post, stream := web.NewPost(host), web.NewStream(host)
 	post.Getenv, stream.Getenv = lookup, lookup
 	d := serve(t, db, post, stream)
 	t.Cleanup(func() { post.Close(); stream.Close() })

@@ -1,0 +1,329 @@
+package feed
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"cgichat/internal/chat"
+	"cgichat/internal/sse"
+	"cgichat/internal/store"
+)
+
+// SSE event types a session sends besides the feed's.
+const (
+	// EventReady follows the backlog, so a page can tell a stream that
+	// delivers from one a host is holding back. It has no id.
+	EventReady = "ready"
+	// EventTrimmed tells a resuming client that messages after its
+	// Last-Event-ID were removed by retention: it gets what is left.
+	EventTrimmed = "trimmed"
+)
+
+// openingPad follows retry: so that every response starts with more than
+// a few dozen bytes. Apache's mod_deflate, when it is configured for event
+// streams (SetOutputFilter DEFLATE, "compress all content" on shared
+// hosts), reads the start of a CGI response before it even looks at
+// no-gzip; a shorter opening (an empty room) would wait there for several
+// heartbeats. 2 KiB is the customary SSE padding for buffering proxies.
+var openingPad = strings.Repeat(" ", 2048)
+
+// backlogPage bounds one read of missed messages.
+const backlogPage = 500
+
+// Request is what one reader's stream asks for, with the rule that ends
+// it.
+type Request struct {
+	Room    string
+	After   int64 // the Last-Event-ID, when Resume
+	Resume  bool
+	History int    // messages sent on first join, without Resume
+	Mode    string // named in the ready event (live, batch)
+
+	// Retry is the reconnection delay sent first (retry:).
+	Retry time.Duration
+	// Lifetime is the longest the stream lasts.
+	Lifetime time.Duration
+	// EndAfterMessages ends the stream as soon as it sent a message, the
+	// backlog's or a new one (batch mode: the browser reconnects).
+	EndAfterMessages bool
+
+	// The reader, for the streams table: who (Nick; shown only when
+	// NickKey is free or held, by Held, within NickHold) and from where
+	// (Addr, which may hold Cap open streams; 0 is no cap).
+	Nick     string
+	NickKey  string
+	Held     []int64
+	NickHold time.Duration
+	Addr     string
+	Cap      int
+}
+
+// Session is one reader's stream: its row in the streams table, its
+// subscription (taken before the backlog is read, so nothing falls in a
+// gap), the backlog, and then the live frames, each message sent once, in
+// id order. Next gives the bytes to write; Close ends it.
+type Session struct {
+	f   *Feed
+	req Request
+	row int64
+	sub *Sub
+
+	first   []chat.Message // the backlog's first page, read by Open
+	trimmed int64          // the room's highest pruned id, when resuming
+
+	state    sessionState
+	buf      []byte
+	after    int64 // highest message id sent
+	sent     int   // messages sent
+	reason   string
+	started  time.Time
+	end      *time.Timer
+	beat     *time.Ticker
+	catching bool // the subscription lagged: read pages until caught up
+}
+
+type sessionState int
+
+const (
+	stateOpening sessionState = iota
+	stateBacklog
+	stateReady
+	stateLive
+	stateEnded
+)
+
+// Open starts a reader's session: it records the stream (refused when its
+// address holds req.Cap streams), subscribes to the room, and reads the
+// first page of the backlog, so that a database error can still be told
+// before anything is written.
+func (f *Feed) Open(ctx context.Context, req Request) (*Session, error) {
+	row, err := f.store.OpenStream(ctx, store.StreamInput{
+		Owner: f.owner, Room: req.Room, Nick: req.Nick, NickKey: req.NickKey, Held: req.Held,
+		NickHold: req.NickHold, Addr: req.Addr, Cap: req.Cap, Stale: f.stale,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s := &Session{f: f, req: req, row: row, after: req.After, started: time.Now()}
+	if s.sub, err = f.Subscribe(ctx, req.Room); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if req.Resume {
+		s.first, err = f.store.After(ctx, req.Room, req.After, backlogPage)
+		if err == nil {
+			s.trimmed, err = f.store.TrimmedThrough(ctx, req.Room)
+		}
+	} else {
+		s.first, err = f.store.Latest(ctx, req.Room, req.History)
+	}
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close ends the session: it unsubscribes and marks the stream's row
+// ended, also after a shutdown cancelled the request.
+func (s *Session) Close() {
+	if s.sub != nil {
+		s.f.Unsubscribe(s.sub)
+	}
+	if s.end != nil {
+		s.end.Stop()
+		s.beat.Stop()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.f.store.CloseStream(ctx, s.row); err != nil {
+		s.f.log.Warn("stream: closing its row failed", "err", err)
+	}
+}
+
+// Reason says why the session ended, once Next returned io.EOF.
+func (s *Session) Reason() string { return s.reason }
+
+// Sent returns how many messages the session sent.
+func (s *Session) Sent() int { return s.sent }
+
+// Elapsed returns how long the session has run.
+func (s *Session) Elapsed() time.Duration { return time.Since(s.started) }
+
+// Next returns the next bytes to write, and io.EOF once the stream has
+// ended by its rule or ctx ended (Reason says which), or the error that
+// ended it when the database failed.
+// The bytes are valid until the next call: write them, flush, and call
+// again. In order: retry: and the opening, the backlog page by page, the
+// ready event with who is in the room, then live messages, deletions,
+// presence changes and heartbeats as they come.
+func (s *Session) Next(ctx context.Context) ([]byte, error) {
+	// An idle stream keeps no big buffer: the opening (2 KiB of padding,
+	// the backlog) is not kept.
+	if cap(s.buf) > 1024 {
+		s.buf = nil
+	} else {
+		s.buf = s.buf[:0]
+	}
+	switch s.state {
+	case stateOpening:
+		s.opening()
+		return s.buf, nil
+	case stateBacklog:
+		if err := s.page(ctx); err != nil {
+			return s.fail("backlog read failed", err)
+		}
+		if s.state == stateBacklog {
+			return s.buf, nil
+		}
+		fallthrough
+	case stateReady:
+		s.ready(ctx)
+		return s.buf, nil
+	case stateLive:
+		return s.live(ctx)
+	}
+	return nil, io.EOF
+}
+
+// opening adds retry:, the padding, the trim notice and the first page.
+func (s *Session) opening() {
+	s.buf = sse.AppendRetry(s.buf, s.req.Retry.Milliseconds())
+	s.buf = sse.AppendComment(s.buf, openingPad)
+	if s.req.After < s.trimmed {
+		// Its id moves the client's Last-Event-ID past the gap, so the
+		// next resume does not say it again. %q quotes a room as JSON
+		// would: rooms are plain ASCII.
+		s.buf = sse.AppendEvent(s.buf, s.trimmed, EventTrimmed, fmt.Sprintf(`{"room":%q,"through":%d}`, s.req.Room, s.trimmed))
+		s.after = s.trimmed
+	}
+	s.messages(s.first)
+	s.state = stateReady
+	if s.req.Resume && len(s.first) == backlogPage {
+		s.state = stateBacklog
+	}
+	s.first = nil
+}
+
+// page adds the next page of messages after the last one sent, and moves
+// on when it was the last page.
+func (s *Session) page(ctx context.Context) error {
+	ms, err := s.f.store.After(ctx, s.req.Room, s.after, backlogPage)
+	if err != nil {
+		return err
+	}
+	s.messages(ms)
+	if len(ms) < backlogPage {
+		if s.state == stateBacklog {
+			s.state = stateReady
+		}
+		s.catching = false
+	}
+	return nil
+}
+
+// ready adds the ready event and who is in the room, and starts the live
+// part; a stream that ends after messages ends here when the backlog had
+// some.
+func (s *Session) ready(ctx context.Context) {
+	s.buf = sse.AppendEvent(s.buf, 0, EventReady, `{"mode":"`+s.req.Mode+`"}`)
+	if nicks, err := s.f.store.Presence(ctx, s.req.Room, s.f.stale); err == nil {
+		fr := EncodePresence(s.req.Room, nicks)
+		s.frame(&fr)
+	} else {
+		s.f.log.Warn("stream: reading presence failed", "err", err)
+	}
+	s.state = stateLive
+	if s.req.EndAfterMessages && s.sent > 0 {
+		s.state, s.reason = stateEnded, "backlog sent"
+		return
+	}
+	s.end = time.NewTimer(s.req.Lifetime)
+	s.beat = time.NewTicker(s.f.renew)
+}
+
+// live waits for the next frames or heartbeat.
+func (s *Session) live(ctx context.Context) ([]byte, error) {
+	if s.catching {
+		if err := s.page(ctx); err != nil {
+			return s.fail("database", err)
+		}
+		return s.afterMessages()
+	}
+	select {
+	case <-ctx.Done():
+		return s.stop("shutdown")
+	case <-s.end.C:
+		if s.req.EndAfterMessages {
+			return s.stop("long poll ended")
+		}
+		return s.stop("lifetime")
+	case <-s.beat.C:
+		s.buf = sse.AppendComment(s.buf, "ping")
+		return s.buf, nil
+	case fr := <-s.sub.C():
+		s.frame(fr)
+		for more := true; more; {
+			select {
+			case fr := <-s.sub.C():
+				s.frame(fr)
+			default:
+				more = false
+			}
+		}
+		if s.sub.Lagged() {
+			// The feed dropped frames for this reader: read what it
+			// missed from the database, page by page.
+			s.catching = true
+			if err := s.page(ctx); err != nil {
+				return s.fail("database", err)
+			}
+		}
+		return s.afterMessages()
+	}
+}
+
+// afterMessages returns what was added, ending the stream after it when
+// the rule says so.
+func (s *Session) afterMessages() ([]byte, error) {
+	if s.req.EndAfterMessages && s.sent > 0 && !s.catching {
+		s.state, s.reason = stateEnded, "message sent"
+	}
+	return s.buf, nil
+}
+
+// stop ends the session for reason.
+func (s *Session) stop(reason string) ([]byte, error) {
+	s.state, s.reason = stateEnded, reason
+	return nil, io.EOF
+}
+
+// fail ends the session after a database error, which it returns.
+func (s *Session) fail(what string, err error) ([]byte, error) {
+	s.state, s.reason = stateEnded, what
+	return nil, fmt.Errorf("stream: %s: %w", what, err)
+}
+
+// frame adds fr unless it is a message at or below one already sent.
+func (s *Session) frame(fr *Frame) {
+	if fr.ID == 0 {
+		s.buf = append(s.buf, fr.Bytes...) // no id: state, such as presence
+		return
+	}
+	if fr.ID <= s.after {
+		return
+	}
+	s.buf = append(s.buf, fr.Bytes...)
+	s.after = fr.ID
+	s.sent++
+}
+
+func (s *Session) messages(ms []chat.Message) {
+	for _, m := range ms {
+		fr := Encode(m)
+		s.frame(&fr)
+	}
+}

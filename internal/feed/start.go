@@ -1,0 +1,96 @@
+package feed
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"cgichat/internal/store"
+	"cgichat/internal/wake"
+)
+
+// Options set up a running feed.
+type Options struct {
+	// Poll is how often the database is checked without a wake-up
+	// (CHAT_POLL_MS).
+	Poll time.Duration
+	// Heartbeat is how often streams write a comment and renew their rows
+	// (CHAT_HEARTBEAT_SECONDS); presence outlives a stream by StaleAfter
+	// of it.
+	Heartbeat time.Duration
+	// WakeDir is where this host's posts wake its streams (CHAT_WAKE_DIR).
+	WakeDir string
+	Log     *slog.Logger
+}
+
+// StaleAfter is how long a stream's row may go unrenewed before it counts
+// as gone (its process was killed), and how long a reader stays in the
+// presence list after a stream ends (so reconnects do not blink): three
+// heartbeats and five seconds.
+func StaleAfter(heartbeat time.Duration) time.Duration { return 3*heartbeat + 5*time.Second }
+
+// Start runs a feed over st until Close: it listens for this host's
+// wake-ups in o.WakeDir (or, where that fails, only polls), shares the
+// polling with the other processes of the host (one polls every o.Poll,
+// the others once a second, woken by it), and pauses its wake-up socket
+// while nobody reads it.
+func Start(ctx context.Context, st *store.Store, o Options) (*Feed, error) {
+	changes, err := st.Changes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var wakeC <-chan struct{}
+	listener, notifier, err := wakeUps(o.WakeDir)
+	if err != nil {
+		o.Log.Warn("wake-ups unavailable, polling only", "poll", o.Poll, "err", err)
+	} else {
+		wakeC = listener.C()
+	}
+	f := New(st, changes, o.Poll, o.Heartbeat, StaleAfter(o.Heartbeat), wakeC, o.Log)
+	if listener != nil {
+		f.PauseWakeUps(listener)
+		lead := wake.NewLead(o.WakeDir)
+		f.Share(lead, func() {
+			if _, err := notifier.Notify(); err != nil {
+				o.Log.Warn("wake-up failed", "err", err)
+			}
+		})
+		f.closers = append(f.closers, listener.Close, notifier.Close, lead.Close)
+	}
+	ctx, f.stop = context.WithCancel(ctx)
+	f.done = make(chan struct{})
+	go func() {
+		defer close(f.done)
+		f.Run(ctx)
+	}()
+	return f, nil
+}
+
+// wakeUps opens a listener and a notifier on dir.
+func wakeUps(dir string) (*wake.Listener, *wake.Notifier, error) {
+	l, err := wake.Listen(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	n, err := wake.NewNotifier(dir)
+	if err != nil {
+		l.Close()
+		return nil, nil, err
+	}
+	return l, n, nil
+}
+
+// Close stops a feed Start began and releases its wake-ups; the store
+// stays open.
+func (f *Feed) Close() error {
+	if f.stop != nil {
+		f.stop()
+		<-f.done
+	}
+	var errs []error
+	for _, c := range f.closers {
+		errs = append(errs, c())
+	}
+	return errors.Join(errs...)
+}
