@@ -128,3 +128,13 @@ CREATE TABLE trimmed (
     room    VARCHAR(32) NOT NULL PRIMARY KEY,
     through BIGINT      NOT NULL
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- step: 2
+-- A budget of live streams per web host, and one stream per reader (see
+-- schema.sql, step 3).
+ALTER TABLE streams
+    ADD COLUMN reader VARCHAR(64),
+    ADD COLUMN host   VARCHAR(255) NOT NULL DEFAULT '',
+    ADD COLUMN kind   VARCHAR(8)   NOT NULL DEFAULT 'live',
+    ADD INDEX streams_reader (reader),
+    ADD INDEX streams_kind_seen (kind, seen_at);

@@ -136,3 +136,12 @@ CREATE TABLE trimmed (
     room    TEXT   PRIMARY KEY,
     through BIGINT NOT NULL
 );
+
+-- step: 2
+-- A budget of live streams per web host, and one stream per reader (see
+-- schema.sql, step 3).
+ALTER TABLE streams ADD COLUMN reader TEXT;
+ALTER TABLE streams ADD COLUMN host TEXT NOT NULL DEFAULT '';
+ALTER TABLE streams ADD COLUMN kind TEXT NOT NULL DEFAULT 'live';
+CREATE INDEX streams_reader ON streams (reader);
+CREATE INDEX streams_kind_seen ON streams (kind, seen_at);

@@ -40,7 +40,7 @@ type Request struct {
 	After   int64 // the Last-Event-ID, when Resume
 	Resume  bool
 	History int    // messages sent on first join, without Resume
-	Mode    string // named in the ready event (live, batch)
+	Mode    string // named in the ready event (live, batch; poll when granted so)
 
 	// Retry is the reconnection delay sent first (retry:).
 	Retry time.Duration
@@ -50,15 +50,44 @@ type Request struct {
 	// backlog's or a new one (batch mode: the browser reconnects).
 	EndAfterMessages bool
 
+	// Budget is how many live streams the host may hold at once (0: no
+	// budget). Past it the request is answered as a poll: what is pending,
+	// ready with mode poll and a retry: that keeps the pollers' requests
+	// within budget, then the end.
+	Budget int
+
 	// The reader, for the streams table: who (Nick; shown only when
-	// NickKey is free or held, by Held, within NickHold) and from where
-	// (Addr, which may hold Cap open streams; 0 is no cap).
+	// NickKey is free or held, by Held, within NickHold), which reader
+	// (Reader, the page's id: a newer stream of the same reader ends this
+	// one) and from where (Addr, which may hold Cap open streams; 0 is no
+	// cap).
 	Nick     string
 	NickKey  string
 	Held     []int64
 	NickHold time.Duration
+	Reader   string
 	Addr     string
 	Cap      int
+}
+
+// ModePoll names, in the ready event, a request answered at once because
+// the host's budget of live streams was full.
+const ModePoll = "poll"
+
+// Poll intervals: the pollers of a host together make at most
+// pollsPerSlot polls a second for each live stream the budget allows, each
+// poller at least once every pollMax and at most once every pollMin.
+const (
+	pollsPerSlot = 10
+	pollMin      = time.Second
+	pollMax      = 10 * time.Second
+)
+
+// pollRetry returns the retry: for a poll when pollers readers poll a host
+// whose budget is budget live streams.
+func pollRetry(pollers, budget int) time.Duration {
+	d := time.Duration(pollers) * time.Second / time.Duration(pollsPerSlot*max(budget, 1))
+	return min(max(d, pollMin), pollMax)
 }
 
 // Session is one reader's stream: its row in the streams table, its
@@ -66,10 +95,13 @@ type Request struct {
 // gap), the backlog, and then the live frames, each message sent once, in
 // id order. Next gives the bytes to write; Close ends it.
 type Session struct {
-	f   *Feed
-	req Request
-	row int64
-	sub *Sub
+	f    *Feed
+	req  Request
+	row  int64
+	sub  *Sub
+	poll bool // granted as a poll: ends after the backlog
+	// superseded is closed when the reader opened a newer stream.
+	superseded chan struct{}
 
 	first   []chat.Message // the backlog's first page, read by Open
 	trimmed int64          // the room's highest pruned id, when resuming
@@ -100,14 +132,28 @@ const (
 // first page of the backlog, so that a database error can still be told
 // before anything is written.
 func (f *Feed) Open(ctx context.Context, req Request) (*Session, error) {
-	row, err := f.store.OpenStream(ctx, store.StreamInput{
+	g, err := f.store.OpenStream(ctx, store.StreamInput{
 		Owner: f.owner, Room: req.Room, Nick: req.Nick, NickKey: req.NickKey, Held: req.Held,
-		NickHold: req.NickHold, Addr: req.Addr, Cap: req.Cap, Stale: f.stale,
+		NickHold: req.NickHold, Reader: req.Reader, Host: f.host, Addr: req.Addr, Cap: req.Cap,
+		Budget: req.Budget, Stale: f.stale,
 	})
 	if err != nil {
 		return nil, err
 	}
-	s := &Session{f: f, req: req, row: row, after: req.After, started: time.Now()}
+	if g.Superseded > 0 && f.wakeOthers != nil {
+		// The reader's older streams, wherever they are, end at their
+		// process's next wake-up.
+		f.wakeOthers()
+	}
+	s := &Session{f: f, req: req, row: g.ID, after: req.After, started: time.Now(), superseded: make(chan struct{})}
+	if g.Poll {
+		s.poll = true
+		s.req.Mode, s.req.Retry = ModePoll, pollRetry(g.Pollers, req.Budget)
+	} else {
+		f.mu.Lock()
+		f.live[s.row] = s
+		f.mu.Unlock()
+	}
 	if s.sub, err = f.Subscribe(ctx, req.Room); err != nil {
 		s.Close()
 		return nil, err
@@ -133,6 +179,9 @@ func (s *Session) Close() {
 	if s.sub != nil {
 		s.f.Unsubscribe(s.sub)
 	}
+	s.f.mu.Lock()
+	delete(s.f.live, s.row)
+	s.f.mu.Unlock()
 	if s.end != nil {
 		s.end.Stop()
 		s.beat.Stop()
@@ -229,7 +278,7 @@ func (s *Session) page(ctx context.Context) error {
 // part; a stream that ends after messages ends here when the backlog had
 // some.
 func (s *Session) ready(ctx context.Context) {
-	s.buf = sse.AppendEvent(s.buf, 0, EventReady, `{"mode":"`+s.req.Mode+`"}`)
+	s.buf = sse.AppendEvent(s.buf, 0, EventReady, fmt.Sprintf(`{"mode":%q,"retry":%d}`, s.req.Mode, s.req.Retry.Milliseconds()))
 	if nicks, err := s.f.store.Presence(ctx, s.req.Room, s.f.stale); err == nil {
 		fr := EncodePresence(s.req.Room, nicks)
 		s.frame(&fr)
@@ -237,7 +286,11 @@ func (s *Session) ready(ctx context.Context) {
 		s.f.log.Warn("stream: reading presence failed", "err", err)
 	}
 	s.state = stateLive
-	if s.req.EndAfterMessages && s.sent > 0 {
+	switch {
+	case s.poll:
+		s.state, s.reason = stateEnded, "polled"
+		return
+	case s.req.EndAfterMessages && s.sent > 0:
 		s.state, s.reason = stateEnded, "backlog sent"
 		return
 	}
@@ -256,6 +309,8 @@ func (s *Session) live(ctx context.Context) ([]byte, error) {
 	select {
 	case <-ctx.Done():
 		return s.stop("shutdown")
+	case <-s.superseded:
+		return s.stop("superseded")
 	case <-s.end.C:
 		if s.req.EndAfterMessages {
 			return s.stop("long poll ended")

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -94,9 +95,10 @@ func TestOpenCreatesDirectoryAndWAL(t *testing.T) {
 	if err := db.Get(&mode, "PRAGMA journal_mode"); err != nil || mode != "wal" {
 		t.Errorf("journal_mode = %q, %v; want wal", mode, err)
 	}
+	steps, _ := parseSteps(sqliteDB.schema())
 	var version int
-	if err := db.Get(&version, "PRAGMA user_version"); err != nil || version != 2 {
-		t.Errorf("user_version = %d, %v; want 2", version, err)
+	if err := db.Get(&version, "PRAGMA user_version"); err != nil || version != len(steps) {
+		t.Errorf("user_version = %d, %v; want %d, the schema's last step", version, err, len(steps))
 	}
 }
 
@@ -110,11 +112,42 @@ func TestOpenRecordsSchemaSteps(t *testing.T) {
 			if err := s.db.Select(&got, "SELECT version FROM schema_migrations ORDER BY version"); err != nil {
 				t.Fatal(err)
 			}
-			if fmt.Sprint(got) != fmt.Sprint([]int{len(steps)}) || len(steps) != 1 {
-				t.Errorf("schema_migrations holds %v, want [1] (the schema's one step)", got)
+			if want := stepNumbers(len(steps)); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("schema_migrations holds %v, want %v (every step of the schema)", got, want)
 			}
 		})
 	}
+}
+
+// stepNumbers returns 1 to n.
+func stepNumbers(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i + 1
+	}
+	return out
+}
+
+// mustSteps parses a schema.
+func mustSteps(t *testing.T, schema string) []step {
+	t.Helper()
+	steps, err := parseSteps(schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return steps
+}
+
+// schemaOf returns where backend b's schema text comes from, for tests
+// that substitute older or newer schemas.
+func schemaOf(b dbtest.Backend) *func() string {
+	switch b {
+	case dbtest.MySQL:
+		return &mysqlDB.schemaText
+	case dbtest.Postgres:
+		return &postgresDB.schemaText
+	}
+	return &sqliteDB.schemaText
 }
 
 func TestOpenIsIdempotent(t *testing.T) {
@@ -342,12 +375,10 @@ func TestServerMigrationAddsStepOnce(t *testing.T) {
 		t.Run(string(b), func(t *testing.T) {
 			s := MustOpen(t, b)
 			mustInsert(t, s, "lobby", "v1")
-			text := &mysqlDB.schemaText
-			if b == dbtest.Postgres {
-				text = &postgresDB.schemaText
-			}
+			text := schemaOf(b)
 			full := *text
-			*text = func() string { return full() + "\n-- step: 2\nCREATE TABLE extra (x INTEGER);\n" }
+			n := len(mustSteps(t, full()))
+			*text = func() string { return full() + fmt.Sprintf("\n-- step: %d\nCREATE TABLE extra (x INTEGER);\n", n+1) }
 			defer func() { *text = full }()
 			var wg sync.WaitGroup
 			errs := make(chan error, 8)
@@ -369,8 +400,8 @@ func TestServerMigrationAddsStepOnce(t *testing.T) {
 			}
 			var got []int
 			s.db.Select(&got, "SELECT version FROM schema_migrations ORDER BY version")
-			if fmt.Sprint(got) != "[1 2]" {
-				t.Errorf("schema_migrations = %v, want [1 2]", got)
+			if want := stepNumbers(n + 1); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("schema_migrations = %v, want %v", got, want)
 			}
 			if ms, err := s.Latest(context.Background(), "lobby", 10); err != nil || len(ms) != 1 {
 				t.Errorf("after migrating: %+v, %v; want the message", ms, err)
@@ -600,5 +631,72 @@ func TestListenerSurvivesLostConnection(t *testing.T) {
 	}
 	if changed, err := c.Changed(ctx); err != nil || !changed {
 		t.Errorf("Changed after the notification = %v, %v; want true", changed, err)
+	}
+}
+
+// TestUpgradeKeepsData opens, with the newest schema, a database made by
+// the schema without its newest step (what the previous release made),
+// holding what a chat in use holds: history, a deletion, bans, a nick
+// claim, the claims secret, a stream. Every part of it must survive the
+// step.
+func TestUpgradeKeepsData(t *testing.T) {
+	for _, b := range dbtest.Backends {
+		t.Run(string(b), func(t *testing.T) {
+			text := schemaOf(b)
+			full := *text
+			steps := mustSteps(t, full())
+			if len(steps) < 2 {
+				t.Skip("the schema has one step: nothing to upgrade from")
+			}
+			last := steps[len(steps)-1].version
+			*text = func() string {
+				s := full()
+				return s[:strings.Index(s, fmt.Sprintf("-- step: %d\n", last))]
+			}
+			defer func() { *text = full }()
+			db := dbtest.New(t, b)
+			old := mustOpenDB(t, db, false)
+			secret, err := old.Secret(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			kept := mustInsert(t, old, "lobby", "kept")
+			gone := mustInsert(t, old, "lobby", "deleted")
+			moderatorDelete(t, old, gone.ID)
+			for _, q := range []string{
+				"INSERT INTO bans (nick) VALUES ('troll')",
+				"INSERT INTO nick_claims (nick_key, nick, issued, last_used) VALUES ('ada', 'Ada', 7, '2026-11-25T15:18:47.123Z')",
+				"INSERT INTO streams (owner, room, nick, addr, open, seen_at) VALUES ('p', 'lobby', 'bob', '10.0.0.1', 1, 1)",
+			} {
+				old.db.MustExec(q)
+			}
+			old.Close()
+
+			*text = full
+			s := mustOpenDB(t, db, false)
+			ctx := context.Background()
+			if ms, err := s.Latest(ctx, "lobby", 10); err != nil || len(ms) != 1 || ms[0].ID != kept.ID {
+				t.Errorf("history after the upgrade: %+v, %v; want the kept message only", ms, err)
+			}
+			if rows, err := s.After(ctx, "lobby", kept.ID, 10); err != nil || len(rows) != 1 || rows[0].Kind != chat.KindDelete || rows[0].Target != gone.ID {
+				t.Errorf("the deletion after the upgrade: %+v, %v; want its tombstone", rows, err)
+			}
+			if got, err := s.Secret(ctx); err != nil || !bytes.Equal(got, secret) {
+				t.Errorf("the claims secret changed in the upgrade: %v", err)
+			}
+			if _, err := s.Post(ctx, input("troll", "10.0.0.2")); codeOf(err) != chat.EForbidden {
+				t.Errorf("the ban after the upgrade: %v, want forbidden", err)
+			}
+			if _, err := s.Post(ctx, input("ada", "10.0.0.3")); codeOf(err) != chat.EConflict {
+				t.Errorf("the nick claim after the upgrade: %v, want a conflict", err)
+			}
+			if _, err := s.Post(ctx, input("ada", "10.0.0.3", 7)); err != nil {
+				t.Errorf("the claim's holder after the upgrade: %v", err)
+			}
+			var n int
+			if err := s.db.Get(&n, "SELECT count(*) FROM streams WHERE owner = 'p' AND open = 1"); err != nil || n != 1 {
+				t.Errorf("the stream row after the upgrade: %d, %v; want it kept", n, err)
+			}
+		})
 	}
 }

@@ -18,7 +18,13 @@ type StreamInput struct {
 	Owner string // the process's feed, which renews the row
 	Room  string
 	Nick  string // who is reading, for presence; may be empty
-	Addr  string
+	// Reader is the page's id for this reader (random, kept across its
+	// reconnects); "" for clients that send none. A reader's new stream
+	// supersedes its older ones.
+	Reader string
+	// Host is the web host serving the stream; the budget counts per host.
+	Host string
+	Addr string
 	// NickKey (Nick's key), Held (the Issued stamps of the reader's claims
 	// on it) and NickHold decide whether Nick is the reader's to show: a
 	// nick someone else holds is recorded as no nick.
@@ -27,26 +33,70 @@ type StreamInput struct {
 	NickHold time.Duration
 	// Cap is how many open streams one address may hold; 0 is no cap.
 	Cap int
+	// Budget is how many live streams Host may hold at once; past it the
+	// stream is granted as a poll. 0 is no budget.
+	Budget int
 	// Stale is how long an open row may go unrenewed before it counts as
-	// gone.
+	// gone, and how long a poll counts its reader as polling.
 	Stale time.Duration
 }
+
+// StreamGrant is what OpenStream granted.
+type StreamGrant struct {
+	ID int64 // the stream's row
+	// Poll: the host's budget is full; answer with what is pending and
+	// end at once. Pollers is then how many readers the host answers so.
+	Poll    bool
+	Pollers int
+	// Superseded is how many older streams of the same reader were asked
+	// to end (see Superseded).
+	Superseded int
+}
+
+// Stream rows' open states.
+const (
+	streamEnded      = 0
+	streamOpen       = 1
+	streamSuperseded = 2 // its reader opened a newer one: its process ends it
+)
 
 const (
 	deleteStaleStreams = `DELETE FROM streams WHERE seen_at < ?`
 	countOpenStreams   = `SELECT count(*) FROM streams WHERE addr = ? AND open = 1`
+	countLiveStreams   = `SELECT count(*) FROM streams WHERE host = ? AND open = 1`
+	countPollers       = `SELECT count(*) FROM streams WHERE kind = 'poll' AND host = ? AND seen_at >= ?`
+	// A reader's older rows leave presence (its nick may have changed;
+	// the new row lists it) and its open streams are asked to end.
+	forgetReaderNick = `UPDATE streams SET nick = NULL WHERE reader = ?`
+	supersedeReader  = `UPDATE streams SET open = 2, seen_at = ? WHERE reader = ? AND open = 1`
+	renewPoll        = `UPDATE streams SET owner = ?, room = ?, nick = NULLIF(?, ''), addr = ?, seen_at = ?
+		WHERE reader = ? AND kind = 'poll'`
+	forgetPoll = `DELETE FROM streams WHERE reader = ? AND kind = 'poll'`
 )
 
-var insertStream = stmt{sqlite: `INSERT INTO streams (owner, room, nick, addr, seen_at) VALUES (?, ?, NULLIF(?, ''), ?, ?)`}
+var insertStream = stmt{sqlite: `INSERT INTO streams (owner, room, nick, reader, host, addr, kind, open, seen_at)
+	VALUES (?, ?, NULLIF(?, ''), NULLIF(?, ''), ?, ?, ?, ?, ?)`}
 
-// OpenStream records a new stream and returns its row id, or refuses it
-// when its address already holds Cap open streams.
-func (s *Store) OpenStream(ctx context.Context, in StreamInput) (int64, error) {
+// OpenStream records a new stream: it supersedes the reader's older
+// streams, refuses the stream when its address already holds Cap open
+// streams, and grants it as a poll when the host holds Budget live ones.
+func (s *Store) OpenStream(ctx context.Context, in StreamInput) (StreamGrant, error) {
 	now := unix(s.Now())
-	var id int64
+	var g StreamGrant
 	err := s.withTx(ctx, lockStreams, func(tx *sqlx.Tx) error {
 		if _, err := tx.ExecContext(ctx, s.sql(deleteStaleStreams), now-in.Stale.Seconds()); err != nil {
 			return fmt.Errorf("remove stale streams: %w", err)
+		}
+		if in.Reader != "" {
+			if _, err := tx.ExecContext(ctx, s.sql(forgetReaderNick), in.Reader); err != nil {
+				return fmt.Errorf("supersede streams: %w", err)
+			}
+			res, err := tx.ExecContext(ctx, s.sql(supersedeReader), now, in.Reader)
+			if err != nil {
+				return fmt.Errorf("supersede streams: %w", err)
+			}
+			n, _ := res.RowsAffected()
+			g.Superseded = int(n)
 		}
 		if in.Cap > 0 {
 			var n int
@@ -61,6 +111,13 @@ func (s *Store) OpenStream(ctx context.Context, in StreamInput) (int64, error) {
 				}
 			}
 		}
+		if in.Budget > 0 {
+			var n int
+			if err := tx.GetContext(ctx, &n, s.sql(countLiveStreams), in.Host); err != nil {
+				return fmt.Errorf("count live streams: %w", err)
+			}
+			g.Poll = n >= in.Budget
+		}
 		nick := in.Nick
 		if nick != "" {
 			mine, err := s.ownsNick(ctx, tx, in.Held, in.NickKey, s.Now(), in.NickHold)
@@ -72,23 +129,72 @@ func (s *Store) OpenStream(ctx context.Context, in StreamInput) (int64, error) {
 			}
 		}
 		var err error
-		if id, err = s.backend.insertID(ctx, tx, s.dialect(insertStream), in.Owner, in.Room, nick, in.Addr, now); err != nil {
+		if g.Poll {
+			g.ID, err = s.recordPoll(ctx, tx, in, nick, now)
+			if err == nil {
+				err = tx.GetContext(ctx, &g.Pollers, s.sql(countPollers), in.Host, now-in.Stale.Seconds())
+			}
+		} else {
+			// A reader who polled and now streams polls no more.
+			if in.Reader != "" {
+				if _, err := tx.ExecContext(ctx, s.sql(forgetPoll), in.Reader); err != nil {
+					return fmt.Errorf("record stream: %w", err)
+				}
+			}
+			g.ID, err = s.backend.insertID(ctx, tx, s.dialect(insertStream),
+				in.Owner, in.Room, nick, in.Reader, in.Host, in.Addr, "live", streamOpen, now)
+		}
+		if err != nil {
 			return fmt.Errorf("record stream: %w", err)
 		}
 		return nil
 	})
 	if err != nil {
-		return 0, internal(err, "open a stream")
+		return StreamGrant{}, internal(err, "open a stream")
 	}
-	return id, nil
+	return g, nil
 }
 
-const closeStream = `UPDATE streams SET open = 0, seen_at = ? WHERE id = ?`
+// recordPoll records a poll: a reader's one poll row is renewed, so that
+// it stays present and counts once among the pollers; a poll without a
+// reader id gets a row of its own. The row is never open: no process
+// holds it.
+func (s *Store) recordPoll(ctx context.Context, tx *sqlx.Tx, in StreamInput, nick string, now float64) (int64, error) {
+	if in.Reader != "" {
+		res, err := tx.ExecContext(ctx, s.sql(renewPoll), in.Owner, in.Room, nick, in.Addr, now, in.Reader)
+		if err != nil {
+			return 0, err
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			return 0, nil
+		}
+	}
+	return s.backend.insertID(ctx, tx, s.dialect(insertStream),
+		in.Owner, in.Room, nick, in.Reader, in.Host, in.Addr, "poll", streamEnded, now)
+}
+
+const selectSuperseded = `SELECT id FROM streams WHERE owner = ? AND open = 2`
+
+// Superseded returns the rows of owner's streams whose readers opened a
+// newer stream since: their processes should end them.
+func (s *Store) Superseded(ctx context.Context, owner string) ([]int64, error) {
+	var ids []int64
+	if err := s.db.SelectContext(ctx, &ids, s.sql(selectSuperseded), owner); err != nil {
+		return nil, internal(err, "read superseded streams")
+	}
+	return ids, nil
+}
+
+const closeStream = `UPDATE streams SET open = 0, seen_at = ? WHERE id = ? AND kind = 'live'`
 
 // CloseStream marks a stream ended. Its row stays until it is stale, so a
 // reader who reconnects (batch mode does so all the time) does not blink
-// out of the presence list.
+// out of the presence list. A poll's row (id 0 when it was renewed) is
+// left as it is.
 func (s *Store) CloseStream(ctx context.Context, id int64) error {
+	if id == 0 {
+		return nil
+	}
 	defer s.lockWrites()()
 	if _, err := s.db.ExecContext(ctx, s.sql(closeStream), unix(s.Now()), id); err != nil {
 		return internal(err, "close stream %d", id)

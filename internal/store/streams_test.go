@@ -18,7 +18,8 @@ func TestStreamCapAndPresence(t *testing.T) {
 		c := withClock(s)
 		ctx := context.Background()
 		open := func(owner, room, nick, addr string) (int64, error) {
-			return s.OpenStream(ctx, StreamInput{Owner: owner, Room: room, Nick: nick, Addr: addr, Cap: 2, Stale: 15 * time.Second})
+			g, err := s.OpenStream(ctx, StreamInput{Owner: owner, Room: room, Nick: nick, Addr: addr, Cap: 2, Stale: 15 * time.Second})
+			return g.ID, err
 		}
 		a1, err := open("p1", "lobby", "ada", "10.0.0.1")
 		if err != nil {
@@ -60,6 +61,89 @@ func TestStreamCapAndPresence(t *testing.T) {
 		c.advance(10 * time.Second)
 		if got := presence(); got != "ada" {
 			t.Errorf("after p2 went silent: presence = %q, want ada", got)
+		}
+	})
+}
+
+// TestStreamBudgetAndReaders checks the budget of live streams per host,
+// one stream per reader, and the per-address cap counting readers.
+func TestStreamBudgetAndReaders(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b dbtest.Backend) {
+		s := MustOpen(t, b)
+		withClock(s)
+		ctx := context.Background()
+		open := func(reader, host, nick, addr string) StreamGrant {
+			t.Helper()
+			g, err := s.OpenStream(ctx, StreamInput{Owner: "p-" + host, Room: "lobby", Nick: nick, NickKey: nick,
+				Reader: reader, Host: host, Addr: addr, Cap: 2, Budget: 2, Stale: 20 * time.Second})
+			if err != nil {
+				t.Fatalf("open %s on %s: %v", reader, host, err)
+			}
+			return g
+		}
+		presence := func() string {
+			t.Helper()
+			nicks, err := s.Presence(ctx, "lobby", 20*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return strings.Join(nicks, ",")
+		}
+		tests := []struct {
+			name, reader, host, nick, addr string
+			poll                           bool
+			pollers, superseded            int
+		}{
+			{"First live", "r1", "h1", "ann", "10.0.0.1", false, 0, 0},
+			{"Second live", "r2", "h1", "", "10.0.0.2", false, 0, 0},
+			{"Budget full: a poll", "r3", "h1", "cid", "10.0.0.3", true, 1, 0},
+			{"Another poller", "r4", "h1", "", "10.0.0.4", true, 2, 0},
+			{"A poller polls again: counted once", "r3", "h1", "cid", "10.0.0.3", true, 2, 0},
+			{"Another host has its own budget", "r5", "h2", "", "10.0.0.5", false, 0, 0},
+			{"A reader's reconnect takes its own slot", "r1", "h1", "ann", "10.0.0.1", false, 0, 1},
+			{"Same reader from one address, again", "r1", "h1", "ann", "10.0.0.1", false, 0, 1},
+			{"Renamed: the new nick only", "r1", "h1", "bea", "10.0.0.1", false, 0, 1},
+		}
+		for _, tt := range tests {
+			g := open(tt.reader, tt.host, tt.nick, tt.addr)
+			if g.Poll != tt.poll || g.Pollers != tt.pollers || g.Superseded != tt.superseded {
+				t.Errorf("%s: poll %v, pollers %d, superseded %d; want %v, %d, %d",
+					tt.name, g.Poll, g.Pollers, g.Superseded, tt.poll, tt.pollers, tt.superseded)
+			}
+		}
+		if got, want := presence(), "bea,cid"; got != want {
+			t.Errorf("presence = %q, want %q: a poller is present, a renamed reader's old nick is not", got, want)
+		}
+		// The superseded streams are the ones their processes must end.
+		ids, err := s.Superseded(ctx, "p-h1")
+		if err != nil || len(ids) != 3 {
+			t.Errorf("Superseded = %v, %v; want r1's three older streams", ids, err)
+		}
+		for _, id := range ids {
+			if err := s.CloseStream(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if ids, _ := s.Superseded(ctx, "p-h1"); len(ids) != 0 {
+			t.Errorf("after closing them, Superseded = %v, want none", ids)
+		}
+		// A poller given a slot polls no more.
+		s.CloseStream(ctx, open("r1", "h1", "bea", "10.0.0.1").ID)
+		if g := open("r3", "h1", "cid", "10.0.0.3"); g.Poll {
+			t.Errorf("a freed slot went to nobody: r3 polls again")
+		}
+		if g := open("r6", "h1", "", "10.0.0.6"); !g.Poll || g.Pollers != 2 {
+			t.Errorf("a new poller: poll %v, pollers %d; want a poll among 2 (r4, r6)", g.Poll, g.Pollers)
+		}
+		// Three readers from one address: the cap of two counts readers,
+		// not their reconnects.
+		for i, r := range []string{"x1", "x1", "x2", "x2", "x1"} {
+			if _, err := s.OpenStream(ctx, StreamInput{Owner: "p", Room: "lobby", Reader: r, Host: "h3", Addr: "10.9.9.9", Cap: 2, Stale: 20 * time.Second}); err != nil {
+				t.Errorf("reconnect %d of readers x1, x2 from one address: %v", i, err)
+			}
+		}
+		if _, err := s.OpenStream(ctx, StreamInput{Owner: "p", Room: "lobby", Reader: "x3", Host: "h3", Addr: "10.9.9.9", Cap: 2, Stale: 20 * time.Second}); codeOf(err) != chat.ETooMany {
+			t.Errorf("a third reader from the address: %v, want too many", err)
 		}
 	})
 }
