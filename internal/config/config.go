@@ -49,9 +49,9 @@ const (
 	// usual 20 entry processes, leaving the rest for posts, polls, the
 	// page and the owner's other scripts. A daemon multiplexes streams in
 	// one process and has no budget by default.
-	DefaultMaxStreams = 8
-	DefaultKeepMessages     = 10000
-	DefaultKeepDays         = 0
+	DefaultMaxStreams   = 8
+	DefaultKeepMessages = 10000
+	DefaultKeepDays     = 0
 )
 
 // Config is one complete set of settings. Under FastCGI settings may

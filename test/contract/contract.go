@@ -33,6 +33,8 @@ func Run(t *testing.T, start Start) {
 		{"HeartbeatAndLifetime", testHeartbeatAndLifetime},
 		{"Batch", testBatch},
 		{"BadConfiguration", testBadConfiguration},
+		{"BudgetPolls", testBudgetPolls},
+		{"ReaderSupersedes", testReaderSupersedes},
 	}
 	tests = append(tests, abuseTests...)
 	for _, tt := range tests {
@@ -189,6 +191,8 @@ func testStreamBadInput(t *testing.T, start Start) {
 		{"Last-Event-ID negative", "GET", "", "-5", 400, "Last-Event-ID"},
 		{"lastEventId not a number", "GET", "lastEventId=1.5", "", 400, "Last-Event-ID"},
 		{"Unknown mode", "GET", "mode=fast", "", 400, "mode"},
+		{"Reader with a slash", "GET", "reader=a/b", "", 400, "reader"},
+		{"Reader too long", "GET", "reader=" + strings.Repeat("r", 65), "", 400, "reader"},
 		{"POST", "POST", "", "", 405, "GET, HEAD"},
 	}
 	for _, tt := range tests {
