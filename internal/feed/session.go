@@ -30,8 +30,13 @@ const (
 // heartbeats. 2 KiB is the customary SSE padding for buffering proxies.
 var openingPad = strings.Repeat(" ", 2048)
 
-// backlogPage bounds one read of missed messages.
-const backlogPage = 500
+// backlogPage bounds one read of missed messages, and chunkBytes how much
+// a session puts together before it is written: a reader that does not
+// read holds at most one page and one chunk, however long the backlog.
+const (
+	backlogPage = 100
+	chunkBytes  = 64 << 10
+)
 
 // Request is what one reader's stream asks for, with the rule that ends
 // it.
@@ -105,6 +110,8 @@ type Session struct {
 
 	first   []chat.Message // the backlog's first page, read by Open
 	trimmed int64          // the room's highest pruned id, when resuming
+	// pending is the rest of a page read but not yet put in a chunk.
+	pending []chat.Message
 
 	state    sessionState
 	buf      []byte
@@ -217,6 +224,10 @@ func (s *Session) Next(ctx context.Context) ([]byte, error) {
 	} else {
 		s.buf = s.buf[:0]
 	}
+	if len(s.pending) > 0 {
+		s.emit()
+		return s.buf, nil
+	}
 	switch s.state {
 	case stateOpening:
 		s.opening()
@@ -225,7 +236,7 @@ func (s *Session) Next(ctx context.Context) ([]byte, error) {
 		if err := s.page(ctx); err != nil {
 			return s.fail("backlog read failed", err)
 		}
-		if s.state == stateBacklog {
+		if len(s.buf) > 0 || s.state == stateBacklog {
 			return s.buf, nil
 		}
 		fallthrough
@@ -249,12 +260,12 @@ func (s *Session) opening() {
 		s.buf = sse.AppendEvent(s.buf, s.trimmed, EventTrimmed, fmt.Sprintf(`{"room":%q,"through":%d}`, s.req.Room, s.trimmed))
 		s.after = s.trimmed
 	}
-	s.messages(s.first)
 	s.state = stateReady
 	if s.req.Resume && len(s.first) == backlogPage {
 		s.state = stateBacklog
 	}
-	s.first = nil
+	s.pending, s.first = s.first, nil
+	s.emit()
 }
 
 // page adds the next page of messages after the last one sent, and moves
@@ -264,7 +275,8 @@ func (s *Session) page(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.messages(ms)
+	s.pending = ms
+	s.emit()
 	if len(ms) < backlogPage {
 		if s.state == stateBacklog {
 			s.state = stateReady
@@ -321,7 +333,7 @@ func (s *Session) live(ctx context.Context) ([]byte, error) {
 		return s.buf, nil
 	case fr := <-s.sub.C():
 		s.frame(fr)
-		for more := true; more; {
+		for more := true; more && len(s.buf) < chunkBytes; {
 			select {
 			case fr := <-s.sub.C():
 				s.frame(fr)
@@ -344,7 +356,7 @@ func (s *Session) live(ctx context.Context) ([]byte, error) {
 // afterMessages returns what was added, ending the stream after it when
 // the rule says so.
 func (s *Session) afterMessages() ([]byte, error) {
-	if s.req.EndAfterMessages && s.sent > 0 && !s.catching {
+	if s.req.EndAfterMessages && s.sent > 0 && !s.catching && len(s.pending) == 0 {
 		s.state, s.reason = stateEnded, "message sent"
 	}
 	return s.buf, nil
@@ -376,9 +388,12 @@ func (s *Session) frame(fr *Frame) {
 	s.sent++
 }
 
-func (s *Session) messages(ms []chat.Message) {
-	for _, m := range ms {
-		fr := Encode(m)
+// emit encodes pending messages into the chunk until it is full.
+func (s *Session) emit() {
+	for len(s.pending) > 0 && len(s.buf) < chunkBytes {
+		fr := Encode(s.pending[0])
 		s.frame(&fr)
+		s.pending[0] = chat.Message{} // let its text go
+		s.pending = s.pending[1:]
 	}
 }

@@ -159,13 +159,21 @@ func (h *streamHandler) serve(w http.ResponseWriter, r *http.Request, cfg config
 		"seconds", sess.Elapsed().Seconds(), "messages", sess.Sent())
 }
 
+// writeTimeout bounds one write to the client: a reader that reads
+// nothing for this long is disconnected, and resumes from its
+// Last-Event-ID when it reads again. (Under CGI the web server holds the
+// connection, and the deadline cannot be set.)
+const writeTimeout = 30 * time.Second
+
 // write writes what the session gives until it ends or a write fails, and
 // returns why it stopped.
 func (h *streamHandler) write(ctx context.Context, w http.ResponseWriter, sess *feed.Session) string {
 	f, _ := w.(http.Flusher)
+	rc := http.NewResponseController(w)
 	for {
 		chunk, err := sess.Next(ctx)
 		if len(chunk) > 0 {
+			rc.SetWriteDeadline(time.Now().Add(writeTimeout))
 			if err := flush(w, f, chunk); err != nil {
 				return "client gone"
 			}
