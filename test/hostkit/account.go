@@ -315,18 +315,6 @@ func lookupIDs(name string) (uid, gid int, err error) {
 	return uid, gid, nil
 }
 
-// allPIDs returns every process id in /proc.
-func allPIDs() []int {
-	entries, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range entries {
-		if pid, err := strconv.Atoi(e.Name()); err == nil {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
 // procIDs returns the numbers on the line of /proc/PID/status that starts
 // with key ("Uid:": real, effective, saved, filesystem).
 func procIDs(pid int, key string) ([]int, error) {
