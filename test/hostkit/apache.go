@@ -83,11 +83,14 @@ func startApache(t T, h *Host, extra string) []*Proc {
 
 // ApacheCGID runs the programs under mod_cgid, through .htaccess alone.
 func ApacheCGID(t T, h *Host) []*Proc {
-	return startApache(t, h, `
+	return startApache(t, h, cgidConf)
+}
+
+// cgidConf loads mod_cgid with its socket in the host's directory.
+const cgidConf = `
 LoadModule cgid_module {{modules}}/mod_cgid.so
 ScriptSock "{{base}}/apache/cgid.sock"
-`)
-}
+`
 
 // ApacheFcgid runs the programs under mod_fcgid with its default output
 // buffer, through .htaccess alone.

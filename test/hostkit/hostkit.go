@@ -2,7 +2,12 @@
 // and runs it behind the real web servers it supports, each on its own
 // 127.0.0.1 port: Apache with mod_cgid, with mod_fcgid (default buffer and
 // FcgidOutputBufferSize 0) and with mod_proxy_fcgi in front of the
-// daemons; nginx in front of the daemons and with fcgiwrap.
+// daemons; nginx in front of the daemons and with fcgiwrap. Variants are
+// hosts set up as particular shared hosts are (suEXEC running the programs
+// as a throwaway account, ModSecurity with the OWASP CRS, .htaccess
+// without Options); an account's processes can be capped
+// (Account.ProcessLimit) and its requests limited as CloudLinux does
+// (LimitEntries).
 //
 // The servers run as www-data when the caller runs as root (as in CI), as
 // the current user otherwise. test/hosts tests through it and bench
@@ -17,6 +22,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -49,6 +55,9 @@ type Setup struct {
 	// Restart: the settings live in server files or daemons, read at
 	// start, so a new deployment needs a restart (not for .htaccess).
 	Restart bool
+	// Account: the programs run as a throwaway account through suEXEC,
+	// deployed by that account over "SSH" (root only: see NewAccount).
+	Account bool
 	Start   func(t T, h *Host) []*Proc
 }
 
@@ -62,9 +71,9 @@ var Setups = []Setup{
 	{Name: "nginx-fcgiwrap", Args: []string{"--mode", "cgi"}, Batch: true, CGI: true, Restart: true, Start: NginxFcgiwrap},
 }
 
-// LookupSetup returns the setup called name.
+// LookupSetup returns the setup called name, one of Setups or Variants.
 func LookupSetup(name string) (Setup, bool) {
-	for _, s := range Setups {
+	for _, s := range slices.Concat(Setups, Variants) {
 		if s.Name == name {
 			return s, true
 		}
@@ -84,8 +93,9 @@ type Host struct {
 	StreamBin string
 	PostBin   string
 	Port      int
-	URL       string // http://127.0.0.1:PORT
-	User      WebUser
+	URL       string   // http://127.0.0.1:PORT
+	User      WebUser  // the web server's
+	Account   *Account // the account the programs run as, for an Account setup
 
 	// Env holds settings (NAME=value) that every Deploy passes with --env.
 	Env []string
@@ -118,6 +128,9 @@ func NewHost(t T, s Setup) *Host {
 		Port:    FreePort(t),
 		User:    ServerUser(t),
 	}
+	if s.Account {
+		useAccount(t, h)
+	}
 	h.StreamBin = filepath.Join(h.Docroot, "cgi-bin", "stream")
 	h.PostBin = filepath.Join(h.Docroot, "cgi-bin", "post")
 	h.URL = "http://" + h.Addr()
@@ -149,7 +162,6 @@ func (h *Host) Deploy(t T, extra ...string) {
 	t.Helper()
 	args := []string{
 		"--db", h.DB,
-		"--web-user", h.User.Name,
 		"--http-listen", h.Addr(),
 		"--server-name", "127.0.0.1",
 		"--socket-dir", h.RunDir,
@@ -158,8 +170,16 @@ func (h *Host) Deploy(t T, extra ...string) {
 	for _, kv := range h.Env {
 		args = append(args, "--env", kv)
 	}
-	args = append(append(append(args, h.Setup.Args...), extra...), h.Docroot)
-	out, err := RunDeploy(t, nil, args...)
+	// An account deploys over SSH, and deploy.sh takes it for the
+	// programs' user, as on a shared host.
+	target, env := h.Docroot, []string(nil)
+	if h.Account != nil {
+		target, env = h.Account.Target(h.Docroot), h.Account.DeployEnv(t)
+	} else {
+		args = append(args, "--web-user", h.User.Name)
+	}
+	args = append(append(append(args, h.Setup.Args...), extra...), target)
+	out, err := RunDeploy(t, env, args...)
 	if err != nil {
 		t.Fatalf("deploy.sh %s: %v\n%s", strings.Join(args, " "), err, out)
 	}

@@ -149,14 +149,21 @@ func PIDsUnder(dir string) []int {
 
 // pidsWhere returns the processes whose executable's path passes match.
 func pidsWhere(match func(exe string) bool) []int {
+	var pids []int
+	for _, pid := range allPIDs() {
+		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil && match(exe) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// allPIDs returns every process id in /proc.
+func allPIDs() []int {
 	entries, _ := os.ReadDir("/proc")
 	var pids []int
 	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil && match(exe) {
+		if pid, err := strconv.Atoi(e.Name()); err == nil {
 			pids = append(pids, pid)
 		}
 	}

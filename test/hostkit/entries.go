@@ -1,0 +1,230 @@
+package hostkit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// EntryStatus is what CloudLinux answers a request past an account's
+// entry-process limit.
+const EntryStatus = 508
+
+// entryPage is the body of an EntryStatus answer: HTML from the host, as
+// CloudLinux's own page is.
+const entryPage = `<!DOCTYPE html>
+<html><head><title>508 Resource Limit Is Reached</title></head>
+<body><h1>Resource Limit Is Reached</h1>
+<p>The website is temporarily unable to serve your request because it
+reached its resource limit. Please try again later.</p></body></html>
+`
+
+// entryHoldLimit bounds how long an entry waits for its CGI program to end
+// after the response did.
+const entryHoldLimit = 5 * time.Minute
+
+// EntryLimit stands in front of a host the way CloudLinux's entry-process
+// limit (EP) does on a shared host: at most N dynamic requests (under
+// /cgi-bin/) of the account in progress at once; past that, EntryStatus at
+// once with an HTML page, for posts, streams and everything dynamic alike.
+// Static files pass uncounted. On a CGI setup an entry lasts as long as
+// its program runs, not only as long as its client stays: under mod_cgid
+// a stream whose reader left holds its entry until Apache notices, two to
+// four heartbeats later.
+//
+// No kernel limit counts requests (RLIMIT_NPROC counts threads: see
+// Account.ProcessLimit), so this is a model, in Go, of what CloudLinux's
+// Apache module does at a request's entry; everything behind it is the
+// real host. Clients use URL in place of the host's.
+type EntryLimit struct {
+	URL string // http://127.0.0.1:PORT, in front of the host
+	N   int
+
+	host *Host
+	mu   sync.Mutex
+	// held are the entries whose response has ended, by the local port
+	// of their connection to the host (the program's REMOTE_PORT), kept
+	// until no program of the host runs with that REMOTE_PORT.
+	held             map[int]bool
+	active, most     int
+	admitted, denied int
+}
+
+// LimitEntries starts an EntryLimit of n in front of h until t's cleanups.
+func LimitEntries(t T, h *Host, n int) *EntryLimit {
+	t.Helper()
+	backend, err := url.Parse(h.URL)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	e := &EntryLimit{URL: "http://" + l.Addr().String(), N: n, host: h, held: make(map[int]bool)}
+	proxy := &httputil.ReverseProxy{
+		// Rewrite, unlike Director, adds no X-Forwarded-For: the host
+		// sees its clients as it would without the limit.
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(backend)
+			r.Out.Host = r.In.Host
+		},
+		// One connection per request, so that its port names its program.
+		Transport: &http.Transport{DisableKeepAlives: true},
+		// A client that leaves ends its request to the host too; that is
+		// no error worth a log line.
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if r.Context().Err() == nil {
+				w.WriteHeader(http.StatusBadGateway)
+			}
+		},
+	}
+	srv := &http.Server{Handler: e.handler(proxy), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(l)
+	stop := make(chan struct{})
+	go e.release(stop)
+	t.Cleanup(func() {
+		close(stop)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); errors.Is(err, context.DeadlineExceeded) {
+			srv.Close()
+		}
+	})
+	return e
+}
+
+// handler admits a dynamic request when fewer than N are in progress.
+func (e *EntryLimit) handler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/cgi-bin/") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if !e.enter() {
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(EntryStatus)
+			w.Write([]byte(entryPage))
+			return
+		}
+		port := 0
+		trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+			if a, ok := info.Conn.LocalAddr().(*net.TCPAddr); ok {
+				port = a.Port
+			}
+		}}
+		// Deferred: the proxy panics with http.ErrAbortHandler when the
+		// client has left.
+		defer func() { e.leave(port) }()
+		next.ServeHTTP(w, r.WithContext(httptrace.WithClientTrace(r.Context(), trace)))
+	})
+}
+
+func (e *EntryLimit) enter() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.active >= e.N {
+		e.denied++
+		return false
+	}
+	e.active++
+	e.admitted++
+	e.most = max(e.most, e.active)
+	return true
+}
+
+// leave ends an entry at once, or, on a CGI setup, hands it to release to
+// end when its program does.
+func (e *EntryLimit) leave(port int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if port != 0 && e.host.Setup.CGI {
+		e.held[port] = true
+		return
+	}
+	e.active--
+}
+
+// release ends, every SampleEvery, the held entries whose program no
+// longer runs.
+func (e *EntryLimit) release(stop chan struct{}) {
+	tick := time.NewTicker(SampleEvery)
+	defer tick.Stop()
+	limit := time.After(samplerLimit)
+	since := make(map[int]time.Time)
+	for {
+		select {
+		case <-stop:
+			return
+		case <-limit:
+			return
+		case <-tick.C:
+		}
+		e.mu.Lock()
+		n := len(e.held)
+		e.mu.Unlock()
+		if n == 0 {
+			continue
+		}
+		running := make(map[int]bool)
+		for _, pid := range PIDsUnder(e.host.Docroot) {
+			if v, ok := envValue(pid, "REMOTE_PORT"); ok {
+				if port, err := strconv.Atoi(v); err == nil {
+					running[port] = true
+				}
+			}
+		}
+		now := time.Now()
+		e.mu.Lock()
+		for port := range e.held {
+			if since[port].IsZero() {
+				since[port] = now
+			}
+			if !running[port] || now.Sub(since[port]) > entryHoldLimit {
+				delete(e.held, port)
+				delete(since, port)
+				e.active--
+			}
+		}
+		e.mu.Unlock()
+	}
+}
+
+// EntryStats is what an EntryLimit has counted.
+type EntryStats struct {
+	Active   int // entries in progress now (a CGI program still running)
+	Most     int // the most in progress at once
+	Admitted int
+	Denied   int // answered EntryStatus
+}
+
+// Stats returns the counts so far.
+func (e *EntryLimit) Stats() EntryStats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return EntryStats{Active: e.active, Most: e.most, Admitted: e.admitted, Denied: e.denied}
+}
+
+// envValue returns the value of name in process pid's environment.
+func envValue(pid int, name string) (string, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil {
+		return "", false
+	}
+	for _, kv := range strings.Split(string(b), "\x00") {
+		if v, ok := strings.CutPrefix(kv, name+"="); ok {
+			return v, true
+		}
+	}
+	return "", false
+}

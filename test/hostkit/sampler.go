@@ -1,0 +1,83 @@
+package hostkit
+
+import (
+	"sync"
+	"time"
+)
+
+// SampleEvery is how often a Sampler counts.
+const SampleEvery = 100 * time.Millisecond
+
+// samplerLimit bounds a Sampler's life should nobody stop it.
+const samplerLimit = 15 * time.Minute
+
+// Sampler counts something (an account's processes, a host's stream
+// processes) every SampleEvery in the background and keeps the largest
+// count seen.
+type Sampler struct {
+	count func() int
+	stop  chan struct{}
+	done  chan struct{}
+	once  sync.Once
+
+	mu      sync.Mutex
+	max     int
+	samples int
+}
+
+// Sample starts counting with count until Stop, t's cleanups, or
+// samplerLimit; the first count is taken before it returns.
+func Sample(t T, count func() int) *Sampler {
+	s := &Sampler{count: count, stop: make(chan struct{}), done: make(chan struct{})}
+	s.take()
+	go s.run()
+	t.Cleanup(func() { s.Stop() })
+	return s
+}
+
+func (s *Sampler) run() {
+	defer close(s.done)
+	tick := time.NewTicker(SampleEvery)
+	defer tick.Stop()
+	limit := time.After(samplerLimit)
+	for {
+		select {
+		case <-tick.C:
+			s.take()
+		case <-s.stop:
+			return
+		case <-limit:
+			return
+		}
+	}
+}
+
+func (s *Sampler) take() {
+	n := s.count()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.samples++
+	s.max = max(s.max, n)
+}
+
+// Max returns the largest count seen so far and how many counts were
+// taken.
+func (s *Sampler) Max() (largest, samples int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.max, s.samples
+}
+
+// Stop ends the counting, takes a last count, and returns Max.
+func (s *Sampler) Stop() (largest, samples int) {
+	s.once.Do(func() {
+		close(s.stop)
+		<-s.done
+		s.take()
+	})
+	return s.Max()
+}
+
+// StreamProcesses counts the processes running h's stream program: for a
+// CGI setup, one per open stream.
+func (h *Host) StreamProcesses() int { return len(PIDsRunning(h.StreamBin)) }
