@@ -136,5 +136,6 @@ ALTER TABLE streams
     ADD COLUMN reader VARCHAR(64),
     ADD COLUMN host   VARCHAR(255) NOT NULL DEFAULT '',
     ADD COLUMN kind   VARCHAR(8)   NOT NULL DEFAULT 'live',
+    ADD COLUMN cost   DOUBLE,
     ADD INDEX streams_reader (reader),
     ADD INDEX streams_kind_seen (kind, seen_at);

@@ -143,5 +143,6 @@ CREATE TABLE trimmed (
 ALTER TABLE streams ADD COLUMN reader TEXT;
 ALTER TABLE streams ADD COLUMN host TEXT NOT NULL DEFAULT '';
 ALTER TABLE streams ADD COLUMN kind TEXT NOT NULL DEFAULT 'live';
+ALTER TABLE streams ADD COLUMN cost DOUBLE PRECISION;
 CREATE INDEX streams_reader ON streams (reader);
 CREATE INDEX streams_kind_seen ON streams (kind, seen_at);

@@ -104,9 +104,12 @@ CREATE TABLE trimmed (
 -- host is the web host that serves the stream: the budget counts per host.
 -- kind is 'live' for a stream that holds its process, 'poll' for a request
 -- answered at once because the host's budget was full; a reader's poll row
--- is renewed by each of its polls, and counts it present.
+-- is renewed by each of its polls, is open while one runs, counts it
+-- present, and keeps in cost how many seconds its last poll took, from
+-- which the pollers' retry: is worked out.
 ALTER TABLE streams ADD COLUMN reader TEXT;
 ALTER TABLE streams ADD COLUMN host TEXT NOT NULL DEFAULT '';
 ALTER TABLE streams ADD COLUMN kind TEXT NOT NULL DEFAULT 'live';
+ALTER TABLE streams ADD COLUMN cost REAL;
 CREATE INDEX streams_reader ON streams (reader);
 CREATE INDEX streams_kind_seen ON streams (kind, seen_at);

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	mathrand "math/rand/v2"
 	"strings"
 	"time"
 
@@ -55,11 +56,16 @@ type Request struct {
 	// backlog's or a new one (batch mode: the browser reconnects).
 	EndAfterMessages bool
 
-	// Budget is how many live streams the host may hold at once (0: no
-	// budget). Past it the request is answered as a poll: what is pending,
-	// ready with mode poll and a retry: that keeps the pollers' requests
-	// within budget, then the end.
+	// Budget is how many stream requests the host may hold at once (0:
+	// no budget): live streams, but for a quarter kept for polls. Past it
+	// the request is answered as a poll: what is pending, ready with mode
+	// poll and a retry: that keeps the pollers' requests within the
+	// budget, then the end.
 	Budget int
+	// Started is when the request began to cost the host: for a CGI
+	// program, when its process started. A poll's cost is measured from
+	// it.
+	Started time.Time
 
 	// The reader, for the streams table: who (Nick; shown only when
 	// NickKey is free or held, by Held, within NickHold), which reader
@@ -79,20 +85,28 @@ type Request struct {
 // the host's budget of live streams was full.
 const ModePoll = "poll"
 
-// Poll intervals: the pollers of a host together make at most
-// pollsPerSlot polls a second for each live stream the budget allows, each
-// poller at least once every pollMax and at most once every pollMin.
+// Poll intervals. The pollers of a host together keep, on average, no more
+// requests running than the budget's reserve for polls
+// (store.PollReserve), going by what their polls took (firstPollCost
+// before any is known); each polls at most once a second and at least
+// every 30 s (under 10 s but with slow polls or hundreds of pollers: see
+// docs/contract.md). Each interval is
+// spread by a fifth either way, so that pollers do not come together.
 const (
-	pollsPerSlot = 10
-	pollMin      = time.Second
-	pollMax      = 10 * time.Second
+	firstPollCost = 50 * time.Millisecond
+	pollMin       = time.Second
+	pollMax       = 30 * time.Second
 )
 
-// pollRetry returns the retry: for a poll when pollers readers poll a host
-// whose budget is budget live streams.
-func pollRetry(pollers, budget int) time.Duration {
-	d := time.Duration(pollers) * time.Second / time.Duration(pollsPerSlot*max(budget, 1))
-	return min(max(d, pollMin), pollMax)
+// pollRetry returns the retry: for one poll among pollers whose polls take
+// cost each, on a host whose budget keeps reserve requests for polls.
+func pollRetry(pollers int, cost time.Duration, reserve int) time.Duration {
+	if cost <= 0 {
+		cost = firstPollCost
+	}
+	d := 2 * time.Duration(pollers) * cost / time.Duration(max(reserve, 1))
+	d = min(max(d, pollMin), pollMax)
+	return time.Duration(float64(d) * (0.8 + 0.4*mathrand.Float64()))
 }
 
 // Session is one reader's stream: its row in the streams table, its
@@ -152,10 +166,13 @@ func (f *Feed) Open(ctx context.Context, req Request) (*Session, error) {
 		// process's next wake-up.
 		f.wakeOthers()
 	}
-	s := &Session{f: f, req: req, row: g.ID, after: req.After, started: time.Now(), superseded: make(chan struct{})}
+	if req.Started.IsZero() {
+		req.Started = time.Now()
+	}
+	s := &Session{f: f, req: req, row: g.ID, after: req.After, started: req.Started, superseded: make(chan struct{})}
 	if g.Poll {
 		s.poll = true
-		s.req.Mode, s.req.Retry = ModePoll, pollRetry(g.Pollers, req.Budget)
+		s.req.Mode, s.req.Retry = ModePoll, pollRetry(g.Pollers, g.PollCost, store.PollReserve(req.Budget))
 	} else {
 		f.mu.Lock()
 		f.live[s.row] = s
@@ -195,7 +212,7 @@ func (s *Session) Close() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := s.f.store.CloseStream(ctx, s.row); err != nil {
+	if err := s.f.store.CloseStream(ctx, s.row, time.Since(s.req.Started)); err != nil {
 		s.f.log.Warn("stream: closing its row failed", "err", err)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -356,4 +357,40 @@ func stdinIsListener() bool {
 	}
 	v, err := syscall.GetsockoptInt(0, syscall.SOL_SOCKET, syscall.SO_ACCEPTCONN)
 	return err == nil && v == 1
+}
+
+// processStart is when this process started, as the kernel counts it.
+var processStart = startTime()
+
+// startTime reads the process's start from /proc/self/stat (the 22nd
+// field, in clock ticks since boot, 100 a second on Linux); elsewhere it
+// is the time this package was initialised.
+func startTime() time.Time {
+	now := time.Now()
+	stat, err1 := os.ReadFile("/proc/self/stat")
+	uptime, err2 := os.ReadFile("/proc/uptime")
+	if err1 != nil || err2 != nil {
+		return now
+	}
+	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	up := strings.Fields(string(uptime))
+	if len(fields) < 20 || len(up) == 0 {
+		return now
+	}
+	ticks, err1 := strconv.ParseFloat(fields[19], 64)
+	secs, err2 := strconv.ParseFloat(up[0], 64)
+	if err1 != nil || err2 != nil {
+		return now
+	}
+	return now.Add(-time.Duration((secs - ticks/100) * float64(time.Second)))
+}
+
+// RequestStart returns when a request began to cost the host: under CGI,
+// when the process started (its start-up is the request's), otherwise
+// now.
+func RequestStart(m Mode) time.Time {
+	if m == CGI {
+		return processStart
+	}
+	return time.Now()
 }

@@ -41,45 +41,49 @@ type StreamInput struct {
 	Stale time.Duration
 }
 
+// A stream row's open is 1 while its request runs, 2 once its reader
+// opened a newer stream (its process then ends it), 0 when it ended.
+
 // StreamGrant is what OpenStream granted.
 type StreamGrant struct {
 	ID int64 // the stream's row
 	// Poll: the host's budget is full; answer with what is pending and
-	// end at once. Pollers is then how many readers the host answers so.
-	Poll    bool
-	Pollers int
+	// end at once. Pollers is then how many readers the host answers so,
+	// and PollCost what their polls took on average (0 when none is
+	// known yet).
+	Poll     bool
+	Pollers  int
+	PollCost time.Duration
 	// Superseded is how many older streams of the same reader were asked
 	// to end (see Superseded).
 	Superseded int
 }
 
-// Stream rows' open states.
-const (
-	streamEnded      = 0
-	streamOpen       = 1
-	streamSuperseded = 2 // its reader opened a newer one: its process ends it
-)
+// PollReserve returns how much of a budget is kept for polls: a quarter,
+// so that the live streams leave room for the pollers' requests.
+func PollReserve(budget int) int { return budget / 4 }
 
 const (
 	deleteStaleStreams = `DELETE FROM streams WHERE seen_at < ?`
-	countOpenStreams   = `SELECT count(*) FROM streams WHERE addr = ? AND open = 1`
-	countLiveStreams   = `SELECT count(*) FROM streams WHERE host = ? AND open = 1`
-	countPollers       = `SELECT count(*) FROM streams WHERE kind = 'poll' AND host = ? AND seen_at >= ?`
+	countOpenStreams   = `SELECT count(*) FROM streams WHERE addr = ? AND open = 1 AND kind = 'live'`
+	countLiveStreams   = `SELECT count(*) FROM streams WHERE host = ? AND open = 1 AND kind = 'live'`
+	selectPollers      = `SELECT count(*), COALESCE(AVG(cost), 0) FROM streams WHERE kind = 'poll' AND host = ? AND seen_at >= ?`
 	// A reader's older rows leave presence (its nick may have changed;
 	// the new row lists it) and its open streams are asked to end.
 	forgetReaderNick = `UPDATE streams SET nick = NULL WHERE reader = ?`
-	supersedeReader  = `UPDATE streams SET open = 2, seen_at = ? WHERE reader = ? AND open = 1`
-	renewPoll        = `UPDATE streams SET owner = ?, room = ?, nick = NULLIF(?, ''), addr = ?, seen_at = ?
-		WHERE reader = ? AND kind = 'poll'`
-	forgetPoll = `DELETE FROM streams WHERE reader = ? AND kind = 'poll'`
+	supersedeReader  = `UPDATE streams SET open = 2, seen_at = ? WHERE reader = ? AND open = 1 AND kind = 'live'`
+	selectPollRow    = `SELECT id FROM streams WHERE reader = ? AND kind = 'poll'`
+	renewPoll        = `UPDATE streams SET owner = ?, room = ?, nick = NULLIF(?, ''), addr = ?, open = 1, seen_at = ? WHERE id = ?`
+	forgetPoll       = `DELETE FROM streams WHERE reader = ? AND kind = 'poll'`
 )
 
 var insertStream = stmt{sqlite: `INSERT INTO streams (owner, room, nick, reader, host, addr, kind, open, seen_at)
-	VALUES (?, ?, NULLIF(?, ''), NULLIF(?, ''), ?, ?, ?, ?, ?)`}
+	VALUES (?, ?, NULLIF(?, ''), NULLIF(?, ''), ?, ?, ?, 1, ?)`}
 
 // OpenStream records a new stream: it supersedes the reader's older
 // streams, refuses the stream when its address already holds Cap open
-// streams, and grants it as a poll when the host holds Budget live ones.
+// streams, and grants it as a poll when the host's live streams fill the
+// Budget but for its PollReserve.
 func (s *Store) OpenStream(ctx context.Context, in StreamInput) (StreamGrant, error) {
 	now := unix(s.Now())
 	var g StreamGrant
@@ -116,7 +120,7 @@ func (s *Store) OpenStream(ctx context.Context, in StreamInput) (StreamGrant, er
 			if err := tx.GetContext(ctx, &n, s.sql(countLiveStreams), in.Host); err != nil {
 				return fmt.Errorf("count live streams: %w", err)
 			}
-			g.Poll = n >= in.Budget
+			g.Poll = n >= in.Budget-PollReserve(in.Budget)
 		}
 		nick := in.Nick
 		if nick != "" {
@@ -130,9 +134,10 @@ func (s *Store) OpenStream(ctx context.Context, in StreamInput) (StreamGrant, er
 		}
 		var err error
 		if g.Poll {
-			g.ID, err = s.recordPoll(ctx, tx, in, nick, now)
-			if err == nil {
-				err = tx.GetContext(ctx, &g.Pollers, s.sql(countPollers), in.Host, now-in.Stale.Seconds())
+			if g.ID, err = s.recordPoll(ctx, tx, in, nick, now); err == nil {
+				var cost float64
+				err = tx.QueryRowxContext(ctx, s.sql(selectPollers), in.Host, now-in.Stale.Seconds()).Scan(&g.Pollers, &cost)
+				g.PollCost = time.Duration(cost * float64(time.Second))
 			}
 		} else {
 			// A reader who polled and now streams polls no more.
@@ -142,7 +147,7 @@ func (s *Store) OpenStream(ctx context.Context, in StreamInput) (StreamGrant, er
 				}
 			}
 			g.ID, err = s.backend.insertID(ctx, tx, s.dialect(insertStream),
-				in.Owner, in.Room, nick, in.Reader, in.Host, in.Addr, "live", streamOpen, now)
+				in.Owner, in.Room, nick, in.Reader, in.Host, in.Addr, "live", now)
 		}
 		if err != nil {
 			return fmt.Errorf("record stream: %w", err)
@@ -155,22 +160,23 @@ func (s *Store) OpenStream(ctx context.Context, in StreamInput) (StreamGrant, er
 	return g, nil
 }
 
-// recordPoll records a poll: a reader's one poll row is renewed, so that
-// it stays present and counts once among the pollers; a poll without a
-// reader id gets a row of its own. The row is never open: no process
-// holds it.
+// recordPoll records a poll, open while it runs: a reader's one poll row
+// is renewed, so that it stays present and counts once among the
+// pollers; a poll without a reader id gets a row of its own.
 func (s *Store) recordPoll(ctx context.Context, tx *sqlx.Tx, in StreamInput, nick string, now float64) (int64, error) {
 	if in.Reader != "" {
-		res, err := tx.ExecContext(ctx, s.sql(renewPoll), in.Owner, in.Room, nick, in.Addr, now, in.Reader)
-		if err != nil {
-			return 0, err
+		var id int64
+		err := tx.GetContext(ctx, &id, s.sql(selectPollRow), in.Reader)
+		if err == nil {
+			_, err = tx.ExecContext(ctx, s.sql(renewPoll), in.Owner, in.Room, nick, in.Addr, now, id)
+			return id, err
 		}
-		if n, _ := res.RowsAffected(); n > 0 {
-			return 0, nil
+		if !noRows(err) {
+			return 0, err
 		}
 	}
 	return s.backend.insertID(ctx, tx, s.dialect(insertStream),
-		in.Owner, in.Room, nick, in.Reader, in.Host, in.Addr, "poll", streamEnded, now)
+		in.Owner, in.Room, nick, in.Reader, in.Host, in.Addr, "poll", now)
 }
 
 const selectSuperseded = `SELECT id FROM streams WHERE owner = ? AND open = 2`
@@ -185,18 +191,15 @@ func (s *Store) Superseded(ctx context.Context, owner string) ([]int64, error) {
 	return ids, nil
 }
 
-const closeStream = `UPDATE streams SET open = 0, seen_at = ? WHERE id = ? AND kind = 'live'`
+const closeStream = `UPDATE streams SET open = 0, seen_at = ?, cost = ? WHERE id = ?`
 
-// CloseStream marks a stream ended. Its row stays until it is stale, so a
-// reader who reconnects (batch mode does so all the time) does not blink
-// out of the presence list. A poll's row (id 0 when it was renewed) is
-// left as it is.
-func (s *Store) CloseStream(ctx context.Context, id int64) error {
-	if id == 0 {
-		return nil
-	}
+// CloseStream marks a stream ended, with what it cost (for a poll, how
+// long it took). Its row stays until it is stale, so a reader who
+// reconnects (batch mode does so all the time) does not blink out of the
+// presence list.
+func (s *Store) CloseStream(ctx context.Context, id int64, cost time.Duration) error {
 	defer s.lockWrites()()
-	if _, err := s.db.ExecContext(ctx, s.sql(closeStream), unix(s.Now()), id); err != nil {
+	if _, err := s.db.ExecContext(ctx, s.sql(closeStream), unix(s.Now()), cost.Seconds(), id); err != nil {
 		return internal(err, "close stream %d", id)
 	}
 	return nil

@@ -49,7 +49,7 @@ func TestStreamCapAndPresence(t *testing.T) {
 			t.Errorf("presence = %q, want ada,bob", got)
 		}
 		// A closed stream frees its place at once but stays present a while.
-		if err := s.CloseStream(ctx, a1); err != nil {
+		if err := s.CloseStream(ctx, a1, 0); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := open("p1", "lobby", "ada", "10.0.0.1"); err != nil {
@@ -120,7 +120,7 @@ func TestStreamBudgetAndReaders(t *testing.T) {
 			t.Errorf("Superseded = %v, %v; want r1's three older streams", ids, err)
 		}
 		for _, id := range ids {
-			if err := s.CloseStream(ctx, id); err != nil {
+			if err := s.CloseStream(ctx, id, 0); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -128,12 +128,18 @@ func TestStreamBudgetAndReaders(t *testing.T) {
 			t.Errorf("after closing them, Superseded = %v, want none", ids)
 		}
 		// A poller given a slot polls no more.
-		s.CloseStream(ctx, open("r1", "h1", "bea", "10.0.0.1").ID)
+		s.CloseStream(ctx, open("r1", "h1", "bea", "10.0.0.1").ID, 0)
 		if g := open("r3", "h1", "cid", "10.0.0.3"); g.Poll {
 			t.Errorf("a freed slot went to nobody: r3 polls again")
 		}
-		if g := open("r6", "h1", "", "10.0.0.6"); !g.Poll || g.Pollers != 2 {
-			t.Errorf("a new poller: poll %v, pollers %d; want a poll among 2 (r4, r6)", g.Poll, g.Pollers)
+		g := open("r6", "h1", "", "10.0.0.6")
+		if !g.Poll || g.Pollers != 2 || g.PollCost != 0 {
+			t.Errorf("a new poller: poll %v, pollers %d, cost %v; want a poll among 2 (r4, r6), no cost known", g.Poll, g.Pollers, g.PollCost)
+		}
+		// What polls took is what the next pollers are told about.
+		s.CloseStream(ctx, g.ID, 40*time.Millisecond)
+		if g := open("r4", "h1", "", "10.0.0.4"); g.PollCost < 39*time.Millisecond || g.PollCost > 41*time.Millisecond {
+			t.Errorf("after a poll of 40 ms, the pollers' cost is %v, want 40 ms", g.PollCost)
 		}
 		// Three readers from one address: the cap of two counts readers,
 		// not their reconnects.
@@ -146,6 +152,15 @@ func TestStreamBudgetAndReaders(t *testing.T) {
 			t.Errorf("a third reader from the address: %v, want too many", err)
 		}
 	})
+}
+
+// TestPollReserve checks how much of a budget stays free for polls.
+func TestPollReserve(t *testing.T) {
+	for _, tt := range []struct{ budget, want int }{{1, 0}, {3, 0}, {4, 1}, {8, 2}, {10, 2}, {40, 10}} {
+		if got := PollReserve(tt.budget); got != tt.want {
+			t.Errorf("PollReserve(%d) = %d, want %d", tt.budget, got, tt.want)
+		}
+	}
 }
 
 func TestPrune(t *testing.T) {

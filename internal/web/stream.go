@@ -138,6 +138,7 @@ func (h *streamHandler) serve(w http.ResponseWriter, r *http.Request, cfg config
 	}
 	req.Addr, req.Cap = clientAddr(r, cfg.TrustedPrefixes()), cfg.StreamsPerClient
 	req.Budget = cfg.StreamBudget(h.mode.Concurrent())
+	req.Started = hosting.RequestStart(h.mode)
 	ctx := r.Context()
 	sess, err := h.feed.Open(ctx, req)
 	if err != nil {
