@@ -163,3 +163,18 @@ func TestLoneSurrogates(t *testing.T) {
 		}
 	}
 }
+
+// TestBodyShorterThanAnnounced reads a body that ends before the length
+// the web server announced, as Apache mod_fcgid passes HTTP/2 bodies sent
+// without a length: the error says so instead of blaming the JSON.
+func TestBodyShorterThanAnnounced(t *testing.T) {
+	for _, body := range []string{"", `{"nick":"ada",`} {
+		r := httptest.NewRequest("POST", "/cgi-bin/post", strings.NewReader(body))
+		r.ContentLength = 40
+		r.Header.Set("Content-Type", typeJSON)
+		_, err := readPost(r)
+		if chat.ErrorCode(err) != chat.EInvalid || !strings.Contains(err.Error(), fmt.Sprintf("%d of the 40 bytes", len(body))) {
+			t.Errorf("%q announced as 40 bytes: %v, want one saying the body did not arrive whole", body, err)
+		}
+	}
+}
