@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"cgichat/internal/chat"
 
@@ -39,7 +40,7 @@ func Key(nick string) string {
 	s, err := precis.Nickname.String(strings.TrimSpace(nick))
 	if err != nil {
 		s = strings.Join(strings.Fields(strings.Map(func(r rune) rune {
-			if chat.Ignorable(r) || r < 0x20 || r == 0x7f {
+			if chat.Ignorable(r) || unicode.IsControl(r) {
 				return -1
 			}
 			return r
