@@ -130,8 +130,20 @@ CREATE TABLE trimmed (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
 -- step: 2
+-- Rooms are one case (see schema.sql, step 3): fold the rows written before.
+UPDATE messages SET room = LOWER(room) WHERE room <> LOWER(room);
+UPDATE streams SET room = LOWER(room) WHERE room <> LOWER(room);
+INSERT INTO trimmed (room, through)
+    SELECT folded.room, folded.through FROM (
+        SELECT LOWER(room) AS room, MAX(through) AS through FROM trimmed
+        WHERE room <> LOWER(room) GROUP BY LOWER(room)
+    ) AS folded
+    ON DUPLICATE KEY UPDATE through = GREATEST(trimmed.through, folded.through);
+DELETE FROM trimmed WHERE room <> LOWER(room);
+
+-- step: 3
 -- A budget of live streams per web host, and one stream per reader (see
--- schema.sql, step 3).
+-- schema.sql, step 4).
 ALTER TABLE streams
     ADD COLUMN reader VARCHAR(64),
     ADD COLUMN host   VARCHAR(255) NOT NULL DEFAULT '',

@@ -138,8 +138,17 @@ CREATE TABLE trimmed (
 );
 
 -- step: 2
+-- Rooms are one case (see schema.sql, step 3): fold the rows written before.
+UPDATE messages SET room = lower(room) WHERE room <> lower(room);
+UPDATE streams SET room = lower(room) WHERE room <> lower(room);
+INSERT INTO trimmed (room, through)
+    SELECT lower(room), max(through) FROM trimmed WHERE room <> lower(room) GROUP BY lower(room)
+    ON CONFLICT (room) DO UPDATE SET through = greatest(trimmed.through, excluded.through);
+DELETE FROM trimmed WHERE room <> lower(room);
+
+-- step: 3
 -- A budget of live streams per web host, and one stream per reader (see
--- schema.sql, step 3).
+-- schema.sql, step 4).
 ALTER TABLE streams ADD COLUMN reader TEXT;
 ALTER TABLE streams ADD COLUMN host TEXT NOT NULL DEFAULT '';
 ALTER TABLE streams ADD COLUMN kind TEXT NOT NULL DEFAULT 'live';

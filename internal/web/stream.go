@@ -136,7 +136,7 @@ func (h *streamHandler) serve(w http.ResponseWriter, r *http.Request, cfg config
 		req.Held = h.ids.Read(r).Held(req.NickKey)
 		req.NickHold = cfg.NickHold
 	}
-	req.Addr, req.Cap = clientAddr(r, cfg.TrustedPrefixes()), cfg.StreamsPerClient
+	req.Addr, req.Cap = clientID(r, cfg), cfg.StreamsPerClient
 	req.Budget = cfg.StreamBudget(h.mode.Concurrent())
 	req.Started = hosting.RequestStart(h.mode)
 	ctx := r.Context()

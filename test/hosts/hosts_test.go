@@ -104,6 +104,7 @@ func testSetup(t *testing.T, s hostkit.Setup, b dbtest.Backend) {
 	c := newClient(h.URL)
 	t.Run("page", func(t *testing.T) { testPage(t, h, c) })
 	t.Run("refused", func(t *testing.T) { testRefused(t, h, c) })
+	t.Run("requests", func(t *testing.T) { testRequests(t, h, c) })
 	t.Run("latency", func(t *testing.T) { testLatency(t, h, c) })
 	t.Run("disconnect", func(t *testing.T) { testDisconnect(t, h, c) })
 	h.Deploy(t, "--env", "CHAT_STREAM_SECONDS=2")
