@@ -105,8 +105,8 @@ func pollRetry(pollers int, cost time.Duration, reserve int) time.Duration {
 		cost = firstPollCost
 	}
 	d := 2 * time.Duration(pollers) * cost / time.Duration(max(reserve, 1))
-	d = min(max(d, pollMin), pollMax)
-	return time.Duration(float64(d) * (0.8 + 0.4*mathrand.Float64()))
+	d = time.Duration(float64(d) * (0.8 + 0.4*mathrand.Float64()))
+	return min(max(d, pollMin), pollMax)
 }
 
 // Session is one reader's stream: its row in the streams table, its

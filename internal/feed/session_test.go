@@ -25,7 +25,8 @@ func TestPollRetry(t *testing.T) {
 	for _, tt := range tests {
 		for range 20 {
 			got := pollRetry(tt.pollers, tt.cost, tt.reserve)
-			if lo, hi := tt.want*8/10, tt.want*12/10; got < lo || got > hi {
+			lo, hi := max(tt.want*8/10, pollMin), min(tt.want*12/10, pollMax)
+			if got < lo || got > hi {
 				t.Errorf("%s: pollRetry = %v, want %v within a fifth", tt.name, got, tt.want)
 				break
 			}
