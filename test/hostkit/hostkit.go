@@ -2,7 +2,8 @@
 // and runs it behind the real web servers it supports, each on its own
 // 127.0.0.1 port: Apache with mod_cgid, with mod_fcgid (default buffer and
 // FcgidOutputBufferSize 0) and with mod_proxy_fcgi in front of the
-// daemons; nginx in front of the daemons and with fcgiwrap.
+// daemons; nginx in front of the daemons and with fcgiwrap; lighttpd with
+// mod_cgi and in front of the daemons; Caddy in front of the daemons.
 //
 // The servers run as www-data when the caller runs as root (as in CI), as
 // the current user otherwise. test/hosts tests through it and bench
@@ -60,6 +61,9 @@ var Setups = []Setup{
 	{Name: "apache-mod_proxy_fcgi-daemon", Args: []string{"--mode", "daemon"}, Daemon: true, Restart: true, Start: ApacheProxyFCGI},
 	{Name: "nginx-daemon", Args: []string{"--mode", "daemon"}, Daemon: true, Restart: true, Start: NginxDaemon},
 	{Name: "nginx-fcgiwrap", Args: []string{"--mode", "cgi"}, Batch: true, CGI: true, Restart: true, Start: NginxFcgiwrap},
+	{Name: "lighttpd-cgi", Args: []string{"--mode", "cgi"}, CGI: true, Restart: true, Start: LighttpdCGI},
+	{Name: "lighttpd-daemon", Args: []string{"--mode", "daemon"}, Daemon: true, Restart: true, Start: LighttpdDaemon},
+	{Name: "caddy-daemon", Args: []string{"--mode", "daemon"}, Daemon: true, Restart: true, Start: CaddyDaemon},
 }
 
 // LookupSetup returns the setup called name.
