@@ -1,9 +1,10 @@
 // Package hostkit installs cgichat with deploy.sh into a temporary docroot
 // and runs it behind the real web servers it supports, each on its own
-// 127.0.0.1 port: Apache with mod_cgid, with mod_fcgid (default buffer and
-// FcgidOutputBufferSize 0) and with mod_proxy_fcgi in front of the
-// daemons; nginx in front of the daemons and with fcgiwrap; lighttpd with
-// mod_cgi and in front of the daemons; Caddy in front of the daemons.
+// 127.0.0.1 port: Apache with mod_cgid (over HTTP/1.1, and over HTTP/2
+// without TLS), with mod_fcgid (default buffer and FcgidOutputBufferSize 0)
+// and with mod_proxy_fcgi in front of the daemons; nginx in front of the
+// daemons and with fcgiwrap; lighttpd with mod_cgi and in front of the
+// daemons; Caddy in front of the daemons.
 //
 // The servers run as www-data when the caller runs as root (as in CI), as
 // the current user otherwise. test/hosts tests through it and bench
@@ -50,7 +51,10 @@ type Setup struct {
 	// Restart: the settings live in server files or daemons, read at
 	// start, so a new deployment needs a restart (not for .htaccess).
 	Restart bool
-	Start   func(t T, h *Host) []*Proc
+	// H2C: the server speaks HTTP/2 without TLS (prior knowledge), and
+	// clients should too.
+	H2C   bool
+	Start func(t T, h *Host) []*Proc
 }
 
 // Setups are every way of hosting cgichat that deploy.sh supports.
@@ -61,6 +65,7 @@ var Setups = []Setup{
 	{Name: "apache-mod_proxy_fcgi-daemon", Args: []string{"--mode", "daemon"}, Daemon: true, Restart: true, Start: ApacheProxyFCGI},
 	{Name: "nginx-daemon", Args: []string{"--mode", "daemon"}, Daemon: true, Restart: true, Start: NginxDaemon},
 	{Name: "nginx-fcgiwrap", Args: []string{"--mode", "cgi"}, Batch: true, CGI: true, Restart: true, Start: NginxFcgiwrap},
+	{Name: "apache-h2c", Args: []string{"--mode", "cgi"}, CGI: true, H2C: true, Start: ApacheCGIDH2C},
 	{Name: "lighttpd-cgi", Args: []string{"--mode", "cgi"}, CGI: true, Restart: true, Start: LighttpdCGI},
 	{Name: "lighttpd-daemon", Args: []string{"--mode", "daemon"}, Daemon: true, Restart: true, Start: LighttpdDaemon},
 	{Name: "caddy-daemon", Args: []string{"--mode", "daemon"}, Daemon: true, Restart: true, Start: CaddyDaemon},
