@@ -21,10 +21,12 @@ deletes the database, and never replaces an .htaccess it did not write.
 Options:
   --mode cgi|fcgid|daemon   how the web server runs the programs (default cgi):
         cgi     Apache mod_cgi/mod_cgid through .htaccess (shared hosts);
-                also writes a sample for nginx + fcgiwrap
+                also writes samples for nginx + fcgiwrap and lighttpd
+                mod_cgi
         fcgid   Apache mod_fcgid through .htaccess
-        daemon  two FastCGI daemons behind nginx or Apache mod_proxy_fcgi;
-                writes sample configs for nginx, Apache and systemd
+        daemon  two FastCGI daemons behind nginx, Apache mod_proxy_fcgi,
+                lighttpd mod_fastcgi or Caddy; writes sample configs for
+                them and systemd
   --stream-mode live|batch  live keeps each stream open; batch ends it after
                 the first new message, for hosts that buffer responses.
                 Default: live, but batch for fcgid (mod_fcgid holds 64 KiB
@@ -405,6 +407,10 @@ render() { # template destination
   text=${text//@FASTCGI_PARAMS@/"$(lines '        fastcgi_param %s %s;' "${fcgiwrap_settings[@]}")"}
   # systemd reads % as a specifier: a percent-encoded password needs %%.
   text=${text//@ENVIRONMENT@/"$(lines 'Environment=%s=%s' "${settings[@]}" | sed 's/%/%%/g')"}
+  text=${text//@LIGHTTPD_ENV@/"$(lines '            "%s" => "%s",' "${settings[@]}")"}
+  text=${text//@LIGHTTPD_SOCKET@/"$listen_host:$listen_port"}
+  text=${text//@LISTEN_PORT@/"$listen_port"}
+  text=${text//@CADDY_BIND@/"${listen_host:+bind $listen_host}"}
   if [[ $text =~ @[A-Z_]+@ ]]; then
     die "contrib/$1: unknown placeholder ${BASH_REMATCH[0]}"
   fi
@@ -414,6 +420,13 @@ render() { # template destination
 
 apache_listen=$http_listen
 [[ $http_listen =~ ^[0-9]+$ ]] && apache_listen="*:$http_listen"
+# lighttpd and Caddy take the address and the port apart; none means all.
+listen_host="" listen_port=$http_listen
+if [[ $http_listen =~ ^(.*):([0-9]+)$ ]]; then
+  listen_host=${BASH_REMATCH[1]} listen_port=${BASH_REMATCH[2]}
+elif [[ ! $http_listen =~ ^[0-9]+$ ]]; then
+  listen_host=$http_listen listen_port=80
+fi
 handler=cgi-script
 [ "$mode" != fcgid ] || handler=fcgid-script
 render htaccess/docroot.htaccess "$stage/docroot/.htaccess"
@@ -423,6 +436,7 @@ case $mode in
     render htaccess/cgi-bin.htaccess "$stage/docroot/cgi-bin/.htaccess"
     render nginx/fcgiwrap.conf "$stage/conf/nginx-fcgiwrap.conf"
     render fcgiwrap/fcgiwrap.default "$stage/conf/fcgiwrap.default"
+    render lighttpd/cgi.conf "$stage/conf/lighttpd-cgi.conf"
     ;;
   fcgid)
     render htaccess/cgi-bin.htaccess "$stage/docroot/cgi-bin/.htaccess"
@@ -433,6 +447,8 @@ case $mode in
     render nginx/daemon.conf "$stage/conf/nginx-daemon.conf"
     render apache/daemon.conf "$stage/conf/apache-daemon.conf"
     render systemd/cgichat@.service "$stage/conf/cgichat@.service"
+    render lighttpd/daemon.conf "$stage/conf/lighttpd-daemon.conf"
+    render caddy/Caddyfile "$stage/conf/Caddyfile"
     ;;
 esac
 
@@ -502,6 +518,7 @@ case $mode in
   cgi)
     say "Apache: needs mod_cgid (or mod_cgi) and AllowOverride FileInfo AuthConfig Indexes Options=ExecCGI (or All)"
     say "nginx + fcgiwrap: $conf_dir/nginx-fcgiwrap.conf and $conf_dir/fcgiwrap.default"
+    say "lighttpd: $conf_dir/lighttpd-cgi.conf"
     ;;
   fcgid)
     say "Apache: needs mod_fcgid and AllowOverride FileInfo AuthConfig Indexes Options=ExecCGI (or All)"
@@ -512,7 +529,8 @@ case $mode in
     say "  systemctl daemon-reload && systemctl enable --now cgichat@post cgichat@stream"
     say "  (without systemd, as $web_user: ${settings[*]:0:${#db_settings[@]}} $docroot/cgi-bin/post -listen unix:$socket_dir/post.sock, and the same for stream)"
     [ "$socket_dir" = /run/cgichat ] || say "  $socket_dir must exist and be writable by $web_user"
-    say "front end: $conf_dir/nginx-daemon.conf or $conf_dir/apache-daemon.conf"
+    say "front end: $conf_dir/nginx-daemon.conf, $conf_dir/apache-daemon.conf,"
+    say "  $conf_dir/lighttpd-daemon.conf or $conf_dir/Caddyfile"
     [ "$changed" = 0 ] || say "after an update: systemctl restart cgichat@post cgichat@stream"
     ;;
 esac
