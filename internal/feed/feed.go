@@ -390,7 +390,7 @@ func (f *Feed) readPresence(ctx context.Context) {
 	}
 	f.mu.Unlock()
 	for _, room := range rooms {
-		nicks, err := f.store.Presence(ctx, room, f.stale)
+		nicks, err := f.store.Presence(ctx, room, f.stale, PollWindow)
 		if err != nil {
 			f.log.Warn("feed: reading presence failed", "err", err)
 			return

@@ -98,6 +98,10 @@ const (
 	pollMax       = 30 * time.Second
 )
 
+// PollWindow is how long a poll counts its reader as polling and present:
+// longer than the longest poll interval.
+const PollWindow = pollMax + 10*time.Second
+
 // pollRetry returns the retry: for one poll among pollers whose polls take
 // cost each, on a host whose budget keeps reserve requests for polls.
 func pollRetry(pollers int, cost time.Duration, reserve int) time.Duration {
@@ -156,7 +160,7 @@ func (f *Feed) Open(ctx context.Context, req Request) (*Session, error) {
 	g, err := f.store.OpenStream(ctx, store.StreamInput{
 		Owner: f.owner, Room: req.Room, Nick: req.Nick, NickKey: req.NickKey, Held: req.Held,
 		NickHold: req.NickHold, Reader: req.Reader, Host: f.host, Addr: req.Addr, Cap: req.Cap,
-		Budget: req.Budget, Stale: f.stale,
+		Budget: req.Budget, Stale: f.stale, PollWindow: PollWindow,
 	})
 	if err != nil {
 		return nil, err
@@ -308,7 +312,7 @@ func (s *Session) page(ctx context.Context) error {
 // some.
 func (s *Session) ready(ctx context.Context) {
 	s.buf = sse.AppendEvent(s.buf, 0, EventReady, fmt.Sprintf(`{"mode":%q,"retry":%d}`, s.req.Mode, s.req.Retry.Milliseconds()))
-	if nicks, err := s.f.store.Presence(ctx, s.req.Room, s.f.stale); err == nil {
+	if nicks, err := s.f.store.Presence(ctx, s.req.Room, s.f.stale, PollWindow); err == nil {
 		fr := EncodePresence(s.req.Room, nicks)
 		s.frame(&fr)
 	} else {

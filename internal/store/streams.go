@@ -37,8 +37,10 @@ type StreamInput struct {
 	// stream is granted as a poll. 0 is no budget.
 	Budget int
 	// Stale is how long an open row may go unrenewed before it counts as
-	// gone, and how long a poll counts its reader as polling.
-	Stale time.Duration
+	// gone; PollWindow how long a poll counts its reader as polling (and
+	// present), longer than any poll interval.
+	Stale      time.Duration
+	PollWindow time.Duration
 }
 
 // A stream row's open is 1 while its request runs, 2 once its reader
@@ -64,7 +66,7 @@ type StreamGrant struct {
 func PollReserve(budget int) int { return budget / 4 }
 
 const (
-	deleteStaleStreams = `DELETE FROM streams WHERE seen_at < ?`
+	deleteStaleStreams = `DELETE FROM streams WHERE seen_at < ? AND (kind = 'live' OR seen_at < ?)`
 	countOpenStreams   = `SELECT count(*) FROM streams WHERE addr = ? AND open = 1 AND kind = 'live'`
 	countLiveStreams   = `SELECT count(*) FROM streams WHERE host = ? AND open = 1 AND kind = 'live'`
 	selectPollers      = `SELECT count(*), COALESCE(AVG(cost), 0) FROM streams WHERE kind = 'poll' AND host = ? AND seen_at >= ?`
@@ -88,7 +90,7 @@ func (s *Store) OpenStream(ctx context.Context, in StreamInput) (StreamGrant, er
 	now := unix(s.Now())
 	var g StreamGrant
 	err := s.withTx(ctx, lockStreams, func(tx *sqlx.Tx) error {
-		if _, err := tx.ExecContext(ctx, s.sql(deleteStaleStreams), now-in.Stale.Seconds()); err != nil {
+		if _, err := tx.ExecContext(ctx, s.sql(deleteStaleStreams), now-in.Stale.Seconds(), now-max(in.Stale, in.PollWindow).Seconds()); err != nil {
 			return fmt.Errorf("remove stale streams: %w", err)
 		}
 		if in.Reader != "" {
@@ -136,7 +138,7 @@ func (s *Store) OpenStream(ctx context.Context, in StreamInput) (StreamGrant, er
 		if g.Poll {
 			if g.ID, err = s.recordPoll(ctx, tx, in, nick, now); err == nil {
 				var cost float64
-				err = tx.QueryRowxContext(ctx, s.sql(selectPollers), in.Host, now-in.Stale.Seconds()).Scan(&g.Pollers, &cost)
+				err = tx.QueryRowxContext(ctx, s.sql(selectPollers), in.Host, now-max(in.Stale, in.PollWindow).Seconds()).Scan(&g.Pollers, &cost)
 				g.PollCost = time.Duration(cost * float64(time.Second))
 			}
 		} else {
@@ -217,14 +219,15 @@ func (s *Store) TouchStreams(ctx context.Context, owner string) error {
 }
 
 const selectPresence = `SELECT DISTINCT nick FROM streams
-	WHERE room = ? AND nick IS NOT NULL AND seen_at >= ?`
+	WHERE room = ? AND nick IS NOT NULL AND (seen_at >= ? OR (kind = 'poll' AND seen_at >= ?))`
 
 // Presence returns the nicks reading room, those of streams renewed or
-// ended within stale, in alphabetical order ignoring case (sorted here: the
-// backends' collations differ).
-func (s *Store) Presence(ctx context.Context, room string, stale time.Duration) ([]string, error) {
+// ended within stale and of polls within pollWindow, in alphabetical order
+// ignoring case (sorted here: the backends' collations differ).
+func (s *Store) Presence(ctx context.Context, room string, stale, pollWindow time.Duration) ([]string, error) {
 	nicks := []string{}
-	if err := s.db.SelectContext(ctx, &nicks, s.sql(selectPresence), room, unix(s.Now())-stale.Seconds()); err != nil {
+	now := unix(s.Now())
+	if err := s.db.SelectContext(ctx, &nicks, s.sql(selectPresence), room, now-stale.Seconds(), now-max(stale, pollWindow).Seconds()); err != nil {
 		return nil, internal(err, "read presence in %s", room)
 	}
 	slices.SortFunc(nicks, func(a, b string) int {

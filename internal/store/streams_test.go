@@ -39,7 +39,7 @@ func TestStreamCapAndPresence(t *testing.T) {
 		}
 		presence := func() string {
 			t.Helper()
-			nicks, err := s.Presence(ctx, "lobby", 15*time.Second)
+			nicks, err := s.Presence(ctx, "lobby", 15*time.Second, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -83,7 +83,7 @@ func TestStreamBudgetAndReaders(t *testing.T) {
 		}
 		presence := func() string {
 			t.Helper()
-			nicks, err := s.Presence(ctx, "lobby", 20*time.Second)
+			nicks, err := s.Presence(ctx, "lobby", 20*time.Second, 40*time.Second)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -150,6 +150,40 @@ func TestStreamBudgetAndReaders(t *testing.T) {
 		}
 		if _, err := s.OpenStream(ctx, StreamInput{Owner: "p", Room: "lobby", Reader: "x3", Host: "h3", Addr: "10.9.9.9", Cap: 2, Stale: 20 * time.Second}); codeOf(err) != chat.ETooMany {
 			t.Errorf("a third reader from the address: %v, want too many", err)
+		}
+	})
+}
+
+// TestPollerStaysPresent checks that a reader who polls is in the room
+// between its polls, longer apart than a live stream's row may go
+// unrenewed, and leaves once it stops polling.
+func TestPollerStaysPresent(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b dbtest.Backend) {
+		s := MustOpen(t, b)
+		c := withClock(s)
+		ctx := context.Background()
+		in := StreamInput{Owner: "p", Room: "lobby", Host: "h", Addr: "10.0.0.1", Budget: 1, Stale: 20 * time.Second, PollWindow: 40 * time.Second}
+		live, poll := in, in
+		live.Reader = "live"
+		poll.Reader, poll.Nick, poll.NickKey = "poller", "pia", "pia"
+		if _, err := s.OpenStream(ctx, live); err != nil {
+			t.Fatal(err)
+		}
+		if g, err := s.OpenStream(ctx, poll); err != nil || !g.Poll {
+			t.Fatalf("the second reader: %+v, %v; want a poll", g, err)
+		}
+		for _, tt := range []struct {
+			after time.Duration
+			want  string
+		}{{25 * time.Second, "pia"}, {20 * time.Second, ""}} {
+			c.advance(tt.after)
+			nicks, err := s.Presence(ctx, "lobby", in.Stale, in.PollWindow)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Join(nicks, ","); got != tt.want {
+				t.Errorf("%v later: presence %q, want %q", tt.after, got, tt.want)
+			}
 		}
 	})
 }
@@ -232,7 +266,7 @@ func TestPresenceShowsOnlyOwnNicks(t *testing.T) {
 				NickKey: identity.Key(tt.nick), Held: tt.held, NickHold: time.Hour, Stale: time.Minute}); err != nil {
 				t.Fatal(err)
 			}
-			nicks, _ := s.Presence(ctx, "lobby", time.Minute)
+			nicks, _ := s.Presence(ctx, "lobby", time.Minute, 0)
 			if got := strings.Join(nicks, ","); got != tt.want {
 				t.Errorf("%s: presence %q, want %q", tt.name, got, tt.want)
 			}
