@@ -10,6 +10,7 @@ import {
   dayKey,
   dayName,
   defaultRoom,
+  fullTime,
   mentions,
   messageText,
   nickColor,
@@ -63,13 +64,27 @@ const el = {
 
 const nickStorage = "cgichat.nick";
 
-// The most messages the log holds while the reader is at the bottom; the
-// oldest go as new ones come. Laying out the log takes time in proportion
-// to its length (8 ms at 1,500 messages on a laptop), and a phone is
-// slower: 500 keeps that to a few milliseconds a frame, is ten times the
-// default history (CHAT_HISTORY=50), and as many as a tab hands to the
-// room's other tabs (feed.js). Scrolled up, nothing is dropped.
+// The most messages the log holds while the reader is at the bottom: when
+// new ones would pass it, the oldest trimChunk go (in one go, so that the
+// log's layout shifts once per hundred messages, not with each). Laying
+// out the log takes time in proportion to its length (8 ms at 1,500
+// messages on a laptop), and a phone is slower: 500 keeps that small, is
+// ten times the default history (CHAT_HISTORY=50), and as many as a tab
+// hands to the room's other tabs (feed.js). Scrolled up, nothing is
+// dropped until the reader is back at the bottom.
 const logBound = 500;
+const trimChunk = 100;
+
+// The most messages drawn in one frame; more wait for the next frames, so
+// that a burst (a tab coming back to the front, a long backlog) keeps the
+// page responsive.
+const perFrame = 100;
+
+// The shortest time between two draws of the log. Each draw lays out the
+// log and paints it whether it adds one message or ten: in a busy room,
+// drawing ten times a second rather than sixty saves most of that work,
+// and a message shows at most a tenth of a second later.
+const drawGap = 100;
 
 // Longest message (in characters, as the server counts them), and the
 // length from which the page shows how close a message is.
@@ -89,6 +104,7 @@ const page = {
   floor: 0, // the newest message dropped from the top of the log
   pending: [], // what arrived since the last frame: {message} or {notice}
   frame: 0, // the frame (or, in a hidden tab, the timer) that draws it
+  drawn: 0, // when the log was last drawn (performance.now())
   count: 0, // messages in the log
   lastDay: "", // the local day of the newest message shown
   maxId: 0, // the newest message shown
@@ -379,8 +395,18 @@ function scheduleFrame() {
   if (page.frame !== 0) {
     return;
   }
-  if (document.hidden) {
-    page.frame = -setTimeout(drawPending, 100);
+  const wait = page.drawn + drawGap - performance.now();
+  if (document.hidden || wait > 0) {
+    // A hidden tab draws no frames: a timer draws (at most about once a
+    // second there).
+    page.frame = -setTimeout(() => {
+      page.frame = 0;
+      if (document.hidden) {
+        drawPending();
+      } else {
+        page.frame = requestAnimationFrame(drawPending);
+      }
+    }, Math.max(wait, 0));
   } else {
     page.frame = requestAnimationFrame(drawPending);
   }
@@ -404,11 +430,12 @@ document.addEventListener("visibilitychange", () => {
   }
 });
 
-// drawPending adds what arrived since the last frame to the log.
+// drawPending adds what arrived since the last frame to the log, up to
+// perFrame messages (all of the history, when the room is joined).
 function drawPending() {
   page.frame = 0;
+  page.drawn = performance.now();
   let batch = page.pending;
-  page.pending = [];
   const stick = !page.joined || page.stuck || batch.some((p) => p.own);
   // At the bottom, what the bound would drop at once is not drawn at all.
   if (stick) {
@@ -424,6 +451,15 @@ function drawPending() {
         break;
       }
     }
+  }
+  const limit = page.joined ? perFrame : batch.length;
+  page.pending = batch.slice(limit);
+  batch = batch.slice(0, limit);
+  if (page.pending.length > 0) {
+    scheduleFrame();
+  }
+  if (stick) {
+    trimLog(batch.reduce((n, p) => n + (p.message ? 1 : 0), 0));
   }
   let added = document.createDocumentFragment();
   for (const p of batch) {
@@ -464,7 +500,6 @@ function drawPending() {
     el.empty.hidden = true;
   }
   if (stick) {
-    trimLog();
     scrollToBottom();
   } else {
     showUnseen();
@@ -481,7 +516,7 @@ function messageItem({ message: m, own, mention }) {
   const time = document.createElement("time");
   time.dateTime = m.time;
   time.textContent = clock(date);
-  time.title = date.toLocaleString();
+  time.title = fullTime(date);
   // dir=auto isolates each nick and text: a right-to-left override in one
   // cannot reorder what follows it.
   const nick = document.createElement("span");
@@ -518,14 +553,15 @@ function markMention(li, mention) {
   }
 }
 
-// trimLog drops the oldest messages beyond the bound, with the day lines
-// and notices among them, keeping the day line of the first one left, and
-// says at the top that earlier messages are not shown.
-function trimLog() {
-  let extra = page.count - logBound;
-  if (extra <= 0) {
+// trimLog makes room in the log for coming more messages within the
+// bound: it drops the oldest messages (trimChunk more than it must), with
+// the day lines and notices among them, keeps the day line of the first
+// one left, and says at the top that earlier messages are not shown.
+function trimLog(coming) {
+  if (page.count + coming <= logBound) {
     return;
   }
+  let extra = Math.min(page.count, page.count + coming - logBound + trimChunk);
   let last = null; // the last element to drop
   let day = null; // the last day line dropped
   for (let li = el.log.firstElementChild; li !== null && extra > 0; li = li.nextElementSibling) {
@@ -546,7 +582,7 @@ function trimLog() {
     el.log.prepend(day);
   }
   el.log.prepend(
-    noticeItem("notice earlier", `Earlier messages are not shown: this page keeps the newest ${logBound}, to stay quick.`),
+    noticeItem("notice earlier", "Earlier messages are not shown here, to keep this page quick."),
   );
   // Ids below the floor are refused by it; the set need not keep them.
   for (const id of page.shown) {
@@ -1005,14 +1041,13 @@ el.more.addEventListener("click", () => {
 el.retry.addEventListener("click", () => page.feed?.retryNow());
 
 el.scroller.addEventListener("scroll", () => {
-  const was = page.stuck;
   page.stuck = atBottom();
   if (page.stuck) {
     page.unseen = 0;
     el.jump.hidden = true;
     // Back at the bottom: the log may have grown past its bound meanwhile.
-    if (!was && page.count > logBound) {
-      trimLog();
+    if (page.count > logBound) {
+      trimLog(0);
       scrollToBottom();
     }
   }

@@ -104,15 +104,33 @@ export function nickColor(nick) {
   return "nick-" + (h % 8);
 }
 
+// Formats in the reader's language, made once: making one for each message
+// (as toLocaleTimeString does) was most of the cost of showing a message.
+const clockFormat = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit" });
+const dayFormat = new Intl.DateTimeFormat([], { weekday: "long", year: "numeric", month: "long", day: "numeric" });
+const fullFormat = new Intl.DateTimeFormat([], {
+  year: "numeric",
+  month: "numeric",
+  day: "numeric",
+  hour: "numeric",
+  minute: "numeric",
+  second: "numeric",
+});
+
 // clock shows a time as the reader's local hours and minutes.
 export function clock(date) {
-  return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  return clockFormat.format(date);
+}
+
+// fullTime shows a date and time in full, for a message's tooltip.
+export function fullTime(date) {
+  return fullFormat.format(date);
 }
 
 // dayName names a date in the reader's language, for the line that starts
 // each day in the log.
 export function dayName(date) {
-  return date.toLocaleDateString([], { weekday: "long", year: "numeric", month: "long", day: "numeric" });
+  return dayFormat.format(date);
 }
 
 // dayKey tells whether two times fall on the same local day.
