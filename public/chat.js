@@ -653,6 +653,7 @@ function fitTimeColumn() {
   li.className = "msg";
   li.style.position = "absolute";
   li.style.visibility = "hidden";
+  li.style.display = "block"; // the times inline, as wide as their text
   const times = [new Date(2000, 0, 1, 10, 58), new Date(2000, 0, 1, 22, 58)].map((d) => {
     const t = document.createElement("time");
     t.textContent = clock(d);

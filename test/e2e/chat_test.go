@@ -125,6 +125,13 @@ func TestConversation(t *testing.T) {
 		checkLog(t, bob, want)
 	})
 
+	t.Run("axe", func(t *testing.T) {
+		bob.axe("a conversation")
+		bob.do("open the nickname dialog", chromedp.Click(chromedp.ID("nick-button")))
+		bob.axe("the nickname dialog")
+		bob.do("cancel", chromedp.Click(chromedp.ID("nick-cancel")))
+	})
+
 	t.Run("screenshots", func(t *testing.T) {
 		bob.screenshot("conversation", 900, 480, false)
 		bob.screenshot("conversation-dark", 900, 480, true)

@@ -119,6 +119,7 @@ func TestOutage(t *testing.T) {
 		if got := tb.trouble(); got != want {
 			t.Errorf("under the header the page says %q, want %q", got, want)
 		}
+		tb.axe("offline after a 508")
 		tb.screenshot("offline-508-360px", 360, 640, false)
 		retryNow(t, tb, d, "limits")
 
