@@ -113,6 +113,8 @@ func (tb *tab) mentioned() []int64 {
 // (after a click); then, in the background, a mention brings a browser
 // notification and a tone, in this browser from now on.
 func TestMentions(t *testing.T) {
+	// No timing of its own: runs beside the waiting of the outage tests.
+	t.Parallel()
 	d := deploy(t, setup{})
 	pageURL := d.URL + "#mentions"
 	ada := newPerson(t, "ada")

@@ -94,6 +94,8 @@ func (tb *tab) paste(text string) {
 // field says which names are allowed; the time column fits a 12-hour
 // clock; field borders have 3:1 contrast; axe finds nothing serious.
 func TestSmallThings(t *testing.T) {
+	// No timing of its own: runs beside the waiting of the outage tests.
+	t.Parallel()
 	d := deploy(t, setup{})
 	for i := range 30 {
 		d.post(t, "phone", "zed", fmt.Sprintf("earlier message %d", i+1))
