@@ -307,6 +307,7 @@ func TestRateLimited(t *testing.T) {
 	if eval[bool](tb, `document.querySelector("#send").disabled`) {
 		t.Errorf("the send button is off after the refusal; the reader should be able to try again")
 	}
+	tb.waitMessages(2)
 	checkLog(t, tb, []line{{"rita", "one"}, {"rita", "two"}})
 }
 

@@ -161,9 +161,8 @@ func TestMarkupShowsAsText(t *testing.T) {
 		mallory.say(nick, text)
 		want = append(want, line{nick, text})
 	}
-	reader.waitMessages(len(want))
-
 	for _, tb := range []*tab{mallory, reader} {
+		tb.waitMessages(len(want))
 		checkLog(t, tb, want)
 		if n := eval[int](tb, `document.querySelectorAll("#log *:not(li, time, span)").length`); n != 0 {
 			t.Errorf("%s: the log holds %d elements other than li, time and span, want 0", tb.name, n)
