@@ -207,7 +207,9 @@ func TestTabsShareOneStream(t *testing.T) {
 // an insecure context without Web Locks; each tab then keeps a stream of
 // its own, and the chat works as well.
 func TestTabsOverPlainHTTP(t *testing.T) {
-	d := deploy(t, setup{})
+	// A name for 127.0.0.1 is what a DNS-rebinding page uses too: the
+	// chat accepts it only when the site owner lists it.
+	d := deploy(t, setup{env: []string{"CHAT_ALLOWED_HOSTS=" + plainHost + ",127.0.0.1"}})
 	url := d.plainHTTP() + "#plain"
 	cy := newPerson(t, "cy")
 	tabs := []*tab{cy.open(url), cy.open(url)}
