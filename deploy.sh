@@ -295,7 +295,8 @@ served_words() { # path served docroot
 # data_facts prints, as NAME=VALUE lines, what deploy.sh needs to place
 # the database: the default directory (kind, dir, why), a database at the
 # former default beside TARGET (old_db, and old_served when that place may
-# be served), a former sample directory there (old_conf), and who deploys.
+# be served), a former sample directory there (old_conf), whether a
+# database is at the default already (new_db), and who deploys.
 # The default is the first of these outside every served tree: the home
 # of the user the programs run as (their own default), TARGET's parent,
 # and /var/lib/cgichat for root; kind=none when there is none.
@@ -334,6 +335,7 @@ data_facts() { # docroot user
     else
       echo "kind=home"
       echo "dir=$home/cgichat-data"
+      [ ! -e "$home/cgichat-data/chat.db" ] || echo "new_db=$home/cgichat-data/chat.db"
       echo "why=the home of $user, who runs the programs: outside every served directory, and where the programs look by themselves"
       return
     fi
@@ -352,6 +354,7 @@ data_facts() { # docroot user
   if [ "$(id -u)" = 0 ]; then
     echo "kind=system"
     echo "dir=/var/lib/cgichat"
+    [ ! -e /var/lib/cgichat/chat.db ] || echo "new_db=/var/lib/cgichat/chat.db"
     echo "why=the system's place for a program's data: $why_home; $why_parent"
     return
   fi
@@ -461,7 +464,7 @@ say "assuming the web server runs the programs as $web_user ($why)"
 # Where the database may go, as seen on TARGET's machine.
 facts=$(on_target data_facts "$docroot" "$web_user") ||
   die "cannot look for a place for the database on ${remote_host:-this machine}"
-me="" kind="" default_dir="" default_why="" old_db="" old_served="" old_conf=""
+me="" kind="" default_dir="" default_why="" old_db="" old_served="" old_conf="" new_db=""
 while IFS= read -r line; do
   case ${line%%=*} in
     me) me=${line#*=} ;;
@@ -471,6 +474,7 @@ while IFS= read -r line; do
     old_db) old_db=${line#*=} ;;
     old_served) old_served=${line#*=} ;;
     old_conf) old_conf=${line#*=} ;;
+    new_db) new_db=${line#*=} ;;
   esac
 done <<<"$facts"
 
@@ -520,7 +524,11 @@ case $db in
     say "data directory, for the wake-up sockets: $data_dir ($default_why)"
     ;;
   "")
-    if [ -n "$old_db" ] && [ -n "$old_served" ]; then
+    if [ -n "$old_db" ] && [ -n "$old_served" ] && [ -n "$new_db" ]; then
+      # Perhaps moved already: a copy made again would overwrite what
+      # came since.
+      die "there are two databases, $old_db, where an earlier deployment put it (it $(served_words "$(dirname "$old_db")" "$old_served" "$docroot")), and $new_db, the default now. deploy.sh cannot tell which one the chat uses ('SetEnv CHAT_DB' in $docroot/cgi-bin/.htaccess or 'Environment=CHAT_DB' in the systemd unit says): deploy with --db naming it, and remove the other once you are sure"
+    elif [ -n "$old_db" ] && [ -n "$old_served" ]; then
       die "$(move_advice "$old_db")"
     elif [ -n "$old_db" ]; then
       # Never split a chat over two databases.
@@ -540,7 +548,7 @@ case $db in
     esac
     db_served=$(served_by "$(dirname "$db")" "$docroot")
     [ -z "$db_served" ] ||
-      warn "the database's directory $(dirname "$db") $(served_words "$(dirname "$db")" "$db_served" "$docroot"): if the web server serves it, every message, the claims secret and the bans are kept off the web only by the 'Require all denied' .htaccess deploy.sh puts there, which nginx, lighttpd, Caddy and Apache with AllowOverride None do not read. A --db outside every served directory is safer, such as ~/cgichat-data/chat.db"
+      warn "the database's directory $(dirname "$db") $(served_words "$(dirname "$db")" "$db_served" "$docroot"): if the web server serves it, every message, the claims secret and the bans are kept off the web only by the 'Require all denied' .htaccess deploy.sh puts there, which nginx, lighttpd, Caddy and Apache with AllowOverride None do not read. A --db outside every served directory is safer${default_dir:+, such as $default_dir/chat.db}"
     ;;
 esac
 if [ -z "$db_url" ]; then

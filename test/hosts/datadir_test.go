@@ -127,6 +127,7 @@ func TestDeployDatabaseServed(t *testing.T) {
 // deploy.sh used to put it, beside TARGET inside public_html: deploy.sh
 // refuses to go on without --db, changing nothing, and says how to move
 // the database; its steps, run as written, move the chat with its history.
+// While both copies are there, it refuses again, without a copy step.
 func TestDeployMovesNoDatabase(t *testing.T) {
 	t.Parallel()
 	hostkit.WarmBuild(t)
@@ -205,6 +206,14 @@ func TestDeployMovesNoDatabase(t *testing.T) {
 	if got := post(newDB, "bob", "after the move"); !strings.Contains(got, `"id":2,`) {
 		t.Errorf("the first post after the move got %q, want id 2: the history did not move", got)
 	}
+	// Both databases there: without --db, deploy.sh cannot tell which
+	// one is in use, and a second copy would overwrite the new posts.
+	before = snapshot(t, base)
+	out, err = deploy()
+	if want := "there are two databases, " + old; err == nil || !strings.Contains(out, want) || strings.Contains(out, ".backup") {
+		t.Errorf("deploy.sh without --db while both databases are there: %v, want a refusal saying %q and no copy step:\n%s", err, want, out)
+	}
+	compareSnapshots(t, "the refused deployment", before, snapshot(t, base))
 	shell(step(`(?m)4\. once the chat shows its history: (.*)$`))
 	for _, gone := range []string{filepath.Dir(old), filepath.Join(docroot, "cgi-bin.stopped")} {
 		if _, err := os.Stat(gone); err == nil {
