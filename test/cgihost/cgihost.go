@@ -8,16 +8,31 @@ import (
 	"net/http"
 	"net/http/cgi"
 	"os"
+	"path/filepath"
 )
 
 // Handler returns a handler running the CGI program at path for every
 // request, with env added to its environment and its stderr on ours.
 func Handler(path string, env []string) http.Handler {
+	return Emulated("", path, env)
+}
+
+// Emulated returns a handler like Handler's that runs the program under
+// emulator, such as qemu-aarch64-static for a program built for another
+// architecture: each request executes the emulator with the program's
+// path as its argument, so no binfmt registration is needed. SCRIPT_FILENAME
+// then names the emulator (cgichat's programs do not read it). An empty
+// emulator runs the program itself.
+func Emulated(emulator, path string, env []string) http.Handler {
 	h := &cgi.Handler{
 		Path:   path,
+		Dir:    filepath.Dir(path),
 		Env:    env,
 		Stderr: os.Stderr,
 		Logger: log.New(os.Stderr, "cgihost: ", log.LstdFlags),
+	}
+	if emulator != "" {
+		h.Path, h.Args = emulator, []string{path}
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.ServeHTTP(flushingWriter{w}, r)

@@ -18,10 +18,7 @@ import (
 
 // requestTests are requests as real servers and clients deliver them, and
 // readers as the Unicode standards tell them apart, run by Run.
-var requestTests = []struct {
-	name string
-	fn   func(*testing.T, Start)
-}{
+var requestTests = []contractTest{
 	{"BodiesWithoutLength", testBodiesWithoutLength},
 	{"MaximumMessage", testMaximumMessage},
 	{"FetchMetadata", testFetchMetadata},
