@@ -16,7 +16,6 @@ import (
 // BenchmarkIdleRequests measures what an open request costs the responder
 // while its handler waits, as an idle event stream does: Go heap and
 // goroutine stacks per request, client side included (a net.Conn each).
-// docs/performance.md has the figures.
 func BenchmarkIdleRequests(b *testing.B) {
 	const n = 1000
 	release := make(chan struct{})
@@ -46,10 +45,10 @@ func BenchmarkIdleRequests(b *testing.B) {
 		"REMOTE_ADDR", "127.0.0.1", "REMOTE_PORT", "40000", "SERVER_NAME", "localhost", "SERVER_PORT", "80"))
 	request = record.AppendStream(request, record.Stdin, 1, nil)
 
-	var perRequest float64
+	var heap, stack float64
 	for range b.N {
 		release = make(chan struct{})
-		before := usage()
+		beforeHeap, beforeStack := usage()
 		running.Add(n)
 		ended.Add(n)
 		conns := make([]net.Conn, 0, n)
@@ -67,23 +66,25 @@ func BenchmarkIdleRequests(b *testing.B) {
 		// Let the responder read what follows the request, as it would
 		// while a stream is idle.
 		time.Sleep(100 * time.Millisecond)
-		after := usage()
-		perRequest = float64(after-before) / n
+		afterHeap, afterStack := usage()
+		heap, stack = float64(afterHeap-beforeHeap)/n, float64(afterStack-beforeStack)/n
 		close(release)
 		ended.Wait()
 		for _, c := range conns {
 			c.Close()
 		}
 	}
-	b.ReportMetric(perRequest, "B/idle-request")
+	b.ReportMetric(heap+stack, "B/idle-request")
+	b.ReportMetric(heap, "heap-B/idle-request")
+	b.ReportMetric(stack, "stack-B/idle-request")
 }
 
-// usage returns the bytes of Go heap and goroutine stacks in use, after a
-// collection.
-func usage() uint64 {
+// usage returns the bytes of Go heap and of goroutine stacks in use,
+// after a collection.
+func usage() (heap, stack uint64) {
 	runtime.GC()
 	runtime.GC()
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
-	return m.HeapInuse + m.StackInuse
+	return m.HeapInuse, m.StackInuse
 }
