@@ -200,9 +200,16 @@ func Dial(network, address string) (*Conn, error) {
 	return &Conn{Conn: c, br: bufio.NewReaderSize(c, 512)}, nil
 }
 
-// Send writes one whole request as request id: FCGI_BEGIN_REQUEST (with
-// FCGI_KEEP_CONN when keep), the parameters, and body as FCGI_STDIN.
+// Send writes one whole request (Request).
 func (c *Conn) Send(id uint16, keep bool, params map[string]string, body []byte) error {
+	_, err := c.Write(Request(id, keep, params, body))
+	return err
+}
+
+// Request returns the records of one whole request as request id:
+// FCGI_BEGIN_REQUEST (with FCGI_KEEP_CONN when keep), the parameters, and
+// body as FCGI_STDIN.
+func Request(id uint16, keep bool, params map[string]string, body []byte) []byte {
 	var flags byte
 	if keep {
 		flags = record.FlagKeepConn
@@ -213,9 +220,7 @@ func (c *Conn) Send(id uint16, keep bool, params map[string]string, body []byte)
 		p = record.AppendPairs(p, k, v)
 	}
 	b = record.AppendStream(b, record.Params, id, p)
-	b = record.AppendStream(b, record.Stdin, id, body)
-	_, err := c.Write(b)
-	return err
+	return record.AppendStream(b, record.Stdin, id, body)
 }
 
 // Next reads the next record, its padding skipped.
