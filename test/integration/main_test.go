@@ -64,7 +64,7 @@ func build() int {
 // settings returns CHAT_DB plus env: a SQLite file in a new temporary
 // directory unless env sets CHAT_DB (see on). The rate limit is off unless
 // env sets it: tests post faster than people.
-func settings(t *testing.T, env map[string]string) (db string, kv []string) {
+func settings(t testing.TB, env map[string]string) (db string, kv []string) {
 	db = env["CHAT_DB"]
 	if db == "" {
 		db = filepath.Join(t.TempDir(), "data", "chat.db")
@@ -178,7 +178,7 @@ func startDaemon(t *testing.T, env map[string]string) *contract.Deployment {
 
 // startProcess starts cmd and, when the test ends, stops it with SIGTERM
 // and fails the test unless it exits cleanly and promptly.
-func startProcess(t *testing.T, cmd *exec.Cmd) {
+func startProcess(t testing.TB, cmd *exec.Cmd) {
 	t.Helper()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -223,7 +223,7 @@ func waitForHandler(pid int, sig syscall.Signal, timeout time.Duration) {
 }
 
 // waitForSocket waits until a daemon accepts connections on sock.
-func waitForSocket(t *testing.T, sock string) {
+func waitForSocket(t testing.TB, sock string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
