@@ -481,18 +481,8 @@ func fakeSSH(t *testing.T, dir, machine string) []string {
 if [ "$1" = -m ]; then echo %s; else exec %s "$@"; fi
 `, machine, uname), 0o755)
 	rsh := filepath.Join(dir, "fake-ssh")
-	hostkit.MustWrite(t, rsh, `#!/bin/sh
-# Stands in for ssh: skips the options and the host, runs the command here.
-while [ $# -gt 0 ]; do
-  case $1 in
-    -l | -p | -i | -o) shift 2 ;;
-    -*) shift ;;
-    *) break ;;
-  esac
-done
-shift
-PATH=`+bin+`:$PATH exec sh -c "$*"
-`, 0o755)
+	// The command runs here, with the fake uname first in its PATH.
+	hostkit.StandInSSH(t, rsh, `PATH=`+bin+`:$PATH exec sh -c "$*"`)
 	return []string{"RSYNC_RSH=" + rsh, "HOME=" + dir}
 }
 
