@@ -39,6 +39,7 @@ func Run(t *testing.T, start Start) {
 	}
 	tests = append(tests, abuseTests...)
 	tests = append(tests, requestTests...)
+	tests = append(tests, moderationTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
