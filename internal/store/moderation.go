@@ -293,58 +293,68 @@ func banDetail(t time.Time, reason string) string {
 }
 
 // nickOf returns the nick in.ID was posted under, or in.Nick.
-func (s *Store) nickOf(ctx context.Context, tx *sqlx.Tx, id int64, nick string) (string, error) {
-	if id == 0 {
-		return nick, nil
+func (s *Store) nickOf(ctx context.Context, tx *sqlx.Tx, in BanInput) (string, error) {
+	if in.ID == 0 {
+		return in.Nick, nil
 	}
-	t, err := s.target(ctx, tx, id, true)
+	t, err := s.target(ctx, tx, in.ID, true)
 	return t.Nick, err
+}
+
+// posterOf returns message in.ID, or its tombstone, with the address hash
+// of its poster, which a message from before address hashes lacks.
+func (s *Store) posterOf(ctx context.Context, tx *sqlx.Tx, in BanInput) (Target, error) {
+	t, err := s.target(ctx, tx, in.ID, true)
+	if err == nil && t.AddrHash == "" {
+		err = chat.Errorf(chat.EConflict, "Message %d was posted before cgichat kept what an address ban needs, so its poster's address cannot be banned. Ban the nick instead, or the address in the database's shell.", in.ID)
+	}
+	return t, err
+}
+
+// moderate runs one moderator's action in a transaction: act does it and
+// returns the moderation log's entry for it, which is written in the same
+// transaction and returned.
+func (s *Store) moderate(ctx context.Context, what string, act func(tx *sqlx.Tx) (LogEntry, error)) (LogEntry, error) {
+	var e LogEntry
+	err := s.withTx(ctx, lockMessages, func(tx *sqlx.Tx) (err error) {
+		if e, err = act(tx); err != nil {
+			return err
+		}
+		return s.logAction(ctx, tx, e)
+	})
+	return e, internal(err, "%s", what)
 }
 
 // BanNick bans a nick — and every nick a reader would take for it — from
 // posting until in.Until, and logs it. It returns the log entry.
 func (s *Store) BanNick(ctx context.Context, in BanInput) (LogEntry, error) {
-	var e LogEntry
-	err := s.withTx(ctx, lockMessages, func(tx *sqlx.Tx) error {
-		nick, err := s.nickOf(ctx, tx, in.ID, in.Nick)
+	return s.moderate(ctx, "ban a nick", func(tx *sqlx.Tx) (LogEntry, error) {
+		nick, err := s.nickOf(ctx, tx, in)
 		if err != nil {
-			return err
+			return LogEntry{}, err
 		}
 		if _, err := tx.ExecContext(ctx, s.sql(insertNickBan), nick, until(in.Until), in.Reason, s.stamp()); err != nil {
-			return fmt.Errorf("store the ban: %w", err)
+			return LogEntry{}, fmt.Errorf("store the ban: %w", err)
 		}
-		e = LogEntry{Moderator: in.Moderator, Action: ActBanNick, Message: in.ID, Nick: nick, Detail: banDetail(in.Until, in.Reason)}
-		return s.logAction(ctx, tx, e)
+		return LogEntry{Moderator: in.Moderator, Action: ActBanNick, Message: in.ID, Nick: nick, Detail: banDetail(in.Until, in.Reason)}, nil
 	})
-	return e, internal(err, "ban a nick")
-}
-
-// noAddress is the error for a message without an address hash.
-func noAddress(id int64) error {
-	return chat.Errorf(chat.EConflict, "Message %d was posted before cgichat kept what an address ban needs, so its poster's address cannot be banned. Ban the nick instead, or the address in the database's shell.", id)
 }
 
 // BanAddress bans the client that posted message in.ID (as the rate limit
 // knows it: an IPv4 address or an IPv6 /64) until in.Until, by the keyed
 // hash the message keeps, and logs it. It returns the log entry.
 func (s *Store) BanAddress(ctx context.Context, in BanInput) (LogEntry, error) {
-	var e LogEntry
-	err := s.withTx(ctx, lockMessages, func(tx *sqlx.Tx) error {
-		t, err := s.target(ctx, tx, in.ID, true)
+	return s.moderate(ctx, "ban an address", func(tx *sqlx.Tx) (LogEntry, error) {
+		t, err := s.posterOf(ctx, tx, in)
 		if err != nil {
-			return err
-		}
-		if t.AddrHash == "" {
-			return noAddress(in.ID)
+			return LogEntry{}, err
 		}
 		_, err = tx.ExecContext(ctx, s.sql(insertAddressBan), t.AddrHash, t.ID, t.Nick, until(in.Until), in.Reason, in.Moderator, s.stamp())
 		if err != nil {
-			return fmt.Errorf("store the ban: %w", err)
+			return LogEntry{}, fmt.Errorf("store the ban: %w", err)
 		}
-		e = LogEntry{Moderator: in.Moderator, Action: ActBanAddress, Message: t.ID, Nick: t.Nick, Detail: banDetail(in.Until, in.Reason)}
-		return s.logAction(ctx, tx, e)
+		return LogEntry{Moderator: in.Moderator, Action: ActBanAddress, Message: t.ID, Nick: t.Nick, Detail: banDetail(in.Until, in.Reason)}, nil
 	})
-	return e, internal(err, "ban an address")
 }
 
 const (
@@ -357,58 +367,49 @@ const (
 // UnbanNick lifts every ban on a nick a reader would take for in's nick
 // (in.ID's, or in.Nick), and logs how many there were.
 func (s *Store) UnbanNick(ctx context.Context, in BanInput) (LogEntry, error) {
-	var e LogEntry
-	err := s.withTx(ctx, lockMessages, func(tx *sqlx.Tx) error {
-		nick, err := s.nickOf(ctx, tx, in.ID, in.Nick)
+	return s.moderate(ctx, "lift a nick's bans", func(tx *sqlx.Tx) (LogEntry, error) {
+		nick, err := s.nickOf(ctx, tx, in)
 		if err != nil {
-			return err
+			return LogEntry{}, err
 		}
 		var banned []string
 		if err := tx.SelectContext(ctx, &banned, selectNickBans); err != nil {
-			return fmt.Errorf("read bans: %w", err)
+			return LogEntry{}, fmt.Errorf("read bans: %w", err)
 		}
-		key, n := s.opts.nickKey(nick), 0
+		key, n := s.opts.nickKey(nick), int64(0)
 		for _, b := range banned {
 			if s.opts.nickKey(b) != key {
 				continue
 			}
 			res, err := tx.ExecContext(ctx, s.sql(deleteNickBan), b)
 			if err != nil {
-				return fmt.Errorf("lift a ban: %w", err)
+				return LogEntry{}, fmt.Errorf("lift a ban: %w", err)
 			}
 			k, _ := res.RowsAffected()
-			n += int(k)
+			n += k
 		}
-		e = LogEntry{Moderator: in.Moderator, Action: ActUnbanNick, Message: in.ID, Nick: nick, Detail: lifted(n)}
-		return s.logAction(ctx, tx, e)
+		return LogEntry{Moderator: in.Moderator, Action: ActUnbanNick, Message: in.ID, Nick: nick, Detail: lifted(n)}, nil
 	})
-	return e, internal(err, "lift a nick's bans")
 }
 
 // UnbanAddress lifts every ban by message on the address of message
 // in.ID's poster, and logs how many there were.
 func (s *Store) UnbanAddress(ctx context.Context, in BanInput) (LogEntry, error) {
-	var e LogEntry
-	err := s.withTx(ctx, lockMessages, func(tx *sqlx.Tx) error {
-		t, err := s.target(ctx, tx, in.ID, true)
+	return s.moderate(ctx, "lift an address's bans", func(tx *sqlx.Tx) (LogEntry, error) {
+		t, err := s.posterOf(ctx, tx, in)
 		if err != nil {
-			return err
-		}
-		if t.AddrHash == "" {
-			return noAddress(in.ID)
+			return LogEntry{}, err
 		}
 		res, err := tx.ExecContext(ctx, s.sql(deleteAddressBans), t.AddrHash)
 		if err != nil {
-			return fmt.Errorf("lift address bans: %w", err)
+			return LogEntry{}, fmt.Errorf("lift address bans: %w", err)
 		}
 		n, _ := res.RowsAffected()
-		e = LogEntry{Moderator: in.Moderator, Action: ActUnbanAddress, Message: t.ID, Nick: t.Nick, Detail: lifted(int(n))}
-		return s.logAction(ctx, tx, e)
+		return LogEntry{Moderator: in.Moderator, Action: ActUnbanAddress, Message: t.ID, Nick: t.Nick, Detail: lifted(n)}, nil
 	})
-	return e, internal(err, "lift an address's bans")
 }
 
-func lifted(n int) string {
+func lifted(n int64) string {
 	if n == 1 {
 		return "1 ban lifted"
 	}
@@ -419,24 +420,21 @@ func lifted(n int) string {
 // claim stops working and the next to post under it owns it. It logs
 // whether the nick was held.
 func (s *Store) ReleaseNick(ctx context.Context, in BanInput) (LogEntry, error) {
-	var e LogEntry
-	err := s.withTx(ctx, lockMessages, func(tx *sqlx.Tx) error {
-		nick, err := s.nickOf(ctx, tx, in.ID, in.Nick)
+	return s.moderate(ctx, "release a nick", func(tx *sqlx.Tx) (LogEntry, error) {
+		nick, err := s.nickOf(ctx, tx, in)
 		if err != nil {
-			return err
+			return LogEntry{}, err
 		}
 		res, err := tx.ExecContext(ctx, s.sql(deleteNickClaim), s.opts.nickKey(nick))
 		if err != nil {
-			return fmt.Errorf("remove the claim: %w", err)
+			return LogEntry{}, fmt.Errorf("remove the claim: %w", err)
 		}
 		detail := "released"
 		if n, _ := res.RowsAffected(); n == 0 {
 			detail = "was not held"
 		}
-		e = LogEntry{Moderator: in.Moderator, Action: ActReleaseNick, Message: in.ID, Nick: nick, Detail: detail}
-		return s.logAction(ctx, tx, e)
+		return LogEntry{Moderator: in.Moderator, Action: ActReleaseNick, Message: in.ID, Nick: nick, Detail: detail}, nil
 	})
-	return e, internal(err, "release a nick")
 }
 
 const selectAddressBan = `SELECT COALESCE(until, '') FROM address_bans
