@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"cgichat/internal/chat"
 	"cgichat/internal/config"
 	"cgichat/internal/ratelimit"
 )
@@ -83,4 +84,30 @@ func TestReadSetup(t *testing.T) {
 	if sameCode("", "") || !sameCode("a long code", "a long code") || sameCode("a long code", "a long codE") {
 		t.Error("sameCode compares wrongly")
 	}
+}
+
+// FuzzParseAction feeds any JSON body to the action parser: it must never
+// panic, and must refuse only with a client error.
+func FuzzParseAction(f *testing.F) {
+	for _, seed := range []string{
+		`{"action":"delete","id":42}`,
+		`{"action":"ban-nick","nick":"troll","for":"ever","reason":"spam"}`,
+		`{"action":"log","before":9,"limit":500}`,
+		`{"action":5,"id":"x"}`,
+		`{"action":"login","key":"\ud800"}`,
+		`{"action":"redeem","code":"7KQ2M-X4PRD"} {}`,
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		r := httptest.NewRequest("POST", "/cgi-bin/post", strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		raw, ok := peekAction(r)
+		if !ok {
+			return
+		}
+		if _, err := parseAction(raw); err != nil && chat.ErrorCode(err) != chat.EInvalid {
+			t.Fatalf("refused with code %q (%v), want invalid", chat.ErrorCode(err), err)
+		}
+	})
 }
