@@ -20,9 +20,10 @@ import (
 // The programs, for their thin mains.
 var (
 	Post = hosting.Program{
-		Name:    "post",
-		Summary: "stores chat messages (POST cgi-bin/post)",
-		Build:   func(env hosting.Env) hosting.Handler { return NewPost(env) },
+		Name:     "post",
+		Summary:  "stores chat messages (POST cgi-bin/post)",
+		Build:    func(env hosting.Env) hosting.Handler { return NewPost(env) },
+		Commands: []hosting.Command{moderatorKeyCommand},
 	}
 	Stream = hosting.Program{
 		Name:    "stream",

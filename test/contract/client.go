@@ -30,6 +30,9 @@ import (
 type Deployment struct {
 	URL string // base URL: the programs answer at URL/cgi-bin/post and URL/cgi-bin/stream
 	DB  string // CHAT_DB of the programs: a SQLite path or a server URL
+	// WakeDir is CHAT_WAKE_DIR of the programs when set; "" is its
+	// default, beside the SQLite file.
+	WakeDir string
 
 	jar http.CookieJar // Post's cookies: it keeps its nick claims, as a browser does
 }

@@ -117,7 +117,7 @@ func TestDaemonOverTCP(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	d := serve(t, db, &fcgiclient.Handler{Network: "tcp", Address: addr}, nil)
+	d := serve(t, db, nil, &fcgiclient.Handler{Network: "tcp", Address: addr}, nil)
 	if m := d.Post(t, "lobby", "ada", "over tcp"); m.ID != 1 {
 		t.Errorf("id = %d, want 1", m.ID)
 	}
@@ -203,7 +203,7 @@ func startDaemonWithLog(t *testing.T, env, params map[string]string) (*contract.
 		}
 	}()
 	waitForSocket(t, sock)
-	return serve(t, db, nil, &fcgiclient.Handler{Network: "unix", Address: sock, Params: params}), lines
+	return serve(t, db, nil, nil, &fcgiclient.Handler{Network: "unix", Address: sock, Params: params}), lines
 }
 
 // TestCGIStreamExitsWhenClientLeaves runs stream as a CGI program whose
