@@ -2,6 +2,7 @@ package feed
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	mathrand "math/rand/v2"
@@ -341,7 +342,13 @@ func (s *Session) live(ctx context.Context) ([]byte, error) {
 	}
 	select {
 	case <-ctx.Done():
-		return s.stop("shutdown")
+		// The cause tells a shutdown from a web server that closed the
+		// connection or aborted the request (internal/fastcgi).
+		reason := "shutdown"
+		if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) {
+			reason = c.Error()
+		}
+		return s.stop(reason)
 	case <-s.superseded:
 		return s.stop("superseded")
 	case <-s.end.C:

@@ -687,3 +687,57 @@ func TestUpgradeKeepsData(t *testing.T) {
 		})
 	}
 }
+
+// TestDeadlockVictimRunsAgain makes a transaction the victim of a real
+// deadlock on each database server: two transactions lock two rows in
+// opposite order. The store runs the victim again, and it succeeds.
+func TestDeadlockVictimRunsAgain(t *testing.T) {
+	for _, b := range dbtest.Servers {
+		t.Run(string(b), func(t *testing.T) {
+			s := MustOpen(t, b)
+			ctx := context.Background()
+			s.db.MustExec("CREATE TABLE pair (id INTEGER PRIMARY KEY, v INTEGER NOT NULL)")
+			s.db.MustExec("INSERT INTO pair (id, v) VALUES (1, 0), (2, 0)")
+			other, err := s.db.BeginTxx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer other.Rollback()
+			// The other is the heavier transaction (MySQL chooses the
+			// lighter as the victim; PostgreSQL the one that waited first,
+			// the store's).
+			for i := 3; i < 50; i++ {
+				other.MustExec(s.sql("INSERT INTO pair (id, v) VALUES (?, 0)"), i)
+			}
+			other.MustExec(s.sql("UPDATE pair SET v = v + 1 WHERE id = ?"), 2)
+			// The store's transaction takes row 1, then waits for row 2;
+			// the other then asks for row 1: a deadlock.
+			tries := 0
+			done := make(chan error, 1)
+			go func() {
+				done <- s.withTx(ctx, lockMessages, func(tx *sqlx.Tx) error {
+					tries++
+					if _, err := tx.ExecContext(ctx, s.sql("UPDATE pair SET v = v + 1 WHERE id = ?"), 1); err != nil {
+						return err
+					}
+					_, err := tx.ExecContext(ctx, s.sql("UPDATE pair SET v = v + 1 WHERE id = ?"), 2)
+					return err
+				})
+			}()
+			time.Sleep(500 * time.Millisecond)
+			if _, err := other.ExecContext(ctx, s.sql("UPDATE pair SET v = v + 1 WHERE id = ?"), 1); err != nil {
+				t.Fatalf("the heavier transaction was the victim (%v): the test cannot tell a retry", err)
+			}
+			other.Commit()
+			if err := <-done; err != nil {
+				t.Fatalf("the store's transaction: %v, want it run again after the deadlock", err)
+			}
+			var v1, v2 int
+			s.db.Get(&v1, "SELECT v FROM pair WHERE id = 1")
+			s.db.Get(&v2, "SELECT v FROM pair WHERE id = 2")
+			if tries != 2 || v1 != 2 || v2 != 2 {
+				t.Errorf("after %d tries: v1 %d, v2 %d; want 2 tries and both rows updated by each transaction", tries, v1, v2)
+			}
+		})
+	}
+}

@@ -200,8 +200,7 @@ const closeStream = `UPDATE streams SET open = 0, seen_at = ?, cost = ? WHERE id
 // reconnects (batch mode does so all the time) does not blink out of the
 // presence list.
 func (s *Store) CloseStream(ctx context.Context, id int64, cost time.Duration) error {
-	defer s.lockWrites()()
-	if _, err := s.db.ExecContext(ctx, s.sql(closeStream), unix(s.Now()), cost.Seconds(), id); err != nil {
+	if err := s.exec(ctx, s.sql(closeStream), unix(s.Now()), cost.Seconds(), id); err != nil {
 		return internal(err, "close stream %d", id)
 	}
 	return nil
@@ -211,8 +210,7 @@ const touchStreams = `UPDATE streams SET seen_at = ? WHERE owner = ? AND open = 
 
 // TouchStreams renews every open stream row of owner.
 func (s *Store) TouchStreams(ctx context.Context, owner string) error {
-	defer s.lockWrites()()
-	if _, err := s.db.ExecContext(ctx, s.sql(touchStreams), unix(s.Now()), owner); err != nil {
+	if err := s.exec(ctx, s.sql(touchStreams), unix(s.Now()), owner); err != nil {
 		return internal(err, "renew streams")
 	}
 	return nil

@@ -239,8 +239,8 @@ func TestTabsShareOneStream(t *testing.T) {
 // an insecure context without Web Locks; each tab then keeps a stream of
 // its own, and the chat works as well.
 func TestTabsOverPlainHTTP(t *testing.T) {
-	// A chat on this machine takes posts only under the names it is
-	// served under: an IP address, or those listed (see security.md).
+	// A name for 127.0.0.1 is what a DNS-rebinding page uses too: the
+	// chat accepts it only when the site owner lists it.
 	d := deploy(t, setup{env: []string{"CHAT_ALLOWED_HOSTS=" + plainHost + ",127.0.0.1"}})
 	url := d.plainHTTP() + "#plain"
 	cy := newPerson(t, "cy")

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -118,7 +117,7 @@ func TestBudgetUnderEntryLimit(t *testing.T) {
 
 	// Live stream processes: those that have run two seconds or more. A
 	// poll's process answers and exits within milliseconds.
-	live := hostkit.Sample(t, func() int { return olderThan(hostkit.PIDsRunning(h.StreamBin), 2*time.Second) })
+	live := hostkit.Sample(t, func() int { return hostkit.OlderThan(hostkit.PIDsRunning(h.StreamBin), 2*time.Second) })
 	all := hostkit.Sample(t, h.StreamProcesses)
 
 	// The page's files, fetched all along.
@@ -264,31 +263,4 @@ func idsDiff(got, want []int64) string {
 		}
 	}
 	return fmt.Sprintf("missing %v, twice %v, out of order %v", missing, twice, early)
-}
-
-// olderThan counts the processes among pids that have run at least d.
-func olderThan(pids []int, d time.Duration) int {
-	uptime, err := os.ReadFile("/proc/uptime")
-	if err != nil {
-		return len(pids)
-	}
-	now, _ := strconv.ParseFloat(strings.Fields(string(uptime))[0], 64)
-	n := 0
-	for _, pid := range pids {
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		// The fields after the command's closing parenthesis; starttime
-		// is the 22nd field of the line, in clock ticks (100 a second).
-		fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-		if len(fields) < 20 {
-			continue
-		}
-		start, _ := strconv.ParseFloat(fields[19], 64)
-		if now-start/100 >= d.Seconds() {
-			n++
-		}
-	}
-	return n
 }
