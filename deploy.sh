@@ -27,10 +27,12 @@ which prints every setting the programs run with and where it comes from.
 Options:
   --mode cgi|fcgid|daemon   how the web server runs the programs (default cgi):
         cgi     Apache mod_cgi/mod_cgid through .htaccess (shared hosts);
-                also writes a sample for nginx + fcgiwrap
+                also writes samples for nginx + fcgiwrap and lighttpd
+                mod_cgi
         fcgid   Apache mod_fcgid through .htaccess
-        daemon  two FastCGI daemons behind nginx or Apache mod_proxy_fcgi;
-                writes sample configs for nginx, Apache and systemd
+        daemon  two FastCGI daemons behind nginx, Apache mod_proxy_fcgi,
+                lighttpd mod_fastcgi or Caddy; writes sample configs for
+                them and systemd
   --stream-mode live|batch  live keeps each stream open; batch ends it after
                 the first new message, for hosts that buffer responses.
                 Default: live, but batch for fcgid (mod_fcgid holds 64 KiB
@@ -474,6 +476,9 @@ render() { # template destination
   text=${text//@SETTINGS@/"$(printf '%s\n' "${settings[@]}")"}
   text=${text//@WAKE_DIR@/"$wake_default"}
   text=${text//@POLL_MS@/"$poll_default"}
+  text=${text//@LIGHTTPD_SOCKET@/"$listen_host:$listen_port"}
+  text=${text//@LISTEN_PORT@/"$listen_port"}
+  text=${text//@CADDY_BIND@/"${listen_host:+bind $listen_host}"}
   if [[ $text =~ @[A-Z_]+@ ]]; then
     die "contrib/$1: unknown placeholder ${BASH_REMATCH[0]}"
   fi
@@ -504,6 +509,13 @@ deployer=$(on_target id -un) || die "cannot run id -un on ${remote_host:-this ma
 
 apache_listen=$http_listen
 [[ $http_listen =~ ^[0-9]+$ ]] && apache_listen="*:$http_listen"
+# lighttpd and Caddy take the address and the port apart; none means all.
+listen_host="" listen_port=$http_listen
+if [[ $http_listen =~ ^(.*):([0-9]+)$ ]]; then
+  listen_host=${BASH_REMATCH[1]} listen_port=${BASH_REMATCH[2]}
+elif [[ ! $http_listen =~ ^[0-9]+$ ]]; then
+  listen_host=$http_listen listen_port=80
+fi
 handler=cgi-script
 [ "$mode" != fcgid ] || handler=fcgid-script
 render htaccess/docroot.htaccess "$stage/docroot/.htaccess"
@@ -514,6 +526,7 @@ case $mode in
     render htaccess/cgi-bin.htaccess "$stage/docroot/cgi-bin/.htaccess"
     render nginx/fcgiwrap.conf "$stage/conf/nginx-fcgiwrap.conf"
     render fcgiwrap/fcgiwrap.default "$stage/conf/fcgiwrap.default"
+    render lighttpd/cgi.conf "$stage/conf/lighttpd-cgi.conf"
     ;;
   fcgid)
     render htaccess/cgi-bin.htaccess "$stage/docroot/cgi-bin/.htaccess"
@@ -524,6 +537,8 @@ case $mode in
     render nginx/daemon.conf "$stage/conf/nginx-daemon.conf"
     render apache/daemon.conf "$stage/conf/apache-daemon.conf"
     render systemd/cgichat@.service "$stage/conf/cgichat@.service"
+    render lighttpd/daemon.conf "$stage/conf/lighttpd-daemon.conf"
+    render caddy/Caddyfile "$stage/conf/Caddyfile"
     ;;
 esac
 
@@ -626,6 +641,7 @@ case $mode in
   cgi)
     say "Apache: needs mod_cgid (or mod_cgi) and AllowOverride FileInfo AuthConfig Indexes Options=ExecCGI (or All)"
     say "nginx + fcgiwrap: $conf_dir/nginx-fcgiwrap.conf and $conf_dir/fcgiwrap.default"
+    say "lighttpd: $conf_dir/lighttpd-cgi.conf"
     ;;
   fcgid)
     say "Apache: needs mod_fcgid and AllowOverride FileInfo AuthConfig Indexes Options=ExecCGI (or All)"
@@ -636,7 +652,8 @@ case $mode in
     say "  systemctl daemon-reload && systemctl enable --now cgichat@post cgichat@stream"
     say "  (without systemd, as $web_user: $docroot/cgi-bin/post -listen unix:$socket_dir/post.sock, and the same for stream)"
     [ "$socket_dir" = /run/cgichat ] || say "  $socket_dir must exist and be writable by $web_user"
-    say "front end: $conf_dir/nginx-daemon.conf or $conf_dir/apache-daemon.conf"
+    say "front end: $conf_dir/nginx-daemon.conf, $conf_dir/apache-daemon.conf,"
+    say "  $conf_dir/lighttpd-daemon.conf or $conf_dir/Caddyfile"
     [ "$changed" = 0 ] || say "after an update: systemctl restart cgichat@post cgichat@stream"
     ;;
 esac

@@ -128,3 +128,15 @@ CREATE TABLE trimmed (
     room    VARCHAR(32) NOT NULL PRIMARY KEY,
     through BIGINT      NOT NULL
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- step: 2
+-- Rooms are one case (see schema.sql, step 3): fold the rows written before.
+UPDATE messages SET room = LOWER(room) WHERE room <> LOWER(room);
+UPDATE streams SET room = LOWER(room) WHERE room <> LOWER(room);
+INSERT INTO trimmed (room, through)
+    SELECT folded.room, folded.through FROM (
+        SELECT LOWER(room) AS room, MAX(through) AS through FROM trimmed
+        WHERE room <> LOWER(room) GROUP BY LOWER(room)
+    ) AS folded
+    ON DUPLICATE KEY UPDATE through = GREATEST(trimmed.through, folded.through);
+DELETE FROM trimmed WHERE room <> LOWER(room);

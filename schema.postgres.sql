@@ -136,3 +136,12 @@ CREATE TABLE trimmed (
     room    TEXT   PRIMARY KEY,
     through BIGINT NOT NULL
 );
+
+-- step: 2
+-- Rooms are one case (see schema.sql, step 3): fold the rows written before.
+UPDATE messages SET room = lower(room) WHERE room <> lower(room);
+UPDATE streams SET room = lower(room) WHERE room <> lower(room);
+INSERT INTO trimmed (room, through)
+    SELECT lower(room), max(through) FROM trimmed WHERE room <> lower(room) GROUP BY lower(room)
+    ON CONFLICT (room) DO UPDATE SET through = greatest(trimmed.through, excluded.through);
+DELETE FROM trimmed WHERE room <> lower(room);

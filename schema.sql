@@ -94,3 +94,19 @@ CREATE TABLE trimmed (
     room    TEXT PRIMARY KEY,
     through INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+-- step: 3
+-- Rooms are one case, as IRC channels are: #Dev and #dev are one room. The
+-- programs fold room names to lower case; this folds the rows written
+-- before, so their messages stay reachable, and keeps per folded room the
+-- highest id pruned.
+-- Bans from here on: a nick matches any nick a reader would take for it
+-- (PRECIS Nickname, case folded, Unicode confusable skeleton); addr is an
+-- address or a prefix ('2001:db8:5::/48'), and covers an IPv6 client's
+-- whole /64 (CHAT_IPV6_PREFIX) when it names one address of it.
+UPDATE messages SET room = lower(room) WHERE room <> lower(room);
+UPDATE streams SET room = lower(room) WHERE room <> lower(room);
+INSERT INTO trimmed (room, through)
+    SELECT lower(room), max(through) FROM trimmed WHERE room <> lower(room) GROUP BY lower(room)
+    ON CONFLICT (room) DO UPDATE SET through = max(through, excluded.through);
+DELETE FROM trimmed WHERE room <> lower(room);

@@ -118,7 +118,8 @@ window.addEventListener("storage", (e) => {
 
 // Rooms: from the address, switched with the form (which sets #room).
 function enterRoom(wanted) {
-  let room = wanted;
+  // Rooms ignore case, as the programs do: #Dev is #dev.
+  let room = wanted.toLowerCase();
   let notice = "";
   if (!roomPattern.test(room)) {
     notice = `“${wanted}” is not a room name (1 to 32 letters, digits, - or _), so this is #${defaultRoom}.`;

@@ -4,19 +4,22 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/secure/precis"
 )
 
 // Limits of the fields a client sends.
 const (
 	DefaultRoom = "lobby"
 	MaxRoomLen  = 32   // bytes; rooms are ASCII
-	MaxNickLen  = 32   // characters, after trimming
+	MaxNickLen  = 32   // characters, as enforced (PRECIS Nickname)
 	MaxTextLen  = 2000 // characters
 )
 
-// ValidRoom returns room, or DefaultRoom when room is empty, if it is 1–32
-// ASCII letters, digits, '-' or '_'. Rooms appear in URLs (#room), so they
-// stay plain ASCII: no look-alikes, nothing to escape.
+// ValidRoom returns room in lower case, or DefaultRoom when room is empty,
+// if it is 1–32 ASCII letters, digits, '-' or '_'. Rooms appear in URLs
+// (#room), so they stay plain ASCII: no look-alikes, nothing to escape. Like
+// IRC channels they ignore case: #Dev and #dev are one room.
 func ValidRoom(room string) (string, error) {
 	if room == "" {
 		return DefaultRoom, nil
@@ -29,42 +32,87 @@ func ValidRoom(room string) (string, error) {
 			return "", Errorf(EInvalid, "The room name may only contain letters a–z, digits, '-' and '_'.")
 		}
 	}
-	return room, nil
+	return strings.ToLower(room), nil
 }
 
 func isRoomByte(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_'
 }
 
-// ValidNick returns nick without surrounding white space if it is then 1–32
-// characters of valid UTF-8 without control characters.
+// ValidNick returns nick as the IETF PRECIS Nickname profile (RFC 8266)
+// enforces it — spaces mapped to U+0020, trimmed and collapsed, compatibility
+// forms such as full-width letters and ligatures made plain by NFKC, case
+// kept — if that is 1–32 characters that draw something. The profile
+// refuses control characters, default-ignorable code points (zero-width
+// characters, joiners, direction marks, variation selectors, fillers) and
+// unassigned code points; the error names the first such character.
+// Surrounding ASCII white space (a tab, a newline from a form) is trimmed
+// first.
 func ValidNick(nick string) (string, error) {
 	if !utf8.ValidString(nick) {
 		return "", Errorf(EInvalid, "The nickname is not valid UTF-8 text.")
 	}
 	nick = strings.TrimSpace(nick)
-	switch n := utf8.RuneCountInString(nick); {
-	case blank(nick):
+	if !Visible(nick) && precisAllows(nick) {
 		return "", Errorf(EInvalid, "Please choose a nickname.")
-	case n > MaxNickLen:
+	}
+	enforced, err := precis.Nickname.String(nick)
+	if err != nil {
+		return "", nickError(nick)
+	}
+	if n := utf8.RuneCountInString(enforced); n > MaxNickLen {
 		return "", Errorf(EInvalid, "The nickname is too long: at most %d characters.", MaxNickLen)
 	}
-	if strings.IndexFunc(nick, unicode.IsControl) >= 0 {
-		return "", Errorf(EInvalid, "The nickname may not contain control characters.")
+	return enforced, nil
+}
+
+// precisAllows reports whether every character of s is allowed in a
+// nickname on its own, spaces aside.
+func precisAllows(s string) bool {
+	for _, r := range s {
+		if !unicode.Is(unicode.Zs, r) && !nickRune(r) {
+			return false
+		}
 	}
-	return nick, nil
+	return true
+}
+
+// nickRune reports whether the Nickname profile accepts r on its own.
+func nickRune(r rune) bool {
+	_, err := precis.Nickname.String(string(r))
+	return err == nil
+}
+
+// nickError explains why the Nickname profile refused nick: the first
+// character it refuses on its own, or else the place a character stands
+// in (a few, such as U+00B7, are allowed only between certain letters).
+func nickError(nick string) error {
+	for _, r := range nick {
+		if unicode.Is(unicode.Zs, r) || nickRune(r) {
+			continue
+		}
+		switch {
+		case unicode.IsControl(r):
+			return Errorf(EInvalid, "The nickname may not contain control characters.")
+		case Ignorable(r):
+			return Errorf(EInvalid, "The nickname may not contain invisible characters such as %U.", r)
+		default:
+			return Errorf(EInvalid, "The nickname may not contain the character %U.", r)
+		}
+	}
+	return Errorf(EInvalid, "The nickname uses a character where the rules for nicknames do not allow it (RFC 8266).")
 }
 
 // ValidText returns text, with CRLF and CR line ends made LF, if it is
-// 1–2000 characters of valid UTF-8, not only white space, and without
-// control characters other than newlines.
+// 1–2000 characters of valid UTF-8 of which one draws something (see
+// Visible), without control characters other than newlines.
 func ValidText(text string) (string, error) {
 	if !utf8.ValidString(text) {
 		return "", Errorf(EInvalid, "The message is not valid UTF-8 text.")
 	}
 	text = strings.ReplaceAll(text, "\r\n", "\n")
 	text = strings.ReplaceAll(text, "\r", "\n")
-	if blank(text) {
+	if !Visible(text) {
 		return "", Errorf(EInvalid, "The message is empty.")
 	}
 	if n := utf8.RuneCountInString(text); n > MaxTextLen {
@@ -76,19 +124,49 @@ func ValidText(text string) (string, error) {
 	return text, nil
 }
 
-// blank reports whether s shows nothing: only white space and invisible
-// characters, such as a text of zero-width spaces.
-func blank(s string) bool {
-	return strings.IndexFunc(s, func(r rune) bool { return !unicode.IsSpace(r) && !Invisible(r) }) < 0
+// Visible reports whether s holds a character that draws, judged by the
+// Unicode properties of its characters rather than a list: white space,
+// control characters and default-ignorable code points (Ignorable) draw
+// nothing, and a nonspacing or enclosing mark draws only on a base — a
+// character that draws, or a space, on which a mark shows by itself.
+func Visible(s string) bool {
+	base := false
+	for _, r := range s {
+		switch {
+		case Ignorable(r):
+			// Leaves the base as it was: a joiner or selector between a
+			// letter and its mark does not detach the mark.
+		case unicode.In(r, unicode.Mn, unicode.Me):
+			if base {
+				return true
+			}
+		case unicode.Is(unicode.Zs, r):
+			base = true
+		case unicode.IsSpace(r), unicode.IsControl(r), unicode.Is(unicode.Cf, r):
+			// Line ends, tabs, and the format characters that are not
+			// default-ignorable yet draw nothing alone (interlinear
+			// annotation, Egyptian hieroglyph format controls).
+			base = false
+		default:
+			return true
+		}
+	}
+	return false
 }
 
-// Invisible reports whether r shows nothing by itself: format characters
-// (zero-width space, joiners, direction marks) and the blank letters that
-// pass for text (Hangul fillers, braille blank, combining grapheme joiner).
-func Invisible(r rune) bool {
-	switch r {
-	case 0x034F, 0x115F, 0x1160, 0x2800, 0x3164, 0xFFA0:
-		return true
+// Ignorable reports whether r has the Unicode property
+// Default_Ignorable_Code_Point: characters a renderer shows as nothing
+// unless it supports them (zero-width spaces and joiners, direction marks,
+// variation selectors, Hangul fillers, the Khmer inherent vowels). The
+// property is derived as Unicode's DerivedCoreProperties.txt defines it,
+// from the properties Go's unicode package has.
+func Ignorable(r rune) bool {
+	switch {
+	case unicode.Is(unicode.White_Space, r),
+		unicode.Is(unicode.Prepended_Concatenation_Mark, r),
+		0xFFF9 <= r && r <= 0xFFFB,   // interlinear annotation format characters
+		0x13430 <= r && r <= 0x1343F: // Egyptian hieroglyph format characters
+		return false
 	}
-	return unicode.Is(unicode.Cf, r)
+	return unicode.In(r, unicode.Other_Default_Ignorable_Code_Point, unicode.Cf, unicode.Variation_Selector)
 }

@@ -48,6 +48,7 @@ const (
 	DefaultStreamsPerClient = 10
 	DefaultKeepMessages     = 10000
 	DefaultKeepDays         = 0
+	DefaultIPv6Prefix       = 64
 )
 
 // Config is one complete set of settings. Under FastCGI settings may
@@ -64,11 +65,13 @@ type Config struct {
 
 	RateLimit        Rate          // CHAT_RATE_LIMIT: posts per client address and per nick; zero is off
 	AllowedOrigins   string        // CHAT_ALLOWED_ORIGINS: other origins whose pages may post, comma-separated
+	AllowedHosts     string        // CHAT_ALLOWED_HOSTS: the host names the chat is served under, comma-separated
 	TrustedProxies   string        // CHAT_TRUSTED_PROXIES: addresses whose X-Forwarded-For is believed
 	NickHold         time.Duration // CHAT_NICK_HOURS: how long an idle nick stays its owner's
 	StreamsPerClient int           // CHAT_STREAMS_PER_CLIENT: open streams per client address; 0 is no cap
 	KeepMessages     int           // CHAT_KEEP_MESSAGES: messages kept per room; 0 keeps all
 	KeepDays         int           // CHAT_KEEP_DAYS: days a message is kept; 0 keeps it forever
+	IPv6Prefix       int           // CHAT_IPV6_PREFIX: an IPv6 client is its prefix of this many bits
 	LogLevel         slog.Level    // CHAT_LOG_LEVEL: debug, info, warn or error
 }
 
@@ -122,6 +125,7 @@ func Load(getenv func(string) string) (Config, error) {
 		{"CHAT_STREAMS_PER_CLIENT", DefaultStreamsPerClient, 0, 100000, "streams", func(n int) { c.StreamsPerClient = n }},
 		{"CHAT_KEEP_MESSAGES", DefaultKeepMessages, 0, 100000000, "messages", func(n int) { c.KeepMessages = n }},
 		{"CHAT_KEEP_DAYS", DefaultKeepDays, 0, 100000, "days", func(n int) { c.KeepDays = n }},
+		{"CHAT_IPV6_PREFIX", DefaultIPv6Prefix, 32, 128, "bits", func(n int) { c.IPv6Prefix = n }},
 	}
 	for _, v := range ints {
 		n, err := intVar(v.name, getenv(v.name), v.def, v.min, v.max, v.unit)
@@ -147,6 +151,9 @@ func Load(getenv func(string) string) (Config, error) {
 		return Config{}, err
 	}
 	if c.TrustedProxies, err = proxies(getenv("CHAT_TRUSTED_PROXIES")); err != nil {
+		return Config{}, err
+	}
+	if c.AllowedHosts, err = hosts(getenv("CHAT_ALLOWED_HOSTS")); err != nil {
 		return Config{}, err
 	}
 	return c, nil
@@ -209,6 +216,45 @@ func origins(s string) (string, error) {
 	return strings.Join(out, ","), nil
 }
 
+// hosts checks CHAT_ALLOWED_HOSTS: host names or IP addresses, or
+// *.example.org for every name under example.org, comma-separated; it
+// returns them lower-cased, without a final dot, joined by commas.
+func hosts(s string) (string, error) {
+	var out []string
+	for _, h := range strings.Split(s, ",") {
+		h = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(h)), ".")
+		if h == "" {
+			continue
+		}
+		name := strings.TrimPrefix(h, "*.")
+		if a, err := netip.ParseAddr(strings.Trim(name, "[]")); err == nil && name == h {
+			out = append(out, a.String())
+			continue
+		}
+		if !hostName(name) {
+			return "", fmt.Errorf("CHAT_ALLOWED_HOSTS must list host names such as chat.example.org or *.example.org, or IP addresses, comma-separated (no scheme, no port); %q is not one", h)
+		}
+		out = append(out, h)
+	}
+	return strings.Join(out, ","), nil
+}
+
+// hostName reports whether s is a DNS host name: dot-separated labels of
+// letters, digits and hyphens (after IDNA, as browsers send them).
+func hostName(s string) bool {
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range []byte(label) {
+			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return len(s) <= 253
+}
+
 // proxies checks CHAT_TRUSTED_PROXIES: IP addresses or CIDR prefixes,
 // comma-separated; it returns them in canonical form, joined by commas.
 func proxies(s string) (string, error) {
@@ -240,6 +286,14 @@ func (c Config) TrustedPrefixes() []netip.Prefix {
 		}
 	}
 	return out
+}
+
+// AllowedHostList returns the parsed CHAT_ALLOWED_HOSTS.
+func (c Config) AllowedHostList() []string {
+	if c.AllowedHosts == "" {
+		return nil
+	}
+	return strings.Split(c.AllowedHosts, ",")
 }
 
 // AllowedOriginList returns the parsed CHAT_ALLOWED_ORIGINS.
@@ -385,11 +439,17 @@ environment variables (SetEnv, fastcgi_param, systemd), which win over it:
   CHAT_RATE_LIMIT         posts per client address and per nick: N/duration,
                           or off (default %s)
   CHAT_ALLOWED_ORIGINS    other sites whose pages may post, comma-separated
-  CHAT_TRUSTED_PROXIES    proxies whose X-Forwarded-For is believed (IPs/CIDRs)
+  CHAT_ALLOWED_HOSTS      the host names the chat is served under, comma-
+                          separated (*.example.org for subdomains); posts
+                          naming another host are refused (DNS rebinding)
+  CHAT_TRUSTED_PROXIES    proxies whose X-Forwarded-For and -Proto are believed
+                          (IPs/CIDRs)
+  CHAT_IPV6_PREFIX        an IPv6 client counts as its prefix of this many
+                          bits, for limits, caps and bans (default %d)
   CHAT_NICK_HOURS         an idle nick stays its owner's this long (default %d)
   CHAT_STREAMS_PER_CLIENT open streams per client address, 0: no cap (default %d)
   CHAT_KEEP_MESSAGES      messages kept per room, 0: all (default %d)
   CHAT_KEEP_DAYS          days messages are kept, 0: forever (default %d)
   CHAT_LOG_LEVEL          debug, info, warn or error (default info)
 `, DefaultDBDir, DefaultDBName, DefaultStreamSeconds, DefaultHeartbeatSeconds, DefaultPollMS, DefaultServerPollMS, DefaultHistory,
-	DefaultRateLimit, DefaultNickHours, DefaultStreamsPerClient, DefaultKeepMessages, DefaultKeepDays)
+	DefaultRateLimit, DefaultIPv6Prefix, DefaultNickHours, DefaultStreamsPerClient, DefaultKeepMessages, DefaultKeepDays)

@@ -31,6 +31,7 @@ func TestLoadDefaults(t *testing.T) {
 		NickHold:         24 * time.Hour,
 		StreamsPerClient: 10,
 		KeepMessages:     10000,
+		IPv6Prefix:       64,
 	}
 	if got != want {
 		t.Errorf("Load() = %+v, want %+v", got, want)
@@ -77,6 +78,8 @@ func TestLoadValues(t *testing.T) {
 		"CHAT_STREAMS_PER_CLIENT": "0",
 		"CHAT_KEEP_MESSAGES":      "100",
 		"CHAT_KEEP_DAYS":          "30",
+		"CHAT_ALLOWED_HOSTS":      " Chat.Example.org., *.example.net,[::1], 127.0.0.1 ",
+		"CHAT_IPV6_PREFIX":        "56",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -85,7 +88,8 @@ func TestLoadValues(t *testing.T) {
 		Poll: 20 * time.Millisecond, History: 0, Mode: "batch",
 		AllowedOrigins: "https://example.org,http://127.0.0.1:8080",
 		TrustedProxies: "127.0.0.1/32,10.0.0.0/8,::1/128",
-		KeepMessages:   100, KeepDays: 30}
+		AllowedHosts:   "chat.example.org,*.example.net,::1,127.0.0.1",
+		KeepMessages:   100, KeepDays: 30, IPv6Prefix: 56}
 	if got != want {
 		t.Errorf("Load() = %+v, want %+v", got, want)
 	}
@@ -117,6 +121,12 @@ func TestLoadErrors(t *testing.T) {
 		{"OriginNoScheme", "CHAT_ALLOWED_ORIGINS", "example.org", "CHAT_ALLOWED_ORIGINS"},
 		{"ProxyName", "CHAT_TRUSTED_PROXIES", "proxy.local", "CHAT_TRUSTED_PROXIES"},
 		{"StreamsNegative", "CHAT_STREAMS_PER_CLIENT", "-1", "CHAT_STREAMS_PER_CLIENT"},
+		{"HostWithScheme", "CHAT_ALLOWED_HOSTS", "https://chat.example.org", `CHAT_ALLOWED_HOSTS must list host names`},
+		{"HostWithPort", "CHAT_ALLOWED_HOSTS", "chat.example.org:8080", "CHAT_ALLOWED_HOSTS"},
+		{"HostWithSpace", "CHAT_ALLOWED_HOSTS", "chat example", "CHAT_ALLOWED_HOSTS"},
+		{"HostWildcardInside", "CHAT_ALLOWED_HOSTS", "chat.*.org", "CHAT_ALLOWED_HOSTS"},
+		{"IPv6PrefixTooShort", "CHAT_IPV6_PREFIX", "16", "CHAT_IPV6_PREFIX must be a whole number of bits from 32 to 128"},
+		{"IPv6PrefixTooLong", "CHAT_IPV6_PREFIX", "129", "CHAT_IPV6_PREFIX"},
 		{"LogLevel", "CHAT_LOG_LEVEL", "loud", `CHAT_LOG_LEVEL must be debug, info, warn or error, not "loud"`},
 	}
 	for _, tt := range tests {

@@ -21,7 +21,9 @@ var Names = []string{
 	"CHAT_STREAM_MODE",
 	"CHAT_RATE_LIMIT",
 	"CHAT_ALLOWED_ORIGINS",
+	"CHAT_ALLOWED_HOSTS",
 	"CHAT_TRUSTED_PROXIES",
+	"CHAT_IPV6_PREFIX",
 	"CHAT_NICK_HOURS",
 	"CHAT_STREAMS_PER_CLIENT",
 	"CHAT_KEEP_MESSAGES",
@@ -142,8 +144,12 @@ func (c Config) Value(name string) (value string, ok bool) {
 		return c.RateLimit.String(), true
 	case "CHAT_ALLOWED_ORIGINS":
 		return c.AllowedOrigins, true
+	case "CHAT_ALLOWED_HOSTS":
+		return c.AllowedHosts, true
 	case "CHAT_TRUSTED_PROXIES":
 		return c.TrustedProxies, true
+	case "CHAT_IPV6_PREFIX":
+		return itoa(c.IPv6Prefix), true
 	case "CHAT_NICK_HOURS":
 		return itoa(int(c.NickHold.Hours())), true
 	case "CHAT_STREAMS_PER_CLIENT":

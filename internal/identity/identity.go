@@ -15,34 +15,38 @@ import (
 
 	"cgichat/internal/chat"
 
+	"go.mau.fi/util/confusable"
 	"golang.org/x/text/cases"
+	"golang.org/x/text/secure/precis"
 	"golang.org/x/text/unicode/norm"
 )
 
 var fold = cases.Fold()
 
-// Key returns the form in which nicks are compared: Unicode NFKC (so
-// "ａｄａ" and "ada" meet), case-folded, without invisible characters, with
-// white space runs as one space. Two nicks with the same key are the same
-// nick for ownership and bans.
+// KeyVersion names the way Key computes keys. The store re-keys the nick
+// claims it holds when it meets claims keyed another way.
+const KeyVersion = "precis-nickname+fold+uts39-skeleton"
+
+// Key returns the form in which nicks are compared: the nick as the PRECIS
+// Nickname profile (RFC 8266) enforces it, case-folded, then reduced to its
+// Unicode confusable skeleton (UTS #39), so that "Ada", "ＡＤＡ" and "аda"
+// with a Cyrillic а have one key. Two nicks with the same key are the same
+// nick for ownership, rate limits and bans. A key is for comparing only,
+// never for showing.
+//
+// A nick the profile refuses (a ban a moderator typed, a key from before
+// the profile) is compared without its invisible and control characters.
 func Key(nick string) string {
-	s := fold.String(norm.NFKC.String(nick))
-	var b strings.Builder
-	space := false
-	for _, r := range s {
-		switch {
-		case unicode.IsSpace(r):
-			space = b.Len() > 0
-		case chat.Invisible(r):
-		default:
-			if space {
-				b.WriteByte(' ')
-				space = false
+	s, err := precis.Nickname.String(strings.TrimSpace(nick))
+	if err != nil {
+		s = strings.Join(strings.Fields(strings.Map(func(r rune) rune {
+			if chat.Ignorable(r) || unicode.IsControl(r) {
+				return -1
 			}
-			b.WriteRune(r)
-		}
+			return r
+		}, norm.NFKC.String(nick))), " ")
 	}
-	return b.String()
+	return confusable.Skeleton(norm.NFKC.String(fold.String(s)))
 }
 
 // Claim says that the holder of its signature owns a nick key; Issued
@@ -109,9 +113,14 @@ func (k *Keeper) Cookie(held Claims, c Claim, secure bool) *http.Cookie {
 	}
 }
 
+// claimVersion starts the signed form of a claim whose key Key made; a
+// claim without it holds a key of the rules before (NFKC, case folding,
+// invisible characters dropped), which parse re-keys.
+const claimVersion = "k2."
+
 // sign returns c in its signed text form.
 func (k *Keeper) sign(c Claim) string {
-	body := base64.RawURLEncoding.EncodeToString([]byte(c.Key)) + "." + strconv.FormatInt(c.Issued, 10)
+	body := claimVersion + base64.RawURLEncoding.EncodeToString([]byte(c.Key)) + "." + strconv.FormatInt(c.Issued, 10)
 	return body + "." + base64.RawURLEncoding.EncodeToString(k.mac(body))
 }
 
@@ -134,13 +143,19 @@ func (k *Keeper) parse(value string) Claims {
 		if err != nil || !hmac.Equal(got, k.mac(body)) {
 			continue
 		}
-		kb, issued, ok := strings.Cut(body, ".")
+		rest, current := strings.CutPrefix(body, claimVersion)
+		kb, issued, ok := strings.Cut(rest, ".")
 		key, err := base64.RawURLEncoding.DecodeString(kb)
 		n, nerr := strconv.ParseInt(issued, 10, 64)
 		if !ok || err != nil || nerr != nil {
 			continue
 		}
-		out = append(out, Claim{Key: string(key), Issued: n})
+		c := Claim{Key: string(key), Issued: n}
+		if !current {
+			// The old key was a normalised nick: its key now is the nick's.
+			c.Key = Key(c.Key)
+		}
+		out = append(out, c)
 	}
 	return out
 }

@@ -1,26 +1,87 @@
 package identity
 
 import (
+	"encoding/base64"
 	"strings"
 	"testing"
+	"unicode"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 func TestKey(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"Ada", "ada"},
-		{"ADA", "ada"},
-		{"Ａｄａ", "ada"},         // full-width
-		{"A\u200bda", "ada"},   // zero-width space
-		{"a\u00addda", "adda"}, // soft hyphen
-		{"ada  lovelace", "ada lovelace"},
-		{"ﬁsh", "fish"},       // ligature
-		{"Straße", "strasse"}, // case folding, not lower-casing
-		{"ℌ𝔢𝔩𝔩𝔬", "hello"},    // mathematical letters
-		{"Ådá", "ådá"},
+	tests := []struct {
+		name, a, b string
+		same       bool
+	}{
+		{"Case", "Ada", "ada", true},
+		{"Upper case", "ADA", "ada", true},
+		{"Full width", "Ａｄａ", "ada", true},
+		{"Cyrillic а", "\u0430da", "ada", true},
+		{"Cyrillic о in troll", "tr\u043ell", "troll", true},
+		{"Greek ο and Cyrillic а", "\u03bfp\u0430l", "opal", true},
+		{"Mathematical letters", "ℌ𝔢𝔩𝔩𝔬", "hello", true},
+		{"Ligature", "ﬁsh", "fish", true},
+		{"Case folding, not lower-casing", "Straße", "strasse", true},
+		{"White space runs", "ada \u00a0 lovelace", "ada lovelace", true},
+		{"Digit one and small L", "ada1", "adal", true},
+		{"rn and m", "rnoe", "moe", true},
+		{"Composed and decomposed", "ad\u00e1", "ada\u0301", true},
+		{"Other nick", "ada", "bob", false},
+		{"Accent matters", "ada", "adá", false},
+		{"One letter more", "ada", "adda", false},
+		{"Emoji", "ada😀", "ada😃", false},
 	}
 	for _, tt := range tests {
-		if got := Key(tt.in); got != tt.want {
-			t.Errorf("Key(%q) = %q, want %q", tt.in, got, tt.want)
+		ka, kb := Key(tt.a), Key(tt.b)
+		if (ka == kb) != tt.same {
+			t.Errorf("%s: Key(%+q) = %+q, Key(%+q) = %+q; want same: %v", tt.name, tt.a, ka, tt.b, kb, tt.same)
+		}
+	}
+}
+
+// TestKeyOfLegacyKeys checks that a key made by the rules before PRECIS
+// and skeletons (kept in claims cookies issued then) has the key its nick
+// has now, so nobody loses a nick across the change.
+func TestKeyOfLegacyKeys(t *testing.T) {
+	for _, nick := range []string{"Ada", "ADA", "Ａｄａ", "ada  lovelace", "ﬁsh", "Straße", "ℌ𝔢𝔩𝔩𝔬", "Ådá", "\u0430da", "ζωή", "Σίσυφος", "李小龙", "ada😀", "O'Brien", "x_y-z.1"} {
+		if got, want := Key(legacyKey(nick)), Key(nick); got != want {
+			t.Errorf("Key(legacyKey(%q)) = %+q, want Key(%q) = %+q", nick, got, nick, want)
+		}
+	}
+}
+
+// legacyKey is Key as it was before PRECIS and skeletons: NFKC, case
+// folded, invisible characters dropped, white space runs as one space.
+func legacyKey(nick string) string {
+	s := fold.String(norm.NFKC.String(nick))
+	var b strings.Builder
+	space := false
+	for _, r := range s {
+		switch {
+		case unicode.IsSpace(r):
+			space = b.Len() > 0
+		case unicode.Is(unicode.Cf, r):
+		default:
+			if space {
+				b.WriteByte(' ')
+				space = false
+			}
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+func TestKeyOfRefusedNicks(t *testing.T) {
+	// A ban typed with an invisible character still matches the nick.
+	for _, tt := range []struct{ ban, nick string }{
+		{"troll\u200b", "troll"},
+		{" tr\u00adoll ", "TROLL"},
+		{"tr\u043ell\ufe0f", "troll"},
+	} {
+		if Key(tt.ban) != Key(tt.nick) {
+			t.Errorf("Key(%+q) = %+q, want Key(%+q) = %+q", tt.ban, Key(tt.ban), tt.nick, Key(tt.nick))
 		}
 	}
 }
@@ -49,6 +110,13 @@ func TestClaims(t *testing.T) {
 		if got := k.parse(tt.value); len(got) != tt.want {
 			t.Errorf("%s: %d claims, want %d", tt.name, len(got), tt.want)
 		}
+	}
+	// A claim signed before keys were skeletons holds its old key, which
+	// now reads as the key of its nick.
+	legacy := "YWRh.7." // base64("ada"), issued 7
+	legacy += base64.RawURLEncoding.EncodeToString(k.mac(strings.TrimSuffix(legacy, ".")))
+	if got := k.parse(legacy); len(got) != 1 || got[0] != (Claim{Key: Key("аda"), Issued: 7}) {
+		t.Errorf("legacy claim = %+v, want the key of ada issued 7", got)
 	}
 	// A new claim for a key replaces the old one, and the cookie keeps at
 	// most five.

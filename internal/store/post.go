@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"cgichat/internal/chat"
@@ -23,8 +25,11 @@ type PostInput struct {
 	NickKey string
 	// Held are the Issued stamps of the verified claims on NickKey the
 	// client holds.
-	Held     []int64
-	Addr     string         // the client's address
+	Held []int64
+	// Addr is the client's address, or the IPv6 prefix it counts as
+	// (2001:db8:5::/64): rate buckets are kept per Addr, and an address
+	// ban covers it when the banned address or prefix overlaps it.
+	Addr     string
 	Rate     ratelimit.Rate // per address and per nick; zero is off
 	NickHold time.Duration  // how long an idle nick stays its owner's
 }
@@ -77,7 +82,7 @@ func (s *Store) checkBans(ctx context.Context, tx *sqlx.Tx, addr, key string, no
 		return fmt.Errorf("read bans: %w", err)
 	}
 	for _, b := range bans {
-		if (b.Addr != "" && b.Addr == addr) || (b.Nick != "" && s.opts.nickKey(b.Nick) == key) {
+		if (b.Addr != "" && addrBanned(b.Addr, addr)) || (b.Nick != "" && s.opts.nickKey(b.Nick) == key) {
 			until := "."
 			if b.Until != "" {
 				until = " until " + b.Until + "."
@@ -86,6 +91,38 @@ func (s *Store) checkBans(ctx context.Context, tx *sqlx.Tx, addr, key string, no
 		}
 	}
 	return nil
+}
+
+// addrBanned reports whether a ban's addr covers the client known as
+// client (an address, or the IPv6 prefix it counts as). A ban names an
+// address or a prefix (203.0.113.0/24, 2001:db8:5::/48); it covers a
+// client whose address or prefix it overlaps, so a ban on one address of
+// an IPv6 client's /64 covers the /64, where the client may pick any
+// address. What parses as neither is compared as text.
+func addrBanned(ban, client string) bool {
+	bp, berr := parsePrefix(ban)
+	cp, cerr := parsePrefix(client)
+	if berr != nil || cerr != nil {
+		return strings.TrimSpace(ban) == client
+	}
+	return bp.Overlaps(cp)
+}
+
+// parsePrefix reads an address (as the prefix of it alone) or a prefix.
+func parsePrefix(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if p, err := netip.ParsePrefix(s); err == nil {
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 const (
@@ -120,6 +157,78 @@ func (s *Store) claimNick(ctx context.Context, tx *sqlx.Tx, in PostInput, now ti
 		return 0, fmt.Errorf("store nick claim: %w", err)
 	}
 	return issued, nil
+}
+
+var (
+	selectKeyVersion = stmt{
+		sqlite: `SELECT value FROM settings WHERE key = 'nick_keys'`,
+		mysql:  "SELECT value FROM settings WHERE `key` = 'nick_keys'",
+	}
+	upsertKeyVersion = stmt{
+		sqlite: `INSERT INTO settings (key, value) VALUES ('nick_keys', ?)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
+		mysql: "INSERT INTO settings (`key`, value) VALUES ('nick_keys', ?) ON DUPLICATE KEY UPDATE value = VALUES(value)",
+	}
+)
+
+const (
+	selectAllClaims = `SELECT nick_key, nick, issued, last_used FROM nick_claims`
+	deleteAllClaims = `DELETE FROM nick_claims`
+	insertClaim     = `INSERT INTO nick_claims (nick_key, nick, issued, last_used) VALUES (?, ?, ?, ?)`
+)
+
+// RekeyClaims keys the nick claims the database holds as Options.NickKey
+// does, once for each version of that function (the settings row
+// nick_keys names the version the claims have): each claim's key is
+// computed anew from the nick it was made for. When two claims meet on one
+// key — two nicks that now count as one — the one used last keeps it. A
+// process calls it after opening the store; when the version is current it
+// costs one read.
+func (s *Store) RekeyClaims(ctx context.Context, version string) error {
+	var have string
+	err := s.db.GetContext(ctx, &have, s.dialect(selectKeyVersion))
+	if err == nil && have == version {
+		return nil
+	}
+	if err != nil && !noRows(err) {
+		return internal(err, "read the version of the nick keys")
+	}
+	err = s.withTx(ctx, lockMessages, func(tx *sqlx.Tx) error {
+		// Another process may have done it since the read above.
+		err := tx.GetContext(ctx, &have, s.dialect(selectKeyVersion))
+		if err == nil && have == version {
+			return nil
+		}
+		var claims []struct {
+			Key      string `db:"nick_key"`
+			Nick     string `db:"nick"`
+			Issued   int64  `db:"issued"`
+			LastUsed string `db:"last_used"`
+		}
+		if err := tx.SelectContext(ctx, &claims, selectAllClaims); err != nil {
+			return fmt.Errorf("read nick claims: %w", err)
+		}
+		keep := make(map[string]int) // new key → index in claims
+		for i, c := range claims {
+			k := s.opts.nickKey(c.Nick)
+			// Times are ISO-8601 UTC text: they sort as they compare.
+			if j, ok := keep[k]; !ok || c.LastUsed > claims[j].LastUsed {
+				keep[k] = i
+			}
+		}
+		if _, err := tx.ExecContext(ctx, deleteAllClaims); err != nil {
+			return fmt.Errorf("remove nick claims: %w", err)
+		}
+		for k, i := range keep {
+			c := claims[i]
+			if _, err := tx.ExecContext(ctx, s.sql(insertClaim), k, c.Nick, c.Issued, c.LastUsed); err != nil {
+				return fmt.Errorf("store nick claim: %w", err)
+			}
+		}
+		_, err = tx.ExecContext(ctx, s.dialect(upsertKeyVersion), version)
+		return err
+	})
+	return internal(err, "re-key the nick claims")
 }
 
 // ownsNick reports whether a reader may be shown under the nick with key:

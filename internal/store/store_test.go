@@ -94,9 +94,10 @@ func TestOpenCreatesDirectoryAndWAL(t *testing.T) {
 	if err := db.Get(&mode, "PRAGMA journal_mode"); err != nil || mode != "wal" {
 		t.Errorf("journal_mode = %q, %v; want wal", mode, err)
 	}
+	steps, _ := parseSteps(s.backend.schema())
 	var version int
-	if err := db.Get(&version, "PRAGMA user_version"); err != nil || version != 2 {
-		t.Errorf("user_version = %d, %v; want 2", version, err)
+	if err := db.Get(&version, "PRAGMA user_version"); err != nil || version != len(steps) {
+		t.Errorf("user_version = %d, %v; want %d, the schema's last step", version, err, len(steps))
 	}
 }
 
@@ -110,8 +111,12 @@ func TestOpenRecordsSchemaSteps(t *testing.T) {
 			if err := s.db.Select(&got, "SELECT version FROM schema_migrations ORDER BY version"); err != nil {
 				t.Fatal(err)
 			}
-			if fmt.Sprint(got) != fmt.Sprint([]int{len(steps)}) || len(steps) != 1 {
-				t.Errorf("schema_migrations holds %v, want [1] (the schema's one step)", got)
+			var want []int
+			for _, st := range steps {
+				want = append(want, st.version)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("schema_migrations holds %v, want %v (every step of the schema, once)", got, want)
 			}
 		})
 	}
@@ -347,7 +352,12 @@ func TestServerMigrationAddsStepOnce(t *testing.T) {
 				text = &postgresDB.schemaText
 			}
 			full := *text
-			*text = func() string { return full() + "\n-- step: 2\nCREATE TABLE extra (x INTEGER);\n" }
+			steps, err := parseSteps(full())
+			if err != nil {
+				t.Fatal(err)
+			}
+			next := len(steps) + 1
+			*text = func() string { return full() + fmt.Sprintf("\n-- step: %d\nCREATE TABLE extra (x INTEGER);\n", next) }
 			defer func() { *text = full }()
 			var wg sync.WaitGroup
 			errs := make(chan error, 8)
@@ -369,8 +379,8 @@ func TestServerMigrationAddsStepOnce(t *testing.T) {
 			}
 			var got []int
 			s.db.Select(&got, "SELECT version FROM schema_migrations ORDER BY version")
-			if fmt.Sprint(got) != "[1 2]" {
-				t.Errorf("schema_migrations = %v, want [1 2]", got)
+			if len(got) != next || got[next-1] != next {
+				t.Errorf("schema_migrations = %v, want 1 to %d", got, next)
 			}
 			if ms, err := s.Latest(context.Background(), "lobby", 10); err != nil || len(ms) != 1 {
 				t.Errorf("after migrating: %+v, %v; want the message", ms, err)

@@ -90,10 +90,9 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	log := a.env.Log
 	defer func() {
 		if v := recover(); v != nil {
-			log.Error("panic while serving", "uri", r.RequestURI, "panic", v, "stack", string(debug.Stack()))
-			// If the response has begun this write is lost, which is all
-			// that can be done.
-			fail(w, r, log, fmt.Errorf("panic: %v", v))
+			// fail logs it with the stack. If the response has begun this
+			// write is lost, which is all that can be done.
+			fail(w, r, log, fmt.Errorf("panic: %v\n%s", v, debug.Stack()))
 		}
 	}()
 	cfg, err := a.settings(r)
@@ -245,6 +244,10 @@ func openStore(ctx context.Context, db config.Database, env hosting.Env) (*store
 		return nil, nil, err
 	}
 	secret, err := st.Secret(ctx)
+	if err == nil {
+		// Claims made under other rules for nicks get today's keys.
+		err = st.RekeyClaims(ctx, identity.KeyVersion)
+	}
 	if err != nil {
 		st.Close()
 		return nil, nil, err

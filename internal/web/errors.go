@@ -34,7 +34,7 @@ func fail(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 		status = http.StatusInternalServerError
 	}
 	if status >= 500 {
-		log.Error("request failed", "method", r.Method, "uri", r.RequestURI, "err", err)
+		log.Error("request failed", "method", r.Method, "uri", requestURI(r), "err", err)
 	}
 	var ce *chat.Error
 	if errors.As(err, &ce) && ce.RetryAfter > 0 {
@@ -43,6 +43,17 @@ func fail(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	writeJSON(w, status, struct {
 		Error string `json:"error"`
 	}{chat.ErrorMessage(err)})
+}
+
+// requestURI returns the path and query r asked for, for logs (never the
+// body). Go's CGI and FastCGI requests leave r.RequestURI empty (only a
+// net/http server sets it), so it comes from the URL, which every mode
+// fills from REQUEST_URI or SCRIPT_NAME, PATH_INFO and QUERY_STRING.
+func requestURI(r *http.Request) string {
+	if r.URL == nil {
+		return r.RequestURI
+	}
+	return r.URL.RequestURI()
 }
 
 // writeJSON sends v as the whole response with the given status.

@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"unicode/utf8"
 
 	"cgichat/internal/chat"
@@ -20,8 +21,20 @@ import (
 	"cgichat/internal/wake"
 )
 
-// MaxBody is the largest request body post accepts, in bytes.
-const MaxBody = 16 << 10
+// MaxBody is the largest request body post accepts, in bytes: the
+// largest valid message — a text of chat.MaxTextLen characters, a nick of
+// chat.MaxNickLen, a room of chat.MaxRoomLen — in the worst encoding the
+// accepted types allow, plus room for the field names, punctuation, white
+// space and a few ignored fields. No character takes more than 12 bytes
+// in either type: one outside the Basic Multilingual Plane as a JSON
+// surrogate-pair escape (\ud83d\ude00) or as percent-encoded UTF-8
+// (%F0%9F%98%80).
+const MaxBody = (chat.MaxTextLen+chat.MaxNickLen+chat.MaxRoomLen)*maxBytesPerChar + bodySlack
+
+const (
+	maxBytesPerChar = 12
+	bodySlack       = 1 << 10
+)
 
 // Content types post accepts.
 const (
@@ -67,8 +80,9 @@ func (h *postHandler) serve(w http.ResponseWriter, r *http.Request, cfg config.C
 		methodNotAllowed(w, r, h.log, http.MethodPost)
 		return
 	}
-	if !sameOrigin(r, cfg.AllowedOriginList()) {
-		fail(w, r, h.log, chat.Errorf(chat.EForbidden, "Messages are accepted only from this chat's own page."))
+	fe := readFrontEnd(r, hosting.Vars(r, nil), cfg.TrustedPrefixes())
+	if err := checkSite(r, cfg, fe); err != nil {
+		fail(w, r, h.log, err)
 		return
 	}
 	in, err := readPost(r)
@@ -83,7 +97,7 @@ func (h *postHandler) serve(w http.ResponseWriter, r *http.Request, cfg config.C
 		Room: in.room, Nick: in.nick, Text: in.text,
 		NickKey:  key,
 		Held:     claims.Held(key),
-		Addr:     clientAddr(r, cfg.TrustedPrefixes()),
+		Addr:     clientID(r, cfg),
 		Rate:     cfg.RateLimit,
 		NickHold: cfg.NickHold,
 	})
@@ -97,7 +111,7 @@ func (h *postHandler) serve(w http.ResponseWriter, r *http.Request, cfg config.C
 		h.log.Warn("wake-up failed", "err", err)
 	}
 	if res.NewClaim != 0 {
-		http.SetCookie(w, h.ids.Cookie(claims, identity.Claim{Key: key, Issued: res.NewClaim}, r.TLS != nil))
+		http.SetCookie(w, h.ids.Cookie(claims, identity.Claim{Key: key, Issued: res.NewClaim}, fe.https))
 	}
 	if res.Message.ID%pruneEvery == 0 {
 		h.prune(ctx, in.room, cfg)
@@ -134,6 +148,7 @@ func readPost(r *http.Request) (postInput, error) {
 	tooLarge := chat.Errorf(chat.ETooLarge, "The request is too large: at most %d bytes.", MaxBody)
 	// Refuse before reading when the length is announced.
 	if r.ContentLength > MaxBody {
+		drain(r.Body)
 		return postInput{}, tooLarge
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBody+1))
@@ -141,7 +156,11 @@ func readPost(r *http.Request) (postInput, error) {
 		return postInput{}, chat.Errorf(chat.EInvalid, "The request body could not be read.")
 	}
 	if len(body) > MaxBody {
+		drain(r.Body)
 		return postInput{}, tooLarge
+	}
+	if r.ContentLength > 0 && int64(len(body)) < r.ContentLength {
+		return postInput{}, chat.Errorf(chat.EInvalid, "The request body did not arrive whole: %d of the %d bytes announced. (Apache mod_fcgid passes on no body that an HTTP/2 client sends without a length; such a client should send Content-Length.)", len(body), r.ContentLength)
 	}
 	var fields map[string]string
 	if ct == typeJSON {
@@ -165,6 +184,15 @@ func readPost(r *http.Request) (postInput, error) {
 	return in, nil
 }
 
+// drainLimit bounds how much of a refused body is read and dropped.
+const drainLimit = 1 << 20
+
+// drain reads what is left of a refused body, up to drainLimit, so that a
+// web server still writing it is not reset before it reads the answer: a
+// CGI program that exits with input unread resets the socket mod_cgid
+// writes into (AH00574, ECONNRESET), and the answer can be lost.
+func drain(body io.Reader) { io.CopyN(io.Discard, body, drainLimit) }
+
 // postFields are the fields post reads; others are ignored.
 var postFields = map[string]bool{"room": true, "nick": true, "text": true}
 
@@ -174,6 +202,10 @@ func jsonFields(body []byte) (map[string]string, error) {
 	notObject := chat.Errorf(chat.EInvalid, "The body must be a JSON object such as {\"nick\":\"ada\",\"text\":\"hello\"}.")
 	if !utf8.Valid(body) {
 		return nil, chat.Errorf(chat.EInvalid, "The body is not valid UTF-8.")
+	}
+	// encoding/json would make a lone surrogate U+FFFD without a word.
+	if u, ok := loneSurrogate(body); ok {
+		return nil, chat.Errorf(chat.EInvalid, "The body is not valid UTF-8: the escape \\u%04x is half of a surrogate pair and stands for no character.", u)
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
@@ -211,6 +243,44 @@ func jsonFields(body []byte) (map[string]string, error) {
 		return nil, chat.Errorf(chat.EInvalid, "The body must hold one JSON object and nothing after it.")
 	}
 	return fields, nil
+}
+
+// loneSurrogate returns the first \uXXXX escape in a JSON text that is a
+// UTF-16 surrogate outside a high-low pair: it encodes no character, just
+// as the same code point in raw UTF-8 is invalid. Backslashes occur in
+// valid JSON only inside strings, so the whole text is scanned.
+func loneSurrogate(body []byte) (uint16, bool) {
+	for i := 0; i < len(body); i++ {
+		if body[i] != '\\' {
+			continue
+		}
+		u, ok := escapeAt(body, i)
+		if !ok {
+			i++ // another escape: skip its character, which may be a backslash
+			continue
+		}
+		i += 5
+		switch {
+		case 0xD800 <= u && u < 0xDC00:
+			if low, ok := escapeAt(body, i+1); ok && 0xDC00 <= low && low < 0xE000 {
+				i += 6
+				continue
+			}
+			return u, true
+		case 0xDC00 <= u && u < 0xE000:
+			return u, true
+		}
+	}
+	return 0, false
+}
+
+// escapeAt returns the code unit of the \uXXXX escape at body[i:].
+func escapeAt(body []byte, i int) (uint16, bool) {
+	if i+6 > len(body) || body[i] != '\\' || body[i+1] != 'u' {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(body[i+2:i+6]), 16, 16)
+	return uint16(n), err == nil
 }
 
 // formFields reads a URL-encoded form whose known fields appear once.

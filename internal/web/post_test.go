@@ -1,9 +1,14 @@
 package web
 
 import (
+	"fmt"
+	"io"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"cgichat/internal/chat"
 )
@@ -47,4 +52,129 @@ func FuzzReadPost(f *testing.F) {
 			t.Errorf("accepted text %q is not valid: %v", in.text, err)
 		}
 	})
+}
+
+// TestMaximumMessageFits posts the largest valid message in every
+// encoding post accepts: each must fit in MaxBody and come out exactly as
+// meant. A byte more than MaxBody is refused.
+func TestMaximumMessageFits(t *testing.T) {
+	jsonEscape := func(s string) string {
+		var b strings.Builder
+		for _, r := range s {
+			if r > 0xFFFF {
+				hi, lo := utf16.EncodeRune(r)
+				fmt.Fprintf(&b, `\u%04x\u%04x`, hi, lo)
+			} else {
+				fmt.Fprintf(&b, `\u%04x`, r)
+			}
+		}
+		return b.String()
+	}
+	formEscape := func(s string) string {
+		var b strings.Builder
+		for _, c := range []byte(s) {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+		return b.String()
+	}
+	room := strings.Repeat("r", chat.MaxRoomLen)
+	for _, ch := range []string{"中", "😀", "é", "a"} {
+		text := strings.Repeat(ch, chat.MaxTextLen)
+		nick := strings.Repeat(ch, chat.MaxNickLen)
+		bodies := []struct{ name, ct, body string }{
+			{"JSON", typeJSON, fmt.Sprintf(`{"room":%q,"nick":%q,"text":%q}`, room, nick, text)},
+			{"JSON escapes", typeJSON, `{"room":"` + jsonEscape(room) + `","nick":"` + jsonEscape(nick) + `","text":"` + jsonEscape(text) + `"}`},
+			{"Form", typeForm, "room=" + room + "&nick=" + url.QueryEscape(nick) + "&text=" + url.QueryEscape(text)},
+			{"Form escapes", typeForm, "room=" + formEscape(room) + "&nick=" + formEscape(nick) + "&text=" + formEscape(text)},
+		}
+		for _, b := range bodies {
+			t.Run(b.name+" "+ch, func(t *testing.T) {
+				if len(b.body) > MaxBody {
+					t.Fatalf("%d bytes, over MaxBody (%d)", len(b.body), MaxBody)
+				}
+				r := httptest.NewRequest("POST", "/cgi-bin/post", strings.NewReader(b.body))
+				r.Header.Set("Content-Type", b.ct)
+				in, err := readPost(r)
+				if err != nil {
+					t.Fatalf("%d bytes: %v", len(b.body), err)
+				}
+				if in.text != text || in.nick != nick || in.room != room {
+					t.Errorf("got room %q, nick %q and %d characters of text, want them as sent", in.room, in.nick, utf8.RuneCountInString(in.text))
+				}
+			})
+		}
+	}
+	for _, announced := range []bool{true, false} {
+		r := httptest.NewRequest("POST", "/cgi-bin/post", io.MultiReader(strings.NewReader(strings.Repeat(" ", MaxBody+1))))
+		if announced {
+			r.ContentLength = MaxBody + 1
+		} else {
+			r.ContentLength = -1
+		}
+		r.Header.Set("Content-Type", typeJSON)
+		if _, err := readPost(r); chat.ErrorCode(err) != chat.ETooLarge {
+			t.Errorf("MaxBody+1 bytes (length announced: %v): %v, want too large", announced, err)
+		}
+	}
+}
+
+// TestLoneSurrogates checks that a \u escape of half a surrogate pair is
+// refused as the same code point in raw UTF-8 is, wherever it stands,
+// while pairs and escaped backslashes are read as they are.
+func TestLoneSurrogates(t *testing.T) {
+	tests := []struct {
+		name, text string // the JSON text of the "text" field, without quotes
+		want       string
+		wantErr    string
+	}{
+		{"Pair", `\ud83d\ude00`, "😀", ""},
+		{"Pair in upper case", `a\uD83D\uDE00b`, "a😀b", ""},
+		{"Escaped backslash then u", `\\ud800`, `\ud800`, ""},
+		{"Two escaped backslashes then a pair", `\\\\\ud83d\ude00`, `\\😀`, ""},
+		{"BMP escapes", `\u4e2d\u0041`, "中A", ""},
+		{"Lone high", `\ud800`, "", `\ud800`},
+		{"Lone low", `\udc00`, "", `\udc00`},
+		{"High then letter", `\ud83dx`, "", `\ud83d`},
+		{"High then high", `\ud83d\ud83d\ude00`, "", `\ud83d`},
+		{"Low then high", `\ude00\ud83d`, "", `\ude00`},
+		{"High at the end", `ok\udbff`, "", `\udbff`},
+		{"Escaped backslash, then a lone one", `\\\ud800`, "", `\ud800`},
+	}
+	for _, tt := range tests {
+		body := `{"nick":"ada","text":"` + tt.text + `"}`
+		r := httptest.NewRequest("POST", "/cgi-bin/post", strings.NewReader(body))
+		r.Header.Set("Content-Type", typeJSON)
+		in, err := readPost(r)
+		switch {
+		case tt.wantErr == "" && err != nil:
+			t.Errorf("%s: %v, want %q", tt.name, err, tt.want)
+		case tt.wantErr == "" && in.text != tt.want:
+			t.Errorf("%s: text %q, want %q", tt.name, in.text, tt.want)
+		case tt.wantErr != "" && (chat.ErrorCode(err) != chat.EInvalid || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), "UTF-8")):
+			t.Errorf("%s: %v, want invalid UTF-8 naming %s", tt.name, err, tt.wantErr)
+		}
+	}
+	// The same code point raw is refused alike, in the nick too.
+	for _, body := range []string{"{\"nick\":\"ada\",\"text\":\"\xed\xa0\x80\"}", `{"nick":"\ud800","text":"hi"}`, `{"nick":"\udfff","text":"hi"}`} {
+		r := httptest.NewRequest("POST", "/cgi-bin/post", strings.NewReader(body))
+		r.Header.Set("Content-Type", typeJSON)
+		if _, err := readPost(r); chat.ErrorCode(err) != chat.EInvalid || !strings.Contains(err.Error(), "UTF-8") {
+			t.Errorf("%q: %v, want invalid UTF-8", body, err)
+		}
+	}
+}
+
+// TestBodyShorterThanAnnounced reads a body that ends before the length
+// the web server announced, as Apache mod_fcgid passes HTTP/2 bodies sent
+// without a length: the error says so instead of blaming the JSON.
+func TestBodyShorterThanAnnounced(t *testing.T) {
+	for _, body := range []string{"", `{"nick":"ada",`} {
+		r := httptest.NewRequest("POST", "/cgi-bin/post", strings.NewReader(body))
+		r.ContentLength = 40
+		r.Header.Set("Content-Type", typeJSON)
+		_, err := readPost(r)
+		if chat.ErrorCode(err) != chat.EInvalid || !strings.Contains(err.Error(), fmt.Sprintf("%d of the 40 bytes", len(body))) {
+			t.Errorf("%q announced as 40 bytes: %v, want one saying the body did not arrive whole", body, err)
+		}
+	}
 }

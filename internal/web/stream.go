@@ -115,7 +115,7 @@ func (h *streamHandler) serve(w http.ResponseWriter, r *http.Request, cfg config
 		req.Held = h.ids.Read(r).Held(req.NickKey)
 		req.NickHold = cfg.NickHold
 	}
-	req.Addr, req.Cap = clientAddr(r, cfg.TrustedPrefixes()), cfg.StreamsPerClient
+	req.Addr, req.Cap = clientID(r, cfg), cfg.StreamsPerClient
 	ctx := r.Context()
 	sess, err := h.feed.Open(ctx, req)
 	if err != nil {

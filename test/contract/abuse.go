@@ -141,11 +141,15 @@ func testNickOwnership(t *testing.T, start Start) {
 	if cookie == nil || !cookie.HttpOnly || cookie.SameSite != http.SameSiteStrictMode || cookie.Value == "" {
 		t.Fatalf("claim cookie = %+v, want HttpOnly, SameSite=Strict", cookie)
 	}
-	for _, nick := range []string{"Ada", "ADA", "ａｄａ", "A\u200bda"} {
+	for _, nick := range []string{"Ada", "ADA", "ａｄａ", "\u0410da"} {
 		res, msg := d.postAs(t, http.DefaultClient, nil, "lobby", nick, "impostor")
 		if res.StatusCode != http.StatusConflict || !strings.Contains(msg, "in use") {
 			t.Errorf("%q without the claim: %d %q, want 409 saying it is in use", nick, res.StatusCode, msg)
 		}
+	}
+	// Invisible characters are no disguise: the nick is refused.
+	if res, msg := d.postAs(t, http.DefaultClient, nil, "lobby", "A\u200bda", "impostor"); res.StatusCode != http.StatusBadRequest {
+		t.Errorf("A\u200bda: %d %q, want 400", res.StatusCode, msg)
 	}
 	forged := &http.Client{}
 	req, _ := http.NewRequest("POST", d.PostURL(), strings.NewReader(`{"nick":"ada","text":"forged"}`))
@@ -175,8 +179,10 @@ func testBans(t *testing.T, start Start) {
 	if res, msg := d.postAs(t, http.DefaultClient, nil, "lobby", "bob", "x"); res.StatusCode != 201 {
 		t.Errorf("after the address ban ended: %d %q, want 201", res.StatusCode, msg)
 	}
-	if res, _ := d.postAs(t, http.DefaultClient, nil, "lobby", "TROLL", "x"); res.StatusCode != http.StatusForbidden {
-		t.Errorf("banned nick: %d, want 403", res.StatusCode)
+	for _, nick := range []string{"TROLL", "tr\u043ell"} {
+		if res, _ := d.postAs(t, http.DefaultClient, nil, "lobby", nick, "x"); res.StatusCode != http.StatusForbidden {
+			t.Errorf("banned nick as %+q: %d, want 403", nick, res.StatusCode)
+		}
 	}
 	if n := d.Count(t); n != 2 {
 		t.Errorf("rows = %d, want 2", n)

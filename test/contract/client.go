@@ -30,9 +30,6 @@ import (
 type Deployment struct {
 	URL string // base URL: the programs answer at URL/cgi-bin/post and URL/cgi-bin/stream
 	DB  string // CHAT_DB of the programs: a SQLite path or a server URL
-	// ChunkedRefused is set when the host itself refuses chunked request
-	// bodies before a program runs (Go's CGI host answers 400).
-	ChunkedRefused bool
 
 	jar http.CookieJar // Post's cookies: it keeps its nick claims, as a browser does
 }

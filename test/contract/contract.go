@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"cgichat/internal/chat"
+	"cgichat/internal/web"
 )
 
 // Run runs every contract test against deployments made by start. Each
@@ -35,6 +36,7 @@ func Run(t *testing.T, start Start) {
 		{"BadConfiguration", testBadConfiguration},
 	}
 	tests = append(tests, abuseTests...)
+	tests = append(tests, requestTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -55,6 +57,8 @@ func testPostCreated(t *testing.T, start Start) {
 			chat.Message{ID: 2, Room: "lobby", Nick: "bob", Text: "yo"}},
 		{"Form", "application/x-www-form-urlencoded", "nick=eve&text=caf%C3%A9+%F0%9F%98%80&room=dev",
 			chat.Message{ID: 3, Room: "dev", Nick: "eve", Text: "café 😀"}},
+		{"Room and nick as enforced", "application/json", `{"room":"Dev","nick":"  Ｍａｌｌｏｒｙ ","text":"x"}`,
+			chat.Message{ID: 4, Room: "dev", Nick: "Mallory", Text: "x"}},
 	}
 	for _, tt := range tests {
 		res, err := http.Post(d.PostURL(), tt.contentType, strings.NewReader(tt.body))
@@ -100,8 +104,8 @@ func testPostBadInput(t *testing.T, start Start) {
 		{"PUT", "PUT", js, `{"nick":"a","text":"b"}`, false, 405, "only POST"},
 		{"No content type", "POST", "", `{"nick":"a","text":"b"}`, false, 415, "application/json"},
 		{"Text content type", "POST", "text/plain", "hello", false, 415, "application/json"},
-		{"Announced too large", "POST", js, strings.Repeat("x", 16<<10+1), false, 413, "too large"},
-		{"Chunked too large", "POST", js, `{"nick":"a","text":"` + strings.Repeat("x", 17<<10) + `"}`, true, 413, "too large"},
+		{"Announced too large", "POST", js, strings.Repeat("x", web.MaxBody+1), false, 413, "too large"},
+		{"Chunked too large", "POST", js, `{"nick":"a","text":"` + strings.Repeat("x", web.MaxBody) + `"}`, true, 413, "too large"},
 		{"JSON array", "POST", js, `[1,2]`, false, 400, "JSON object"},
 		{"Not JSON", "POST", js, `nick=a`, false, 400, "JSON object"},
 		{"JSON trailing data", "POST", js, `{"nick":"a","text":"b"} {}`, false, 400, "nothing after"},
@@ -109,6 +113,11 @@ func testPostBadInput(t *testing.T, start Start) {
 		{"JSON number", "POST", js, `{"nick":5,"text":"b"}`, false, 400, "must be a string"},
 		{"JSON null", "POST", js, `{"nick":"a","text":null}`, false, 400, "must be a string"},
 		{"JSON invalid UTF-8", "POST", js, "{\"nick\":\"a\",\"text\":\"\xff\"}", false, 400, "UTF-8"},
+		{"JSON raw surrogate", "POST", js, "{\"nick\":\"a\",\"text\":\"\xed\xa0\x80\"}", false, 400, "UTF-8"},
+		{"JSON lone surrogate escape", "POST", js, `{"nick":"a","text":"\ud800"}`, false, 400, "UTF-8"},
+		{"JSON lone low surrogate in nick", "POST", js, `{"nick":"\udc00","text":"hi"}`, false, 400, "UTF-8"},
+		{"JSON two different lone surrogates", "POST", js, `{"nick":"\ud801","text":"hi"}`, false, 400, "UTF-8"},
+		{"Form raw surrogate", "POST", form, "nick=a&text=%ED%A0%80", false, 400, "UTF-8"},
 		{"Form duplicate field", "POST", form, "nick=a&text=b&text=c", false, 400, "more than once"},
 		{"Form malformed", "POST", form, "nick=%zz&text=b", false, 400, "malformed"},
 		{"Bad room", "POST", form, "room=a+b&nick=a&text=b", false, 400, "room"},
@@ -121,15 +130,19 @@ func testPostBadInput(t *testing.T, start Start) {
 		{"Blank text", "POST", form, "nick=a&text=%0A+%0A", false, 400, "empty"},
 		{"Zero-width text", "POST", js, `{"nick":"a","text":"\u200b\u200d \ufeff"}`, false, 400, "empty"},
 		{"Zero-width nick", "POST", js, `{"nick":"\u200b\u3164","text":"hi"}`, false, 400, "nickname"},
+		{"Text of a variation selector", "POST", js, `{"nick":"a","text":"\ufe0f"}`, false, 400, "empty"},
+		{"Text of Khmer inherent vowels", "POST", js, `{"nick":"a","text":"\u17b4\u17b5"}`, false, 400, "empty"},
+		{"Text of Mongolian selectors", "POST", js, `{"nick":"a","text":"\u180b\u180c\u180d"}`, false, 400, "empty"},
+		{"Text of marks without a base", "POST", js, `{"nick":"a","text":"\u0301\u20dd"}`, false, 400, "empty"},
+		{"Nick of a variation selector", "POST", js, `{"nick":"\ufe0f","text":"hi"}`, false, 400, "nickname"},
+		{"Nick of Khmer inherent vowels", "POST", js, `{"nick":"\u17b4\u17b5","text":"hi"}`, false, 400, "nickname"},
+		{"Nick of Mongolian selectors", "POST", js, `{"nick":"\u180b\u180c\u180d","text":"hi"}`, false, 400, "nickname"},
 		{"Long text", "POST", js, `{"nick":"a","text":"` + strings.Repeat("é", 2001) + `"}`, false, 400, "too long"},
 		{"Control in text", "POST", form, "nick=a&text=a%00b", false, 400, "control"},
 		{"Invalid UTF-8 in form", "POST", form, "nick=a&text=%C3%28", false, 400, "UTF-8"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if tt.chunked && d.ChunkedRefused {
-				t.Skip("this host refuses chunked bodies itself")
-			}
 			var body io.Reader = strings.NewReader(tt.body)
 			if tt.chunked {
 				body = io.MultiReader(body) // hides the length: sent chunked

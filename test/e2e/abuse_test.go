@@ -80,7 +80,9 @@ func TestHostileMessages(t *testing.T) {
 	reader := newPerson(t, "reader").open(url)
 	reader.chooseNick("zoe")
 	mallory := newPerson(t, "mallory").open(url)
-	const rtlNick = "al\u202Eevil"
+	// A nick may not hold U+202E (the server refuses default-ignorable
+	// characters in nicks, RFC 8266), but right-to-left letters.
+	const rtlNick = "evil \u05e9\u05dc\u05d5\u05dd"
 	const rtlText = "abc \u202Ereversed to the end"
 	mallory.say(rtlNick, rtlText) // through the page: the nick is also in the room's presence list
 
@@ -89,13 +91,14 @@ func TestHostileMessages(t *testing.T) {
 		{"mallory", `<img src=x onerror="window.pwned = true; alert(2)">`},
 		{"plain", "abc def ghi"},
 		{"long", strings.Repeat("word", 500)},
-		{"family 👩‍👩‍👧‍👦", "families 👩‍👩‍👧‍👦 👨‍👩‍👧 flags 🏳️‍🌈 🏴‍☠️ skin tones 👋🏽 🧑🏿‍💻 keycap 1️⃣"},
+		{"family", "families 👩‍👩‍👧‍👦 👨‍👩‍👧 flags 🏳️‍🌈 🏴‍☠️ skin tones 👋🏽 🧑🏿‍💻 keycap 1️⃣"},
 		{zalgo("zalg", 6), zalgo("he comes, the text that stacks marks", 30)},
-		{"z\u200dw\u200bj", "zero\u200bwidth\u200cnon\u200djoiners\u2060and\ufeffmarks\u200e\u200f\u2066isolates\u2069"},
+		{"zwj", "zero\u200bwidth\u200cnon\u200djoiners\u2060and\ufeffmarks\u200e\u200f\u2066isolates\u2069"},
 		{"last", "the end"},
 	}
-	for _, l := range hostile {
-		d.post(t, "hostile", l.Nick, l.Text)
+	for i, l := range hostile {
+		// The nick as the server enforces it (NFKC composes marks).
+		hostile[i].Nick = d.post(t, "hostile", l.Nick, l.Text).Nick
 	}
 	want := append([]line{{rtlNick, rtlText}}, hostile...)
 	for _, tb := range []*tab{reader, mallory} {
@@ -153,10 +156,10 @@ func TestHostileMessages(t *testing.T) {
 				what, sel string
 				n         int
 			}{
-				{"the text after a nick with U+202E", "#log .text", 0},
+				{"the text after a right-to-left nick", "#log .text", 0},
 				{"the next message's nick", "#log .nick", 1},
 				{"the message after a text with U+202E", "#log .text", 1},
-				{"the nick listed after one with U+202E", "#presence-list .presence-nick", 1},
+				{"the nick listed after a right-to-left one", "#presence-list .presence-nick", 1},
 			} {
 				if !eval[bool](tb, charsLeftToRight(c.sel, c.n, 0, 1, 2)) {
 					t.Errorf("%s: %s runs right to left: the override spilled out", tb.name, c.what)

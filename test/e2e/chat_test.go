@@ -189,7 +189,7 @@ func TestRejectedPost(t *testing.T) {
 		status int
 	}{
 		{"text over 2000 characters", strings.Repeat("a", 2001), http.StatusBadRequest},
-		{"body over 16 KiB", strings.Repeat("😀", 4200), http.StatusRequestEntityTooLarge},
+		{"body over the limit", strings.Repeat("😀", 6500), http.StatusRequestEntityTooLarge},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -92,6 +92,17 @@ LoadModule cgid_module {{modules}}/mod_cgid.so
 ScriptSock "{{base}}/apache/cgid.sock"
 `
 
+// ApacheCGIDH2C is ApacheCGID speaking HTTP/2 without TLS (h2c) as well
+// as HTTP/1.1, through mod_http2.
+func ApacheCGIDH2C(t T, h *Host) []*Proc {
+	return startApache(t, h, `
+LoadModule cgid_module {{modules}}/mod_cgid.so
+ScriptSock "{{base}}/apache/cgid.sock"
+LoadModule http2_module {{modules}}/mod_http2.so
+Protocols h2c http/1.1
+`)
+}
+
 // ApacheFcgid runs the programs under mod_fcgid with its default output
 // buffer, through .htaccess alone.
 func ApacheFcgid(t T, h *Host) []*Proc {

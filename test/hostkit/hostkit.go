@@ -1,13 +1,14 @@
 // Package hostkit installs cgichat with deploy.sh into a temporary docroot
 // and runs it behind the real web servers it supports, each on its own
-// 127.0.0.1 port: Apache with mod_cgid, with mod_fcgid (default buffer and
-// FcgidOutputBufferSize 0) and with mod_proxy_fcgi in front of the
-// daemons; nginx in front of the daemons and with fcgiwrap. Variants are
-// hosts set up as particular shared hosts are (suEXEC running the programs
-// as a throwaway account, ModSecurity with the OWASP CRS, .htaccess
-// without Options); an account's processes can be capped
-// (Account.ProcessLimit) and its requests limited as CloudLinux does
-// (LimitEntries).
+// 127.0.0.1 port: Apache with mod_cgid (over HTTP/1.1, and over HTTP/2
+// without TLS), with mod_fcgid (default buffer and FcgidOutputBufferSize 0)
+// and with mod_proxy_fcgi in front of the daemons; nginx in front of the
+// daemons and with fcgiwrap; lighttpd with mod_cgi and in front of the
+// daemons; Caddy in front of the daemons. Variants are hosts set up as
+// particular shared hosts are (suEXEC running the programs as a throwaway
+// account, ModSecurity with the OWASP CRS, .htaccess without Options); an
+// account's processes can be capped (Account.ProcessLimit) and its
+// requests limited as CloudLinux does (LimitEntries).
 //
 // The servers run as www-data when the caller runs as root (as in CI), as
 // the current user otherwise. test/hosts tests through it and bench
@@ -58,7 +59,10 @@ type Setup struct {
 	// Account: the programs run as a throwaway account through suEXEC,
 	// deployed by that account over "SSH" (root only: see NewAccount).
 	Account bool
-	Start   func(t T, h *Host) []*Proc
+	// H2C: the server speaks HTTP/2 without TLS (prior knowledge), and
+	// clients should too.
+	H2C   bool
+	Start func(t T, h *Host) []*Proc
 }
 
 // Setups are every way of hosting cgichat that deploy.sh supports.
@@ -69,6 +73,10 @@ var Setups = []Setup{
 	{Name: "apache-mod_proxy_fcgi-daemon", Args: []string{"--mode", "daemon"}, Daemon: true, Restart: true, Start: ApacheProxyFCGI},
 	{Name: "nginx-daemon", Args: []string{"--mode", "daemon"}, Daemon: true, Restart: true, Start: NginxDaemon},
 	{Name: "nginx-fcgiwrap", Args: []string{"--mode", "cgi"}, Batch: true, CGI: true, Restart: true, Start: NginxFcgiwrap},
+	{Name: "apache-h2c", Args: []string{"--mode", "cgi"}, CGI: true, H2C: true, Start: ApacheCGIDH2C},
+	{Name: "lighttpd-cgi", Args: []string{"--mode", "cgi"}, CGI: true, Restart: true, Start: LighttpdCGI},
+	{Name: "lighttpd-daemon", Args: []string{"--mode", "daemon"}, Daemon: true, Restart: true, Start: LighttpdDaemon},
+	{Name: "caddy-daemon", Args: []string{"--mode", "daemon"}, Daemon: true, Restart: true, Start: CaddyDaemon},
 }
 
 // LookupSetup returns the setup called name, one of Setups or Variants.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"cgichat/internal/sse"
+	"cgichat/test/hostkit"
 )
 
 // message is what post answers and what a stream's message events carry.
@@ -31,11 +32,41 @@ type message struct {
 type client struct {
 	base string // http://127.0.0.1:PORT
 	http *http.Client
+	h2c  bool // speaks HTTP/2 without TLS only, and checks every answer came so
 }
 
 func newClient(base string) *client {
 	jar, _ := cookiejar.New(nil)
 	return &client{base: base, http: &http.Client{Transport: &http.Transport{}, Jar: jar}}
+}
+
+// newH2CClient returns a client that speaks only HTTP/2 without TLS, with
+// prior knowledge (no upgrade from HTTP/1.1), as a front end or a client
+// that knows the server does.
+func newH2CClient(base string) *client {
+	c := newClient(base)
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	c.http.Transport = &http.Transport{Protocols: &p}
+	c.h2c = true
+	return c
+}
+
+// clientFor returns the client a setup's tests use.
+func clientFor(h *hostkit.Host) *client {
+	if h.Setup.H2C {
+		return newH2CClient(h.URL)
+	}
+	return newClient(h.URL)
+}
+
+// checkProto returns an error when an h2c client got an answer over
+// anything but HTTP/2.
+func (c *client) checkProto(resp *http.Response) error {
+	if c.h2c && resp.ProtoMajor != 2 {
+		return fmt.Errorf("%s %s: got %s, want HTTP/2", resp.Request.Method, resp.Request.URL.Path, resp.Proto)
+	}
+	return nil
 }
 
 // get fetches path and returns the response with its whole body.
@@ -52,6 +83,9 @@ func (c *client) get(t *testing.T, path string) (*http.Response, string) {
 		t.Fatalf("GET %s: %v", path, err)
 	}
 	defer resp.Body.Close()
+	if err := c.checkProto(resp); err != nil {
+		t.Error(err)
+	}
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatalf("GET %s: reading the body: %v", path, err)
@@ -85,6 +119,9 @@ func (c *client) tryPost(room, nick, text string) (message, time.Time, error) {
 		return message{}, time.Time{}, fmt.Errorf("post: %w", err)
 	}
 	defer resp.Body.Close()
+	if err := c.checkProto(resp); err != nil {
+		return message{}, time.Time{}, err
+	}
 	body, err := io.ReadAll(resp.Body)
 	at := time.Now()
 	if err != nil {
@@ -153,6 +190,10 @@ func (s *stream) read(ctx context.Context, c *client, room, lastID string) {
 		return
 	}
 	defer resp.Body.Close()
+	if err := c.checkProto(resp); err != nil {
+		s.end(err)
+		return
+	}
 	s.mu.Lock()
 	s.hdr = resp.Header
 	s.mu.Unlock()

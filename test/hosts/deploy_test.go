@@ -134,11 +134,19 @@ func TestDeployInstalls(t *testing.T) {
 		handler    string // SetHandler in cgi-bin/.htaccess; "" when it denies all
 		streamMode string
 		samples    []string
+		// Lines a sample holds with the default listen address (80).
+		lines map[string][]string
 	}{
-		{"cgi", nil, "cgi-script", "live", []string{"nginx-fcgiwrap.conf", "fcgiwrap.default"}},
-		{"fcgid", nil, "fcgid-script", "batch", []string{"apache-fcgid-live.conf"}},
-		{"fcgid", []string{"--stream-mode", "live"}, "fcgid-script", "live", []string{"apache-fcgid-live.conf"}},
-		{"daemon", nil, "", "live", []string{"nginx-daemon.conf", "apache-daemon.conf", "cgichat@.service"}},
+		{"cgi", nil, "cgi-script", "live", []string{"nginx-fcgiwrap.conf", "fcgiwrap.default", "lighttpd-cgi.conf"}, map[string][]string{
+			"lighttpd-cgi.conf": {`$SERVER["socket"] == ":80" {}`, `"CHAT_STREAM_MODE" => "live",`},
+		}},
+		{"fcgid", nil, "fcgid-script", "batch", []string{"apache-fcgid-live.conf"}, nil},
+		{"fcgid", []string{"--stream-mode", "live"}, "fcgid-script", "live", []string{"apache-fcgid-live.conf"}, nil},
+		{"daemon", nil, "", "live", []string{"nginx-daemon.conf", "apache-daemon.conf", "cgichat@.service", "lighttpd-daemon.conf", "Caddyfile"}, map[string][]string{
+			"lighttpd-daemon.conf": {`$SERVER["socket"] == ":80" {}`},
+			// No bind line: Caddy listens on every address.
+			"Caddyfile": {"http://chat.example.org:80 {\n\t\n\troot * "},
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(append([]string{tt.mode}, tt.args...), " "), func(t *testing.T) {
@@ -187,6 +195,11 @@ func TestDeployInstalls(t *testing.T) {
 				}
 				if !strings.HasPrefix(text, "# cgichat: written by deploy.sh from contrib/") {
 					t.Errorf("%s does not start by saying where it comes from:\n%s", name, text)
+				}
+				for _, want := range tt.lines[name] {
+					if !strings.Contains(text, want) {
+						t.Errorf("%s lacks %q:\n%s", name, want, text)
+					}
 				}
 			}
 
@@ -274,6 +287,17 @@ func TestDeployDaemonSamples(t *testing.T) {
 			"<VirtualHost 127.0.0.1:8088>", "ServerName chat.test", `DocumentRoot "` + docroot + `"`,
 			`"unix:` + sockets + `/stream.sock|fcgi://cgichat-stream/" flushpackets=on`,
 			`"unix:` + sockets + `/post.sock|fcgi://cgichat-post/"`, "no-gzip",
+		}},
+		{"lighttpd-daemon.conf", []string{
+			`$SERVER["socket"] == "127.0.0.1:8088" {}`, `$HTTP["host"] == "chat.test" {`,
+			`server.document-root = "` + docroot + `"`,
+			`"socket" => "` + sockets + `/post.sock",`, `"socket" => "` + sockets + `/stream.sock",`,
+			"server.stream-response-body = 2",
+		}},
+		{"Caddyfile", []string{
+			"http://chat.test:8088 {", "\tbind 127.0.0.1\n", "root * " + docroot + "\n",
+			"reverse_proxy unix/" + sockets + "/post.sock {", "reverse_proxy unix/" + sockets + "/stream.sock {",
+			"transport fastcgi",
 		}},
 		{"cgichat@.service", []string{
 			"User=" + hostkit.ServerUser(t).Name, docroot + "/cgi-bin/cgichat.conf",

@@ -1,10 +1,11 @@
 // Package hosts installs cgichat with deploy.sh and runs it behind the real
 // web servers it supports, each on its own 127.0.0.1 port, as a browser
-// would use it: Apache with mod_cgid, with mod_fcgid (default buffer and
-// FcgidOutputBufferSize 0) and with mod_proxy_fcgi in front of the
-// daemons; nginx in front of the daemons and with fcgiwrap. It also tests
-// deploy.sh itself. Deploying and starting the servers is test/hostkit's
-// work, shared with the benchmark (bench/).
+// would use it: every setup of test/hostkit (Apache with mod_cgid over
+// HTTP/1.1 and over HTTP/2 without TLS, with mod_fcgid and with
+// mod_proxy_fcgi; nginx, lighttpd and Caddy in front of the daemons; nginx
+// with fcgiwrap; lighttpd with mod_cgi). It also tests deploy.sh itself.
+// Deploying and starting the servers is test/hostkit's work, shared with
+// the benchmark (bench/).
 //
 // The servers run as www-data when the test runs as root (as in CI), as the
 // current user otherwise.
@@ -56,7 +57,7 @@ func TestMain(m *testing.M) {
 // (for streams to end, for servers to notice a departed client), so they
 // run side by side rather than -parallel (GOMAXPROCS) at a time.
 func TestHosts(t *testing.T) {
-	hostkit.RequireTools(t, hostkit.ApacheBin, hostkit.NginxBin, hostkit.FcgiwrapBin)
+	hostkit.RequireTools(t, hostkit.ApacheBin, hostkit.NginxBin, hostkit.FcgiwrapBin, hostkit.LighttpdBin, hostkit.CaddyBin)
 	hostkit.WarmBuild(t)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -104,10 +105,11 @@ func testSetup(t *testing.T, s hostkit.Setup, b dbtest.Backend) {
 	h := newHost(t, s, b)
 	h.Deploy(t)
 	h.Start(t)
-	c := newClient(h.URL)
+	c := clientFor(h)
 	t.Run("page", func(t *testing.T) { testPage(t, h, c) })
 	t.Run("refused", func(t *testing.T) { testRefused(t, h, c) })
 	t.Run("settings", func(t *testing.T) { testSettings(t, h, c) })
+	t.Run("requests", func(t *testing.T) { testRequests(t, h, c) })
 	t.Run("latency", func(t *testing.T) { testLatency(t, h, c) })
 	t.Run("disconnect", func(t *testing.T) { testDisconnect(t, h, c) })
 	h.Deploy(t, "--env", "CHAT_STREAM_SECONDS=2")

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -128,9 +129,23 @@ func startCGI(t *testing.T, env map[string]string) *contract.Deployment {
 		env["CHAT_HEARTBEAT_SECONDS"] = "1"
 	}
 	db, kv := settings(t, env)
-	d := serve(t, db, cgihost.Handler(filepath.Join(bin, "post"), kv), cgihost.Handler(filepath.Join(bin, "stream"), kv))
-	d.ChunkedRefused = true
-	return d
+	return serve(t, db, chunkedAsApache(cgihost.Handler(filepath.Join(bin, "post"), kv)), chunkedAsApache(cgihost.Handler(filepath.Join(bin, "stream"), kv)))
+}
+
+// chunkedAsApache hands a request body sent without a length (chunked) to
+// the CGI program as Apache mod_cgid does: on stdin, with
+// HTTP_TRANSFER_ENCODING=chunked and no CONTENT_LENGTH. Go's CGI host
+// would refuse it with a 400 of its own.
+func chunkedAsApache(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if slices.Contains(r.TransferEncoding, "chunked") {
+			r = r.Clone(r.Context())
+			r.TransferEncoding = nil
+			r.ContentLength = -1
+			r.Header.Set("Transfer-Encoding", "chunked")
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // startFastCGIStdin starts each binary with a listening socket as stdin,

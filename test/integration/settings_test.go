@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"cgichat/internal/config"
 	"cgichat/internal/sse"
 	"cgichat/test/cgihost"
 	"cgichat/test/fcgiclient"
@@ -240,8 +241,8 @@ func TestSettingsFileInEveryMode(t *testing.T) {
 					t.Errorf("%s -check: %s is %q, want %q\n%s", prog, name, got[name], want, out)
 				}
 			}
-			if len(got) != 15 {
-				t.Errorf("%s -check printed %d settings, want every one (15):\n%s", prog, len(got), out)
+			if len(got) != len(config.Names) {
+				t.Errorf("%s -check printed %d settings, want every one (%d):\n%s", prog, len(got), len(config.Names), out)
 			}
 		}
 	})

@@ -1,0 +1,166 @@
+package hosts
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unicode/utf16"
+
+	"cgichat/internal/web"
+	"cgichat/test/dbtest"
+	"cgichat/test/hostkit"
+)
+
+// postRequest is one post as a client sends it.
+type postRequest struct {
+	body    string      // JSON
+	chunked bool        // without Content-Length: Transfer-Encoding: chunked, or HTTP/2 without content-length
+	host    string      // the Host header, when not the server's
+	header  http.Header // Origin, Sec-Fetch-Site
+}
+
+// do sends p to base's post through hc and returns the status and body.
+func (p postRequest) do(t *testing.T, hc *http.Client, base string) (*http.Response, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var body io.Reader = strings.NewReader(p.body)
+	if p.chunked {
+		body = io.MultiReader(body) // hides the length
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/cgi-bin/post", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for k, vs := range p.header {
+		req.Header[k] = vs
+	}
+	if p.host != "" {
+		req.Host = p.host
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatalf("post: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+// jsonPost returns a JSON post of text by nick in room.
+func jsonPost(room, nick, text string) string {
+	b, _ := json.Marshal(map[string]string{"room": room, "nick": nick, "text": text})
+	return string(b)
+}
+
+// escapedEmoji is n times 😀 as JSON escapes, 12 bytes each.
+func escapedEmoji(n int) string {
+	hi, lo := utf16.EncodeRune('😀')
+	return strings.Repeat(fmt.Sprintf(`\u%04x\u%04x`, hi, lo), n)
+}
+
+// testRequests posts to a deployed host as real clients do: chunked
+// bodies (curl -T -, many HTTP libraries), the longest message, a browser's
+// Origin with the host's (non-default) port, which nginx's stock
+// fastcgi_params drop from the Host they pass on, and a page of a foreign
+// site whose name resolves here (DNS rebinding).
+func testRequests(t *testing.T, h *hostkit.Host, c *client) {
+	room := hostkit.NewRoom("requests")
+	self := h.URL // http://127.0.0.1:PORT, as a browser's Origin
+	rebound := fmt.Sprintf("evil.example:%d", h.Port)
+	tests := []struct {
+		name string
+		postRequest
+		want int
+	}{
+		{"Chunked", postRequest{body: jsonPost(room, "ada", "chunked"), chunked: true}, 201},
+		{"Chunked, too large", postRequest{body: jsonPost(room, "ada", strings.Repeat("x", web.MaxBody)), chunked: true}, 413},
+		{"Announced, too large", postRequest{body: jsonPost(room, "ada", strings.Repeat("x", web.MaxBody))}, 413},
+		{"The longest message, escaped", postRequest{body: `{"room":"` + room + `","nick":"ada","text":"` + escapedEmoji(2000) + `"}`}, 201},
+		{"The longest message, chunked", postRequest{body: `{"room":"` + room + `","nick":"ada","text":"` + escapedEmoji(2000) + `"}`, chunked: true}, 201},
+		{"Browser, Origin with the port", postRequest{body: jsonPost(room, "ada", "from the page"), header: http.Header{"Origin": {self}}}, 201},
+		{"Browser, Fetch Metadata", postRequest{body: jsonPost(room, "ada", "from the page"), header: http.Header{"Origin": {self}, "Sec-Fetch-Site": {"same-origin"}}}, 201},
+		{"Browser, another port", postRequest{body: jsonPost(room, "ada", "x"), header: http.Header{"Origin": {"http://127.0.0.1:1"}}}, 403},
+		{"Browser, another site", postRequest{body: jsonPost(room, "ada", "x"), header: http.Header{"Origin": {"https://evil.example"}, "Sec-Fetch-Site": {"cross-site"}}}, 403},
+		{"DNS rebinding", postRequest{body: jsonPost(room, "ada", "x"), host: rebound, header: http.Header{"Origin": {"http://" + rebound}, "Sec-Fetch-Site": {"same-origin"}}}, 403},
+	}
+	for _, tt := range tests {
+		resp, body := tt.do(t, c.http, h.URL)
+		if resp.StatusCode != tt.want {
+			t.Errorf("%s: status %d (%.200s), want %d", tt.name, resp.StatusCode, body, tt.want)
+		}
+	}
+}
+
+// h2c makes Apache speak HTTP/2 over plain TCP (prior knowledge and
+// upgrade) besides HTTP/1.1.
+const h2c = `
+LoadModule http2_module {{modules}}/mod_http2.so
+Protocols h2c http/1.1
+`
+
+// h2Case is one post over HTTP/2 and its answer.
+type h2Case struct {
+	name string
+	postRequest
+	want      int
+	wantError string // part of the body
+}
+
+// TestHTTP2Bodies posts over HTTP/2 to the programs under Apache mod_cgid
+// and mod_fcgid: an HTTP/2 request body may come without content-length,
+// which reached the programs with no CONTENT_LENGTH.
+func TestHTTP2Bodies(t *testing.T) {
+	hostkit.RequireTools(t, hostkit.ApacheBin)
+	hostkit.WarmBuild(t)
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for _, name := range []string{"apache-mod_cgid", "apache-mod_fcgid"} {
+		s := lookupSetup(t, name)
+		wg.Go(func() {
+			t.Run(name, func(t *testing.T) {
+				h := newHost(t, s, dbtest.SQLite)
+				h.ApacheConf = h2c
+				h.Deploy(t)
+				h.Start(t)
+				jar, _ := cookiejar.New(nil)
+				hc := &http.Client{Transport: &http.Transport{Protocols: &protocols}, Jar: jar}
+				room := hostkit.NewRoom("h2")
+				tests := []h2Case{
+					{"With content-length", postRequest{body: jsonPost(room, "ada", "h2")}, 201, ""},
+					{"Without content-length", postRequest{body: jsonPost(room, "ada", "h2 streamed"), chunked: true}, 201, ""},
+					{"The longest message, without content-length", postRequest{body: `{"room":"` + room + `","nick":"ada","text":"` + escapedEmoji(2000) + `"}`, chunked: true}, 201, ""},
+					{"Too large, without content-length", postRequest{body: jsonPost(room, "ada", strings.Repeat("x", web.MaxBody)), chunked: true}, 413, ""},
+				}
+				if name == "apache-mod_fcgid" {
+					// mod_fcgid 2.3.9 under mod_http2 sets CONTENT_LENGTH to
+					// the size of a body sent without one but passes no
+					// byte of it (FCGI_STDIN is empty; seen with raw
+					// records), and larger such bodies now and then get
+					// Apache's own 500: no program can answer 201. The
+					// program says what happened.
+					tests = append(tests[:1:1], h2Case{"Without content-length", postRequest{body: jsonPost(room, "ada", "h2 streamed"), chunked: true}, 400, "did not arrive whole"})
+				}
+				for _, tt := range tests {
+					resp, body := tt.do(t, hc, h.URL)
+					if resp.ProtoMajor != 2 {
+						t.Fatalf("%s: answered over %s, want HTTP/2", tt.name, resp.Proto)
+					}
+					if resp.StatusCode != tt.want || !strings.Contains(body, tt.wantError) {
+						t.Errorf("%s: status %d (%.200s), want %d %s", tt.name, resp.StatusCode, body, tt.want, tt.wantError)
+					}
+				}
+			})
+		})
+	}
+}
