@@ -138,7 +138,7 @@ func TestDeployInstalls(t *testing.T) {
 		lines map[string][]string
 	}{
 		{"cgi", nil, "cgi-script", "live", []string{"nginx-fcgiwrap.conf", "fcgiwrap.default", "lighttpd-cgi.conf"}, map[string][]string{
-			"lighttpd-cgi.conf": {`$SERVER["socket"] == ":80" {}`, `"CHAT_STREAM_MODE" => "live",`},
+			"lighttpd-cgi.conf": {`$SERVER["socket"] == ":80" {}`},
 		}},
 		{"fcgid", nil, "fcgid-script", "batch", []string{"apache-fcgid-live.conf"}, nil},
 		{"fcgid", []string{"--stream-mode", "live"}, "fcgid-script", "live", []string{"apache-fcgid-live.conf"}, nil},
