@@ -132,6 +132,9 @@ func ReadFile(path string) (*File, error) {
 	if errors.Is(err, fs.ErrNotExist) {
 		return &File{Path: path}, nil
 	}
+	if errors.Is(err, fs.ErrPermission) {
+		return nil, &FileError{Path: path, Err: errors.New("the user the program runs as may not read it (permission denied)")}
+	}
 	if err != nil {
 		return nil, &FileError{Path: path, Err: err}
 	}

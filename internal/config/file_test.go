@@ -76,6 +76,13 @@ func TestReadFile(t *testing.T) {
 	if _, err := config.ReadFile(big); err == nil || !strings.Contains(err.Error(), "longer than 64 KiB") {
 		t.Errorf("a 100 KB file: got error %v, want it refused as too long", err)
 	}
+	if os.Geteuid() != 0 {
+		closed := filepath.Join(dir, "closed.conf")
+		os.WriteFile(closed, []byte("CHAT_HISTORY=2\n"), 0o000)
+		if _, err := config.ReadFile(closed); err == nil || err.Error() != "closed.conf: the user the program runs as may not read it (permission denied)" {
+			t.Errorf("an unreadable file: got error %v, want one saying so", err)
+		}
+	}
 	unreadable := filepath.Join(dir, "dir.conf")
 	os.Mkdir(unreadable, 0o755)
 	if _, err := config.ReadFile(unreadable); err == nil || !strings.Contains(err.Error(), "dir.conf") {
