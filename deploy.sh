@@ -49,7 +49,7 @@ Options:
                 apache2, httpd or nginx works as, else www-data, apache,
                 nginx or http if one exists, else you)
   --env NAME=VALUE  another setting for the programs, e.g.
-                --env CHAT_HISTORY=100 (repeatable; docs/configuration.md)
+                --env CHAT_HISTORY=100 (repeatable; see README, Configuration)
   --conf-dir DIR   where sample server configs go (default DIR/cgichat-conf)
   --socket-dir DIR daemons' sockets (default /run/cgichat)
   --fcgiwrap-socket PATH  fcgiwrap's socket (default /run/fcgiwrap.socket)
