@@ -64,7 +64,7 @@ func runCheck(t *testing.T, cmd *exec.Cmd) (string, map[string]string) {
 		t.Fatalf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, out)
 	}
 	got := map[string]string{}
-	for _, m := range regexp.MustCompile(`(?m)^(CHAT_[A-Z_]+)=(\S*)\s+(\[[^]]+\])$`).FindAllStringSubmatch(string(out), -1) {
+	for _, m := range regexp.MustCompile(`(?m)^(CHAT_[A-Z0-9_]+)=(\S*)\s+(\[[^]]+\])$`).FindAllStringSubmatch(string(out), -1) {
 		got[m[1]] = strings.TrimSpace(m[2] + " " + m[3])
 	}
 	return string(out), got

@@ -253,7 +253,7 @@ func TestSettingsFileInEveryMode(t *testing.T) {
 func checkSettings(t *testing.T, out string) map[string]string {
 	t.Helper()
 	got := map[string]string{}
-	for _, m := range regexp.MustCompile(`(?m)^(CHAT_[A-Z_]+)=(\S*)\s+(\[[^]]+\])$`).FindAllStringSubmatch(out, -1) {
+	for _, m := range regexp.MustCompile(`(?m)^(CHAT_[A-Z0-9_]+)=(\S*)\s+(\[[^]]+\])$`).FindAllStringSubmatch(out, -1) {
 		got[m[1]] = strings.TrimSpace(m[2] + " " + m[3])
 	}
 	return got
