@@ -140,3 +140,14 @@ INSERT INTO trimmed (room, through)
     ) AS folded
     ON DUPLICATE KEY UPDATE through = GREATEST(trimmed.through, folded.through);
 DELETE FROM trimmed WHERE room <> LOWER(room);
+
+-- step: 3
+-- A budget of live streams per web host, and one stream per reader (see
+-- schema.sql, step 4).
+ALTER TABLE streams
+    ADD COLUMN reader VARCHAR(64),
+    ADD COLUMN host   VARCHAR(255) NOT NULL DEFAULT '',
+    ADD COLUMN kind   VARCHAR(8)   NOT NULL DEFAULT 'live',
+    ADD COLUMN cost   DOUBLE,
+    ADD INDEX streams_reader (reader),
+    ADD INDEX streams_kind_seen (kind, seen_at);

@@ -145,3 +145,13 @@ INSERT INTO trimmed (room, through)
     SELECT lower(room), max(through) FROM trimmed WHERE room <> lower(room) GROUP BY lower(room)
     ON CONFLICT (room) DO UPDATE SET through = greatest(trimmed.through, excluded.through);
 DELETE FROM trimmed WHERE room <> lower(room);
+
+-- step: 3
+-- A budget of live streams per web host, and one stream per reader (see
+-- schema.sql, step 4).
+ALTER TABLE streams ADD COLUMN reader TEXT;
+ALTER TABLE streams ADD COLUMN host TEXT NOT NULL DEFAULT '';
+ALTER TABLE streams ADD COLUMN kind TEXT NOT NULL DEFAULT 'live';
+ALTER TABLE streams ADD COLUMN cost DOUBLE PRECISION;
+CREATE INDEX streams_reader ON streams (reader);
+CREATE INDEX streams_kind_seen ON streams (kind, seen_at);

@@ -158,6 +158,7 @@ var invalid = map[string]string{
 	"CHAT_IPV6_PREFIX":        "16",
 	"CHAT_NICK_HOURS":         "-1",
 	"CHAT_STREAMS_PER_CLIENT": "many",
+	"CHAT_MAX_STREAMS":        "-1",
 	"CHAT_KEEP_MESSAGES":      "-5",
 	"CHAT_KEEP_DAYS":          "1.5",
 	"CHAT_LOG_LEVEL":          "loud",
@@ -240,6 +241,7 @@ var valid = map[string][2]string{
 	"CHAT_IPV6_PREFIX":        {"56", "48"},
 	"CHAT_NICK_HOURS":         {"1", "2"},
 	"CHAT_STREAMS_PER_CLIENT": {"1", "2"},
+	"CHAT_MAX_STREAMS":        {"0", "20"},
 	"CHAT_KEEP_MESSAGES":      {"1", "2"},
 	"CHAT_KEEP_DAYS":          {"1", "2"},
 	"CHAT_LOG_LEVEL":          {"debug", "error"},
@@ -306,7 +308,7 @@ func TestTemplate(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := strings.NewReplacer("@MODE@", "cgi", "@SETTINGS@", "CHAT_DB=/srv/chat.db",
-		"@WAKE_DIR@", "/srv/chat.db-wake", "@POLL_MS@", "250").Replace(string(b))
+		"@WAKE_DIR@", "/srv/chat.db-wake", "@POLL_MS@", "250", "@MAX_STREAMS@", "8").Replace(string(b))
 	if m := regexp.MustCompile(`@[A-Z_]+@`).FindString(text); m != "" {
 		t.Fatalf("the template has a placeholder deploy.sh does not fill: %s", m)
 	}
@@ -330,6 +332,12 @@ func TestTemplate(t *testing.T) {
 		t.Fatal(err)
 	}
 	defaults, _ := config.Load(env(map[string]string{"CHAT_DB": "/srv/chat.db"}))
+	// deploy.sh writes the stream budget the mode has by default (8 under
+	// CGI), where the default itself depends on the mode.
+	if g, e := got.StreamBudget(false), defaults.StreamBudget(false); g != e {
+		t.Errorf("the template's CHAT_MAX_STREAMS gives CGI a budget of %d, want the default %d", g, e)
+	}
+	got.MaxStreams = defaults.MaxStreams
 	if got != defaults {
 		t.Errorf("the template's defaults load as %+v, want %+v", got, defaults)
 	}

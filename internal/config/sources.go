@@ -26,6 +26,7 @@ var Names = []string{
 	"CHAT_IPV6_PREFIX",
 	"CHAT_NICK_HOURS",
 	"CHAT_STREAMS_PER_CLIENT",
+	"CHAT_MAX_STREAMS",
 	"CHAT_KEEP_MESSAGES",
 	"CHAT_KEEP_DAYS",
 	"CHAT_LOG_LEVEL",
@@ -154,6 +155,11 @@ func (c Config) Value(name string) (value string, ok bool) {
 		return itoa(int(c.NickHold.Hours())), true
 	case "CHAT_STREAMS_PER_CLIENT":
 		return itoa(c.StreamsPerClient), true
+	case "CHAT_MAX_STREAMS":
+		if c.MaxStreams < 0 {
+			return "", true // the hosting mode's default: StreamBudget
+		}
+		return itoa(c.MaxStreams), true
 	case "CHAT_KEEP_MESSAGES":
 		return itoa(c.KeepMessages), true
 	case "CHAT_KEEP_DAYS":

@@ -51,11 +51,12 @@ func Start(ctx context.Context, st *store.Store, o Options) (*Feed, error) {
 	if listener != nil {
 		f.PauseWakeUps(listener)
 		lead := wake.NewLead(o.WakeDir)
-		f.Share(lead, func() {
+		f.wakeOthers = func() {
 			if _, err := notifier.Notify(); err != nil {
 				o.Log.Warn("wake-up failed", "err", err)
 			}
-		})
+		}
+		f.Share(lead, f.wakeOthers)
 		f.closers = append(f.closers, listener.Close, notifier.Close, lead.Close)
 	}
 	ctx, f.stop = context.WithCancel(ctx)

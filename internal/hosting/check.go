@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -54,6 +55,12 @@ func Check(p Program, listen string, out io.Writer) int {
 		return 1
 	}
 	settings := l.Settings(c)
+	for i, s := range settings {
+		// The budget's default depends on the mode.
+		if s.Name == "CHAT_MAX_STREAMS" && s.Value == "" {
+			settings[i].Value = strconv.Itoa(c.StreamBudget(mode.Concurrent()))
+		}
+	}
 	width := 0
 	for _, s := range settings {
 		width = max(width, len(s.Name)+1+len(s.Value))

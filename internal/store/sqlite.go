@@ -79,6 +79,10 @@ func (b *sqliteBackend) insertMessage(ctx context.Context, s *Store, tx *sqlx.Tx
 
 func (*sqliteBackend) deleteMessage() string { return "DELETE FROM messages WHERE id = ?" }
 
+// deadlock: SQLite has one writer at a time, and waits for it (the busy
+// timeout) rather than choosing a victim.
+func (*sqliteBackend) deadlock(error) bool { return false }
+
 // migrate applies every step above the database's user_version, each in
 // the same immediate transaction that raises the version, so processes
 // that start together apply each step exactly once.

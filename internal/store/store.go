@@ -116,6 +116,19 @@ func (s *Store) DB() string { return s.source }
 // without its password.
 func (s *Store) Name() string { return redact(s.source) }
 
+// exec runs one write statement outside a transaction, run again when the
+// database chose it as a deadlock's victim.
+func (s *Store) exec(ctx context.Context, query string, args ...any) error {
+	defer s.lockWrites()()
+	var err error
+	for range deadlockTries {
+		if _, err = s.db.ExecContext(ctx, query, args...); !s.backend.deadlock(err) {
+			return err
+		}
+	}
+	return err
+}
+
 // Close closes every connection.
 func (s *Store) Close() error { return s.db.Close() }
 
@@ -127,8 +140,27 @@ const (
 
 // withTx runs fn in a write transaction holding lock and commits it when
 // fn succeeds.
+//
+// A transaction the database chose as a deadlock's victim (a server's
+// writers without the lock row, such as a stream's renewal, can meet one
+// that holds it) is run again, up to deadlockTries times in all.
 func (s *Store) withTx(ctx context.Context, lock string, fn func(*sqlx.Tx) error) error {
 	defer s.lockWrites()()
+	var err error
+	for range deadlockTries {
+		if err = s.tx(ctx, lock, fn); !s.backend.deadlock(err) {
+			return err
+		}
+	}
+	return err
+}
+
+// deadlockTries bounds how often a transaction runs when deadlocks keep
+// choosing it.
+const deadlockTries = 3
+
+// tx runs fn in one write transaction holding lock.
+func (s *Store) tx(ctx context.Context, lock string, fn func(*sqlx.Tx) error) error {
 	tx, err := s.backend.begin(ctx, s, lock)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
