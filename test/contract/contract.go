@@ -255,16 +255,37 @@ func testStreamBadInput(t *testing.T, start Start) {
 	}
 }
 
+// testStreamHead asks for a stream's headers. HEAD is safe: with the id of
+// a reader whose stream is open it neither ends that stream nor takes a
+// place of the address's, nor does one for a bad room pass.
 func testStreamHead(t *testing.T, start Start) {
-	d := start(t, nil)
+	d := start(t, map[string]string{"CHAT_STREAMS_PER_CLIENT": "1"})
 	d.Post(t, "lobby", "ada", "hi")
-	res, err := http.Head(d.StreamURL(nil))
-	if err != nil {
-		t.Fatal(err)
+	s := Open(t, d.StreamURL(url.Values{"reader": {"r1"}}), nil)
+	readyOf(t, s)
+	tests := []struct {
+		name  string
+		query url.Values
+		want  int
+	}{
+		{"The open stream's reader", url.Values{"reader": {"r1"}}, 200},
+		{"Another reader of the address", url.Values{"reader": {"r2"}}, 200},
+		{"No reader", nil, 200},
+		{"A bad room", url.Values{"room": {"a/b"}}, 400},
 	}
-	res.Body.Close()
-	if res.StatusCode != 200 || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream") {
-		t.Errorf("HEAD: status %d, type %q; want 200 text/event-stream", res.StatusCode, res.Header.Get("Content-Type"))
+	for _, tt := range tests {
+		res, err := http.Head(d.StreamURL(tt.query))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if tt.want == 200 && !strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream") || res.StatusCode != tt.want {
+			t.Errorf("HEAD, %s: status %d, type %q; want %d (text/event-stream for 200)", tt.name, res.StatusCode, res.Header.Get("Content-Type"), tt.want)
+		}
+	}
+	want := d.Post(t, "lobby", "bob", "still here")
+	if m := s.NextMessage(t, 10*time.Second); m != want {
+		t.Errorf("after the HEADs the open stream got %+v, want %+v: it must stay open", m, want)
 	}
 }
 

@@ -217,10 +217,12 @@ func testFetchMetadata(t *testing.T, start Start) {
 	}
 }
 
-// testDNSRebinding posts as a page of a foreign site whose name was made to
-// resolve to the chat: Host and Origin agree, and name that site. The test
-// client is on this machine, so without CHAT_ALLOWED_HOSTS the host must be
-// named by address or as localhost; with it, only the names listed pass.
+// testDNSRebinding posts and reads as a page of a foreign site whose name
+// was made to resolve to the chat: Host and Origin agree, and name that
+// site. The test client is on this machine, so without CHAT_ALLOWED_HOSTS
+// the host must be named by address or as localhost; with it, only the
+// names listed pass. A stream that names a foreign host is refused as a
+// post is: such a page reads it as its own.
 func testDNSRebinding(t *testing.T, start Start) {
 	tests := []struct {
 		name    string
@@ -266,6 +268,16 @@ func testDNSRebinding(t *testing.T, start Start) {
 		}
 		if tt.want == 201 {
 			created[tt.allowed]++
+		}
+		req, _ := http.NewRequest("GET", d.StreamURL(nil), nil)
+		req.Host = host
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if want := map[int]int{201: 200, 403: 403}[tt.want]; res.StatusCode != want {
+			t.Errorf("%s: the stream answered %d, want %d", tt.name, res.StatusCode, want)
 		}
 	}
 	for allowed, d := range deployments {
