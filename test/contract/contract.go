@@ -161,6 +161,8 @@ func testPostBadInput(t *testing.T, start Start) {
 		{"Nick of a variation selector", "POST", js, `{"nick":"\ufe0f","text":"hi"}`, false, 400, "nickname"},
 		{"Nick of Khmer inherent vowels", "POST", js, `{"nick":"\u17b4\u17b5","text":"hi"}`, false, 400, "nickname"},
 		{"Nick of Mongolian selectors", "POST", js, `{"nick":"\u180b\u180c\u180d","text":"hi"}`, false, 400, "nickname"},
+		{"Nick of a braille blank", "POST", js, `{"nick":"\u2800","text":"hi"}`, false, 400, "nickname"},
+		{"Text of braille blanks", "POST", js, `{"nick":"a","text":"\u2800 \u2800"}`, false, 400, "empty"},
 		{"Long text", "POST", js, `{"nick":"a","text":"` + strings.Repeat("é", 2001) + `"}`, false, 400, "too long"},
 		{"Control in text", "POST", form, "nick=a&text=a%00b", false, 400, "control"},
 		{"Invalid UTF-8 in form", "POST", form, "nick=a&text=%C3%28", false, 400, "UTF-8"},

@@ -372,6 +372,7 @@ func testNicksByTheStandards(t *testing.T, start Start) {
 		{"Variation selector inside", "a\ufe00da", http.DefaultClient, 400, "U+FE00"},
 		{"Khmer inherent vowel", "ada\u17b5", http.DefaultClient, 400, "U+17B5"},
 		{"Zero-width space", "A\u200bda", http.DefaultClient, 400, "U+200B"},
+		{"Braille blank after", "ada\u2800", http.DefaultClient, 400, "U+2800"},
 		{"The owner, in Cyrillic", "\u0430DA", owner, 201, ""},
 		{"Banned, Cyrillic о", "tr\u043ell", http.DefaultClient, 403, "may not post"},
 		{"Banned, capitals", "TROLL", http.DefaultClient, 403, "may not post"},
