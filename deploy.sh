@@ -40,8 +40,8 @@ Options:
                   DIR/cgichat-data beside TARGET, DIR being TARGET's parent;
                   /var/lib/cgichat when deploying as root;
                 never in TARGET nor below a directory named public_html, www,
-                htdocs, httpdocs, html or web (a PATH there is used, with a
-                warning). An existing DIR/cgichat-data/chat.db (the default
+                htdocs, httpdocs, html, web, public, http or wwwroot (a PATH
+                there is used, with a warning). An existing DIR/cgichat-data/chat.db (the default
                 before) is kept where it is safe, else deploy.sh stops and
                 tells how to move it. Or a database server shared by several
                 web hosts: mysql://USER:PASSWORD@HOST:PORT/DATABASE or
@@ -276,7 +276,7 @@ served_by() { # path docroot
     ;;
   esac
   while [ "$d" != / ] && [ "$d" != . ]; do
-    case ${d##*/} in public_html | www | htdocs | httpdocs | html | web) found=$d ;; esac
+    case ${d##*/} in public_html | www | htdocs | httpdocs | html | web | public | http | wwwroot) found=$d ;; esac
     d=$(dirname "$d")
   done
   [ -z "$found" ] || echo "$found"
@@ -482,7 +482,7 @@ done <<<"$facts"
 
 # no_place says that no default place for the database qualifies.
 no_place() {
-  die "found no place for the database outside the served tree: $default_why. Choose one with --db, in a directory $web_user can write that is not below a directory named public_html, www, htdocs, httpdocs, html or web (for example --db /home/$web_user/cgichat-data/chat.db)"
+  die "found no place for the database outside the served tree: $default_why. Choose one with --db, in a directory $web_user can write that is not below a directory named public_html, www, htdocs, httpdocs, html, web, public, http or wwwroot (for example --db /home/$web_user/cgichat-data/chat.db)"
 }
 
 # move_advice tells how to move the database at old out of the served

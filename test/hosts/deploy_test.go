@@ -35,7 +35,7 @@ func TestDeployHelp(t *testing.T) {
 			"--mode cgi|fcgid|daemon", "--stream-mode live|batch", "--db PATH",
 			"--web-user USER", "--env NAME=VALUE", "--dry-run", "FcgidOutputBufferSize 0",
 			"--arch amd64|arm64|arm", "gcc-aarch64-linux-gnu", "Raspberry Pi",
-			"public_html, www,\n                htdocs, httpdocs, html or web", "/var/lib/cgichat",
+			"public_html, www,\n                htdocs, httpdocs, html, web, public, http or wwwroot", "/var/lib/cgichat",
 		} {
 			if !strings.Contains(out, want) {
 				t.Errorf("deploy.sh %s: the help does not mention %q:\n%s", flag, want, out)
