@@ -187,6 +187,16 @@ read -r -a rsh <<<"${RSYNC_RSH:-ssh}"
 host_arch=$(go env GOHOSTARCH)
 if [ -n "$arch" ]; then
   arch_why="--arch"
+  # Said, not refused: TARGET may be a card or a share for another machine.
+  if [ -n "$remote_host" ]; then
+    machine=$("${rsh[@]}" "$remote_host" uname -m 2>/dev/null) || machine=""
+  else
+    machine=$(uname -m 2>/dev/null) || machine=""
+  fi
+  case $arch:$machine in
+    amd64:x86_64 | amd64:amd64 | arm64:aarch64 | arm64:arm64 | arm:armv[678]* | arm:aarch64 | *:) ;;
+    *) warn "building for linux/$arch (--arch), but ${remote_host:-this machine} is $machine: the programs will not run there (the web server answers 500, its log says 'Exec format error'), only on a $arch machine that serves TARGET. Leave out --arch to build for $machine" ;;
+  esac
 else
   if [ -n "$remote_host" ]; then
     machine=$("${rsh[@]}" "$remote_host" uname -m) ||
