@@ -167,7 +167,12 @@ check_safe "--server-name" "$server_name"
 remote_host="" target_path=$target
 if [[ $target =~ ^([^/:]+):(.*)$ ]]; then
   remote_host=${BASH_REMATCH[1]}
-  target_path=${BASH_REMATCH[2]:-.}
+  target_path=${BASH_REMATCH[2]}
+  # As for ssh and rsync, a relative path starts in the account's home,
+  # and so does ~/ written out: no shell expands it after the colon, and
+  # deploy.sh passes paths on quoted.
+  case $target_path in "~") target_path="" ;; "~/"*) target_path=${target_path#"~/"} ;; esac
+  : "${target_path:=.}"
 fi
 
 # --- Tools -------------------------------------------------------------------
