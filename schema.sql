@@ -129,3 +129,68 @@ ALTER TABLE streams ADD COLUMN kind TEXT NOT NULL DEFAULT 'live';
 ALTER TABLE streams ADD COLUMN cost REAL;
 CREATE INDEX streams_reader ON streams (reader);
 CREATE INDEX streams_kind_seen ON streams (kind, seen_at);
+
+-- step: 5
+-- Moderation from the page (docs/security.md): moderator keys, address bans
+-- by message, the moderation log, nick transfers between devices.
+--
+-- Each message keeps addr_hash, a keyed hash (HMAC-SHA256 under a key derived
+-- from settings.claim_secret, 128 bits in hex) of what the programs know its
+-- poster as: an IPv4 address or an IPv6 /64. It is what a ban by message
+-- needs and no more: the address itself is never stored. Messages from before
+-- this step have none, and their posters cannot be banned by message. A
+-- deletion's tombstone keeps it, so a deleted message's poster can be banned
+-- too.
+ALTER TABLE messages ADD COLUMN addr_hash TEXT;
+DROP TRIGGER messages_tombstone;
+CREATE TRIGGER messages_tombstone AFTER DELETE ON messages WHEN old.kind = 'message'
+BEGIN
+    INSERT INTO messages (room, nick, text, created_at, kind, target, addr_hash)
+    VALUES (old.room, old.nick, '', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), 'delete', old.id, old.addr_hash);
+END;
+
+-- Moderator keys: only the SHA-256 of each key (hex) is stored. One key per
+-- label. Revoke one: DELETE FROM moderator_keys WHERE label = 'alice';
+-- (its holder's page loses its moderator rights at its next action).
+CREATE TABLE moderator_keys (
+    label      TEXT PRIMARY KEY,
+    hash       TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+) WITHOUT ROWID;
+
+-- Address bans made by message: the addr_hash of the banned message's
+-- poster, never an address. until is ISO-8601 UTC, NULL for ever.
+-- Lift one: DELETE FROM address_bans WHERE message = 42;
+CREATE TABLE address_bans (
+    addr_hash  TEXT    NOT NULL,
+    message    INTEGER,
+    nick       TEXT,
+    until      TEXT,
+    reason     TEXT,
+    moderator  TEXT,
+    created_at TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE INDEX address_bans_hash ON address_bans (addr_hash);
+
+-- The moderation log: who (a key's label; NULL when a poster deleted their
+-- own message) did what (delete, ban-nick, ban-address, release-nick,
+-- unban-nick, unban-address, key-created), to which message or nick, when.
+--   sqlite3 chat.db 'SELECT * FROM moderation_log ORDER BY id DESC LIMIT 20'
+CREATE TABLE moderation_log (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at TEXT    NOT NULL,
+    moderator  TEXT,
+    action     TEXT    NOT NULL,
+    message    INTEGER,
+    nick       TEXT,
+    detail     TEXT
+);
+
+-- Nick transfers: a single-use code, valid for minutes, that installs the
+-- claim of its nick on another device. Only the code's SHA-256 is stored.
+CREATE TABLE nick_transfers (
+    code_hash TEXT    PRIMARY KEY,
+    nick_key  TEXT    NOT NULL,
+    issued    INTEGER NOT NULL,
+    expires   TEXT    NOT NULL
+) WITHOUT ROWID;

@@ -183,13 +183,7 @@ func benchSetup(ctx context.Context, rt *runner, cfg config, s hostkit.Setup, re
 		return
 	}
 	lg := startLoad(rt, h.URL)
-	roots := func() []int {
-		var pids []int
-		for _, p := range h.Procs() {
-			pids = append(pids, p.Pid())
-		}
-		return pids
-	}
+	roots := serverRoots(h)
 
 	fmt.Fprintf(os.Stderr, "bench: %s: idle servers, %v\n", res.Short, seconds(cfg.IdleSeconds))
 	time.Sleep(seconds(cfg.SettleSeconds))
@@ -258,6 +252,18 @@ func benchSetup(ctx context.Context, rt *runner, cfg config, s hostkit.Setup, re
 	res.StartCost = &sc
 }
 
+// serverRoots returns what lists the processes the host's servers were
+// started as: their families are what serve it.
+func serverRoots(h *hostkit.Host) func() []int {
+	return func() []int {
+		var pids []int
+		for _, p := range h.Procs() {
+			pids = append(pids, p.Pid())
+		}
+		return pids
+	}
+}
+
 // budgetSetup is the setup that measures a budget of live streams with
 // many readers, most of them polling.
 const budgetSetup = "apache-cgid-budget"
@@ -293,13 +299,7 @@ func benchBudget(ctx context.Context, rt *runner, cfg config, s hostkit.Setup, r
 	h.Deploy(rt)
 	h.Start(rt)
 	lg := startLoad(rt, h.URL)
-	roots := func() []int {
-		var pids []int
-		for _, p := range h.Procs() {
-			pids = append(pids, p.Pid())
-		}
-		return pids
-	}
+	roots := serverRoots(h)
 	for i, n := range cfg.BudgetReaders {
 		if ctx.Err() != nil {
 			rt.Fatalf("interrupted")

@@ -128,6 +128,10 @@ func (h *streamHandler) serve(w http.ResponseWriter, r *http.Request, cfg config
 		fail(w, r, h.log, err)
 		return
 	}
+	if r.URL.Query().Has("before") {
+		h.serveHistory(w, r)
+		return
+	}
 	req, err := parseStream(r, cfg)
 	if err != nil {
 		fail(w, r, h.log, err)
