@@ -269,15 +269,18 @@ func testDNSRebinding(t *testing.T, start Start) {
 		if tt.want == 201 {
 			created[tt.allowed]++
 		}
-		req, _ := http.NewRequest("GET", d.StreamURL(nil), nil)
-		req.Host = host
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Body.Close()
-		if want := map[int]int{201: 200, 403: 403}[tt.want]; res.StatusCode != want {
-			t.Errorf("%s: the stream answered %d, want %d", tt.name, res.StatusCode, want)
+		// The stream and its older history, by the same name.
+		for _, query := range []url.Values{nil, {"before": {"1000"}}} {
+			req, _ := http.NewRequest("GET", d.StreamURL(query), nil)
+			req.Host = host
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			if want := map[int]int{201: 200, 403: 403}[tt.want]; res.StatusCode != want {
+				t.Errorf("%s: the stream (%s) answered %d, want %d", tt.name, query.Encode(), res.StatusCode, want)
+			}
 		}
 	}
 	for allowed, d := range deployments {
