@@ -46,8 +46,8 @@ Options:
                   DIR/cgichat-data beside TARGET, DIR being TARGET's parent;
                   /var/lib/cgichat when deploying as root;
                 never in TARGET nor below a directory named public_html, www,
-                htdocs, httpdocs, html or web (a PATH there is used, with a
-                warning). An existing DIR/cgichat-data/chat.db (the default
+                htdocs, httpdocs, html, web, public, http or wwwroot (a PATH
+                there is used, with a warning). An existing DIR/cgichat-data/chat.db (the default
                 before) is kept where it is safe, else deploy.sh stops and
                 tells how to move it. Or a database server shared by several
                 web hosts: mysql://USER:PASSWORD@HOST:PORT/DATABASE or
@@ -173,7 +173,12 @@ check_safe "--server-name" "$server_name"
 remote_host="" target_path=$target
 if [[ $target =~ ^([^/:]+):(.*)$ ]]; then
   remote_host=${BASH_REMATCH[1]}
-  target_path=${BASH_REMATCH[2]:-.}
+  target_path=${BASH_REMATCH[2]}
+  # As for ssh and rsync, a relative path starts in the account's home,
+  # and so does ~/ written out: no shell expands it after the colon, and
+  # deploy.sh passes paths on quoted.
+  case $target_path in "~") target_path="" ;; "~/"*) target_path=${target_path#"~/"} ;; esac
+  : "${target_path:=.}"
 fi
 
 # --- Tools -------------------------------------------------------------------
@@ -193,6 +198,16 @@ read -r -a rsh <<<"${RSYNC_RSH:-ssh}"
 host_arch=$(go env GOHOSTARCH)
 if [ -n "$arch" ]; then
   arch_why="--arch"
+  # Said, not refused: TARGET may be a card or a share for another machine.
+  if [ -n "$remote_host" ]; then
+    machine=$("${rsh[@]}" "$remote_host" uname -m 2>/dev/null) || machine=""
+  else
+    machine=$(uname -m 2>/dev/null) || machine=""
+  fi
+  case $arch:$machine in
+    amd64:x86_64 | amd64:amd64 | arm64:aarch64 | arm64:arm64 | arm:armv[678]* | arm:aarch64 | *:) ;;
+    *) warn "building for linux/$arch (--arch), but ${remote_host:-this machine} is $machine: the programs will not run there (the web server answers 500, its log says 'Exec format error'), only on a $arch machine that serves TARGET. Leave out --arch to build for $machine" ;;
+  esac
 else
   if [ -n "$remote_host" ]; then
     machine=$("${rsh[@]}" "$remote_host" uname -m) ||
@@ -282,7 +297,7 @@ served_by() { # path docroot
     ;;
   esac
   while [ "$d" != / ] && [ "$d" != . ]; do
-    case ${d##*/} in public_html | www | htdocs | httpdocs | html | web) found=$d ;; esac
+    case ${d##*/} in public_html | www | htdocs | httpdocs | html | web | public | http | wwwroot) found=$d ;; esac
     d=$(dirname "$d")
   done
   [ -z "$found" ] || echo "$found"
@@ -558,7 +573,7 @@ done <<<"$facts"
 
 # no_place says that no default place for the database qualifies.
 no_place() {
-  die "found no place for the database outside the served tree: $default_why. Choose one with --db, in a directory $web_user can write that is not below a directory named public_html, www, htdocs, httpdocs, html or web (for example --db /home/$web_user/cgichat-data/chat.db)"
+  die "found no place for the database outside the served tree: $default_why. Choose one with --db, in a directory $web_user can write that is not below a directory named public_html, www, htdocs, httpdocs, html, web, public, http or wwwroot (for example --db /home/$web_user/cgichat-data/chat.db)"
 }
 
 # move_advice tells how to move the database at old out of the served
