@@ -430,13 +430,13 @@ ck_check_page() {
 
 # ck_check_about asks the programs what they run with (the about action).
 ck_check_about() {
-  local s name value from changed="" line
+  local s name value from changed="" line mode
   ck_said=""
   ck_send '{"action":"about"}'
   cp "$ck_tmp/head" "$ck_tmp/about.head"
   if [ "$ck_status" = 200 ] && ck_is_json; then
     ck_hosting=$(ck_json hosting "$ck_tmp/body")
-    ck_mode=$(ck_json streamMode "$ck_tmp/body")
+    mode=$(ck_json streamMode "$ck_tmp/body")
     ck_budget=$(ck_json maxStreams "$ck_tmp/body")
     ck_database=$(ck_json database "$ck_tmp/body")
     case $ck_hosting in
@@ -445,7 +445,7 @@ ck_check_about() {
       daemon) line="FastCGI daemons" ;;
       *) line=$ck_hosting ;;
     esac
-    ck_line ok "the programs answer: cgichat $(ck_json version "$ck_tmp/body") as $line; stream $ck_mode, budget $ck_budget streams, history $(ck_json history "$ck_tmp/body"), database $ck_database"
+    ck_line ok "the programs answer: cgichat $(ck_json version "$ck_tmp/body") as $line; stream $mode, budget $ck_budget streams, history $(ck_json history "$ck_tmp/body"), database $ck_database"
     # Every setting not at its default, and where it comes from.
     for s in $(grep -oE '\{"name":"CHAT_[A-Z0-9_]+"[^}]*\}' "$ck_tmp/body" | tr -d ' '); do
       name=$(printf '%s' "$s" | sed -E 's/.*"name":"([^"]*)".*/\1/')
@@ -685,23 +685,23 @@ ck_probe() { # url
 # beside the page's folder, a copy uploaded with the page), with its WAL
 # files.
 ck_check_private() {
-  local paths dir rel u magic served="" odd="" tried=0 levels=0 origin_path
+  local paths dir rel u magic served="" odd="" tried=0 levels=0 origin_path urls=""
   paths=".htaccess cgi-bin/.htaccess cgi-bin/cgichat.conf .git/config .env chat.db chat.db-wal chat.db-shm cgi-bin/chat.db"
   for u in $paths; do
-    ck_urls="$ck_urls $ck_base$u"
+    urls="$urls $ck_base$u"
   done
   # cgichat-data/ in the page's folder and each folder above it.
   dir=$ck_base
   while [ "$levels" -lt 4 ]; do
     for rel in chat.db chat.db-wal chat.db-shm; do
-      ck_urls="$ck_urls ${dir}cgichat-data/$rel"
+      urls="$urls ${dir}cgichat-data/$rel"
     done
     origin_path=${dir#"$ck_origin"}
     [ "$origin_path" != / ] && [ -n "$origin_path" ] || break
     dir=$ck_origin${origin_path%/*/}/
     levels=$((levels + 1))
   done
-  for u in $ck_urls; do
+  for u in $urls; do
     ck_probe "$u"
     tried=$((tried + 1))
     case $ck_status in 200 | 206) ;; *) continue ;; esac
@@ -805,8 +805,8 @@ ck_cleanup() {
 check_deployment() { # url
   set +e
   local t missing="" hex
-  ck_problems=0 ck_warnings=0 ck_stream_pid="" ck_ids="" ck_id="" ck_urls=""
-  ck_hosting="" ck_mode="" ck_budget="" ck_database="" ck_stream_time=40 ck_posted_at=""
+  ck_problems=0 ck_warnings=0 ck_stream_pid="" ck_ids="" ck_id=""
+  ck_hosting="" ck_budget="" ck_database="" ck_stream_time=40 ck_posted_at=""
   ck_said="" ck_post_down=""
   if [ $# -ne 1 ] || [ -z "$1" ]; then
     printf 'deploy: --check wants one address, that of the chat'"'"'s page: ./deploy.sh --check https://example.org/chat/\n' >&2
