@@ -9,6 +9,8 @@ usage() {
   cat <<'EOF'
 Usage: ./deploy.sh [options] TARGET
        ./deploy.sh --check URL
+       ./deploy.sh --from ARCHIVE [--dry-run] [--db PATH] [--web-user USER] TARGET
+       ./deploy.sh --package OUTDIR
 
 Builds post and stream as static Linux binaries for TARGET's machine and
 installs them as TARGET/cgi-bin/post and TARGET/cgi-bin/stream, the page
@@ -87,12 +89,34 @@ may refuse and the addresses of what must never be served (the database,
 .htaccess, cgichat.conf), and looks at the headers. One line per finding
 (ok, warning, problem) with what to do; exit status 1 when there is a
 problem. docs/troubleshooting.md explains each.
+Release archives (no Go or C compiler needed where they are installed):
+  --package OUTDIR  builds the release archives into OUTDIR, for people
+                without Go: cgichat-VERSION-linux-amd64 and -arm64, each as
+                .tar.gz and .zip, and SHA256SUMS. Each holds chat/ (the page,
+                the programs, the .htaccess files for mod_cgid, a settings
+                file with every setting commented), cgichat-data/, this
+                script and INSTALL.txt, which says how to upload it by FTP.
+                VERSION is the checkout's git tag (git describe --tags) or
+                commit, with -dirty for uncommitted changes; every file is
+                dated at the commit (SOURCE_DATE_EPOCH and CGICHAT_VERSION
+                override both), so the same commit gives the same bytes.
+                Needs Go, a C compiler and the arm64 (or amd64) cross
+                compiler (see --arch)
+  --from ARCHIVE  installs from a release archive (.tar.gz) instead of
+                building: checks it against SHA256SUMS when that file is
+                beside it, and its architecture against TARGET's machine
+                (or --arch), then installs as above, for plain CGI (mod_cgid
+                or mod_cgi). A settings file TARGET already has is kept as
+                it is; a first one comes from the archive, with CHAT_DB set
+                to --db or the default place above
 
 Examples:
   ./deploy.sh ~/public_html/chat
   ./deploy.sh --mode fcgid me@shared.example:public_html/chat
   ./deploy.sh pi@raspberrypi.local:public_html/chat   (arm64 or arm: asks the Pi)
   sudo ./deploy.sh --mode daemon --server-name chat.example.org /var/www/chat
+  ./deploy.sh --package dist
+  ./deploy.sh --from dist/cgichat-v1.0.0-linux-amd64.tar.gz me@shared.example:public_html/chat
 EOF
 }
 
@@ -868,6 +892,465 @@ for arg in "$@"; do
   case $arg in --check | --check=*) die "--check URL takes no other options: ./deploy.sh --check URL" ;; esac
 done
 
+# --- Building and staging ----------------------------------------------------
+
+# elf_arch prints the architecture of an ELF executable, from its header:
+# byte 4 is the class (1: 32-bit, 2: 64-bit), bytes 18-19 the machine
+# (62: x86-64, 183: AArch64, 40: ARM).
+elf_arch() { # file
+  local b
+  read -r -a b <<<"$(od -An -tu1 -N20 "$1" | tr '\n' ' ')"
+  if [ "${#b[@]}" -lt 20 ] || [ "${b[*]:0:4}" != "127 69 76 70" ]; then
+    echo "no ELF executable"
+    return
+  fi
+  case ${b[4]}:$((b[18] + 256 * b[19])) in
+    2:62) echo amd64 ;;
+    2:183) echo arm64 ;;
+    1:40) echo arm ;;
+    *) echo "ELF class ${b[4]}, machine $((b[18] + 256 * b[19]))" ;;
+  esac
+}
+
+# select_compiler sets build_env and cc, what builds for linux/arch:
+# go-sqlite3 needs cgo, so a C compiler for the architecture, this
+# machine's own or a cross compiler (CC, when set, for either, as for go
+# build); and libc_pkg, the package of the C library it links statically.
+# why says why arch, for the message when the compiler is missing.
+select_compiler() { # arch why
+  local arch=$1 why=$2 cross_cc cross_pkg
+  case $arch in
+    amd64) cross_cc=x86_64-linux-gnu-gcc cross_pkg=gcc-x86-64-linux-gnu libc_pkg=libc6-dev-amd64-cross ;;
+    arm64) cross_cc=aarch64-linux-gnu-gcc cross_pkg=gcc-aarch64-linux-gnu libc_pkg=libc6-dev-arm64-cross ;;
+    arm) cross_cc=arm-linux-gnueabihf-gcc cross_pkg=gcc-arm-linux-gnueabihf libc_pkg=libc6-dev-armhf-cross ;;
+  esac
+  build_env=(CGO_ENABLED=1 GOOS=linux "GOARCH=$arch")
+  if [ "$arch" = "$host_arch" ]; then
+    cc=$(CGO_ENABLED=1 go env CC)
+    command -v "${cc%% *}" >/dev/null ||
+      die "no C compiler ('$cc'): go-sqlite3 needs cgo. On Debian: apt-get install gcc"
+    libc_pkg=libc6-dev
+  else
+    cc=${CC:-$cross_cc}
+    command -v "${cc%% *}" >/dev/null || {
+      [ -z "${CC:-}" ] || die "no C compiler ('$cc', from CC): go-sqlite3 needs cgo"
+      die "building for linux/$arch ($why) needs the C cross compiler $cross_cc (go-sqlite3 uses cgo), which is not installed. On Debian or Ubuntu: apt-get install $cross_pkg (or set CC to another cross compiler)"
+    }
+    # Debian's armhf compiler and C library are ARMv7 (hard float).
+    [ "$arch" != arm ] || build_env+=(GOARM=7)
+  fi
+  build_env+=("CC=$cc")
+}
+
+# build_programs builds post and stream into dir as static executables
+# for linux/arch, with select_compiler's settings and the build tags, and
+# checks that they are. -trimpath, -buildvcs=false and an empty build id
+# make the binaries depend on the sources and the toolchain alone, not on
+# where the checkout is or who owns it (git refuses to read another user's
+# repository): an unchanged tree gives unchanged files, and the release
+# archives are reproducible.
+build_programs() { # arch dir tags
+  local arch=$1 dir=$2 tags=$3 prog out hint bin got
+  for prog in post stream; do
+    bin=$dir/$prog
+    if ! out=$(env "${build_env[@]}" go build -trimpath -buildvcs=false \
+      -tags "$tags" \
+      -ldflags '-buildid= -linkmode external -extldflags -static' \
+      -o "$bin" "./cgi-bin/$prog" 2>&1); then
+      printf '%s\n' "$out" >&2
+      hint=""
+      if grep -q 'cannot find -l' <<<"$out"; then
+        hint=" A static build needs the C library's static archive (Debian: $libc_pkg, which ${cc%% *} brings; Alpine: musl-dev)."
+      fi
+      die "building $prog failed.$hint"
+    fi
+    got=$(elf_arch "$bin")
+    [ "$got" = "$arch" ] || die "$prog was built for $got, not for linux/$arch"
+    if command -v file >/dev/null; then
+      file -L "$bin" | grep -Eq 'statically linked|static-pie linked' ||
+        die "$prog is not statically linked: $(file -L "$bin")"
+    elif command -v readelf >/dev/null; then
+      ! readelf -l "$bin" | grep -q 'program interpreter' ||
+        die "$prog is not statically linked: it asks for a program interpreter"
+    else
+      warn "neither file nor readelf is installed: cannot check that $prog is statically linked"
+    fi
+    # ldd runs the binary's loader: only this machine's architecture can.
+    if [ "$arch" = "$host_arch" ] && ldd "$bin" >/dev/null 2>&1; then
+      die "$prog is linked dynamically: $(ldd "$bin" | tr '\n' ' ')"
+    fi
+  done
+}
+
+# stage_page copies the page, every file in public/, into dir, and lists
+# its files for the .htaccess and the server samples (page_files,
+# page_names). Everything in dir ends up readable by all.
+stage_page() { # dir
+  local f rel
+  [ -f public/index.html ] || die "public/index.html is missing: run deploy.sh from a cgichat checkout"
+  page_files=() page_names=()
+  while IFS= read -r -d '' f; do
+    rel=${f#public/}
+    [[ $rel =~ ^[A-Za-z0-9_][A-Za-z0-9._/-]*$ ]] || die "public/$rel: page files need plain names (letters, digits, ._-)"
+    install -D -m 0644 "$f" "$1/$rel"
+    page_files+=("${rel//./\\.}")
+    page_names+=("$(basename "$rel" | sed 's/\./\\./g')")
+  done < <(find public -type f ! -path '*/.*' -print0 | sort -z)
+  chmod -R u=rwX,go=rX "$1"
+}
+
+# render copies a template from contrib/, replacing every @NAME@ it knows
+# or is given, and fails on any other.
+render() { # template destination [NAME=VALUE...]
+  local text kv
+  text=$(<"contrib/$1")
+  for kv in "${@:3}"; do
+    text=${text//@${kv%%=*}@/"${kv#*=}"}
+  done
+  text=${text//@MODE@/"$mode"}
+  text=${text//@DOCROOT@/"$docroot"}
+  text=${text//@CHAT_DB@/"$db"}
+  text=${text//@SOCKET_DIR@/"$socket_dir"}
+  text=${text//@FCGIWRAP_SOCKET@/"$fcgiwrap_socket"}
+  text=${text//@FCGIWRAP_CHILDREN@/"$fcgiwrap_children"}
+  text=${text//@WEB_USER@/"$web_user"}
+  text=${text//@WEB_GROUP@/"$web_group"}
+  text=${text//@SERVER_NAME@/"$server_name"}
+  text=${text//@NGINX_LISTEN@/"$http_listen"}
+  text=${text//@APACHE_LISTEN@/"$apache_listen"}
+  text=${text//@PAGE_FILES@/"$(IFS='|'; echo "${page_files[*]}")"}
+  text=${text//@PAGE_NAMES@/"$(IFS='|'; echo "${page_names[*]}")"}
+  text=${text//@HANDLER@/"$handler"}
+  text=${text//@SETTINGS@/"$(printf '%s\n' "${settings[@]}")"}
+  text=${text//@WAKE_DIR@/"$wake_default"}
+  text=${text//@POLL_MS@/"$poll_default"}
+  # config.DefaultMaxStreams under CGI and mod_fcgid; a daemon has no budget.
+  text=${text//@MAX_STREAMS@/"$([ "$mode" = daemon ] && echo 0 || echo 8)"}
+  text=${text//@LIGHTTPD_SOCKET@/"$listen_host:$listen_port"}
+  text=${text//@LISTEN_PORT@/"$listen_port"}
+  text=${text//@CADDY_BIND@/"${listen_host:+bind $listen_host}"}
+  if [[ $text =~ @[A-Z_]+@ ]]; then
+    die "contrib/$1: unknown placeholder ${BASH_REMATCH[0]}"
+  fi
+  printf '%s\n' "$text" >"$2"
+  chmod 0644 "$2"
+}
+
+# stage_settings writes cgi-bin/cgichat.conf from contrib/cgichat.conf: the
+# settings, then every other one commented out at its default. It is
+# readable by the programs' user alone when they run as the deploying user
+# (a suEXEC host): then the web server cannot read it, let alone serve it.
+stage_settings() { # destination
+  local kv line set_names=" "
+  for kv in "${settings[@]}"; do set_names+="${kv%%=*} "; done
+  render cgichat.conf "$1.template"
+  while IFS= read -r line; do
+    [[ $line =~ ^#\ (CHAT_[A-Z0-9_]+)= && $set_names == *" ${BASH_REMATCH[1]} "* ]] ||
+      printf '%s\n' "$line"
+  done <"$1.template" >"$1"
+  rm "$1.template"
+  settings_mode "$1"
+}
+
+# settings_mode makes a settings file readable by the programs' user
+# alone when they run as the deploying user, else by all.
+settings_mode() { # file
+  if [ "$deployer" = "$web_user" ]; then
+    chmod 0600 "$1"
+  else
+    chmod 0644 "$1"
+  fi
+}
+
+# --- Release archives: --package and --from ----------------------------------
+
+# release_archs are the architectures of the release archives, and
+# release_fits what each fits, as INSTALL.txt says.
+release_archs=(amd64 arm64)
+declare -A release_fits=(
+  [amd64]=$'64-bit Intel and AMD machines (x86_64): nearly every shared\n  host, and most VPSes and servers'
+  [arm64]=$'64-bit ARM machines (aarch64): a Raspberry Pi 3, 4, 5 or Zero 2 W\n  with a 64-bit kernel, and ARM VPSes (Ampere, AWS Graviton)'
+)
+
+# release_tags are the build tags of the archives' programs: SQLite only,
+# as deploy.sh builds them for a SQLite database.
+release_tags='sqlite_omit_load_extension osusergo netgo cgichat_sqlite_only'
+
+# release_db_line is the line of an archive's settings file that
+# INSTALL.txt tells people to edit when their host runs CGI programs as a
+# user of its own, and that --from replaces with the database it chose.
+release_db_line='# CHAT_DB=/home/YOUR-ACCOUNT/cgichat-data/chat.db'
+
+# release_explained comes first in an archive's settings file: the two
+# settings a person may need to change, and why.
+release_explained=(
+  "# The database. The programs keep the chat in a SQLite file they create,"
+  "# cgichat-data/chat.db in the home directory of the user they run as."
+  "# Most shared hosts run them as your own account (suEXEC): then upload"
+  "# cgichat-data/ into your home, beside public_html, and leave this as it"
+  "# is. If the page says \"The chat's database cannot be opened\", your host"
+  "# runs them as a user of its own: make cgichat-data/ writable by all"
+  "# (permissions 777), remove the \"# \" before CHAT_DB below and put the"
+  "# full path of your home in place of /home/YOUR-ACCOUNT (INSTALL.txt)."
+  "$release_db_line"
+  "#"
+  "# How many chat pages your host serves live at once, all rooms together;"
+  "# past that, pages check for new messages every few seconds instead."
+  "# Each live page holds one process. On a plan that caps your processes"
+  "# (\"entry processes\", often 20), keep this at about 40 % of the cap;"
+  "# 0 means no limit."
+  "# CHAT_MAX_STREAMS=8"
+)
+
+# check_package_options refuses what --package does not take.
+check_package_options() {
+  local o
+  [ -z "$target" ] || die "--package takes no TARGET (got '$target'): it writes the archives into OUTDIR"
+  for o in "${given[@]}"; do
+    [ "$o" = --package ] ||
+      die "--package takes no other option (got $o): the archives are the same for everyone, who edit their settings file after unpacking"
+  done
+  [[ $package_dir == /* ]] || package_dir=$PWD/$package_dir
+}
+
+# check_from_options refuses what --from does not take: it installs an
+# archive as it is.
+check_from_options() {
+  local o
+  for o in "${given[@]}"; do
+    case $o in
+      --from | --dry-run | --db | --web-user | --arch) ;;
+      *) die "--from installs a release archive as it is (plain CGI, with its own settings file) and takes only --dry-run, --db, --web-user and --arch, not $o: for $o, build from source (./deploy.sh $o ... TARGET)" ;;
+    esac
+  done
+  case $db in
+    mysql://* | postgres://* | postgresql://*)
+      die "--from: the archives' programs have SQLite only; for a database server, build from source: ./deploy.sh --db URL TARGET"
+      ;;
+  esac
+  [[ $from_archive == /* ]] || from_archive=$PWD/$from_archive
+}
+
+# sha256 prints the SHA-256 of a file, with sha256sum (GNU) or shasum
+# (macOS).
+sha256() { # file
+  local sum
+  if command -v sha256sum >/dev/null; then
+    sum=$(sha256sum <"$1")
+  elif command -v shasum >/dev/null; then
+    sum=$(shasum -a 256 <"$1")
+  else
+    die "neither sha256sum nor shasum is installed"
+  fi
+  echo "${sum%% *}"
+}
+
+# release_version prints the checkout's version: CGICHAT_VERSION when set,
+# else its git tag (git describe --tags) or commit, with -dirty when a file
+# differs from the commit or is not in it.
+release_version() {
+  local v
+  if [ -n "${CGICHAT_VERSION:-}" ]; then
+    v=$CGICHAT_VERSION
+  else
+    git -C "$src" rev-parse -q --verify HEAD >/dev/null 2>&1 ||
+      die "--package: $src is not a git checkout with a commit, or git may not read it (see git config safe.directory): set CGICHAT_VERSION and SOURCE_DATE_EPOCH"
+    v=$(git -C "$src" describe --tags --always --abbrev=12)
+    [ -z "$(git --no-optional-locks -C "$src" status --porcelain)" ] || v=$v-dirty
+  fi
+  [[ $v =~ ^[A-Za-z0-9][A-Za-z0-9._+-]*$ ]] ||
+    die "--package: the version '$v' may contain only letters, digits and ._+-"
+  echo "$v"
+}
+
+# release_epoch prints the time every file in the archives carries, in
+# seconds since 1970: SOURCE_DATE_EPOCH when set, else the commit's.
+release_epoch() {
+  local t=${SOURCE_DATE_EPOCH:-}
+  if [ -z "$t" ]; then
+    git -C "$src" rev-parse -q --verify HEAD >/dev/null 2>&1 ||
+      die "--package: $src is not a git checkout with a commit: set SOURCE_DATE_EPOCH"
+    t=$(git -C "$src" log -1 --format=%ct)
+  fi
+  # A zip cannot date anything before 1980.
+  [[ $t =~ ^[0-9]+$ ]] && [ "$t" -ge 315532800 ] ||
+    die "--package: the time '$t' is not a number of seconds since 1970 after 1980"
+  echo "$t"
+}
+
+# package_release builds the release archives into out (--package): for
+# each architecture, the programs, the page, the .htaccess files for
+# mod_cgid and mod_cgi, a settings file and INSTALL.txt, as a .tar.gz and
+# a .zip (go run ./cmd/release: reproducible, see internal/release); then
+# SHA256SUMS.
+package_release() { # out
+  local out=$1 version epoch a other name tree sums f
+  version=$(release_version)
+  epoch=$(release_epoch)
+  mkdir -p "$out" || die "cannot create $out"
+  package_work=$(mktemp -d)
+  trap 'rm -rf "$package_work"' EXIT
+  # Each architecture gets its own compiler: CC could name only one.
+  unset CC
+  # What the templates say for plain CGI, and for a host not known yet.
+  local docroot="" db="" web_user="" web_group="" apache_listen="" listen_host="" listen_port=""
+  local handler=cgi-script wake_default=${release_db_line#\# CHAT_DB=}-wake poll_default=250
+  say "packaging cgichat $version, every file dated $epoch (the commit's time, in seconds since 1970)"
+  for a in "${release_archs[@]}"; do
+    name=cgichat-$version-linux-$a
+    tree=$package_work/$name
+    select_compiler "$a" "--package"
+    say "building post and stream: static linux/$a binaries (cgo with $cc, go-sqlite3)"
+    mkdir -p "$tree/chat/cgi-bin" "$tree/cgichat-data"
+    build_programs "$a" "$tree/chat/cgi-bin" "$release_tags"
+    stage_page "$tree/chat"
+    render htaccess/docroot.htaccess "$tree/chat/.htaccess"
+    render htaccess/cgi-bin.htaccess "$tree/chat/cgi-bin/.htaccess"
+    release_settings "$tree/chat/cgi-bin/cgichat.conf"
+    render htaccess/deny-all.htaccess "$tree/cgichat-data/.htaccess"
+    other=amd64
+    [ "$a" != amd64 ] || other=arm64
+    render INSTALL.txt "$tree/INSTALL.txt" "VERSION=$version" "ARCH=$a" "FITS=${release_fits[$a]}" \
+      "OTHER_ARCH=$other" "OTHER_FITS=${release_fits[$other]}" "DB_LINE=$release_db_line"
+    install -m 0755 deploy.sh "$tree/deploy.sh"
+    # Run here: whatever GOOS and GOARCH say.
+    CGO_ENABLED=0 GOOS= GOARCH= go run ./cmd/release -root "$tree" -name "$name" -mtime "$epoch" -out "$out" >/dev/null ||
+      die "writing the archives of $name failed"
+    say "wrote $out/$name.tar.gz and $name.zip"
+  done
+  sums=$out/.SHA256SUMS.new
+  for a in "${release_archs[@]}"; do
+    for f in "cgichat-$version-linux-$a.tar.gz" "cgichat-$version-linux-$a.zip"; do
+      printf '%s  %s\n' "$(sha256 "$out/$f")" "$f"
+    done
+  done >"$sums"
+  mv "$sums" "$out/SHA256SUMS"
+  say "wrote $out/SHA256SUMS"
+}
+
+# release_settings writes an archive's settings file from
+# contrib/cgichat.conf: every setting commented out, the two a person may
+# need to change first, explained (release_explained).
+release_settings() { # destination
+  local settings=(cgichat-release-settings) line
+  render cgichat.conf "$1.template"
+  while IFS= read -r line; do
+    case $line in
+      cgichat-release-settings) printf '%s\n' "${release_explained[@]}" ;;
+      "# CHAT_MAX_STREAMS="*) ;; # explained first
+      *) printf '%s\n' "$line" ;;
+    esac
+  done <"$1.template" >"$1"
+  rm "$1.template"
+  chmod 0644 "$1"
+}
+
+# from_open checks the archive of --from against the SHA256SUMS beside it,
+# unpacks it into the stage and checks that its programs are for arch, as
+# TARGET needs. It sets from_tree (the unpacked tree), from_name and
+# from_version.
+from_open() {
+  local want got top f a hint sums
+  from_name=$(basename "$from_archive")
+  [ -f "$from_archive" ] || die "--from: there is no file $from_archive"
+  case $from_name in
+    cgichat-*-linux-*.tar.gz) ;;
+    cgichat-*-linux-*.zip) die "--from takes the .tar.gz archive, which keeps the programs executable: ${from_name%.zip}.tar.gz" ;;
+    *) die "--from: $from_name is not a cgichat release archive (cgichat-VERSION-linux-ARCH.tar.gz, from deploy.sh --package)" ;;
+  esac
+  top=${from_name%.tar.gz}
+  sums=$(dirname "$from_archive")/SHA256SUMS
+  if [ -f "$sums" ]; then
+    want=$(awk -v n="$from_name" '$2 == n || $2 == "*" n { print $1 }' "$sums")
+    [ -n "$want" ] || die "$sums does not list $from_name: it is another release's. Put the archive's own SHA256SUMS beside it"
+    got=$(sha256 "$from_archive")
+    [ "$got" = "$want" ] ||
+      die "$from_name is damaged or not the released file: its SHA-256 is $got, and $sums says $want. Download it again"
+    say "checked: $from_name matches $sums"
+  else
+    warn "no SHA256SUMS beside $from_archive: its checksum is not checked"
+  fi
+  mkdir "$stage/archive"
+  tar -xzf "$from_archive" -C "$stage/archive" --no-same-owner || die "cannot unpack $from_archive"
+  from_tree=$stage/archive/$top
+  for f in chat/index.html chat/cgi-bin/post chat/cgi-bin/stream chat/cgi-bin/cgichat.conf; do
+    [ -f "$from_tree/$f" ] || die "$from_name holds no $top/$f: it is not a cgichat release archive"
+  done
+  a=$(elf_arch "$from_tree/chat/cgi-bin/post")
+  if [ "$a" != "$arch" ]; then
+    case $arch in
+      amd64 | arm64) hint="use ${top%-linux-*}-linux-$arch.tar.gz" ;;
+      *) hint="there is no release archive for it: build from source, ./deploy.sh --arch $arch TARGET" ;;
+    esac
+    die "$from_name holds programs for linux/$a, and TARGET needs linux/$arch ($arch_why): $hint"
+  fi
+  from_version=${top#cgichat-}
+  from_version=${from_version%-linux-*}
+  say "installing cgichat $from_version for linux/$arch from $from_name ($arch_why): nothing to build"
+}
+
+# from_settings reads the settings file TARGET has, which --from keeps as
+# it is (from_conf=kept): the database is its CHAT_DB, or without one the
+# programs' own default, ~/cgichat-data/chat.db of their user. Without a
+# settings file (from_conf=new), the archive's comes, with CHAT_DB set to
+# --db or the default place.
+from_settings() {
+  local conf=$docroot/cgi-bin/cgichat.conf line file_db=""
+  from_conf=new
+  on_target test -f "$conf" || return 0
+  from_conf=kept
+  while IFS= read -r line; do
+    line=$(sed -E 's/^[[:space:]]+//; s/[[:space:]]*=[[:space:]]*/=/; s/[[:space:]]+$//' <<<"$line")
+    [ "${line%%=*}" = CHAT_DB ] || continue
+    file_db=${line#*=}
+    [[ ! $file_db =~ ^\"(.*)\"$|^\'(.*)\'$ ]] || file_db=${BASH_REMATCH[1]}${BASH_REMATCH[2]}
+  done < <(on_target active_settings "$conf")
+  if [ -z "$file_db" ]; then
+    [ -z "$db" ] ||
+      die "$conf sets no CHAT_DB, and --from keeps that file as it is: the programs use their default, ~/cgichat-data/chat.db of $web_user. Drop --db, or set CHAT_DB there first"
+    [ "$kind" = home ] ||
+      die "$conf sets no CHAT_DB, so the programs use their default, ~/cgichat-data/chat.db of $web_user, which cannot be used here: $default_why. Set CHAT_DB there to a path outside the served tree that $web_user may write, then run deploy.sh --from again"
+    db=$default_dir/chat.db
+    say "settings: $conf is kept as it is; it sets no CHAT_DB, so the database is the programs' default, $db"
+    return
+  fi
+  case $file_db in
+    mysql://* | postgres://* | postgresql://*)
+      die "$conf puts the chat on a database server, and the archives' programs have SQLite only: build from source, ./deploy.sh --db URL TARGET"
+      ;;
+    /*) ;;
+    *) die "$conf sets CHAT_DB=$file_db, a relative path, which the programs take from the directory they run in: make it absolute, then run deploy.sh --from again" ;;
+  esac
+  [ -z "$db" ] || [ "$db" = "$file_db" ] ||
+    die "$conf sets CHAT_DB=$file_db, and --from keeps that file as it is: drop --db $db, or edit CHAT_DB there first"
+  db=$file_db
+  say "settings: $conf is kept as it is; its database: $db"
+}
+
+# stage_from_archive stages the archive's chat/ for TARGET, as it is; the
+# settings file only for a TARGET without one, with CHAT_DB set.
+stage_from_archive() {
+  local conf=$stage/docroot/cgi-bin/cgichat.conf line set=0
+  cp -R "$from_tree/chat/." "$stage/docroot/"
+  chmod -R u=rwX,go=rX "$stage/docroot"
+  if [ "$from_conf" = kept ]; then
+    rm "$conf"
+    return
+  fi
+  while IFS= read -r line; do
+    if [ "$line" = "$release_db_line" ]; then
+      printf 'CHAT_DB=%s\n' "$db"
+      set=1
+    else
+      printf '%s\n' "$line"
+    fi
+  done <"$conf" >"$conf.new"
+  [ "$set" = 1 ] || printf 'CHAT_DB=%s\n' "$db" >>"$conf.new"
+  mv "$conf.new" "$conf"
+  settings_mode "$conf"
+  say "settings: the archive's cgi-bin/cgichat.conf, with CHAT_DB=$db"
+}
+
 # --- Options -----------------------------------------------------------------
 
 mode=cgi stream_mode="" db="" web_user="" conf_dir="" dry_run=0 arch=""
@@ -875,9 +1358,11 @@ socket_dir=/run/cgichat fcgiwrap_socket=/run/fcgiwrap.socket
 http_listen=80 server_name=chat.example.org
 fcgiwrap_children=16
 extra_env=()
-target=""
+target="" package_dir="" from_archive=""
+given=() # the options given, which --package and --from check
 need_value() { [ $# -ge 2 ] || die "$1 needs a value (see --help)"; }
 while [ $# -gt 0 ]; do
+  [[ $1 != -* ]] || given+=("${1%%=*}")
   case $1 in
     -h | --help) usage; exit 0 ;;
     --dry-run) dry_run=1 ;;
@@ -892,8 +1377,10 @@ while [ $# -gt 0 ]; do
     --fcgiwrap-socket) need_value "$@"; fcgiwrap_socket=$2; shift ;;
     --http-listen) need_value "$@"; http_listen=$2; shift ;;
     --server-name) need_value "$@"; server_name=$2; shift ;;
+    --package) need_value "$@"; package_dir=$2; shift ;;
+    --from) need_value "$@"; from_archive=$2; shift ;;
     --mode=* | --stream-mode=* | --db=* | --arch=* | --web-user=* | --env=* | --conf-dir=* | \
-      --socket-dir=* | --fcgiwrap-socket=* | --http-listen=* | --server-name=*)
+      --socket-dir=* | --fcgiwrap-socket=* | --http-listen=* | --server-name=* | --package=* | --from=*)
       set -- "${1%%=*}" "${1#*=}" "${@:2}"
       continue
       ;;
@@ -905,7 +1392,12 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-[ -n "$target" ] || die "no TARGET given. Usage: ./deploy.sh [options] TARGET (see --help)"
+if [ -n "$package_dir" ]; then
+  check_package_options
+else
+  [ -n "$target" ] || die "no TARGET given. Usage: ./deploy.sh [options] TARGET (see --help)"
+  [ -z "$from_archive" ] || check_from_options
+fi
 
 case $mode in
   cgi | daemon) : "${stream_mode:=live}" ;;
@@ -952,7 +1444,15 @@ fi
 
 cd "$(dirname "$0")"
 src=$PWD
-command -v go >/dev/null || die "Go is not installed (https://go.dev/dl/); the build needs Go 1.26 or later"
+host_arch=""
+if [ -z "$from_archive" ]; then
+  command -v go >/dev/null || die "Go is not installed (https://go.dev/dl/); the build needs Go 1.26 or later"
+  host_arch=$(go env GOHOSTARCH)
+fi
+[ -z "$package_dir" ] || {
+  package_release "$package_dir"
+  exit 0
+}
 if [ -n "$remote_host" ]; then
   command -v rsync >/dev/null || die "rsync is not installed; it copies to $remote_host"
 fi
@@ -962,7 +1462,6 @@ read -r -a rsh <<<"${RSYNC_RSH:-ssh}"
 # --arch, else that machine's as uname -m names it. Static binaries need
 # nothing of its C library, so a 64-bit kernel under a 32-bit system (as
 # Raspberry Pi OS ships) runs the arm64 ones.
-host_arch=$(go env GOHOSTARCH)
 if [ -n "$arch" ]; then
   arch_why="--arch"
   # Said, not refused: TARGET may be a card or a share for another machine.
@@ -999,30 +1498,11 @@ else
   esac
 fi
 
-# go-sqlite3 needs cgo, so a C compiler for the architecture: this
-# machine's own, or a cross compiler (CC, when set, for either, as for go
-# build).
-case $arch in
-  amd64) cross_cc=x86_64-linux-gnu-gcc cross_pkg=gcc-x86-64-linux-gnu libc_pkg=libc6-dev-amd64-cross ;;
-  arm64) cross_cc=aarch64-linux-gnu-gcc cross_pkg=gcc-aarch64-linux-gnu libc_pkg=libc6-dev-arm64-cross ;;
-  arm) cross_cc=arm-linux-gnueabihf-gcc cross_pkg=gcc-arm-linux-gnueabihf libc_pkg=libc6-dev-armhf-cross ;;
-esac
-build_env=(CGO_ENABLED=1 GOOS=linux "GOARCH=$arch")
-if [ "$arch" = "$host_arch" ]; then
-  cc=$(CGO_ENABLED=1 go env CC)
-  command -v "${cc%% *}" >/dev/null ||
-    die "no C compiler ('$cc'): go-sqlite3 needs cgo. On Debian: apt-get install gcc"
-  libc_pkg=libc6-dev
-else
-  cc=${CC:-$cross_cc}
-  command -v "${cc%% *}" >/dev/null || {
-    [ -z "${CC:-}" ] || die "no C compiler ('$cc', from CC): go-sqlite3 needs cgo"
-    die "building for linux/$arch ($arch_why) needs the C cross compiler $cross_cc (go-sqlite3 uses cgo), which is not installed. On Debian or Ubuntu: apt-get install $cross_pkg (or set CC to another cross compiler)"
-  }
-  # Debian's armhf compiler and C library are ARMv7 (hard float).
-  [ "$arch" != arm ] || build_env+=(GOARM=7)
-fi
-build_env+=("CC=$cc")
+# A build needs a C compiler; an archive brings the programs.
+[ -n "$from_archive" ] || select_compiler "$arch" "$arch_why"
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+[ -z "$from_archive" ] || from_open
 
 # --- Functions that also run on the remote host (shipped with declare -f) ----
 
@@ -1368,6 +1848,9 @@ Or keep it there, knowingly: ./deploy.sh --db $old [your other options] $target
 MSG
 }
 
+# --from keeps a settings file TARGET has, and its database.
+[ -z "$from_archive" ] || from_settings
+
 # A database server's URL is no path: the data directory then holds the
 # wake-up sockets of this host's programs, and nothing else.
 db_url="" db_served=""
@@ -1435,198 +1918,94 @@ fi
 [[ $conf_dir == /* ]] || die "--conf-dir must be an absolute path for a remote TARGET"
 check_safe "--conf-dir" "$conf_dir"
 
-# --- Build -------------------------------------------------------------------
+# --- Build and stage ---------------------------------------------------------
 
-# elf_arch prints the architecture of an ELF executable, from its header:
-# byte 4 is the class (1: 32-bit, 2: 64-bit), bytes 18-19 the machine
-# (62: x86-64, 183: AArch64, 40: ARM).
-elf_arch() { # file
-  local b
-  read -r -a b <<<"$(od -An -tu1 -N20 "$1" | tr '\n' ' ')"
-  if [ "${#b[@]}" -lt 20 ] || [ "${b[*]:0:4}" != "127 69 76 70" ]; then
-    echo "no ELF executable"
-    return
+# stage_build builds the programs for TARGET into the stage, with the
+# page, the .htaccess files and the settings file, and the server samples
+# of the mode.
+stage_build() {
+  mkdir -p "$stage/conf"
+  chmod 0755 "$stage/conf"
+  say "building post and stream: static linux/$arch binaries ($arch_why; cgo with $cc, go-sqlite3)"
+  # For a SQLite database the MySQL and PostgreSQL drivers stay out: 40 %
+  # less binary, and less memory in every CGI process (README, Performance).
+  local tags='sqlite_omit_load_extension osusergo netgo'
+  [ -n "$db_url" ] || tags="$tags cgichat_sqlite_only"
+  build_programs "$arch" "$stage/docroot/cgi-bin" "$tags"
+  say "checked: post and stream are statically linked linux/$arch executables"
+  stage_page "$stage/docroot"
+
+  # The settings of the programs, written into cgi-bin/cgichat.conf, which
+  # they read in every mode. (nginx + fcgiwrap runs the stream in batch
+  # mode by a fastcgi_param of its own: see contrib/nginx/fcgiwrap.conf.)
+  db_settings=("CHAT_DB=$db")
+  wake_default=$db-wake poll_default=250
+  if [ -n "$db_url" ]; then
+    db_settings=("CHAT_DB=$db_url" "CHAT_WAKE_DIR=$data_dir/wake")
+    wake_default=$data_dir/wake poll_default=25
   fi
-  case ${b[4]}:$((b[18] + 256 * b[19])) in
-    2:62) echo amd64 ;;
-    2:183) echo arm64 ;;
-    1:40) echo arm ;;
-    *) echo "ELF class ${b[4]}, machine $((b[18] + 256 * b[19]))" ;;
+  settings=("${db_settings[@]}" "CHAT_STREAM_MODE=$stream_mode" "${extra_env[@]}")
+
+  apache_listen=$http_listen
+  [[ $http_listen =~ ^[0-9]+$ ]] && apache_listen="*:$http_listen"
+  # lighttpd and Caddy take the address and the port apart; none means all.
+  listen_host="" listen_port=$http_listen
+  if [[ $http_listen =~ ^(.*):([0-9]+)$ ]]; then
+    listen_host=${BASH_REMATCH[1]} listen_port=${BASH_REMATCH[2]}
+  elif [[ ! $http_listen =~ ^[0-9]+$ ]]; then
+    listen_host=$http_listen listen_port=80
+  fi
+  handler=cgi-script
+  [ "$mode" != fcgid ] || handler=fcgid-script
+  render htaccess/docroot.htaccess "$stage/docroot/.htaccess"
+  stage_settings "$stage/docroot/cgi-bin/cgichat.conf"
+  render htaccess/deny-all.htaccess "$stage/conf/.htaccess"
+  case $mode in
+    cgi)
+      render htaccess/cgi-bin.htaccess "$stage/docroot/cgi-bin/.htaccess"
+      render nginx/fcgiwrap.conf "$stage/conf/nginx-fcgiwrap.conf"
+      render fcgiwrap/fcgiwrap.default "$stage/conf/fcgiwrap.default"
+      render lighttpd/cgi.conf "$stage/conf/lighttpd-cgi.conf"
+      ;;
+    fcgid)
+      render htaccess/cgi-bin.htaccess "$stage/docroot/cgi-bin/.htaccess"
+      render apache/fcgid-live.conf "$stage/conf/apache-fcgid-live.conf"
+      ;;
+    daemon)
+      render htaccess/cgi-bin-daemon.htaccess "$stage/docroot/cgi-bin/.htaccess"
+      render nginx/daemon.conf "$stage/conf/nginx-daemon.conf"
+      render apache/daemon.conf "$stage/conf/apache-daemon.conf"
+      render systemd/cgichat@.service "$stage/conf/cgichat@.service"
+      render lighttpd/daemon.conf "$stage/conf/lighttpd-daemon.conf"
+      render caddy/Caddyfile "$stage/conf/Caddyfile"
+      ;;
   esac
-}
 
-
-stage=$(mktemp -d)
-trap 'rm -rf "$stage"' EXIT
-mkdir -p "$stage/docroot/cgi-bin" "$stage/conf"
-chmod 0755 "$stage/docroot" "$stage/docroot/cgi-bin" "$stage/conf"
-say "building post and stream: static linux/$arch binaries ($arch_why; cgo with $cc, go-sqlite3)"
-# -trimpath and -buildvcs=false make the binaries depend on the sources
-# alone, not on where the checkout is or who owns it (git refuses to read
-# another user's repository), so an unchanged tree gives unchanged files.
-# For a SQLite database the MySQL and PostgreSQL drivers stay out: 40 % less
-# binary, and less memory in every CGI process (README, Performance).
-tags='sqlite_omit_load_extension osusergo netgo'
-[ -n "$db_url" ] || tags="$tags cgichat_sqlite_only"
-for prog in post stream; do
-  if ! out=$(env "${build_env[@]}" go build -trimpath -buildvcs=false \
-    -tags "$tags" \
-    -ldflags '-linkmode external -extldflags -static' \
-    -o "$stage/docroot/cgi-bin/$prog" "./cgi-bin/$prog" 2>&1); then
-    printf '%s\n' "$out" >&2
-    hint=""
-    if grep -q 'cannot find -l' <<<"$out"; then
-      hint=" A static build needs the C library's static archive (Debian: $libc_pkg, which ${cc%% *} brings; Alpine: musl-dev)."
-    fi
-    die "building $prog failed.$hint"
-  fi
-  bin=$stage/docroot/cgi-bin/$prog
-  got=$(elf_arch "$bin")
-  [ "$got" = "$arch" ] || die "$prog was built for $got, not for linux/$arch"
-  if command -v file >/dev/null; then
-    file -L "$bin" | grep -Eq 'statically linked|static-pie linked' ||
-      die "$prog is not statically linked: $(file -L "$bin")"
-  elif command -v readelf >/dev/null; then
-    ! readelf -l "$bin" | grep -q 'program interpreter' ||
-      die "$prog is not statically linked: it asks for a program interpreter"
-  else
-    warn "neither file nor readelf is installed: cannot check that $prog is statically linked"
-  fi
-  # ldd runs the binary's loader: only this machine's architecture can.
-  if [ "$arch" = "$host_arch" ] && ldd "$bin" >/dev/null 2>&1; then
-    die "$prog is linked dynamically: $(ldd "$bin" | tr '\n' ' ')"
-  fi
-done
-say "checked: post and stream are statically linked linux/$arch executables"
-
-# --- Stage the page and the configuration ------------------------------------
-
-[ -f public/index.html ] || die "public/index.html is missing: run deploy.sh from a cgichat checkout"
-page_files=() page_names=()
-while IFS= read -r -d '' f; do
-  rel=${f#public/}
-  [[ $rel =~ ^[A-Za-z0-9_][A-Za-z0-9._/-]*$ ]] || die "public/$rel: page files need plain names (letters, digits, ._-)"
-  install -D -m 0644 "$f" "$stage/docroot/$rel"
-  page_files+=("${rel//./\\.}")
-  page_names+=("$(basename "$rel" | sed 's/\./\\./g')")
-done < <(find public -type f ! -path '*/.*' -print0 | sort -z)
-chmod -R u=rwX,go=rX "$stage/docroot"
-
-# The settings of the programs, written into cgi-bin/cgichat.conf, which
-# they read in every mode. (nginx + fcgiwrap runs the stream in batch mode
-# by a fastcgi_param of its own: see contrib/nginx/fcgiwrap.conf.)
-db_settings=("CHAT_DB=$db")
-wake_default=$db-wake poll_default=250
-if [ -n "$db_url" ]; then
-  db_settings=("CHAT_DB=$db_url" "CHAT_WAKE_DIR=$data_dir/wake")
-  wake_default=$data_dir/wake poll_default=25
-fi
-settings=("${db_settings[@]}" "CHAT_STREAM_MODE=$stream_mode" "${extra_env[@]}")
-
-# render copies a template from contrib/, replacing every @NAME@ it knows,
-# and fails on any it does not.
-render() { # template destination
-  local text
-  text=$(<"contrib/$1")
-  text=${text//@MODE@/"$mode"}
-  text=${text//@DOCROOT@/"$docroot"}
-  text=${text//@CHAT_DB@/"$db"}
-  text=${text//@SOCKET_DIR@/"$socket_dir"}
-  text=${text//@FCGIWRAP_SOCKET@/"$fcgiwrap_socket"}
-  text=${text//@FCGIWRAP_CHILDREN@/"$fcgiwrap_children"}
-  text=${text//@WEB_USER@/"$web_user"}
-  text=${text//@WEB_GROUP@/"$web_group"}
-  text=${text//@SERVER_NAME@/"$server_name"}
-  text=${text//@NGINX_LISTEN@/"$http_listen"}
-  text=${text//@APACHE_LISTEN@/"$apache_listen"}
-  text=${text//@PAGE_FILES@/"$(IFS='|'; echo "${page_files[*]}")"}
-  text=${text//@PAGE_NAMES@/"$(IFS='|'; echo "${page_names[*]}")"}
-  text=${text//@HANDLER@/"$handler"}
-  text=${text//@SETTINGS@/"$(printf '%s\n' "${settings[@]}")"}
-  text=${text//@WAKE_DIR@/"$wake_default"}
-  text=${text//@POLL_MS@/"$poll_default"}
-  # config.DefaultMaxStreams under CGI and mod_fcgid; a daemon has no budget.
-  text=${text//@MAX_STREAMS@/"$([ "$mode" = daemon ] && echo 0 || echo 8)"}
-  text=${text//@LIGHTTPD_SOCKET@/"$listen_host:$listen_port"}
-  text=${text//@LISTEN_PORT@/"$listen_port"}
-  text=${text//@CADDY_BIND@/"${listen_host:+bind $listen_host}"}
-  if [[ $text =~ @[A-Z_]+@ ]]; then
-    die "contrib/$1: unknown placeholder ${BASH_REMATCH[0]}"
-  fi
-  printf '%s\n' "$text" >"$2"
-  chmod 0644 "$2"
-}
-
-# stage_settings writes cgi-bin/cgichat.conf from contrib/cgichat.conf: the
-# settings above, then every other one commented out at its default. It is
-# readable by the programs' user alone when they run as the deploying user
-# (a suEXEC host): then the web server cannot read it, let alone serve it.
-stage_settings() { # destination
-  local kv line set_names=" "
-  for kv in "${settings[@]}"; do set_names+="${kv%%=*} "; done
-  render cgichat.conf "$1.template"
+  # A settings file edited since the last deployment: say which of its
+  # settings this one does not keep.
+  local line keep
   while IFS= read -r line; do
-    [[ $line =~ ^#\ (CHAT_[A-Z0-9_]+)= && $set_names == *" ${BASH_REMATCH[1]} "* ]] ||
-      printf '%s\n' "$line"
-  done <"$1.template" >"$1"
-  rm "$1.template"
-  if [ "$deployer" = "$web_user" ]; then
-    chmod 0600 "$1"
-  else
-    chmod 0644 "$1"
-  fi
+    line=$(sed -E 's/^[[:space:]]+//; s/[[:space:]]*=[[:space:]]*/=/; s/[[:space:]]+$//' <<<"$line")
+    [ -n "$line" ] || continue
+    if ! grep -qxF -- "$line" "$stage/docroot/cgi-bin/cgichat.conf"; then
+      case ${line%%=*} in
+        CHAT_DB) keep="--db ${line#*=}" ;;
+        CHAT_STREAM_MODE) keep="--stream-mode ${line#*=}" ;;
+        *) keep="--env $line" ;;
+      esac
+      say "note: $docroot/cgi-bin/cgichat.conf sets $line, which this deployment replaces: to keep it, deploy with $keep"
+    fi
+  done < <(on_target active_settings "$docroot/cgi-bin/cgichat.conf")
 }
+
 deployer=$(on_target id -un) || die "cannot run id -un on ${remote_host:-this machine}"
-
-apache_listen=$http_listen
-[[ $http_listen =~ ^[0-9]+$ ]] && apache_listen="*:$http_listen"
-# lighttpd and Caddy take the address and the port apart; none means all.
-listen_host="" listen_port=$http_listen
-if [[ $http_listen =~ ^(.*):([0-9]+)$ ]]; then
-  listen_host=${BASH_REMATCH[1]} listen_port=${BASH_REMATCH[2]}
-elif [[ ! $http_listen =~ ^[0-9]+$ ]]; then
-  listen_host=$http_listen listen_port=80
+mkdir -p "$stage/docroot/cgi-bin"
+chmod 0755 "$stage/docroot" "$stage/docroot/cgi-bin"
+if [ -n "$from_archive" ]; then
+  stage_from_archive
+else
+  stage_build
 fi
-handler=cgi-script
-[ "$mode" != fcgid ] || handler=fcgid-script
-render htaccess/docroot.htaccess "$stage/docroot/.htaccess"
-stage_settings "$stage/docroot/cgi-bin/cgichat.conf"
-render htaccess/deny-all.htaccess "$stage/conf/.htaccess"
-case $mode in
-  cgi)
-    render htaccess/cgi-bin.htaccess "$stage/docroot/cgi-bin/.htaccess"
-    render nginx/fcgiwrap.conf "$stage/conf/nginx-fcgiwrap.conf"
-    render fcgiwrap/fcgiwrap.default "$stage/conf/fcgiwrap.default"
-    render lighttpd/cgi.conf "$stage/conf/lighttpd-cgi.conf"
-    ;;
-  fcgid)
-    render htaccess/cgi-bin.htaccess "$stage/docroot/cgi-bin/.htaccess"
-    render apache/fcgid-live.conf "$stage/conf/apache-fcgid-live.conf"
-    ;;
-  daemon)
-    render htaccess/cgi-bin-daemon.htaccess "$stage/docroot/cgi-bin/.htaccess"
-    render nginx/daemon.conf "$stage/conf/nginx-daemon.conf"
-    render apache/daemon.conf "$stage/conf/apache-daemon.conf"
-    render systemd/cgichat@.service "$stage/conf/cgichat@.service"
-    render lighttpd/daemon.conf "$stage/conf/lighttpd-daemon.conf"
-    render caddy/Caddyfile "$stage/conf/Caddyfile"
-    ;;
-esac
-
-# A settings file edited since the last deployment: say which of its
-# settings this one does not keep.
-while IFS= read -r line; do
-  line=$(sed -E 's/^[[:space:]]+//; s/[[:space:]]*=[[:space:]]*/=/; s/[[:space:]]+$//' <<<"$line")
-  [ -n "$line" ] || continue
-  if ! grep -qxF -- "$line" "$stage/docroot/cgi-bin/cgichat.conf"; then
-    case ${line%%=*} in
-      CHAT_DB) keep="--db ${line#*=}" ;;
-      CHAT_STREAM_MODE) keep="--stream-mode ${line#*=}" ;;
-      *) keep="--env $line" ;;
-    esac
-    say "note: $docroot/cgi-bin/cgichat.conf sets $line, which this deployment replaces: to keep it, deploy with $keep"
-  fi
-done < <(on_target active_settings "$docroot/cgi-bin/cgichat.conf")
 
 # --- Install -----------------------------------------------------------------
 
@@ -1668,6 +2047,7 @@ rsync_tree() { # staged dest
 }
 
 for pair in "docroot:$docroot" "conf:$conf_dir"; do
+  [ -d "$stage/${pair%%:*}" ] || continue # --from writes no samples
   if [ -z "$remote_host" ]; then
     install_tree "$stage/${pair%%:*}" "${pair#*:}"
   else
@@ -1711,8 +2091,11 @@ say "settings: TARGET/cgi-bin/cgichat.conf; to see what the programs run with: T
 case $mode in
   cgi)
     say "Apache: needs mod_cgid (or mod_cgi) and AllowOverride FileInfo AuthConfig Indexes Options=ExecCGI (or All)"
-    say "nginx + fcgiwrap: $conf_dir/nginx-fcgiwrap.conf and $conf_dir/fcgiwrap.default"
-    say "lighttpd: $conf_dir/lighttpd-cgi.conf"
+    # A release archive brings no server samples.
+    [ -n "$from_archive" ] || {
+      say "nginx + fcgiwrap: $conf_dir/nginx-fcgiwrap.conf and $conf_dir/fcgiwrap.default"
+      say "lighttpd: $conf_dir/lighttpd-cgi.conf"
+    }
     ;;
   fcgid)
     say "Apache: needs mod_fcgid and AllowOverride FileInfo AuthConfig Indexes Options=ExecCGI (or All)"
