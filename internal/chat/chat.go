@@ -44,6 +44,7 @@ const (
 	EMethod      Code = "method"      // the HTTP method is not allowed
 	EForbidden   Code = "forbidden"   // a ban, or a post from another site
 	EConflict    Code = "conflict"    // the nick belongs to someone else
+	EMismatch    Code = "mismatch"    // an Idempotency-Key sent before with another request
 	ETooMany     Code = "too_many"    // over a rate limit or the stream cap
 	EConfig      Code = "config"      // the server's configuration is wrong
 	EInternal    Code = "internal"    // anything else; details go to the log only

@@ -19,6 +19,7 @@ var statusOf = map[chat.Code]int{
 	chat.EMethod:      http.StatusMethodNotAllowed,
 	chat.EForbidden:   http.StatusForbidden,
 	chat.EConflict:    http.StatusConflict,
+	chat.EMismatch:    http.StatusUnprocessableEntity,
 	chat.ETooMany:     http.StatusTooManyRequests,
 	chat.EConfig:      http.StatusInternalServerError,
 	chat.EInternal:    http.StatusInternalServerError,
