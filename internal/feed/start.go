@@ -41,7 +41,7 @@ func Start(ctx context.Context, st *store.Store, o Options) (*Feed, error) {
 		return nil, err
 	}
 	var wakeC <-chan struct{}
-	listener, notifier, err := wakeUps(o.WakeDir)
+	listener, notifier, err := wakeUps(o.WakeDir, o.Log)
 	if err != nil {
 		o.Log.Warn("wake-ups unavailable, polling only", "poll", o.Poll, "err", err)
 	} else {
@@ -67,18 +67,15 @@ func Start(ctx context.Context, st *store.Store, o Options) (*Feed, error) {
 	return f, nil
 }
 
-// wakeUps opens a listener and a notifier on dir.
-func wakeUps(dir string) (*wake.Listener, *wake.Notifier, error) {
-	l, err := wake.Listen(dir)
-	if err != nil {
-		return nil, nil, err
-	}
+// wakeUps opens a listener and a notifier on dir, which log what keeps
+// them from using it, once, and use it again when it is fixed.
+func wakeUps(dir string, log *slog.Logger) (*wake.Listener, *wake.Notifier, error) {
 	n, err := wake.NewNotifier(dir)
 	if err != nil {
-		l.Close()
 		return nil, nil, err
 	}
-	return l, n, nil
+	n.Log = log
+	return wake.Start(dir, log), n, nil
 }
 
 // Close stops a feed Start began and releases its wake-ups; the store
