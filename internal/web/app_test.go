@@ -13,6 +13,7 @@ import (
 
 	"cgichat/internal/config"
 	"cgichat/internal/hosting"
+	"cgichat/internal/store"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -28,6 +29,8 @@ func (f *fakeInstance) serve(w http.ResponseWriter, r *http.Request, _ config.Co
 }
 
 func (f *fakeInstance) Close() error { f.closed = true; return nil }
+
+func (f *fakeInstance) db() *store.Store { return nil }
 
 var quietEnv = hosting.Env{Mode: hosting.Daemon, Log: quiet}
 

@@ -50,6 +50,8 @@ func buildStream(ctx context.Context, db config.Database, env hosting.Env) (inst
 	return &streamHandler{store: st, ids: ids, feed: f, log: env.Log}, nil
 }
 
+func (h *streamHandler) db() *store.Store { return h.store }
+
 func (h *streamHandler) Close() error {
 	return errors.Join(h.feed.Close(), h.store.Close())
 }
@@ -116,7 +118,11 @@ func (h *streamHandler) serve(w http.ResponseWriter, r *http.Request, cfg config
 		req.NickHold = cfg.NickHold
 	}
 	req.Addr, req.Cap = clientID(r, cfg), cfg.StreamsPerClient
-	ctx := r.Context()
+	// A stream on a database file that was replaced ends, and its reader
+	// resumes on the file at the path.
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	defer context.AfterFunc(h.store.Replaced(), cancel)()
 	sess, err := h.feed.Open(ctx, req)
 	if err != nil {
 		fail(w, r, h.log, err)
