@@ -37,6 +37,7 @@ func Run(t *testing.T, start Start) {
 	}
 	tests = append(tests, abuseTests...)
 	tests = append(tests, requestTests...)
+	tests = append(tests, boundsTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
