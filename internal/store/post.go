@@ -67,9 +67,12 @@ type PostResult struct {
 // answered as a repeat.
 func (s *Store) Post(ctx context.Context, in PostInput) (PostResult, error) {
 	var res PostResult
-	now := s.Now()
 	key := in.NickKey
 	err := s.withTx(ctx, lockMessages, func(tx *sqlx.Tx) error {
+		// The time is read in the writers' queue, so that it never goes
+		// back from one writer to the next: a claim another process used
+		// a moment ago was used before now.
+		now := s.Now()
 		var pk postKey
 		if in.Key != "" {
 			pk = newPostKey(in)
