@@ -25,7 +25,8 @@ func markerOf(dir string) string { return dir + ".trouble" }
 // report logs that dir cannot be used, and why, with what fixes it: once
 // in this process until the directory works again, and at most once per
 // reportEvery among all processes (the time of markerOf(dir) keeps it).
-// Meanwhile streams are polled (CHAT_POLL_MS) instead of woken.
+// Meanwhile streams are polled instead of woken: once a second, since the
+// lead that polls every CHAT_POLL_MS lives in the directory too.
 func report(log *slog.Logger, dir string, err error) {
 	if log == nil {
 		return
@@ -43,7 +44,7 @@ func report(log *slog.Logger, dir string, err error) {
 		now := time.Now()
 		os.Chtimes(marker, now, now)
 	}
-	log.Warn("wake-ups unavailable: streams on this host are polled (CHAT_POLL_MS) instead of woken at once, until the directory can be used",
+	log.Warn("wake-ups unavailable: streams on this host are polled instead of woken at once, until the directory can be used",
 		"dir", dir, "err", err, "fix", fix(dir))
 }
 
