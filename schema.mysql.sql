@@ -144,7 +144,7 @@ DELETE FROM trimmed WHERE room <> LOWER(room);
 -- step: 3
 -- Bounds on what the database keeps (see schema.sql, step 4): the
 -- Idempotency-Keys of posts, who started each room, the size of all
--- messages kept by triggers, when a room was last trimmed.
+-- messages (a trigger takes off deleted rows), when a room was last trimmed.
 CREATE TABLE post_keys (
     key_hash    CHAR(64)    NOT NULL PRIMARY KEY,
     fingerprint CHAR(64)    NOT NULL,
@@ -163,17 +163,16 @@ CREATE TABLE room_starts (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
 CREATE TABLE sizes (
-    name  VARCHAR(32) NOT NULL PRIMARY KEY,
-    bytes BIGINT      NOT NULL
+    name    VARCHAR(32) NOT NULL PRIMARY KEY,
+    bytes   BIGINT      NOT NULL,
+    through BIGINT      NOT NULL
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
-INSERT INTO sizes (name, bytes)
-    SELECT 'messages', COALESCE(SUM(LENGTH(room) + LENGTH(nick) + LENGTH(text) + 64), 0) FROM messages;
-CREATE TRIGGER messages_bytes_added AFTER INSERT ON messages FOR EACH ROW
-    UPDATE sizes SET bytes = bytes + LENGTH(NEW.room) + LENGTH(NEW.nick) + LENGTH(NEW.text) + 64
-    WHERE name = 'messages';
+INSERT INTO sizes (name, bytes, through)
+    SELECT 'messages', COALESCE(SUM(LENGTH(room) + LENGTH(nick) + LENGTH(text) + 64), 0), COALESCE(MAX(id), 0)
+    FROM messages;
 CREATE TRIGGER messages_bytes_removed AFTER DELETE ON messages FOR EACH ROW
     UPDATE sizes SET bytes = bytes - (LENGTH(OLD.room) + LENGTH(OLD.nick) + LENGTH(OLD.text) + 64)
-    WHERE name = 'messages';
+    WHERE name = 'messages' AND through >= OLD.id;
 
 ALTER TABLE trimmed ADD COLUMN trimmed_at DOUBLE NOT NULL DEFAULT 0;
 CREATE INDEX nick_claims_last_used ON nick_claims (last_used);

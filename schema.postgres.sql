@@ -149,7 +149,7 @@ DELETE FROM trimmed WHERE room <> lower(room);
 -- step: 3
 -- Bounds on what the database keeps (see schema.sql, step 4): the
 -- Idempotency-Keys of posts, who started each room, the size of all
--- messages kept by a trigger, when a room was last trimmed.
+-- messages (a trigger takes off deleted rows), when a room was last trimmed.
 CREATE TABLE post_keys (
     key_hash    TEXT             PRIMARY KEY,
     fingerprint TEXT             NOT NULL,
@@ -168,25 +168,22 @@ CREATE TABLE room_starts (
 CREATE INDEX room_starts_addr ON room_starts (addr, started_at);
 
 CREATE TABLE sizes (
-    name  TEXT   PRIMARY KEY,
-    bytes BIGINT NOT NULL
+    name    TEXT   PRIMARY KEY,
+    bytes   BIGINT NOT NULL,
+    through BIGINT NOT NULL
 );
-INSERT INTO sizes (name, bytes)
-    SELECT 'messages', COALESCE(sum(octet_length(room) + octet_length(nick) + octet_length(text) + 64), 0) FROM messages;
-CREATE FUNCTION messages_bytes() RETURNS trigger LANGUAGE plpgsql AS $$
+INSERT INTO sizes (name, bytes, through)
+    SELECT 'messages', COALESCE(sum(octet_length(room) + octet_length(nick) + octet_length(text) + 64), 0), COALESCE(max(id), 0)
+    FROM messages;
+CREATE FUNCTION messages_bytes_removed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        UPDATE sizes SET bytes = bytes + octet_length(NEW.room) + octet_length(NEW.nick) + octet_length(NEW.text) + 64
-        WHERE name = 'messages';
-    ELSE
-        UPDATE sizes SET bytes = bytes - (octet_length(OLD.room) + octet_length(OLD.nick) + octet_length(OLD.text) + 64)
-        WHERE name = 'messages';
-    END IF;
+    UPDATE sizes SET bytes = bytes - (octet_length(OLD.room) + octet_length(OLD.nick) + octet_length(OLD.text) + 64)
+    WHERE name = 'messages' AND through >= OLD.id;
     RETURN NULL;
 END
 $$;
-CREATE TRIGGER messages_bytes AFTER INSERT OR DELETE ON messages
-    FOR EACH ROW EXECUTE FUNCTION messages_bytes();
+CREATE TRIGGER messages_bytes_removed AFTER DELETE ON messages
+    FOR EACH ROW EXECUTE FUNCTION messages_bytes_removed();
 
 ALTER TABLE trimmed ADD COLUMN trimmed_at DOUBLE PRECISION NOT NULL DEFAULT 0;
 CREATE INDEX nick_claims_last_used ON nick_claims (last_used);

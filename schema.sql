@@ -144,23 +144,22 @@ CREATE INDEX room_starts_addr ON room_starts (addr, started_at);
 
 -- The size of all messages together, which CHAT_KEEP_TOTAL_MB bounds: per
 -- row the bytes of room, nick and text, and 64 for the rest of the row and
--- its index entry. Triggers keep it, so a moderator's DELETE counts too.
+-- its index entry. bytes counts the rows up to the id through; retention
+-- adds the newer ones (a post costs nothing here), and a trigger takes off
+-- every counted row deleted, so a moderator's DELETE counts too.
 CREATE TABLE sizes (
-    name  TEXT    PRIMARY KEY,
-    bytes INTEGER NOT NULL
+    name    TEXT    PRIMARY KEY,
+    bytes   INTEGER NOT NULL,
+    through INTEGER NOT NULL
 ) WITHOUT ROWID;
-INSERT INTO sizes (name, bytes)
-    SELECT 'messages', COALESCE(sum(length(CAST(room AS BLOB)) + length(CAST(nick AS BLOB)) + length(CAST(text AS BLOB)) + 64), 0)
+INSERT INTO sizes (name, bytes, through)
+    SELECT 'messages', COALESCE(sum(length(CAST(room AS BLOB)) + length(CAST(nick AS BLOB)) + length(CAST(text AS BLOB)) + 64), 0),
+        COALESCE(max(id), 0)
     FROM messages;
-CREATE TRIGGER messages_bytes_added AFTER INSERT ON messages
-BEGIN
-    UPDATE sizes SET bytes = bytes + length(CAST(new.room AS BLOB)) + length(CAST(new.nick AS BLOB)) + length(CAST(new.text AS BLOB)) + 64
-    WHERE name = 'messages';
-END;
 CREATE TRIGGER messages_bytes_removed AFTER DELETE ON messages
 BEGIN
     UPDATE sizes SET bytes = bytes - (length(CAST(old.room AS BLOB)) + length(CAST(old.nick AS BLOB)) + length(CAST(old.text AS BLOB)) + 64)
-    WHERE name = 'messages';
+    WHERE name = 'messages' AND through >= old.id;
 END;
 
 -- When a room was last trimmed (Unix seconds): the mark of a room that

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"cgichat/internal/chat"
@@ -43,7 +44,6 @@ const (
 		ORDER BY id DESC LIMIT 1 OFFSET ?`
 	selectAgeCutoffs  = `SELECT room, max(id) AS id FROM messages WHERE created_at < ? GROUP BY room`
 	selectRoomCutoffs = `SELECT room, max(id) AS id FROM messages WHERE id <= ? GROUP BY room`
-	selectTotalBytes  = `SELECT bytes FROM sizes WHERE name = 'messages'`
 	markPruned        = `UPDATE messages SET kind = 'pruned' WHERE room = ? AND id <= ? AND kind = 'message'`
 	deletePruned      = `DELETE FROM messages WHERE room = ? AND id <= ?`
 	deleteFullBuckets = `DELETE FROM rate_buckets WHERE updated < ?`
@@ -54,16 +54,36 @@ const (
 		AND NOT EXISTS (SELECT 1 FROM messages WHERE messages.room = trimmed.room)`
 )
 
-// selectOldest reads the oldest rows after an id with the size the table
-// sizes counts for each (schema.sql, step 4).
-var selectOldest = stmt{
-	sqlite: `SELECT id, length(CAST(room AS BLOB)) + length(CAST(nick AS BLOB)) + length(CAST(text AS BLOB)) + 64 AS bytes
-		FROM messages WHERE id > ? ORDER BY id LIMIT ?`,
-	mysql: `SELECT id, LENGTH(room) + LENGTH(nick) + LENGTH(text) + 64 AS bytes
-		FROM messages WHERE id > ? ORDER BY id LIMIT ?`,
-	postgres: `SELECT id, octet_length(room) + octet_length(nick) + octet_length(text) + 64 AS bytes
-		FROM messages WHERE id > ? ORDER BY id LIMIT ?`,
+// rowBytes is the size of a row of messages as the table sizes counts it
+// (schema.sql, step 4), in each backend's dialect.
+var rowBytes = stmt{
+	sqlite:   `length(CAST(room AS BLOB)) + length(CAST(nick AS BLOB)) + length(CAST(text AS BLOB)) + 64`,
+	mysql:    `LENGTH(room) + LENGTH(nick) + LENGTH(text) + 64`,
+	postgres: `octet_length(room) + octet_length(nick) + octet_length(text) + 64`,
 }
+
+// withRowBytes returns q for each backend with {bytes} replaced by its
+// rowBytes.
+func withRowBytes(q string) stmt {
+	return stmt{
+		sqlite:   strings.ReplaceAll(q, "{bytes}", rowBytes.sqlite),
+		mysql:    strings.ReplaceAll(q, "{bytes}", rowBytes.mysql),
+		postgres: strings.ReplaceAll(q, "{bytes}", rowBytes.postgres),
+	}
+}
+
+var (
+	// selectOldest reads the oldest rows after an id, with their size.
+	selectOldest = withRowBytes(`SELECT id, {bytes} AS bytes FROM messages WHERE id > ? ORDER BY id LIMIT ?`)
+	// selectUncounted sums the rows sizes has not counted yet.
+	selectUncounted = withRowBytes(`SELECT COALESCE(sum({bytes}), 0) AS bytes, COALESCE(max(id), 0) AS last
+		FROM messages WHERE id > ?`)
+)
+
+const (
+	selectSizes = `SELECT bytes, through FROM sizes WHERE name = 'messages'`
+	countSizes  = `UPDATE sizes SET bytes = bytes + ?, through = ? WHERE name = 'messages'`
+)
 
 var upsertTrimmed = stmt{
 	sqlite: `INSERT INTO trimmed (room, through, trimmed_at) VALUES (?, ?, ?)
@@ -100,8 +120,12 @@ func (s *Store) Prune(ctx context.Context, room string, r Retention, bucketIdle 
 				return fmt.Errorf("find the age cutoffs: %w", err)
 			}
 		}
-		if r.TotalBytes > 0 {
-			if err := s.totalCutoffs(ctx, tx, cutoffs, r.TotalBytes); err != nil {
+		total, err := s.countSizes(ctx, tx)
+		if err != nil {
+			return fmt.Errorf("count the size of new messages: %w", err)
+		}
+		if r.TotalBytes > 0 && total > r.TotalBytes {
+			if err := s.totalCutoffs(ctx, tx, cutoffs, total-r.TotalBytes); err != nil {
 				return fmt.Errorf("find the cutoffs of the total: %w", err)
 			}
 		}
@@ -166,15 +190,39 @@ func (s *Store) roomCutoffs(ctx context.Context, tx *sqlx.Tx, cutoffs map[string
 	return nil
 }
 
-// totalCutoffs raises cutoffs so that removing every row up to them brings
-// the messages' size down to bound: the oldest rows go first, at most
-// pruneRows of them per call.
-func (s *Store) totalCutoffs(ctx context.Context, tx *sqlx.Tx, cutoffs map[string]int64, bound int64) error {
-	var total int64
-	if err := tx.GetContext(ctx, &total, selectTotalBytes); err != nil {
-		return err
+// uncounted is what sizes has not counted yet: the rows after through.
+type uncounted struct {
+	Bytes int64 `db:"bytes"`
+	Last  int64 `db:"last"`
+}
+
+// countSizes adds the rows posted since the last count to sizes and
+// returns the size of all messages.
+func (s *Store) countSizes(ctx context.Context, tx *sqlx.Tx) (int64, error) {
+	var counted struct {
+		Bytes   int64 `db:"bytes"`
+		Through int64 `db:"through"`
 	}
-	excess := total - bound
+	if err := tx.GetContext(ctx, &counted, selectSizes); err != nil {
+		return 0, err
+	}
+	var news uncounted
+	if err := tx.GetContext(ctx, &news, s.dialect(selectUncounted), counted.Through); err != nil {
+		return 0, err
+	}
+	if news.Last == 0 {
+		return counted.Bytes, nil
+	}
+	if _, err := tx.ExecContext(ctx, s.sql(countSizes), news.Bytes, news.Last); err != nil {
+		return 0, err
+	}
+	return counted.Bytes + news.Bytes, nil
+}
+
+// totalCutoffs raises cutoffs so that removing every row up to them takes
+// excess bytes off the messages: the oldest rows go first, at most
+// pruneRows of them per call.
+func (s *Store) totalCutoffs(ctx context.Context, tx *sqlx.Tx, cutoffs map[string]int64, excess int64) error {
 	var through int64
 	for read := 0; excess > 0 && read < pruneRows; {
 		var rows []struct {
@@ -201,14 +249,22 @@ func (s *Store) totalCutoffs(ctx context.Context, tx *sqlx.Tx, cutoffs map[strin
 	return s.roomCutoffs(ctx, tx, cutoffs, selectRoomCutoffs, through)
 }
 
-// TotalBytes returns the size of all messages as the retention bound
-// counts it.
+// TotalBytes returns the size of all messages as CHAT_KEEP_TOTAL_MB counts
+// it, the rows not counted yet included.
 func (s *Store) TotalBytes(ctx context.Context) (int64, error) {
-	var n int64
-	if err := s.db.GetContext(ctx, &n, selectTotalBytes); err != nil {
+	var counted struct {
+		Bytes   int64 `db:"bytes"`
+		Through int64 `db:"through"`
+	}
+	var news uncounted
+	err := s.db.GetContext(ctx, &counted, selectSizes)
+	if err == nil {
+		err = s.db.GetContext(ctx, &news, s.dialect(selectUncounted), counted.Through)
+	}
+	if err != nil {
 		return 0, internal(err, "read the size of the messages")
 	}
-	return n, nil
+	return counted.Bytes + news.Bytes, nil
 }
 
 const selectTrimmed = `SELECT COALESCE((SELECT through FROM trimmed WHERE room = ?), 0)`
