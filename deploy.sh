@@ -9,11 +9,11 @@ usage() {
   cat <<'EOF'
 Usage: ./deploy.sh [options] TARGET
 
-Builds post and stream as static linux/amd64 binaries and installs them as
-TARGET/cgi-bin/post and TARGET/cgi-bin/stream, the page (everything in
-public/) in TARGET, and the .htaccess files for the mode. TARGET is a local
-directory or user@host:path (copied with rsync over ssh; RSYNC_RSH is used
-for both). The chat is then at TARGET/index.html.
+Builds post and stream as static Linux binaries for TARGET's machine and
+installs them as TARGET/cgi-bin/post and TARGET/cgi-bin/stream, the page
+(everything in public/) in TARGET, and the .htaccess files for the mode.
+TARGET is a local directory or user@host:path (copied with rsync over ssh;
+RSYNC_RSH is used for both). The chat is then at TARGET/index.html.
 
 Running it again changes only what differs. It never overwrites, moves or
 deletes the database, and never replaces an .htaccess it did not write.
@@ -31,20 +31,39 @@ Options:
                 the first new message, for hosts that buffer responses.
                 Default: live, but batch for fcgid (mod_fcgid holds 64 KiB
                 of output unless the admin sets FcgidOutputBufferSize 0)
-  --db PATH|URL  the SQLite database (default: next to TARGET,
-                DIR/cgichat-data/chat.db where DIR is TARGET's parent);
-                its directory is created writable by the web server's user.
-                Or a database server shared by several web hosts:
-                mysql://USER:PASSWORD@HOST:PORT/DATABASE or
+  --db PATH|URL  the SQLite database. Default: chat.db in a directory
+                outside every served tree, created writable by the web
+                server's user, chosen in this order:
+                  ~/cgichat-data of the user the programs run as (for
+                    user@host:path, your account there; the programs' own
+                    default, which suEXEC hosts need);
+                  DIR/cgichat-data beside TARGET, DIR being TARGET's parent;
+                  /var/lib/cgichat when deploying as root;
+                never in TARGET nor below a directory named public_html, www,
+                htdocs, httpdocs, html or web (a PATH there is used, with a
+                warning). An existing DIR/cgichat-data/chat.db (the default
+                before) is kept where it is safe, else deploy.sh stops and
+                tells how to move it. Or a database server shared by several
+                web hosts: mysql://USER:PASSWORD@HOST:PORT/DATABASE or
                 postgres://USER:PASSWORD@HOST:PORT/DATABASE (README,
-                Databases); DIR/cgichat-data then holds only the wake-up
+                Databases); the data directory then holds only the wake-up
                 sockets (CHAT_WAKE_DIR)
+  --arch amd64|arm64|arm  the processor the programs run on. Default: that
+                of TARGET's machine (uname -m over ssh for user@host:path).
+                arm64: Raspberry Pi 3, 4, 5 and Zero 2 with a 64-bit kernel,
+                ARM VPSes (Ampere, Graviton); arm: 32-bit ARMv7 (Raspberry
+                Pi 2 and later with a 32-bit kernel; not the ARMv6 Pi 1 and
+                Zero). Another architecture
+                than this machine's needs a C cross compiler, for go-sqlite3:
+                Debian's gcc-aarch64-linux-gnu, gcc-arm-linux-gnueabihf or
+                gcc-x86-64-linux-gnu (or set CC)
   --web-user USER  the user the programs run as (default: the user a running
                 apache2, httpd or nginx works as, else www-data, apache,
                 nginx or http if one exists, else you)
   --env NAME=VALUE  another setting for the programs, e.g.
                 --env CHAT_HISTORY=100 (repeatable; see README, Configuration)
-  --conf-dir DIR   where sample server configs go (default DIR/cgichat-conf)
+  --conf-dir DIR   where sample server configs go (default: cgichat-conf
+                beside the data directory)
   --socket-dir DIR daemons' sockets (default /run/cgichat)
   --fcgiwrap-socket PATH  fcgiwrap's socket (default /run/fcgiwrap.socket)
   --http-listen ADDR  listen address in the samples (default 80)
@@ -56,6 +75,7 @@ Options:
 Examples:
   ./deploy.sh ~/public_html/chat
   ./deploy.sh --mode fcgid me@shared.example:public_html/chat
+  ./deploy.sh pi@raspberrypi.local:public_html/chat   (arm64 or arm: asks the Pi)
   sudo ./deploy.sh --mode daemon --server-name chat.example.org /var/www/chat
 EOF
 }
@@ -77,7 +97,7 @@ check_safe() { # what value
 
 # --- Options -----------------------------------------------------------------
 
-mode=cgi stream_mode="" db="" web_user="" conf_dir="" dry_run=0
+mode=cgi stream_mode="" db="" web_user="" conf_dir="" dry_run=0 arch=""
 socket_dir=/run/cgichat fcgiwrap_socket=/run/fcgiwrap.socket
 http_listen=80 server_name=chat.example.org
 fcgiwrap_children=16
@@ -91,6 +111,7 @@ while [ $# -gt 0 ]; do
     --mode) need_value "$@"; mode=$2; shift ;;
     --stream-mode) need_value "$@"; stream_mode=$2; shift ;;
     --db) need_value "$@"; db=$2; shift ;;
+    --arch) need_value "$@"; arch=$2; shift ;;
     --web-user) need_value "$@"; web_user=$2; shift ;;
     --env) need_value "$@"; extra_env+=("$2"); shift ;;
     --conf-dir) need_value "$@"; conf_dir=$2; shift ;;
@@ -98,7 +119,7 @@ while [ $# -gt 0 ]; do
     --fcgiwrap-socket) need_value "$@"; fcgiwrap_socket=$2; shift ;;
     --http-listen) need_value "$@"; http_listen=$2; shift ;;
     --server-name) need_value "$@"; server_name=$2; shift ;;
-    --mode=* | --stream-mode=* | --db=* | --web-user=* | --env=* | --conf-dir=* | \
+    --mode=* | --stream-mode=* | --db=* | --arch=* | --web-user=* | --env=* | --conf-dir=* | \
       --socket-dir=* | --fcgiwrap-socket=* | --http-listen=* | --server-name=*)
       set -- "${1%%=*}" "${1#*=}" "${@:2}"
       continue
@@ -121,6 +142,10 @@ esac
 case $stream_mode in
   live | batch) ;;
   *) die "unknown stream mode '$stream_mode': use --stream-mode live or batch" ;;
+esac
+case $arch in
+  "" | amd64 | arm64 | arm) ;;
+  *) die "unknown architecture '$arch': use --arch amd64, arm64 or arm" ;;
 esac
 for kv in "${extra_env[@]}"; do
   name=${kv%%=*}
@@ -150,13 +175,66 @@ fi
 cd "$(dirname "$0")"
 src=$PWD
 command -v go >/dev/null || die "Go is not installed (https://go.dev/dl/); the build needs Go 1.26 or later"
-cc=$(CGO_ENABLED=1 go env CC)
-command -v "${cc%% *}" >/dev/null ||
-  die "no C compiler ('$cc'): go-sqlite3 needs cgo. On Debian: apt-get install gcc"
 if [ -n "$remote_host" ]; then
   command -v rsync >/dev/null || die "rsync is not installed; it copies to $remote_host"
 fi
 read -r -a rsh <<<"${RSYNC_RSH:-ssh}"
+
+# The programs are built for the processor of the machine they run on:
+# --arch, else that machine's as uname -m names it. Static binaries need
+# nothing of its C library, so a 64-bit kernel under a 32-bit system (as
+# Raspberry Pi OS ships) runs the arm64 ones.
+host_arch=$(go env GOHOSTARCH)
+if [ -n "$arch" ]; then
+  arch_why="--arch"
+else
+  if [ -n "$remote_host" ]; then
+    machine=$("${rsh[@]}" "$remote_host" uname -m) ||
+      die "cannot ask $remote_host for its architecture (uname -m over ${rsh[*]}): check that '${rsh[*]} $remote_host' logs in, or pass --arch"
+    arch_why="the architecture of $remote_host, $machine"
+  else
+    machine=$(uname -m)
+    arch_why="this machine's architecture, $machine"
+  fi
+  case $machine in
+    x86_64 | amd64) arch=amd64 ;;
+    aarch64 | arm64) arch=arm64 ;;
+    armv7* | armv8l) arch=arm ;;
+    armv6*)
+      # Go itself builds for ARMv6 natively; Debian's cross compiler
+      # does not.
+      [ -z "$remote_host" ] && [ "$host_arch" = arm ] ||
+        die "$machine (Raspberry Pi 1 and Zero) is not supported: Debian's 32-bit ARM cross compiler builds for ARMv7 and later. Run deploy.sh on the Pi itself, or pass --arch to build anyway"
+      arch=arm
+      ;;
+    *) die "no build for $machine${remote_host:+ ($remote_host)}: deploy.sh builds for amd64 (x86_64), arm64 (aarch64) and arm (ARMv7); pass --arch to build for one of them anyway" ;;
+  esac
+fi
+
+# go-sqlite3 needs cgo, so a C compiler for the architecture: this
+# machine's own, or a cross compiler (CC, when set, for either, as for go
+# build).
+case $arch in
+  amd64) cross_cc=x86_64-linux-gnu-gcc cross_pkg=gcc-x86-64-linux-gnu libc_pkg=libc6-dev-amd64-cross ;;
+  arm64) cross_cc=aarch64-linux-gnu-gcc cross_pkg=gcc-aarch64-linux-gnu libc_pkg=libc6-dev-arm64-cross ;;
+  arm) cross_cc=arm-linux-gnueabihf-gcc cross_pkg=gcc-arm-linux-gnueabihf libc_pkg=libc6-dev-armhf-cross ;;
+esac
+build_env=(CGO_ENABLED=1 GOOS=linux "GOARCH=$arch")
+if [ "$arch" = "$host_arch" ]; then
+  cc=$(CGO_ENABLED=1 go env CC)
+  command -v "${cc%% *}" >/dev/null ||
+    die "no C compiler ('$cc'): go-sqlite3 needs cgo. On Debian: apt-get install gcc"
+  libc_pkg=libc6-dev
+else
+  cc=${CC:-$cross_cc}
+  command -v "${cc%% *}" >/dev/null || {
+    [ -z "${CC:-}" ] || die "no C compiler ('$cc', from CC): go-sqlite3 needs cgo"
+    die "building for linux/$arch ($arch_why) needs the C cross compiler $cross_cc (go-sqlite3 uses cgo), which is not installed. On Debian or Ubuntu: apt-get install $cross_pkg (or set CC to another cross compiler)"
+  }
+  # Debian's armhf compiler and C library are ARMv7 (hard float).
+  [ "$arch" != arm ] || build_env+=(GOARM=7)
+fi
+build_env+=("CC=$cc")
 
 # --- Functions that also run on the remote host (shipped with declare -f) ----
 
@@ -187,14 +265,115 @@ foreign_htaccess() { # docroot
   done
 }
 
+# served_by prints what may put path on the web: TARGET when path is in
+# it, else the topmost directory on the way up named like a document
+# root; nothing when there is neither.
+served_by() { # path docroot
+  local d=$1 found=""
+  case $1/ in "$2"/*)
+    echo "$2"
+    return
+    ;;
+  esac
+  while [ "$d" != / ] && [ "$d" != . ]; do
+    case ${d##*/} in public_html | www | htdocs | httpdocs | html | web) found=$d ;; esac
+    d=$(dirname "$d")
+  done
+  [ -z "$found" ] || echo "$found"
+}
+
+# served_words says why path, which served_by found in served, may be
+# served.
+served_words() { # path served docroot
+  if [ "$2" = "$3" ]; then
+    echo "is in TARGET"
+  elif [ "$1" = "$2" ]; then
+    echo "is named like a document root, so it may be served"
+  else
+    echo "is in $2, named like a document root, so it may be served"
+  fi
+}
+
+# data_facts prints, as NAME=VALUE lines, what deploy.sh needs to place
+# the database: the default directory (kind, dir, why), a database at the
+# former default beside TARGET (old_db, and old_served when that place may
+# be served), a former sample directory there (old_conf), whether a
+# database is at the default already (new_db), and who deploys.
+# The default is the first of these outside every served tree: the home
+# of the user the programs run as (their own default), TARGET's parent,
+# and /var/lib/cgichat for root; kind=none when there is none.
+data_facts() { # docroot user
+  local docroot=$1 user=$2 parent home owner served why_home why_parent
+  parent=$(dirname "$docroot")
+  echo "me=$(id -un)"
+  if [ -e "$parent/cgichat-data/chat.db" ]; then
+    echo "old_db=$parent/cgichat-data/chat.db"
+    echo "old_served=$(served_by "$parent/cgichat-data" "$docroot")"
+  fi
+  [ ! -d "$parent/cgichat-conf" ] || echo "old_conf=$parent/cgichat-conf"
+  # The programs, when CHAT_DB does not reach them (suEXEC drops SetEnv),
+  # look in $HOME, else in the passwd entry's home.
+  if [ "$user" = "$(id -un)" ] && [ -n "${HOME:-}" ]; then
+    home=$HOME
+  else
+    home=$(getent passwd "$user" | cut -d: -f6) || home=""
+  fi
+  if [ -z "$home" ]; then
+    why_home="$user has no home directory"
+  elif [ ! -d "$home" ]; then
+    why_home="$user's home $home does not exist"
+  else
+    home=$(cd "$home" && pwd -P)
+    owner=$(stat -c %U "$home")
+    served=$(served_by "$home" "$docroot")
+    if [ "$home" = / ]; then
+      why_home="$user's home is /"
+    elif [ -n "$served" ]; then
+      why_home="$user's home $home $(served_words "$home" "$served" "$docroot")"
+    elif [ "$owner" != "$user" ]; then
+      why_home="$user's home $home belongs to $owner, not to $user"
+    elif [ ! -d "$home/cgichat-data" ] && [ ! -w "$home" ]; then
+      why_home="$user's home $home is not writable by $(id -un)"
+    else
+      echo "kind=home"
+      echo "dir=$home/cgichat-data"
+      [ ! -e "$home/cgichat-data/chat.db" ] || echo "new_db=$home/cgichat-data/chat.db"
+      echo "why=the home of $user, who runs the programs: outside every served directory, and where the programs look by themselves"
+      return
+    fi
+  fi
+  served=$(served_by "$parent" "$docroot")
+  if [ -n "$served" ]; then
+    why_parent="TARGET's parent $parent $(served_words "$parent" "$served" "$docroot")"
+  elif [ ! -d "$parent/cgichat-data" ] && [ ! -w "$parent" ]; then
+    why_parent="TARGET's parent $parent is not writable by $(id -un)"
+  else
+    echo "kind=parent"
+    echo "dir=$parent/cgichat-data"
+    echo "why=beside TARGET, in $parent, which is not named like a document root nor in one; $why_home"
+    return
+  fi
+  if [ "$(id -u)" = 0 ]; then
+    echo "kind=system"
+    echo "dir=/var/lib/cgichat"
+    [ ! -e /var/lib/cgichat/chat.db ] || echo "new_db=/var/lib/cgichat/chat.db"
+    echo "why=the system's place for a program's data: $why_home; $why_parent"
+    return
+  fi
+  echo "kind=none"
+  echo "why=$why_home; $why_parent"
+}
+
 # prepare_data_dir creates the database's directory writable by the web
-# server's user, or reports on the one it finds, which it leaves as it is.
+# server's user, or reports on the one it finds, which it leaves as it is
+# (but for a missing deny-all .htaccess when the directory may be served).
 # It never touches the database.
-prepare_data_dir() { # dir db user group dry_run
-  local dir=$1 db=$2 user=$3 group=$4 dry=$5 owner act=run
+prepare_data_dir() { # dir db user group dry_run served
+  local dir=$1 db=$2 user=$3 group=$4 dry=$5 served=$6 owner act=run deny=0
   [ "$dry" = 0 ] || act=would
   if [ -d "$dir" ]; then
     echo "deploy: data directory $dir exists: left as it is"
+    [ -z "$served" ] || [ -e "$dir/.htaccess" ] || deny=1
     owner=$(stat -c %U "$dir")
     if [ "$owner" != "$user" ] && [ "$(stat -c %a "$dir")" != 777 ] &&
       ! { [ "$(stat -c %G "$dir")" = "$group" ] && [ -n "$(find "$dir" -maxdepth 0 -perm -g=w)" ]; }; then
@@ -215,14 +394,15 @@ prepare_data_dir() { # dir db user group dry_run
       how=(-m 0777)
     fi
     echo "deploy: $act: install -d ${how[*]} $dir"
-    # Should the directory end up below a document root, Apache serves
-    # nothing from it.
+    [ "$act" != run ] || install -d "${how[@]}" "$dir"
+    deny=1
+  fi
+  # Should the directory be below a document root, Apache serves nothing
+  # from it.
+  if [ "$deny" = 1 ]; then
     echo "deploy: $act: write $dir/.htaccess (Require all denied)"
-    if [ "$act" = run ]; then
-      install -d "${how[@]}" "$dir"
-      printf '%s\n' '# cgichat: written by deploy.sh. The database is never served.' \
-        'Require all denied' >"$dir/.htaccess"
-    fi
+    [ "$act" != run ] || printf '%s\n' '# cgichat: written by deploy.sh. The database is never served.' \
+      'Require all denied' >"$dir/.htaccess"
   fi
   if [ -z "$db" ]; then
     echo "deploy: $dir holds the wake-up sockets; the database is on its server"
@@ -242,7 +422,7 @@ on_target() { # function args...
   if [ -z "$remote_host" ]; then
     "$@"
   else
-    "${rsh[@]}" "$remote_host" bash -s <<<"$(declare -f resolve_target foreign_htaccess prepare_data_dir)
+    "${rsh[@]}" "$remote_host" bash -s <<<"$(declare -f resolve_target foreign_htaccess served_by served_words data_facts prepare_data_dir)
 $(printf '%q ' "$@")"
   fi
 }
@@ -251,39 +431,6 @@ $(printf '%q ' "$@")"
 
 docroot=$(on_target resolve_target "$target_path") || die "cannot deploy to $target"
 check_safe "TARGET" "$docroot"
-base=$(dirname "$docroot")
-: "${conf_dir:=$base/cgichat-conf}"
-[ -n "$remote_host" ] || conf_dir=$(realpath -m -- "$conf_dir")
-check_safe "--conf-dir" "$conf_dir"
-# A database server's URL is no path: the data directory beside TARGET
-# then holds the wake-up sockets of this host's programs, and nothing else.
-db_url=""
-case $db in
-  mysql://* | postgres://* | postgresql://*)
-    db_url=$db
-    # Percent-encoded passwords are fine; what a shell, Apache, nginx or
-    # systemd would read otherwise is not.
-    [[ $db_url =~ ^[A-Za-z0-9._/+@,:~%?\&=-]+$ ]] ||
-      die "--db URL may contain only letters, digits and ._/+@,:~%?&=- (percent-encode the rest of a password)"
-    [[ $db_url =~ ^[a-z]+://[^/]+/[^/?]+ ]] || die "--db URL must name a host and a database: ${db_url%%://*}://USER:PASSWORD@HOST:PORT/DATABASE"
-    data_dir=$base/cgichat-data
-    [ -n "$remote_host" ] || data_dir=$(realpath -m -- "$data_dir")
-    ;;
-  *)
-    : "${db:=$base/cgichat-data/chat.db}"
-    [ -n "$remote_host" ] || db=$(realpath -m -- "$db")
-    [[ $db == /* ]] || die "--db must be an absolute path for a remote TARGET"
-    check_safe "--db" "$db"
-    case $db/ in
-      "$docroot"/*) die "the database $db would be inside TARGET, where the web server could serve it; choose a --db outside $docroot" ;;
-    esac
-    # The wake-up sockets live in DB-wake/PID-RANDOM; Linux allows 107 bytes.
-    [ ${#db} -le 80 ] ||
-      warn "the database path is long (${#db} bytes): streams may fall back to polling every CHAT_POLL_MS; a shorter --db avoids it"
-    data_dir=$(dirname "$db")
-    ;;
-esac
-[[ $conf_dir == /* ]] || die "--conf-dir must be an absolute path for a remote TARGET"
 
 foreign=$(on_target foreign_htaccess "$docroot")
 [ -z "$foreign" ] || die "$(printf '%s\n' "these .htaccess files were not written by deploy.sh:" "$foreign" \
@@ -316,14 +463,146 @@ else
 fi
 say "assuming the web server runs the programs as $web_user ($why)"
 
+# Where the database may go, as seen on TARGET's machine.
+facts=$(on_target data_facts "$docroot" "$web_user") ||
+  die "cannot look for a place for the database on ${remote_host:-this machine}"
+me="" kind="" default_dir="" default_why="" old_db="" old_served="" old_conf="" new_db=""
+while IFS= read -r line; do
+  case ${line%%=*} in
+    me) me=${line#*=} ;;
+    kind) kind=${line#*=} ;;
+    dir) default_dir=${line#*=} ;;
+    why) default_why=${line#*=} ;;
+    old_db) old_db=${line#*=} ;;
+    old_served) old_served=${line#*=} ;;
+    old_conf) old_conf=${line#*=} ;;
+    new_db) new_db=${line#*=} ;;
+  esac
+done <<<"$facts"
+
+# no_place says that no default place for the database qualifies.
+no_place() {
+  die "found no place for the database outside the served tree: $default_why. Choose one with --db, in a directory $web_user can write that is not below a directory named public_html, www, htdocs, httpdocs, html or web (for example --db /home/$web_user/cgichat-data/chat.db)"
+}
+
+# move_advice tells how to move the database at old out of the served
+# tree; deploy.sh itself never moves a database.
+move_advice() { # old
+  local old=$1 new=$default_dir/chat.db on="" stop start="" own=""
+  [ "$kind" != none ] || new=/a/directory/outside/the/docroots/chat.db
+  [ -z "$remote_host" ] || on=" (on $remote_host)"
+  stop="mv $docroot/cgi-bin $docroot/cgi-bin.stopped"
+  if [ "$mode" = daemon ]; then
+    stop="systemctl stop cgichat@post cgichat@stream"
+    start=" && systemctl start cgichat@post cgichat@stream"
+  fi
+  [ "$me" = "$web_user" ] || own=" && chown -R $web_user:$web_group $(dirname "$new")"
+  cat <<MSG
+an earlier deployment put the database at $old, which $(served_words "$(dirname "$old")" "$old_served" "$docroot"): every message, the claims secret and the bans would then be one URL away, kept off the web only by an .htaccess that nginx, lighttpd, Caddy and Apache with AllowOverride None do not read. deploy.sh never moves a database; to move it${on}:
+  1. stop the chat: $stop
+     and wait a few seconds for posts under way
+  2. copy the database, consistently (WAL included):
+     mkdir -p $(dirname "$new") && sqlite3 $old ".backup $new"$own
+  3. deploy onto the copy, which brings the chat back:
+     ./deploy.sh --db $new [your other options] $target$start
+  4. once the chat shows its history: rm -r $(dirname "$old")${old_conf:+ $old_conf}$([ "$mode" = daemon ] || echo " $docroot/cgi-bin.stopped")
+Or keep it there, knowingly: ./deploy.sh --db $old [your other options] $target
+MSG
+}
+
+# A database server's URL is no path: the data directory then holds the
+# wake-up sockets of this host's programs, and nothing else.
+db_url="" db_served=""
+case $db in
+  mysql://* | postgres://* | postgresql://*)
+    db_url=$db
+    # Percent-encoded passwords are fine; what a shell, Apache, nginx or
+    # systemd would read otherwise is not.
+    [[ $db_url =~ ^[A-Za-z0-9._/+@,:~%?\&=-]+$ ]] ||
+      die "--db URL may contain only letters, digits and ._/+@,:~%?&=- (percent-encode the rest of a password)"
+    [[ $db_url =~ ^[a-z]+://[^/]+/[^/?]+ ]] || die "--db URL must name a host and a database: ${db_url%%://*}://USER:PASSWORD@HOST:PORT/DATABASE"
+    [ "$kind" != none ] || no_place
+    data_dir=$default_dir
+    say "data directory, for the wake-up sockets: $data_dir ($default_why)"
+    ;;
+  "")
+    if [ -n "$old_db" ] && [ -n "$old_served" ] && [ -n "$new_db" ]; then
+      # Perhaps moved already: a copy made again would overwrite what
+      # came since.
+      die "there are two databases, $old_db, where an earlier deployment put it (it $(served_words "$(dirname "$old_db")" "$old_served" "$docroot")), and $new_db, the default now. deploy.sh cannot tell which one the chat uses ('SetEnv CHAT_DB' in $docroot/cgi-bin/.htaccess or 'Environment=CHAT_DB' in the systemd unit says): deploy with --db naming it, and remove the other once you are sure"
+    elif [ -n "$old_db" ] && [ -n "$old_served" ]; then
+      die "$(move_advice "$old_db")"
+    elif [ -n "$old_db" ]; then
+      # Never split a chat over two databases.
+      db=$old_db
+      say "database: $db, where an earlier deployment put it, beside TARGET: kept there (not in a directory named like a document root nor below one)"
+    else
+      [ "$kind" != none ] || no_place
+      db=$default_dir/chat.db
+      say "database: $db ($default_why)"
+    fi
+    ;;
+  *)
+    [ -n "$remote_host" ] || db=$(realpath -m -- "$db")
+    [[ $db == /* ]] || die "--db must be an absolute path for a remote TARGET"
+    case $db/ in
+      "$docroot"/*) die "the database $db would be inside TARGET, where the web server could serve it; choose a --db outside $docroot" ;;
+    esac
+    db_served=$(served_by "$(dirname "$db")" "$docroot")
+    [ -z "$db_served" ] ||
+      warn "the database's directory $(dirname "$db") $(served_words "$(dirname "$db")" "$db_served" "$docroot"): if the web server serves it, every message, the claims secret and the bans are kept off the web only by the 'Require all denied' .htaccess deploy.sh puts there, which nginx, lighttpd, Caddy and Apache with AllowOverride None do not read. A --db outside every served directory is safer${default_dir:+, such as $default_dir/chat.db}"
+    ;;
+esac
+if [ -z "$db_url" ]; then
+  check_safe "the database's path" "$db"
+  # The wake-up sockets live in DB-wake/PID-RANDOM; Linux allows 107 bytes.
+  [ ${#db} -le 80 ] ||
+    warn "the database path is long (${#db} bytes): streams may fall back to polling every CHAT_POLL_MS; a shorter --db avoids it"
+  data_dir=$(dirname "$db")
+fi
+check_safe "the data directory" "$data_dir"
+if [ -n "$old_db" ] && [ "$db" != "$old_db" ]; then
+  say "note: an earlier deployment's database is still at $old_db, and this one does not use it. deploy.sh never moves or deletes a database: once the chat shows its history, remove $(dirname "$old_db")"
+fi
+
+# The sample configurations name the database (and a server's password):
+# they go beside its directory, outside the served tree too.
+if [ -z "$conf_dir" ]; then
+  conf_dir=$(dirname "$data_dir")/cgichat-conf
+  if [ -n "$old_conf" ] && [ "$old_conf" != "$conf_dir" ]; then
+    say "note: $old_conf holds an earlier deployment's samples; they now go to $conf_dir: remove $old_conf"
+  fi
+fi
+[ -n "$remote_host" ] || conf_dir=$(realpath -m -- "$conf_dir")
+[[ $conf_dir == /* ]] || die "--conf-dir must be an absolute path for a remote TARGET"
+check_safe "--conf-dir" "$conf_dir"
+
 # --- Build -------------------------------------------------------------------
+
+# elf_arch prints the architecture of an ELF executable, from its header:
+# byte 4 is the class (1: 32-bit, 2: 64-bit), bytes 18-19 the machine
+# (62: x86-64, 183: AArch64, 40: ARM).
+elf_arch() { # file
+  local b
+  read -r -a b <<<"$(od -An -tu1 -N20 "$1" | tr '\n' ' ')"
+  if [ "${#b[@]}" -lt 20 ] || [ "${b[*]:0:4}" != "127 69 76 70" ]; then
+    echo "no ELF executable"
+    return
+  fi
+  case ${b[4]}:$((b[18] + 256 * b[19])) in
+    2:62) echo amd64 ;;
+    2:183) echo arm64 ;;
+    1:40) echo arm ;;
+    *) echo "ELF class ${b[4]}, machine $((b[18] + 256 * b[19]))" ;;
+  esac
+}
+
 
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/docroot/cgi-bin" "$stage/conf"
 chmod 0755 "$stage/docroot" "$stage/docroot/cgi-bin" "$stage/conf"
-goarch=${GOARCH:-amd64}
-say "building post and stream: static linux/$goarch binaries (cgo, go-sqlite3)"
+say "building post and stream: static linux/$arch binaries ($arch_why; cgo with $cc, go-sqlite3)"
 # -trimpath and -buildvcs=false make the binaries depend on the sources
 # alone, not on where the checkout is or who owns it (git refuses to read
 # another user's repository), so an unchanged tree gives unchanged files.
@@ -332,27 +611,35 @@ say "building post and stream: static linux/$goarch binaries (cgo, go-sqlite3)"
 tags='sqlite_omit_load_extension osusergo netgo'
 [ -n "$db_url" ] || tags="$tags cgichat_sqlite_only"
 for prog in post stream; do
-  if ! out=$(CGO_ENABLED=1 GOOS=linux GOARCH=$goarch go build -trimpath -buildvcs=false \
+  if ! out=$(env "${build_env[@]}" go build -trimpath -buildvcs=false \
     -tags "$tags" \
     -ldflags '-linkmode external -extldflags -static' \
     -o "$stage/docroot/cgi-bin/$prog" "./cgi-bin/$prog" 2>&1); then
     printf '%s\n' "$out" >&2
     hint=""
     if grep -q 'cannot find -l' <<<"$out"; then
-      hint=" A static build needs the C library's static archive (Debian: libc6-dev, which gcc brings; Alpine: musl-dev)."
+      hint=" A static build needs the C library's static archive (Debian: $libc_pkg, which ${cc%% *} brings; Alpine: musl-dev)."
     fi
     die "building $prog failed.$hint"
   fi
   bin=$stage/docroot/cgi-bin/$prog
+  got=$(elf_arch "$bin")
+  [ "$got" = "$arch" ] || die "$prog was built for $got, not for linux/$arch"
   if command -v file >/dev/null; then
     file -L "$bin" | grep -Eq 'statically linked|static-pie linked' ||
       die "$prog is not statically linked: $(file -L "$bin")"
+  elif command -v readelf >/dev/null; then
+    ! readelf -l "$bin" | grep -q 'program interpreter' ||
+      die "$prog is not statically linked: it asks for a program interpreter"
+  else
+    warn "neither file nor readelf is installed: cannot check that $prog is statically linked"
   fi
-  if ldd "$bin" >/dev/null 2>&1; then
+  # ldd runs the binary's loader: only this machine's architecture can.
+  if [ "$arch" = "$host_arch" ] && ldd "$bin" >/dev/null 2>&1; then
     die "$prog is linked dynamically: $(ldd "$bin" | tr '\n' ' ')"
   fi
 done
-say "checked: post and stream are statically linked"
+say "checked: post and stream are statically linked linux/$arch executables"
 
 # --- Stage the page and the configuration ------------------------------------
 
@@ -500,7 +787,7 @@ for pair in "docroot:$docroot" "conf:$conf_dir"; do
 done
 db_file=$db
 [ -z "$db_url" ] || db_file=""
-on_target prepare_data_dir "$data_dir" "$db_file" "$web_user" "$web_group" "$dry_run"
+on_target prepare_data_dir "$data_dir" "$db_file" "$web_user" "$web_group" "$dry_run" "$(served_by "$data_dir" "$docroot")"
 
 # --- What next ---------------------------------------------------------------
 

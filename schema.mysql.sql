@@ -142,7 +142,18 @@ INSERT INTO trimmed (room, through)
 DELETE FROM trimmed WHERE room <> LOWER(room);
 
 -- step: 3
--- Bounds on what the database keeps (see schema.sql, step 4): the
+-- A budget of live streams per web host, and one stream per reader (see
+-- schema.sql, step 4).
+ALTER TABLE streams
+    ADD COLUMN reader VARCHAR(64),
+    ADD COLUMN host   VARCHAR(255) NOT NULL DEFAULT '',
+    ADD COLUMN kind   VARCHAR(8)   NOT NULL DEFAULT 'live',
+    ADD COLUMN cost   DOUBLE,
+    ADD INDEX streams_reader (reader),
+    ADD INDEX streams_kind_seen (kind, seen_at);
+
+-- step: 4
+-- Bounds on what the database keeps (see schema.sql, step 5): the
 -- Idempotency-Keys of posts, who started each room, the size of all
 -- messages (a trigger takes off deleted rows), when a room was last trimmed.
 CREATE TABLE post_keys (

@@ -147,7 +147,17 @@ INSERT INTO trimmed (room, through)
 DELETE FROM trimmed WHERE room <> lower(room);
 
 -- step: 3
--- Bounds on what the database keeps (see schema.sql, step 4): the
+-- A budget of live streams per web host, and one stream per reader (see
+-- schema.sql, step 4).
+ALTER TABLE streams ADD COLUMN reader TEXT;
+ALTER TABLE streams ADD COLUMN host TEXT NOT NULL DEFAULT '';
+ALTER TABLE streams ADD COLUMN kind TEXT NOT NULL DEFAULT 'live';
+ALTER TABLE streams ADD COLUMN cost DOUBLE PRECISION;
+CREATE INDEX streams_reader ON streams (reader);
+CREATE INDEX streams_kind_seen ON streams (kind, seen_at);
+
+-- step: 4
+-- Bounds on what the database keeps (see schema.sql, step 5): the
 -- Idempotency-Keys of posts, who started each room, the size of all
 -- messages (a trigger takes off deleted rows), when a room was last trimmed.
 CREATE TABLE post_keys (

@@ -112,6 +112,25 @@ INSERT INTO trimmed (room, through)
 DELETE FROM trimmed WHERE room <> lower(room);
 
 -- step: 4
+-- A budget of live streams per web host, and one stream per reader.
+--
+-- reader is the id a page sends (random, one per tab group, kept across its
+-- reconnects): a new stream of a reader asks its older ones to end, by
+-- setting open = 2 (superseded) until their process ends them (open = 0).
+-- host is the web host that serves the stream: the budget counts per host.
+-- kind is 'live' for a stream that holds its process, 'poll' for a request
+-- answered at once because the host's budget was full; a reader's poll row
+-- is renewed by each of its polls, is open while one runs, counts it
+-- present, and keeps in cost how many seconds its last poll took, from
+-- which the pollers' retry: is worked out.
+ALTER TABLE streams ADD COLUMN reader TEXT;
+ALTER TABLE streams ADD COLUMN host TEXT NOT NULL DEFAULT '';
+ALTER TABLE streams ADD COLUMN kind TEXT NOT NULL DEFAULT 'live';
+ALTER TABLE streams ADD COLUMN cost REAL;
+CREATE INDEX streams_reader ON streams (reader);
+CREATE INDEX streams_kind_seen ON streams (kind, seen_at);
+
+-- step: 5
 -- Bounds on what the database keeps (docs/databases.md, "What the database
 -- keeps").
 --

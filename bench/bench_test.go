@@ -48,22 +48,26 @@ func TestQuick(t *testing.T) {
 	if !rep.Config.Quick || len(rep.Config.Streams) == 0 {
 		t.Errorf("the parameters are not recorded: %+v", rep.Config)
 	}
-	want := []string{"apache-mod_cgid", "apache-mod_fcgid", "nginx-daemon"}
+	want := []string{"apache-cgid", "apache-fcgid", "nginx-daemon", budgetSetup}
 	if len(rep.Setups) != len(want) {
 		t.Fatalf("got %d setups, want %v", len(rep.Setups), want)
 	}
 	for i, s := range rep.Setups {
-		if s.Setup != want[i] {
-			t.Errorf("setup %d is %s, want %s", i, s.Setup, want[i])
+		if s.Short != want[i] {
+			t.Errorf("setup %d is %s, want %s", i, s.Short, want[i])
 		}
-		checkSetup(t, s)
+		if s.Short == budgetSetup {
+			checkBudget(t, s)
+		} else {
+			checkSetup(t, s)
+		}
 	}
 	if len(rep.Targets) == 0 {
 		t.Error("no target was checked")
 	}
 
 	md := out.String()
-	for _, heading := range []string{"## cgichat benchmark", "### Delivery latency and fan-out", "### Post throughput", "### Idle cost", "### CGI start cost", "### Targets"} {
+	for _, heading := range []string{"## cgichat benchmark", "### Delivery latency and fan-out", "### Post throughput", "### Idle cost", "### A budget of live streams", "### CGI start cost", "### Targets"} {
 		if !strings.Contains(md, "\n"+heading) && !strings.HasPrefix(md, heading) {
 			t.Errorf("the Markdown report has no %q section", heading)
 		}
@@ -84,6 +88,27 @@ func TestQuick(t *testing.T) {
 		case strings.Count(line, "|") != cells:
 			t.Errorf("a table row has %d separators, its header %d: %s", strings.Count(line, "|"), cells, line)
 		}
+	}
+}
+
+// checkBudget checks that the budget setup measured its one reader count:
+// every post reached every reader, live or polling, and stream programs
+// ran.
+func checkBudget(t *testing.T, s *setupResult) {
+	t.Helper()
+	if s.Error != "" {
+		t.Errorf("%s failed: %s", s.Short, s.Error)
+		return
+	}
+	if len(s.Budget) != 1 {
+		t.Fatalf("%s: %d runs, want 1", s.Short, len(s.Budget))
+	}
+	r := s.Budget[0]
+	if l := r.Latency; r.Error != "" || l == nil || l.Posts == 0 || l.PostErrors != 0 || l.Lost != 0 || l.Samples != l.Posts*r.Readers {
+		t.Errorf("%s: every post must reach every reader: %+v, %s", s.Short, l, r.Error)
+	}
+	if r.MostProcesses < 1 || r.CPUPercent <= 0 {
+		t.Errorf("%s: no stream program or no CPU seen: %+v", s.Short, r)
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"cgichat/internal/sse"
+	"cgichat/test/hostkit"
 )
 
 // Bounds of the load generator: every loop ends by count or time.
@@ -31,6 +32,7 @@ const (
 	postTimeout     = 10 * time.Second // one post
 	liveDelivery    = 10 * time.Second // a post reaches every live stream within this, or counts lost
 	batchDelivery   = 30 * time.Second // … every batch stream (a reconnect may wait for a slot)
+	pollDelivery    = 90 * time.Second // … every stream that may poll (30 s apart at most, and slow)
 	maxConnects     = 100000           // responses one stream may open in its life
 	maxStreams      = 5000
 	maxPosters      = 256
@@ -113,18 +115,16 @@ func (lg *loadgen) do(ctx context.Context, req request) reply {
 	return rep
 }
 
-// stream reads one room the way EventSource does: when a response ends it
-// waits retry: and reconnects with Last-Event-ID. It records when each
-// message id first arrived.
+// stream reads one room the way EventSource does (hostkit.EventSource),
+// as a reader of its own (reader=), and records when each message id
+// first arrived.
 type stream struct {
+	es        *hostkit.EventSource
 	ready     chan struct{} // closed at the first ready event
 	readyOnce sync.Once
 
-	mu         sync.Mutex
-	arrived    map[int64]time.Time
-	reconnects int
-	errors     int
-	lastErr    string
+	mu      sync.Mutex
+	arrived map[int64]time.Time
 }
 
 func (s *stream) arrival(id int64) (time.Time, bool) {
@@ -134,82 +134,34 @@ func (s *stream) arrival(id int64) (time.Time, bool) {
 	return at, ok
 }
 
-// run connects and reconnects until ctx ends.
-func (s *stream) run(ctx context.Context, lg *loadgen, room string) {
-	client := &http.Client{Transport: lg.streamTr}
-	lastID, retry := "", time.Second
-	for range maxConnects {
-		err := s.connect(ctx, client, lg.base, room, &lastID, &retry)
-		if ctx.Err() != nil {
-			return
-		}
-		wait := retry
-		s.mu.Lock()
-		if err != nil {
-			s.errors++
-			s.lastErr = err.Error()
-			wait = max(wait, time.Second)
-		} else {
-			s.reconnects++
-		}
-		s.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-	}
-}
-
-// connect reads one response to its end; nil means it ended cleanly.
-func (s *stream) connect(ctx context.Context, client *http.Client, base, room string, lastID *string, retry *time.Duration) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/cgi-bin/stream?room="+url.QueryEscape(room), nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Accept", "text/event-stream")
-	if *lastID != "" {
-		req.Header.Set("Last-Event-ID", *lastID)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("stream: status %d: %s", resp.StatusCode, body)
-	}
-	r := sse.NewReader(resp.Body)
-	for {
-		ev, err := r.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		now := time.Now()
-		if ev.Retry > 0 {
-			*retry = time.Duration(ev.Retry) * time.Millisecond
-		}
-		switch ev.Type {
-		case "ready":
-			s.readyOnce.Do(func() { close(s.ready) })
-		case "message":
-			var m struct {
-				ID int64 `json:"id"`
-			}
-			if json.Unmarshal([]byte(ev.Data), &m) == nil && m.ID > 0 {
-				s.mu.Lock()
-				if _, ok := s.arrived[m.ID]; !ok {
-					s.arrived[m.ID] = now
+// newStream returns a stream of room at base, not yet running.
+func newStream(lg *loadgen, room string) *stream {
+	var id [8]byte
+	rand.Read(id[:])
+	s := &stream{ready: make(chan struct{}), arrived: make(map[int64]time.Time)}
+	s.es = &hostkit.EventSource{
+		URL:      lg.base + "/cgi-bin/stream?room=" + url.QueryEscape(room) + "&reader=" + hex.EncodeToString(id[:]),
+		Client:   &http.Client{Transport: lg.streamTr},
+		Connects: maxConnects,
+		OnEvent: func(ev sse.Event, at time.Time) {
+			switch ev.Type {
+			case "ready":
+				s.readyOnce.Do(func() { close(s.ready) })
+			case "message":
+				var m struct {
+					ID int64 `json:"id"`
 				}
-				s.mu.Unlock()
-				*lastID = ev.ID
+				if json.Unmarshal([]byte(ev.Data), &m) == nil && m.ID > 0 {
+					s.mu.Lock()
+					if _, ok := s.arrived[m.ID]; !ok {
+						s.arrived[m.ID] = at
+					}
+					s.mu.Unlock()
+				}
 			}
-		}
+		},
 	}
+	return s
 }
 
 // open starts req.Streams streams of req.Room and, when asked, waits until
@@ -223,9 +175,9 @@ func (lg *loadgen) open(ctx context.Context, req request) (*openResult, error) {
 	}
 	began := time.Now()
 	for range req.Streams {
-		s := &stream{ready: make(chan struct{}), arrived: make(map[int64]time.Time)}
+		s := newStream(lg, req.Room)
 		lg.streams = append(lg.streams, s)
-		lg.streamsWG.Go(func() { s.run(lg.streamsCtx, lg, req.Room) })
+		lg.streamsWG.Go(func() { s.es.Run(lg.streamsCtx) })
 	}
 	res := &openResult{Streams: len(lg.streams)}
 	if !req.WaitReady {
@@ -257,10 +209,7 @@ func (lg *loadgen) closeStreams() {
 // errorSample returns one stream's last error, if any had one.
 func (lg *loadgen) errorSample() string {
 	for _, s := range lg.streams {
-		s.mu.Lock()
-		e := s.lastErr
-		s.mu.Unlock()
-		if e != "" {
+		if e := s.es.LastError(); e != "" {
 			return e
 		}
 	}
@@ -270,10 +219,9 @@ func (lg *loadgen) errorSample() string {
 // counts returns the streams' reconnects and errors so far.
 func (lg *loadgen) counts() (reconnects, errs int) {
 	for _, s := range lg.streams {
-		s.mu.Lock()
-		reconnects += s.reconnects
-		errs += s.errors
-		s.mu.Unlock()
+		st := s.es.Stats()
+		reconnects += st.Ended
+		errs += st.Failed
 	}
 	return reconnects, errs
 }
@@ -305,8 +253,11 @@ func (lg *loadgen) waitDelivered(ctx context.Context, posts []delivered, timeout
 	}
 }
 
-func deliveryTimeout(batch bool) time.Duration {
-	if batch {
+func deliveryTimeout(req request) time.Duration {
+	switch {
+	case req.Poll:
+		return pollDelivery
+	case req.Batch:
 		return batchDelivery
 	}
 	return liveDelivery
@@ -362,7 +313,7 @@ func (lg *loadgen) latency(ctx context.Context, req request) (*latencyResult, er
 	close(tokens)
 	wg.Wait()
 	elapsed := time.Since(began)
-	lost := lg.waitDelivered(ctx, posts, deliveryTimeout(req.Batch))
+	lost := lg.waitDelivered(ctx, posts, deliveryTimeout(req))
 	var ms, fromSend []float64
 	for _, s := range lg.streams {
 		for _, p := range posts {
@@ -410,7 +361,7 @@ func (lg *loadgen) fanout(ctx context.Context, req request) (*fanoutResult, erro
 			continue
 		}
 		res.Posts++
-		missing := lg.waitDelivered(ctx, []delivered{{id: id, at: at}}, deliveryTimeout(req.Batch))
+		missing := lg.waitDelivered(ctx, []delivered{{id: id, at: at}}, deliveryTimeout(req))
 		res.Lost += missing
 		var last time.Time
 		for _, s := range lg.streams {

@@ -57,6 +57,8 @@ type config struct {
 	StepSeconds       float64  `json:"step_seconds"`
 	Steps             int      `json:"steps"`
 	StartRuns         int      `json:"start_runs"`
+	Budget            int      `json:"budget"`         // CHAT_MAX_STREAMS of the budget setup
+	BudgetReaders     []int    `json:"budget_readers"` // reader counts of the budget setup
 	Quick             bool     `json:"quick"`
 	JSON              string   `json:"-"`
 	Hold              bool     `json:"-"`
@@ -70,6 +72,7 @@ var setupNames = map[string]string{
 	"apache-proxy-daemon": "apache-mod_proxy_fcgi-daemon",
 	"nginx-daemon":        "nginx-daemon",
 	"nginx-fcgiwrap":      "nginx-fcgiwrap",
+	"apache-cgid-budget":  "apache-mod_cgid",
 }
 
 const usageText = `Usage: go run ./bench [flags]
@@ -80,7 +83,9 @@ stops everything. Prints a Markdown report; writes JSON (-json).
 
 Setups: apache-cgid, apache-fcgid (batch streams, as deploy.sh deploys
 it), apache-fcgid-live (FcgidOutputBufferSize 0), nginx-daemon,
-apache-proxy-daemon, nginx-fcgiwrap.
+apache-proxy-daemon, nginx-fcgiwrap, and apache-cgid-budget (mod_cgid
+with a budget of live streams, CHAT_MAX_STREAMS, and many readers, most
+of them polling).
 
 Flags:
 `
@@ -92,9 +97,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		fmt.Fprint(stderr, usageText)
 		fs.PrintDefaults()
 	}
-	setups := fs.String("setups", "apache-cgid,apache-fcgid,apache-fcgid-live,nginx-daemon", "comma-separated setups to measure")
+	setups := fs.String("setups", "apache-cgid,apache-fcgid,apache-fcgid-live,nginx-daemon,apache-cgid-budget", "comma-separated setups to measure")
 	streams := fs.String("streams", "10,200", "stream counts for per-process setups (CGI, mod_fcgid, fcgiwrap)")
 	daemonStreams := fs.String("daemon-streams", "10,200,1000", "stream counts for daemon setups")
+	budgetReaders := fs.String("budget-readers", "200,1000", "reader counts for the budget setup")
 	c := config{}
 	fs.Float64Var(&c.Rate, "rate", 5, "posts per second while measuring latency")
 	fs.Float64Var(&c.LatencySeconds, "latency-seconds", 10, "how long to post while measuring latency")
@@ -106,6 +112,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Float64Var(&c.StepSeconds, "step-seconds", 5, "length of each throughput step")
 	fs.IntVar(&c.Steps, "steps", 6, "throughput steps after the closed-loop probe (at most 12)")
 	fs.IntVar(&c.StartRuns, "start-runs", 20, "fresh post processes timed for the CGI start cost")
+	fs.IntVar(&c.Budget, "budget", 10, "CHAT_MAX_STREAMS of the budget setup")
 	fs.BoolVar(&c.Quick, "quick", false, "a tiny run for CI: apache-cgid, apache-fcgid and nginx-daemon, 3 streams, a few seconds each")
 	fs.BoolVar(&c.Hold, "hold", false, "deploy and start the first setup, print its URL and process ids, and wait for Ctrl-C (for profiling by hand)")
 	fs.StringVar(&c.JSON, "json", "", "write the report as JSON here (default .local/bench/bench-TIME.json)")
@@ -122,6 +129,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if c.DaemonStreams, err = parseCounts(*daemonStreams); err != nil {
 		return c, fmt.Errorf("-daemon-streams: %w", err)
 	}
+	if c.BudgetReaders, err = parseCounts(*budgetReaders); err != nil {
+		return c, fmt.Errorf("-budget-readers: %w", err)
+	}
 	for _, name := range strings.Split(*setups, ",") {
 		name = strings.TrimSpace(name)
 		if _, ok := setupNames[name]; !ok {
@@ -130,8 +140,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		c.Setups = append(c.Setups, name)
 	}
 	if c.Quick {
-		c.Setups = []string{"apache-cgid", "apache-fcgid", "nginx-daemon"}
-		c.Streams, c.DaemonStreams = []int{3}, []int{3}
+		c.Setups = []string{"apache-cgid", "apache-fcgid", "nginx-daemon", "apache-cgid-budget"}
+		c.Streams, c.DaemonStreams, c.Budget, c.BudgetReaders = []int{3}, []int{3}, 1, []int{3}
 		c.LatencySeconds, c.FanoutPosts, c.IdleSeconds, c.SettleSeconds = 1.5, 2, 1, 0.5
 		c.ThroughputStreams, c.Posters, c.StepSeconds, c.Steps = 2, 2, 1, 1
 		c.StartRuns = 3
@@ -148,6 +158,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, fmt.Errorf("-posters must be 1 to %d, -steps 0 to %d", maxPosters, maxSteps)
 	case c.ThroughputStreams < 0 || c.ThroughputStreams > maxStreams:
 		return c, fmt.Errorf("-throughput-streams must be 0 to %d", maxStreams)
+	case c.Budget < 1 || c.Budget > 1000:
+		return c, fmt.Errorf("-budget must be 1 to 1000")
 	}
 	if c.JSON == "" {
 		c.JSON = ".local/bench/bench-" + time.Now().UTC().Format("20060102-150405") + ".json"

@@ -23,8 +23,10 @@ import (
 
 // benchEnv is what the benchmark sets beyond deploy.sh's defaults: every
 // poster and stream comes from 127.0.0.1, so the per-address rate limit
-// and stream cap would refuse it.
-var benchEnv = []string{"CHAT_RATE_LIMIT=off", "CHAT_STREAMS_PER_CLIENT=0"}
+// and stream cap would refuse it; and the setups measure streams, not the
+// budget that turns them into polls past a few (the budget setup sets its
+// own).
+var benchEnv = []string{"CHAT_RATE_LIMIT=off", "CHAT_STREAMS_PER_CLIENT=0", "CHAT_MAX_STREAMS=0"}
 
 // Bounds of the orchestrator's waits.
 const (
@@ -93,7 +95,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		active = r
 		mu.Unlock()
 		res := &setupResult{Setup: s.Name, Short: name}
-		if err := r.do(func() { benchSetup(ctx, r, cfg, s, res) }); err != nil {
+		bench := benchSetup
+		if name == budgetSetup {
+			bench = benchBudget
+		}
+		if err := r.do(func() { bench(ctx, r, cfg, s, res) }); err != nil {
 			res.Error = err.Error()
 			fmt.Fprintf(stderr, "bench: %s failed: %v\n", name, err)
 		}
@@ -140,6 +146,7 @@ type setupResult struct {
 	Runs       []*streamRun      `json:"runs"`
 	Throughput *throughputResult `json:"throughput"`
 	StartCost  *startCost        `json:"cgi_start_cost"`
+	Budget     []*budgetRun      `json:"budget_runs,omitempty"`
 	Error      string            `json:"error,omitempty"`
 }
 
@@ -176,13 +183,7 @@ func benchSetup(ctx context.Context, rt *runner, cfg config, s hostkit.Setup, re
 		return
 	}
 	lg := startLoad(rt, h.URL)
-	roots := func() []int {
-		var pids []int
-		for _, p := range h.Procs() {
-			pids = append(pids, p.Pid())
-		}
-		return pids
-	}
+	roots := serverRoots(h)
 
 	fmt.Fprintf(os.Stderr, "bench: %s: idle servers, %v\n", res.Short, seconds(cfg.IdleSeconds))
 	time.Sleep(seconds(cfg.SettleSeconds))
@@ -249,6 +250,89 @@ func benchSetup(ctx context.Context, rt *runner, cfg config, s hostkit.Setup, re
 	fmt.Fprintf(os.Stderr, "bench: %s: CGI start cost, %d runs\n", res.Short, cfg.StartRuns)
 	sc := measureStartCost(ctx, h, cfg.StartRuns)
 	res.StartCost = &sc
+}
+
+// serverRoots returns what lists the processes the host's servers were
+// started as: their families are what serve it.
+func serverRoots(h *hostkit.Host) func() []int {
+	return func() []int {
+		var pids []int
+		for _, p := range h.Procs() {
+			pids = append(pids, p.Pid())
+		}
+		return pids
+	}
+}
+
+// budgetSetup is the setup that measures a budget of live streams with
+// many readers, most of them polling.
+const budgetSetup = "apache-cgid-budget"
+
+// budgetRun is what one count of readers measured on the budget setup.
+type budgetRun struct {
+	Readers int            `json:"readers"`
+	Budget  int            `json:"budget"`
+	Latency *latencyResult `json:"latency"`
+	// CPUPercent is what every process of the host used while posts were
+	// delivered (the web server, its CGI programs), in % of one core.
+	CPUPercent float64 `json:"cpu_percent"`
+	// MostProcesses is the most stream programs seen at once (sampled
+	// every 100 ms); MostLive of them had run 2 s or more (live streams:
+	// a poll's program answers and exits).
+	MostProcesses int    `json:"most_stream_processes"`
+	MostLive      int    `json:"most_live_stream_processes"`
+	Error         string `json:"error,omitempty"`
+}
+
+// benchBudget deploys s (mod_cgid) with CHAT_MAX_STREAMS set to the
+// budget, and for each reader count opens that many readers and measures
+// delivery, CPU and the stream programs running at once.
+func benchBudget(ctx context.Context, rt *runner, cfg config, s hostkit.Setup, res *setupResult) {
+	most := slices.Max(cfg.BudgetReaders)
+	h := hostkit.NewHost(rt, s)
+	h.Env = append(slices.DeleteFunc(slices.Clone(benchEnv), func(kv string) bool {
+		return strings.HasPrefix(kv, "CHAT_MAX_STREAMS=")
+	}), fmt.Sprintf("CHAT_MAX_STREAMS=%d", cfg.Budget))
+	res.StreamMode = "live, polls past the budget"
+	h.ApacheConf, h.NginxWorkerConnections, res.Raised = serverLimits(s, most, cfg.Posters)
+	fmt.Fprintf(os.Stderr, "bench: %s: deploying\n", res.Short)
+	h.Deploy(rt)
+	h.Start(rt)
+	lg := startLoad(rt, h.URL)
+	roots := serverRoots(h)
+	for i, n := range cfg.BudgetReaders {
+		if ctx.Err() != nil {
+			rt.Fatalf("interrupted")
+		}
+		if i > 0 {
+			drain(ctx, rt, h)
+		}
+		run := &budgetRun{Readers: n, Budget: cfg.Budget}
+		res.Budget = append(res.Budget, run)
+		fmt.Fprintf(os.Stderr, "bench: %s: %d readers, budget %d\n", res.Short, n, cfg.Budget)
+		room := hostkit.NewRoom("budget")
+		all := hostkit.Sample(rt, h.StreamProcesses)
+		live := hostkit.Sample(rt, func() int { return hostkit.OlderThan(hostkit.PIDsRunning(h.StreamBin), 2*time.Second) })
+		if rep := lg.call(ctx, rt, request{Op: "open", Room: room, Streams: n, WaitReady: true}); rep.Error != "" {
+			run.Error = rep.Error
+			all.Stop()
+			live.Stop()
+			lg.call(ctx, rt, request{Op: "close"})
+			continue
+		}
+		time.Sleep(seconds(cfg.SettleSeconds))
+		cpu0, at0 := cpuTotal(roots()), time.Now()
+		rep := lg.call(ctx, rt, request{Op: "latency", Room: room, Rate: cfg.Rate, Seconds: cfg.LatencySeconds, Poll: true})
+		run.CPUPercent = (cpuTotal(roots()) - cpu0).Seconds() / time.Since(at0).Seconds() * 100
+		run.Latency = rep.Latency
+		if rep.Error != "" {
+			run.Error = rep.Error
+		}
+		run.MostProcesses, _ = all.Stop()
+		run.MostLive, _ = live.Stop()
+		lg.call(ctx, rt, request{Op: "close"})
+	}
+	drain(ctx, rt, h)
 }
 
 // hold prints where the host is and waits for ctx to end (Ctrl-C), so

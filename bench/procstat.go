@@ -23,6 +23,7 @@ type procStat struct {
 	pid, ppid int
 	comm      string
 	cpu       uint64 // utime + stime, in clock ticks, of all its threads
+	children  uint64 // cutime + cstime: of its children it waited for
 	start     uint64 // start time since boot, in clock ticks: tells a reused pid
 }
 
@@ -44,11 +45,12 @@ func readStat(pid int) (procStat, bool) {
 	}
 	num := func(n int) uint64 { v, _ := strconv.ParseUint(f[n-3], 10, 64); return v }
 	return procStat{
-		pid:   pid,
-		ppid:  int(num(4)),
-		comm:  string(b[open+1 : end]),
-		cpu:   num(14) + num(15),
-		start: num(22),
+		pid:      pid,
+		ppid:     int(num(4)),
+		comm:     string(b[open+1 : end]),
+		cpu:      num(14) + num(15),
+		children: num(16) + num(17),
+		start:    num(22),
 	}, true
 }
 
@@ -115,6 +117,20 @@ func memory(pid int) (rss, pss uint64) {
 		}
 	}
 	return rss, 0
+}
+
+// cpuTotal returns the CPU time the family of roots has used, its own and
+// that of the children it waited for: under mod_cgid a CGI program that
+// ran and exited between two samples is counted in its parent's (the cgid
+// daemon's) total. The difference of two totals is what the family used
+// in between, short-lived programs included.
+func cpuTotal(roots []int) time.Duration {
+	all := allStats()
+	var ticks uint64
+	for _, pid := range family(all, roots) {
+		ticks += all[pid].cpu + all[pid].children
+	}
+	return time.Duration(ticks) * time.Second / clockTicks
 }
 
 // usage is the cost of a family of processes over a window of time.

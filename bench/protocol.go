@@ -11,6 +11,7 @@ type request struct {
 	Streams   int     `json:"streams,omitempty"`    // open: how many
 	WaitReady bool    `json:"wait_ready,omitempty"` // open: until each has its ready event
 	Batch     bool    `json:"batch,omitempty"`      // the streams answer in batch mode
+	Poll      bool    `json:"poll,omitempty"`       // some streams may poll (a budget), up to 30 s apart
 	Rate      float64 `json:"rate,omitempty"`       // latency: posts per second
 	Seconds   float64 `json:"seconds,omitempty"`    // latency: how long to post; throughput: one step
 	Posts     int     `json:"posts,omitempty"`      // fanout: how many posts, one at a time

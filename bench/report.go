@@ -145,6 +145,10 @@ func status(ok bool) string {
 func checkTargets(cfg config, setups []*setupResult) []target {
 	var ts []target
 	for _, s := range setups {
+		if s.Short == budgetSetup {
+			ts = append(ts, budgetTarget(s))
+			continue
+		}
 		hs, _ := hostkit.LookupSetup(s.Setup)
 		n, fast, rateGoal := 200, false, 300.0
 		if hs.Daemon {
@@ -200,6 +204,25 @@ func checkTargets(cfg config, setups []*setupResult) []target {
 		}
 	}
 	return ts
+}
+
+// budgetTarget checks the budget issue's goal: 1,000 readers on a budget
+// of 10 live streams under mod_cgid.
+func budgetTarget(s *setupResult) target {
+	t := target{Setup: s.Short, Goal: "1,000 readers on a budget of 10: p50 ≤ 1.5 s, p99 ≤ 5 s, ≤ 60 % of one core, nothing lost", Status: notMeasured}
+	for _, run := range s.Budget {
+		if run.Readers != 1000 || run.Budget != 10 || run.Latency == nil {
+			continue
+		}
+		l := run.Latency
+		t.Measured = fmt.Sprintf("p50 %s, p99 %s, %.0f %% of a core, %d lost, at most %d stream programs (%d live)",
+			ms(l.P50), ms(l.P99), run.CPUPercent, l.Lost, run.MostProcesses, run.MostLive)
+		t.Status = status(l.P50 <= 1500 && l.P99 <= 5000 && run.CPUPercent <= 60 && l.Lost == 0 && l.PostErrors == 0 && l.Posts > 0)
+	}
+	if t.Measured == "" {
+		t.Measured = "no run of 1,000 readers on a budget of 10"
+	}
+	return t
 }
 
 func mib(b uint64) float64 { return float64(b) / (1 << 20) }
@@ -312,6 +335,28 @@ func (r *report) markdown() string {
 			}
 			p("| %s | %s | %.2f %% | %s | %.1f MiB | %s | %.1f MiB | %s |\n", s.Short, thousands(run.Streams), cpu, perCPU,
 				mib(u.RSSBytes), perRSS, mib(u.PSSBytes), u.Comms)
+		}
+	}
+
+	budget := false
+	for _, s := range r.Setups {
+		budget = budget || len(s.Budget) > 0
+	}
+	if budget {
+		p("\n### A budget of live streams\n\n")
+		p("Apache mod_cgid with CHAT_MAX_STREAMS: the readers past the live streams the budget allows poll, at the interval the stream works out. Latency from each post's 201 to the event at every reader, live or polling; CPU of every process of the host while the posts were delivered, CGI programs included; the stream programs running at once, sampled every 100 ms (live: those that had run 2 s or more).\n\n")
+		p("| setup | readers | budget | p50 | p95 | p99 | max | lost | post errors | stream errors | CPU, %% of one core | stream programs at once (live) |\n")
+		p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, s := range r.Setups {
+			for _, run := range s.Budget {
+				l := run.Latency
+				if l == nil {
+					p("| %s | %s | %d | %s |  |  |  |  |  |  |  |  |\n", s.Short, thousands(run.Readers), run.Budget, oneLine(run.Error))
+					continue
+				}
+				p("| %s | %s | %d | %s | %s | %s | %s | %d | %d | %d | %.0f %% | %d (%d) |\n", s.Short, thousands(run.Readers), run.Budget,
+					ms(l.P50), ms(l.P95), ms(l.P99), ms(l.Max), l.Lost, l.PostErrors, l.StreamErrors, run.CPUPercent, run.MostProcesses, run.MostLive)
+			}
 		}
 	}
 

@@ -5,6 +5,10 @@
 // Room names as the server accepts them (1–32 letters, digits, - or _).
 export const roomPattern = /^[A-Za-z0-9_-]{1,32}$/;
 
+// What roomPattern allows, in a sentence for the reader.
+export const roomRule =
+  "Room names are 1 to 32 letters (A to Z, without accents), digits, hyphens (-) or underscores (_), with no spaces.";
+
 // The room used when the address names none.
 export const defaultRoom = "lobby";
 
@@ -100,15 +104,33 @@ export function nickColor(nick) {
   return "nick-" + (h % 8);
 }
 
+// Formats in the reader's language, made once: making one for each message
+// (as toLocaleTimeString does) was most of the cost of showing a message.
+const clockFormat = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit" });
+const dayFormat = new Intl.DateTimeFormat([], { weekday: "long", year: "numeric", month: "long", day: "numeric" });
+const fullFormat = new Intl.DateTimeFormat([], {
+  year: "numeric",
+  month: "numeric",
+  day: "numeric",
+  hour: "numeric",
+  minute: "numeric",
+  second: "numeric",
+});
+
 // clock shows a time as the reader's local hours and minutes.
 export function clock(date) {
-  return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  return clockFormat.format(date);
+}
+
+// fullTime shows a date and time in full, for a message's tooltip.
+export function fullTime(date) {
+  return fullFormat.format(date);
 }
 
 // dayName names a date in the reader's language, for the line that starts
 // each day in the log.
 export function dayName(date) {
-  return date.toLocaleDateString([], { weekday: "long", year: "numeric", month: "long", day: "numeric" });
+  return dayFormat.format(date);
 }
 
 // dayKey tells whether two times fall on the same local day.
@@ -140,10 +162,48 @@ export function validNick(nick) {
   return { nick: n };
 }
 
-// nickKey gives the form under which the server compares nicks: two nicks
+// nickKey gives the form under which the page compares nicks: two nicks
 // with the same key are the same nick (case and look-alikes such as
-// full-width letters do not count). The server folds case fully; lower
-// case is close enough for the page's hint.
+// full-width letters do not count). It is NFKC, then case folded, as the
+// server compares them today; upper then lower case stands for the
+// server's full case folding (ß and ss, ς and σ are one). Where the server
+// goes further (confusable letters from other scripts), a hint from the
+// page may miss.
 export function nickKey(nick) {
-  return nick.normalize("NFKC").toLowerCase();
+  return nick.normalize("NFKC").toUpperCase().toLowerCase();
+}
+
+// Letters, digits, marks and the underscore: what a nick must not run into
+// to be named in a text ("ada" is not named in "adam").
+const wordChar = /[\p{L}\p{N}\p{M}\p{Pc}]/u;
+
+// mentions reports whether text names nick: the nick's key occurs in the
+// text's key, on word boundaries where the nick starts or ends with a
+// letter or digit ("@ada!", "ADA:", "ａｄａ" name ada).
+export function mentions(text, nick) {
+  const key = nickKey(nick.trim());
+  if (key === "") {
+    return false;
+  }
+  const t = nickKey(text);
+  const starts = wordChar.test(String.fromCodePoint(key.codePointAt(0)));
+  const ends = wordChar.test([...key].at(-1));
+  for (let i = t.indexOf(key); i >= 0; i = t.indexOf(key, i + 1)) {
+    const before = [...t.slice(Math.max(0, i - 2), i)].at(-1) ?? "";
+    const after = i + key.length < t.length ? String.fromCodePoint(t.codePointAt(i + key.length)) : "";
+    if ((!starts || !wordChar.test(before)) && (!ends || !wordChar.test(after))) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// textLength counts characters as the server does (code points), not as
+// JavaScript's length does (UTF-16 units: an emoji is two).
+export function textLength(text) {
+  let n = 0;
+  for (const _ of text) {
+    n++;
+  }
+  return n;
 }

@@ -44,9 +44,15 @@ const (
 	DefaultRateLimit        = "5/10s"
 	DefaultNickHours        = 24
 	DefaultStreamsPerClient = 10
-	DefaultKeepMessages     = 10000
-	DefaultKeepDays         = 0
-	DefaultIPv6Prefix       = 64
+	// DefaultMaxStreams is the budget of live streams of a host whose
+	// every stream is a process (CGI, mod_fcgid): 8 of a shared host's
+	// usual 20 entry processes, leaving the rest for posts, polls, the
+	// page and the owner's other scripts. A daemon multiplexes streams in
+	// one process and has no budget by default.
+	DefaultMaxStreams   = 8
+	DefaultKeepMessages = 10000
+	DefaultKeepDays     = 0
+	DefaultIPv6Prefix   = 64
 )
 
 // Defaults of the bounds on storage (docs/configuration.md says why these
@@ -78,6 +84,7 @@ type Config struct {
 	TrustedProxies   string        // CHAT_TRUSTED_PROXIES: addresses whose X-Forwarded-For is believed
 	NickHold         time.Duration // CHAT_NICK_HOURS: how long an idle nick stays its owner's
 	StreamsPerClient int           // CHAT_STREAMS_PER_CLIENT: open streams per client address; 0 is no cap
+	MaxStreams       int           // CHAT_MAX_STREAMS: live streams this host holds at once; 0 is no budget, -1 the mode's default
 	KeepMessages     int           // CHAT_KEEP_MESSAGES: messages kept per room; 0 keeps all
 	KeepDays         int           // CHAT_KEEP_DAYS: days a message is kept; 0 keeps it forever
 	KeepTotalMB      int           // CHAT_KEEP_TOTAL_MB: megabytes of messages kept in all rooms; 0 keeps all
@@ -134,6 +141,7 @@ func Load(getenv func(string) string) (Config, error) {
 		{"CHAT_HISTORY", DefaultHistory, 0, 1000, "messages", func(n int) { c.History = n }},
 		{"CHAT_NICK_HOURS", DefaultNickHours, 0, 24 * 365, "hours", func(n int) { c.NickHold = time.Duration(n) * time.Hour }},
 		{"CHAT_STREAMS_PER_CLIENT", DefaultStreamsPerClient, 0, 100000, "streams", func(n int) { c.StreamsPerClient = n }},
+		{"CHAT_MAX_STREAMS", -1, 0, 100000, "streams", func(n int) { c.MaxStreams = n }},
 		{"CHAT_KEEP_MESSAGES", DefaultKeepMessages, 0, 100000000, "messages", func(n int) { c.KeepMessages = n }},
 		{"CHAT_KEEP_DAYS", DefaultKeepDays, 0, 100000, "days", func(n int) { c.KeepDays = n }},
 		{"CHAT_KEEP_TOTAL_MB", DefaultKeepTotalMB, 0, 1000000, "megabytes", func(n int) { c.KeepTotalMB = n }},
@@ -288,6 +296,19 @@ func proxies(s string) (string, error) {
 		out = append(out, prefix.Masked().String())
 	}
 	return strings.Join(out, ","), nil
+}
+
+// StreamBudget returns how many live streams this host may hold at once:
+// CHAT_MAX_STREAMS, or by default DefaultMaxStreams where every stream is a
+// process (not concurrent: CGI, mod_fcgid) and no budget (0) for a daemon.
+func (c Config) StreamBudget(concurrent bool) int {
+	switch {
+	case c.MaxStreams >= 0:
+		return c.MaxStreams
+	case concurrent:
+		return 0
+	}
+	return DefaultMaxStreams
 }
 
 // TrustedPrefixes returns the parsed CHAT_TRUSTED_PROXIES.
@@ -460,6 +481,9 @@ var Help = fmt.Sprintf(`Settings (environment variables; SetEnv, fastcgi_param o
                           bits, for limits, caps and bans (default %d)
   CHAT_NICK_HOURS         an idle nick stays its owner's this long (default %d)
   CHAT_STREAMS_PER_CLIENT open streams per client address, 0: no cap (default %d)
+  CHAT_MAX_STREAMS        live streams this host holds at once; past it
+                          readers poll; 0: no budget (default %d under CGI
+                          and mod_fcgid, 0 for the daemons)
   CHAT_KEEP_MESSAGES      messages kept per room, 0: all (default %d)
   CHAT_KEEP_DAYS          days messages are kept, 0: forever (default %d)
   CHAT_KEEP_TOTAL_MB      megabytes of messages kept in all rooms together,
@@ -468,5 +492,5 @@ var Help = fmt.Sprintf(`Settings (environment variables; SetEnv, fastcgi_param o
                           hours, 0: no cap (default %d)
   CHAT_LOG_LEVEL          debug, info, warn or error (default info)
 `, DefaultDBDir, DefaultDBName, DefaultStreamSeconds, DefaultHeartbeatSeconds, DefaultPollMS, DefaultServerPollMS, DefaultHistory,
-	DefaultRateLimit, DefaultIPv6Prefix, DefaultNickHours, DefaultStreamsPerClient, DefaultKeepMessages, DefaultKeepDays,
+	DefaultRateLimit, DefaultIPv6Prefix, DefaultNickHours, DefaultStreamsPerClient, DefaultMaxStreams, DefaultKeepMessages, DefaultKeepDays,
 	DefaultKeepTotalMB, DefaultRoomsPerDay)

@@ -30,6 +30,7 @@ func TestLoadDefaults(t *testing.T) {
 		RateLimit:        config.Rate{N: 5, Per: 10 * time.Second},
 		NickHold:         24 * time.Hour,
 		StreamsPerClient: 10,
+		MaxStreams:       -1,
 		KeepMessages:     10000,
 		KeepTotalMB:      100,
 		RoomsPerDay:      20,
@@ -78,6 +79,7 @@ func TestLoadValues(t *testing.T) {
 		"CHAT_TRUSTED_PROXIES":    "127.0.0.1, 10.1.2.3/8,::1",
 		"CHAT_NICK_HOURS":         "0",
 		"CHAT_STREAMS_PER_CLIENT": "0",
+		"CHAT_MAX_STREAMS":        "12",
 		"CHAT_KEEP_MESSAGES":      "100",
 		"CHAT_KEEP_DAYS":          "30",
 		"CHAT_ALLOWED_HOSTS":      " Chat.Example.org., *.example.net,[::1], 127.0.0.1 ",
@@ -93,9 +95,35 @@ func TestLoadValues(t *testing.T) {
 		AllowedOrigins: "https://example.org,http://127.0.0.1:8080",
 		TrustedProxies: "127.0.0.1/32,10.0.0.0/8,::1/128",
 		AllowedHosts:   "chat.example.org,*.example.net,::1,127.0.0.1",
-		KeepMessages:   100, KeepDays: 30, IPv6Prefix: 56, KeepTotalMB: 0, RoomsPerDay: 3}
+		MaxStreams:     12, KeepMessages: 100, KeepDays: 30, IPv6Prefix: 56, KeepTotalMB: 0, RoomsPerDay: 3}
 	if got != want {
 		t.Errorf("Load() = %+v, want %+v", got, want)
+	}
+}
+
+// TestStreamBudget checks the budget of live streams: CHAT_MAX_STREAMS
+// when set (0 turns it off), else a share of a shared host's processes
+// where every stream is one, and none for a daemon.
+func TestStreamBudget(t *testing.T) {
+	tests := []struct {
+		set        string
+		concurrent bool
+		want       int
+	}{
+		{"", false, config.DefaultMaxStreams},
+		{"", true, 0},
+		{"10", false, 10},
+		{"10", true, 10},
+		{"0", false, 0},
+	}
+	for _, tt := range tests {
+		c, err := config.Load(env(map[string]string{"CHAT_DB": "/srv/x.db", "CHAT_MAX_STREAMS": tt.set}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.StreamBudget(tt.concurrent); got != tt.want {
+			t.Errorf("CHAT_MAX_STREAMS=%q, concurrent %v: budget %d, want %d", tt.set, tt.concurrent, got, tt.want)
+		}
 	}
 }
 
@@ -125,6 +153,7 @@ func TestLoadErrors(t *testing.T) {
 		{"OriginNoScheme", "CHAT_ALLOWED_ORIGINS", "example.org", "CHAT_ALLOWED_ORIGINS"},
 		{"ProxyName", "CHAT_TRUSTED_PROXIES", "proxy.local", "CHAT_TRUSTED_PROXIES"},
 		{"StreamsNegative", "CHAT_STREAMS_PER_CLIENT", "-1", "CHAT_STREAMS_PER_CLIENT"},
+		{"BudgetNegative", "CHAT_MAX_STREAMS", "-1", "CHAT_MAX_STREAMS"},
 		{"HostWithScheme", "CHAT_ALLOWED_HOSTS", "https://chat.example.org", `CHAT_ALLOWED_HOSTS must list host names`},
 		{"HostWithPort", "CHAT_ALLOWED_HOSTS", "chat.example.org:8080", "CHAT_ALLOWED_HOSTS"},
 		{"HostWithSpace", "CHAT_ALLOWED_HOSTS", "chat example", "CHAT_ALLOWED_HOSTS"},

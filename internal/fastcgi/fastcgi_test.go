@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,17 +17,10 @@ import (
 	"cgichat/test/fcgiclient"
 )
 
-// serve runs Serve with h on a fresh Unix socket and returns its path.
+// serve serves h on a fresh Unix socket and returns its path.
 func serve(t *testing.T, h http.Handler) string {
 	t.Helper()
-	sock := filepath.Join(t.TempDir(), "fcgi.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go Serve(l, h)
-	return sock
+	return serveWith(t, &Server{Handler: h})
 }
 
 // front returns an HTTP server that forwards to h over FastCGI, as a web

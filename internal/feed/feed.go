@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -73,13 +74,17 @@ func EncodePresence(room string, nicks []string) Frame {
 }
 
 // mustJSON marshals values made only of strings, integers and slices of
-// them, which cannot fail.
+// them, which cannot fail. It leaves <, > and & as they are: the page puts
+// text in as text, never as HTML, and escaping them would make a message
+// of 2,000 '<' six times as long on the wire.
 func mustJSON(v any) string {
-	data, err := json.Marshal(v)
-	if err != nil {
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
 		panic("feed: encode event: " + err.Error())
 	}
-	return string(data)
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 // Feed reads new messages once per change and hands them to subscribers.
@@ -92,8 +97,14 @@ type Feed struct {
 
 	// owner names this feed's rows in the streams table; renew is how
 	// often they are renewed, stale how long presence outlives a stream.
+	// host names the web host, for the budget of live streams.
 	owner        string
+	host         string
 	renew, stale time.Duration
+
+	// live holds the sessions that hold their process, by row, so that
+	// the ones whose readers opened a newer stream can be told to end.
+	live map[int64]*Session
 
 	mu     sync.Mutex
 	rooms  map[string]map[*Sub]struct{}
@@ -112,6 +123,9 @@ type Feed struct {
 	notify func()
 	// Set by PauseWakeUps: the wake-up listener, paused while idle.
 	waker Waker
+
+	// Set by Start: wakes the host's other stream processes.
+	wakeOthers func()
 
 	// Set by Start: what ends Run, and what Close releases.
 	stop    context.CancelFunc
@@ -178,6 +192,8 @@ func New(st *store.Store, changes *store.Changes, poll, renew, stale time.Durati
 		wake:     wake,
 		log:      log,
 		owner:    hex.EncodeToString(id[:]),
+		host:     hostname(),
+		live:     make(map[int64]*Session),
 		renew:    renew,
 		stale:    stale,
 		rooms:    make(map[string]map[*Sub]struct{}),
@@ -188,6 +204,40 @@ func New(st *store.Store, changes *store.Changes, poll, renew, stale time.Durati
 
 // Owner returns the name under which this feed renews stream rows.
 func (f *Feed) Owner() string { return f.owner }
+
+// hostname names this web host in the streams table, for the budget of
+// live streams each host keeps.
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return ""
+	}
+	return h
+}
+
+// endSuperseded tells the live sessions whose readers opened a newer
+// stream (in this process or another) to end.
+func (f *Feed) endSuperseded(ctx context.Context) {
+	f.mu.Lock()
+	n := len(f.live)
+	f.mu.Unlock()
+	if n == 0 {
+		return
+	}
+	ids, err := f.store.Superseded(ctx, f.owner)
+	if err != nil {
+		f.log.Warn("feed: reading superseded streams failed", "err", err)
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, id := range ids {
+		if s, ok := f.live[id]; ok {
+			delete(f.live, id)
+			close(s.superseded)
+		}
+	}
+}
 
 // Sub is one stream's subscription to a room.
 type Sub struct {
@@ -302,6 +352,7 @@ func (f *Feed) Run(ctx context.Context) {
 			if err := f.store.TouchStreams(ctx, f.owner); err != nil {
 				f.log.Warn("feed: renewing streams failed", "err", err)
 			}
+			f.endSuperseded(rctx)
 			continue
 		}
 		changed, err := f.changes.Changed(rctx)
@@ -314,6 +365,7 @@ func (f *Feed) Run(ctx context.Context) {
 				f.notify()
 			}
 			f.presenceDirty = true
+			f.endSuperseded(rctx)
 		}
 		if f.presenceDirty && time.Since(f.presenceRead) >= presenceEvery {
 			f.readPresence(rctx)
@@ -338,7 +390,7 @@ func (f *Feed) readPresence(ctx context.Context) {
 	}
 	f.mu.Unlock()
 	for _, room := range rooms {
-		nicks, err := f.store.Presence(ctx, room, f.stale)
+		nicks, err := f.store.Presence(ctx, room, f.stale, PollWindow)
 		if err != nil {
 			f.log.Warn("feed: reading presence failed", "err", err)
 			return

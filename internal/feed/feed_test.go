@@ -1,11 +1,15 @@
 package feed_test
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -13,6 +17,7 @@ import (
 
 	"cgichat/internal/chat"
 	"cgichat/internal/feed"
+	"cgichat/internal/sse"
 	"cgichat/internal/store"
 	"cgichat/internal/wake"
 )
@@ -83,10 +88,13 @@ func receive(t *testing.T, s *feed.Sub) feed.Frame {
 	}
 }
 
+// TestEncode checks that a message is one event whatever its text holds:
+// line breaks escaped by JSON, and <, > and & left as they are (the page
+// shows text as text), so markup costs no more on the wire than itself.
 func TestEncode(t *testing.T) {
-	fr := feed.Encode(chat.Message{ID: 3, Room: "r", Nick: "n", Text: "a\n\nevent: x\ndata: <y>", Time: "t"})
+	fr := feed.Encode(chat.Message{ID: 3, Room: "r", Nick: "n", Text: "a\n\nevent: x\ndata: <y>&\u2028", Time: "t"})
 	want := "id: 3\nevent: message\ndata: " +
-		`{"id":3,"room":"r","nick":"n","text":"a\n\nevent: x\ndata: \u003cy\u003e","time":"t"}` + "\n\n"
+		`{"id":3,"room":"r","nick":"n","text":"a\n\nevent: x\ndata: <y>&\u2028","time":"t"}` + "\n\n"
 	if got := string(fr.Bytes); got != want {
 		t.Errorf("Encode = %q, want %q", got, want)
 	}
@@ -323,5 +331,56 @@ func TestLeaderDoesNotRepeatWakeUps(t *testing.T) {
 	}
 	if n := notified.Load(); n != 0 {
 		t.Errorf("a message that came with a wake-up made the leader wake the others %d times, want 0", n)
+	}
+}
+
+// TestSessionWritesTheBacklogInChunks resumes a session from the start of
+// a room of long messages: the backlog comes in chunks of at most 64 KiB
+// (plus the event that crosses the mark), every message once and in
+// order, then ready.
+func TestSessionWritesTheBacklogInChunks(t *testing.T) {
+	st, f := start(t, time.Hour, nil)
+	long := strings.Repeat("<", chat.MaxTextLen)
+	var want []int64
+	for range 250 {
+		want = append(want, insert(t, st, "lobby", long).ID)
+	}
+	ctx := context.Background()
+	s, err := f.Open(ctx, feed.Request{Room: "lobby", Resume: true, Mode: "live", Lifetime: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const most = 64<<10 + 4096 // a chunk, and the event that crosses the mark
+	var got []int64
+	for chunks := 0; ; chunks++ {
+		b, err := s.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) > most {
+			t.Fatalf("chunk %d holds %d bytes, want at most %d", chunks, len(b), most)
+		}
+		r := sse.NewReader(bufio.NewReader(bytes.NewReader(b)))
+		ready := false
+		for {
+			ev, err := r.Next()
+			if err != nil {
+				break
+			}
+			switch ev.Type {
+			case "message":
+				id, _ := strconv.ParseInt(ev.ID, 10, 64)
+				got = append(got, id)
+			case "ready":
+				ready = true
+			}
+		}
+		if ready {
+			break
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("the backlog sent %d ids, want the %d messages once, in order", len(got), len(want))
 	}
 }

@@ -2,8 +2,10 @@ package feed
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	mathrand "math/rand/v2"
 	"strings"
 	"time"
 
@@ -30,8 +32,13 @@ const (
 // heartbeats. 2 KiB is the customary SSE padding for buffering proxies.
 var openingPad = strings.Repeat(" ", 2048)
 
-// backlogPage bounds one read of missed messages.
-const backlogPage = 500
+// backlogPage bounds one read of missed messages, and chunkBytes how much
+// a session puts together before it is written: a reader that does not
+// read holds at most one page and one chunk, however long the backlog.
+const (
+	backlogPage = 100
+	chunkBytes  = 64 << 10
+)
 
 // Request is what one reader's stream asks for, with the rule that ends
 // it.
@@ -40,7 +47,7 @@ type Request struct {
 	After   int64 // the Last-Event-ID, when Resume
 	Resume  bool
 	History int    // messages sent on first join, without Resume
-	Mode    string // named in the ready event (live, batch)
+	Mode    string // named in the ready event (live, batch; poll when granted so)
 
 	// Retry is the reconnection delay sent first (retry:).
 	Retry time.Duration
@@ -50,15 +57,61 @@ type Request struct {
 	// backlog's or a new one (batch mode: the browser reconnects).
 	EndAfterMessages bool
 
+	// Budget is how many stream requests the host may hold at once (0:
+	// no budget): live streams, but for a quarter kept for polls. Past it
+	// the request is answered as a poll: what is pending, ready with mode
+	// poll and a retry: that keeps the pollers' requests within the
+	// budget, then the end.
+	Budget int
+	// Started is when the request began to cost the host: for a CGI
+	// program, when its process started. A poll's cost is measured from
+	// it.
+	Started time.Time
+
 	// The reader, for the streams table: who (Nick; shown only when
-	// NickKey is free or held, by Held, within NickHold) and from where
-	// (Addr, which may hold Cap open streams; 0 is no cap).
+	// NickKey is free or held, by Held, within NickHold), which reader
+	// (Reader, the page's id: a newer stream of the same reader ends this
+	// one) and from where (Addr, which may hold Cap open streams; 0 is no
+	// cap).
 	Nick     string
 	NickKey  string
 	Held     []int64
 	NickHold time.Duration
+	Reader   string
 	Addr     string
 	Cap      int
+}
+
+// ModePoll names, in the ready event, a request answered at once because
+// the host's budget of live streams was full.
+const ModePoll = "poll"
+
+// Poll intervals. The pollers of a host together keep, on average, no more
+// requests running than the budget's reserve for polls
+// (store.PollReserve), going by what their polls took (firstPollCost
+// before any is known); each polls at most once a second and at least
+// every 30 s (under 10 s but with slow polls or hundreds of pollers: see
+// docs/contract.md). Each interval is
+// spread by a fifth either way, so that pollers do not come together.
+const (
+	firstPollCost = 50 * time.Millisecond
+	pollMin       = time.Second
+	pollMax       = 30 * time.Second
+)
+
+// PollWindow is how long a poll counts its reader as polling and present:
+// longer than the longest poll interval.
+const PollWindow = pollMax + 10*time.Second
+
+// pollRetry returns the retry: for one poll among pollers whose polls take
+// cost each, on a host whose budget keeps reserve requests for polls.
+func pollRetry(pollers int, cost time.Duration, reserve int) time.Duration {
+	if cost <= 0 {
+		cost = firstPollCost
+	}
+	d := 2 * time.Duration(pollers) * cost / time.Duration(max(reserve, 1))
+	d = time.Duration(float64(d) * (0.8 + 0.4*mathrand.Float64()))
+	return min(max(d, pollMin), pollMax)
 }
 
 // Session is one reader's stream: its row in the streams table, its
@@ -66,13 +119,18 @@ type Request struct {
 // gap), the backlog, and then the live frames, each message sent once, in
 // id order. Next gives the bytes to write; Close ends it.
 type Session struct {
-	f   *Feed
-	req Request
-	row int64
-	sub *Sub
+	f    *Feed
+	req  Request
+	row  int64
+	sub  *Sub
+	poll bool // granted as a poll: ends after the backlog
+	// superseded is closed when the reader opened a newer stream.
+	superseded chan struct{}
 
 	first   []chat.Message // the backlog's first page, read by Open
 	trimmed int64          // the room's highest pruned id, when resuming
+	// pending is the rest of a page read but not yet put in a chunk.
+	pending []chat.Message
 
 	state    sessionState
 	buf      []byte
@@ -100,14 +158,31 @@ const (
 // first page of the backlog, so that a database error can still be told
 // before anything is written.
 func (f *Feed) Open(ctx context.Context, req Request) (*Session, error) {
-	row, err := f.store.OpenStream(ctx, store.StreamInput{
+	g, err := f.store.OpenStream(ctx, store.StreamInput{
 		Owner: f.owner, Room: req.Room, Nick: req.Nick, NickKey: req.NickKey, Held: req.Held,
-		NickHold: req.NickHold, Addr: req.Addr, Cap: req.Cap, Stale: f.stale,
+		NickHold: req.NickHold, Reader: req.Reader, Host: f.host, Addr: req.Addr, Cap: req.Cap,
+		Budget: req.Budget, Stale: f.stale, PollWindow: PollWindow,
 	})
 	if err != nil {
 		return nil, err
 	}
-	s := &Session{f: f, req: req, row: row, after: req.After, started: time.Now()}
+	if g.Superseded > 0 && f.wakeOthers != nil {
+		// The reader's older streams, wherever they are, end at their
+		// process's next wake-up.
+		f.wakeOthers()
+	}
+	if req.Started.IsZero() {
+		req.Started = time.Now()
+	}
+	s := &Session{f: f, req: req, row: g.ID, after: req.After, started: req.Started, superseded: make(chan struct{})}
+	if g.Poll {
+		s.poll = true
+		s.req.Mode, s.req.Retry = ModePoll, pollRetry(g.Pollers, g.PollCost, store.PollReserve(req.Budget))
+	} else {
+		f.mu.Lock()
+		f.live[s.row] = s
+		f.mu.Unlock()
+	}
 	if s.sub, err = f.Subscribe(ctx, req.Room); err != nil {
 		s.Close()
 		return nil, err
@@ -133,13 +208,16 @@ func (s *Session) Close() {
 	if s.sub != nil {
 		s.f.Unsubscribe(s.sub)
 	}
+	s.f.mu.Lock()
+	delete(s.f.live, s.row)
+	s.f.mu.Unlock()
 	if s.end != nil {
 		s.end.Stop()
 		s.beat.Stop()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := s.f.store.CloseStream(ctx, s.row); err != nil {
+	if err := s.f.store.CloseStream(ctx, s.row, time.Since(s.req.Started)); err != nil {
 		s.f.log.Warn("stream: closing its row failed", "err", err)
 	}
 }
@@ -168,6 +246,10 @@ func (s *Session) Next(ctx context.Context) ([]byte, error) {
 	} else {
 		s.buf = s.buf[:0]
 	}
+	if len(s.pending) > 0 {
+		s.emit()
+		return s.buf, nil
+	}
 	switch s.state {
 	case stateOpening:
 		s.opening()
@@ -176,7 +258,7 @@ func (s *Session) Next(ctx context.Context) ([]byte, error) {
 		if err := s.page(ctx); err != nil {
 			return s.fail("backlog read failed", err)
 		}
-		if s.state == stateBacklog {
+		if len(s.buf) > 0 || s.state == stateBacklog {
 			return s.buf, nil
 		}
 		fallthrough
@@ -200,12 +282,12 @@ func (s *Session) opening() {
 		s.buf = sse.AppendEvent(s.buf, s.trimmed, EventTrimmed, fmt.Sprintf(`{"room":%q,"through":%d}`, s.req.Room, s.trimmed))
 		s.after = s.trimmed
 	}
-	s.messages(s.first)
 	s.state = stateReady
 	if s.req.Resume && len(s.first) == backlogPage {
 		s.state = stateBacklog
 	}
-	s.first = nil
+	s.pending, s.first = s.first, nil
+	s.emit()
 }
 
 // page adds the next page of messages after the last one sent, and moves
@@ -215,7 +297,8 @@ func (s *Session) page(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.messages(ms)
+	s.pending = ms
+	s.emit()
 	if len(ms) < backlogPage {
 		if s.state == stateBacklog {
 			s.state = stateReady
@@ -229,15 +312,19 @@ func (s *Session) page(ctx context.Context) error {
 // part; a stream that ends after messages ends here when the backlog had
 // some.
 func (s *Session) ready(ctx context.Context) {
-	s.buf = sse.AppendEvent(s.buf, 0, EventReady, `{"mode":"`+s.req.Mode+`"}`)
-	if nicks, err := s.f.store.Presence(ctx, s.req.Room, s.f.stale); err == nil {
+	s.buf = sse.AppendEvent(s.buf, 0, EventReady, fmt.Sprintf(`{"mode":%q,"retry":%d}`, s.req.Mode, s.req.Retry.Milliseconds()))
+	if nicks, err := s.f.store.Presence(ctx, s.req.Room, s.f.stale, PollWindow); err == nil {
 		fr := EncodePresence(s.req.Room, nicks)
 		s.frame(&fr)
 	} else {
 		s.f.log.Warn("stream: reading presence failed", "err", err)
 	}
 	s.state = stateLive
-	if s.req.EndAfterMessages && s.sent > 0 {
+	switch {
+	case s.poll:
+		s.state, s.reason = stateEnded, "polled"
+		return
+	case s.req.EndAfterMessages && s.sent > 0:
 		s.state, s.reason = stateEnded, "backlog sent"
 		return
 	}
@@ -255,7 +342,15 @@ func (s *Session) live(ctx context.Context) ([]byte, error) {
 	}
 	select {
 	case <-ctx.Done():
-		return s.stop("shutdown")
+		// The cause tells a shutdown from a web server that closed the
+		// connection or aborted the request (internal/fastcgi).
+		reason := "shutdown"
+		if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) {
+			reason = c.Error()
+		}
+		return s.stop(reason)
+	case <-s.superseded:
+		return s.stop("superseded")
 	case <-s.end.C:
 		if s.req.EndAfterMessages {
 			return s.stop("long poll ended")
@@ -266,7 +361,7 @@ func (s *Session) live(ctx context.Context) ([]byte, error) {
 		return s.buf, nil
 	case fr := <-s.sub.C():
 		s.frame(fr)
-		for more := true; more; {
+		for more := true; more && len(s.buf) < chunkBytes; {
 			select {
 			case fr := <-s.sub.C():
 				s.frame(fr)
@@ -289,7 +384,7 @@ func (s *Session) live(ctx context.Context) ([]byte, error) {
 // afterMessages returns what was added, ending the stream after it when
 // the rule says so.
 func (s *Session) afterMessages() ([]byte, error) {
-	if s.req.EndAfterMessages && s.sent > 0 && !s.catching {
+	if s.req.EndAfterMessages && s.sent > 0 && !s.catching && len(s.pending) == 0 {
 		s.state, s.reason = stateEnded, "message sent"
 	}
 	return s.buf, nil
@@ -321,9 +416,12 @@ func (s *Session) frame(fr *Frame) {
 	s.sent++
 }
 
-func (s *Session) messages(ms []chat.Message) {
-	for _, m := range ms {
-		fr := Encode(m)
+// emit encodes pending messages into the chunk until it is full.
+func (s *Session) emit() {
+	for len(s.pending) > 0 && len(s.buf) < chunkBytes {
+		fr := Encode(s.pending[0])
 		s.frame(&fr)
+		s.pending[0] = chat.Message{} // let its text go
+		s.pending = s.pending[1:]
 	}
 }

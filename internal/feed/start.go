@@ -31,7 +31,8 @@ type Options struct {
 func StaleAfter(heartbeat time.Duration) time.Duration { return 3*heartbeat + 5*time.Second }
 
 // Start runs a feed over st until Close: it listens for this host's
-// wake-ups in o.WakeDir (or, where that fails, only polls), shares the
+// wake-ups in o.WakeDir (polling only while the directory cannot be used,
+// which the log says once, and binding again when it vanishes), shares the
 // polling with the other processes of the host (one polls every o.Poll,
 // the others once a second, woken by it), and pauses its wake-up socket
 // while nobody reads it.
@@ -51,11 +52,12 @@ func Start(ctx context.Context, st *store.Store, o Options) (*Feed, error) {
 	if listener != nil {
 		f.PauseWakeUps(listener)
 		lead := wake.NewLead(o.WakeDir)
-		f.Share(lead, func() {
+		f.wakeOthers = func() {
 			if _, err := notifier.Notify(); err != nil {
 				o.Log.Warn("wake-up failed", "err", err)
 			}
-		})
+		}
+		f.Share(lead, f.wakeOthers)
 		f.closers = append(f.closers, listener.Close, notifier.Close, lead.Close)
 	}
 	ctx, f.stop = context.WithCancel(ctx)

@@ -17,8 +17,8 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -180,7 +180,7 @@ func Main(p Program, args []string) int {
 	}
 	h := p.Build(env)
 	defer h.Close()
-	if err := serveFastCGI(ctx, l, h); err != nil {
+	if err := serveFastCGI(ctx, l, h, env); err != nil {
 		log.Error("fastcgi: serving failed", "err", err)
 		return 1
 	}
@@ -219,8 +219,9 @@ Documentation: README.md and docs/ in the cgichat source.
 }
 
 // withBase returns h with every request's context also ended when base
-// ends, so streams finish cleanly on SIGTERM: neither Go's cgi package nor
-// internal/fastcgi cancels a request's context itself.
+// ends, so streams finish cleanly on SIGTERM: Go's cgi package never ends
+// a request's context, and internal/fastcgi ends it only when the web
+// server aborts the request or closes its connection.
 func withBase(base context.Context, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithCancel(r.Context())
@@ -231,91 +232,52 @@ func withBase(base context.Context, h http.Handler) http.Handler {
 }
 
 // serveFastCGI serves l until ctx ends, then waits up to shutdownGrace for
-// the requests in flight and for their connections to close.
-func serveFastCGI(ctx context.Context, l net.Listener, h http.Handler) error {
-	var requests, conns counter
-	tl := &trackingListener{Listener: l, conns: &conns}
-	handler := withBase(ctx, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		requests.add(1)
-		defer requests.add(-1)
-		h.ServeHTTP(w, r)
-	}))
-	go func() {
-		<-ctx.Done()
-		l.Close()
-	}()
-	err := fastcgi.Serve(tl, handler)
-	if ctx.Err() == nil {
+// the requests in flight and for their connections to close. It raises
+// the open-file limit and serves as many connections as the limit leaves
+// room for, answering those past it 503 (connLimits), and honours
+// FCGI_WEB_SERVER_ADDRS.
+func serveFastCGI(ctx context.Context, l net.Listener, h http.Handler, env Env) error {
+	addrs, err := fastcgi.ParseWebServerAddrs(os.Getenv("FCGI_WEB_SERVER_ADDRS"))
+	if err != nil {
 		return err
 	}
-	deadline := time.Now().Add(shutdownGrace)
-	requests.waitZero(deadline)
-	// The end of a request is written after the handler returns: let the
-	// connections finish before the process exits.
-	conns.waitZero(deadline)
-	return nil
-}
-
-// counter counts things in flight and lets one wait until none are.
-type counter struct {
-	mu   sync.Mutex
-	n    int
-	zero chan struct{} // closed when n drops to 0 while someone waits
-}
-
-func (c *counter) add(d int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.n += d
-	if c.n == 0 && c.zero != nil {
-		close(c.zero)
-		c.zero = nil
+	if len(addrs) > 0 && l.Addr().Network() == "unix" {
+		env.Log.Warn("FCGI_WEB_SERVER_ADDRS is set, but the socket is a Unix socket: every connection will be closed, as the FastCGI specification says (section 3.2); unset it")
 	}
-}
-
-// waitZero returns when the count is zero or at deadline.
-func (c *counter) waitZero(deadline time.Time) {
-	c.mu.Lock()
-	if c.n == 0 {
-		c.mu.Unlock()
-		return
-	}
-	if c.zero == nil {
-		c.zero = make(chan struct{})
-	}
-	zero := c.zero
-	c.mu.Unlock()
-	select {
-	case <-zero:
-	case <-time.After(time.Until(deadline)):
-	}
-}
-
-// trackingListener counts the connections it accepted that are still open.
-type trackingListener struct {
-	net.Listener
-	conns *counter
-}
-
-func (l *trackingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
+	files, err := raiseFileLimit()
 	if err != nil {
-		return nil, err
+		env.Log.Warn("cannot raise the open-file limit", "err", err)
 	}
-	l.conns.add(1)
-	return &trackedConn{Conn: c, done: func() { l.conns.add(-1) }}, nil
-}
-
-type trackedConn struct {
-	net.Conn
-	once sync.Once
-	done func()
-}
-
-func (c *trackedConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.done)
-	return err
+	serve, busyConns := connLimits(files)
+	level := slog.LevelInfo
+	if !env.Mode.Concurrent() {
+		// mod_fcgid starts many such processes: their error log need not
+		// hear it from each.
+		level = slog.LevelDebug
+	}
+	env.Log.Log(ctx, level, "connection limit", "open_files", files, "max_conns", serve, "busy_conns", busyConns)
+	srv := &fastcgi.Server{
+		Handler:        withBase(ctx, h),
+		MaxConns:       serve,
+		Busy:           http.HandlerFunc(busy),
+		MaxBusy:        busyConns,
+		WebServerAddrs: addrs,
+		Log:            env.Log,
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	// The streams end at once (withBase), posts take milliseconds; the
+	// end of each request is written after its handler returns.
+	grace, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	srv.Shutdown(grace)
+	<-served
+	return nil
 }
 
 // Listen opens a daemon's socket. For unix:PATH a stale socket file left by
@@ -356,4 +318,40 @@ func stdinIsListener() bool {
 	}
 	v, err := syscall.GetsockoptInt(0, syscall.SOL_SOCKET, syscall.SO_ACCEPTCONN)
 	return err == nil && v == 1
+}
+
+// processStart is when this process started, as the kernel counts it.
+var processStart = startTime()
+
+// startTime reads the process's start from /proc/self/stat (the 22nd
+// field, in clock ticks since boot, 100 a second on Linux); elsewhere it
+// is the time this package was initialised.
+func startTime() time.Time {
+	now := time.Now()
+	stat, err1 := os.ReadFile("/proc/self/stat")
+	uptime, err2 := os.ReadFile("/proc/uptime")
+	if err1 != nil || err2 != nil {
+		return now
+	}
+	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	up := strings.Fields(string(uptime))
+	if len(fields) < 20 || len(up) == 0 {
+		return now
+	}
+	ticks, err1 := strconv.ParseFloat(fields[19], 64)
+	secs, err2 := strconv.ParseFloat(up[0], 64)
+	if err1 != nil || err2 != nil {
+		return now
+	}
+	return now.Add(-time.Duration((secs - ticks/100) * float64(time.Second)))
+}
+
+// RequestStart returns when a request began to cost the host: under CGI,
+// when the process started (its start-up is the request's), otherwise
+// now.
+func RequestStart(m Mode) time.Time {
+	if m == CGI {
+		return processStart
+	}
+	return time.Now()
 }

@@ -50,6 +50,9 @@ type backend interface {
 	// deleteMessage is the statement that deletes the message whose id is
 	// its one argument, leaving the tombstone open pages act on.
 	deleteMessage() string
+	// deadlock reports whether err says the database ended a transaction
+	// to break a deadlock, so that running it again can succeed.
+	deadlock(err error) bool
 }
 
 // preparer is a backend that makes a place for a new database before it

@@ -5,6 +5,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -123,6 +124,12 @@ func (*mysqlBackend) insertMessage(ctx context.Context, s *Store, tx *sqlx.Tx, a
 }
 
 func (*mysqlBackend) deleteMessage() string { return "CALL delete_message(?)" }
+
+// deadlock reports MySQL's ER_LOCK_DEADLOCK (1213).
+func (*mysqlBackend) deadlock(err error) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && me.Number == 1213
+}
 
 // migrate applies the steps through a one-connection pool that may run
 // several statements at once, as the schema's steps are written; MySQL

@@ -5,6 +5,7 @@ package store
 import (
 	"context"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"cgichat"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/jmoiron/sqlx"
 )
@@ -78,6 +80,12 @@ func (b *postgresBackend) insertMessage(ctx context.Context, s *Store, tx *sqlx.
 }
 
 func (*postgresBackend) deleteMessage() string { return "DELETE FROM messages WHERE id = ?" }
+
+// deadlock reports PostgreSQL's deadlock_detected (40P01).
+func (*postgresBackend) deadlock(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "40P01"
+}
 
 // migrate applies each step in a transaction of its own.
 func (*postgresBackend) migrate(ctx context.Context, s *Store, steps []step) error {

@@ -55,7 +55,7 @@ const (
 )
 
 // rowBytes is the size of a row of messages as the table sizes counts it
-// (schema.sql, step 4), in each backend's dialect.
+// (schema.sql, step 5), in each backend's dialect.
 var rowBytes = stmt{
 	sqlite:   `length(CAST(room AS BLOB)) + length(CAST(nick AS BLOB)) + length(CAST(text AS BLOB)) + 64`,
 	mysql:    `LENGTH(room) + LENGTH(nick) + LENGTH(text) + 64`,

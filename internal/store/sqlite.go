@@ -170,6 +170,10 @@ func (*sqliteBackend) raiseNextID(ctx context.Context, _ *Store, tx *sqlx.Tx, id
 
 func (*sqliteBackend) deleteMessage() string { return "DELETE FROM messages WHERE id = ?" }
 
+// deadlock: SQLite has one writer at a time, and waits for it (the busy
+// timeout) rather than choosing a victim.
+func (*sqliteBackend) deadlock(error) bool { return false }
+
 // migrate applies every step above the database's user_version, each in
 // the same immediate transaction that raises the version, so processes
 // that start together apply each step exactly once.

@@ -123,6 +123,23 @@ func (s *Store) DB() string { return s.source }
 // without its password.
 func (s *Store) Name() string { return redact(s.source) }
 
+// exec runs one write statement outside a transaction, run again when the
+// database chose it as a deadlock's victim, and only while the database is
+// current (see Current).
+func (s *Store) exec(ctx context.Context, query string, args ...any) error {
+	defer s.lockWrites()()
+	if err := s.Current(); err != nil {
+		return err
+	}
+	var err error
+	for range deadlockTries {
+		if _, err = s.db.ExecContext(ctx, query, args...); !s.backend.deadlock(err) {
+			return err
+		}
+	}
+	return err
+}
+
 // Close closes every connection.
 func (s *Store) Close() error {
 	s.setReplaced()
@@ -175,11 +192,33 @@ const (
 // fn succeeds. It fails unless the database is current (see Current)
 // before it begins and after it commits: a commit to a file that was
 // replaced meanwhile is reported as the failure it is.
+//
+// A transaction the database chose as a deadlock's victim (a server's
+// writers without the lock row, such as a stream's renewal, can meet one
+// that holds it) is run again, up to deadlockTries times in all.
 func (s *Store) withTx(ctx context.Context, lock string, fn func(*sqlx.Tx) error) error {
 	defer s.lockWrites()()
 	if err := s.Current(); err != nil {
 		return err
 	}
+	var err error
+	for range deadlockTries {
+		if err = s.tx(ctx, lock, fn); !s.backend.deadlock(err) {
+			break
+		}
+	}
+	if err != nil {
+		return err
+	}
+	return s.Current()
+}
+
+// deadlockTries bounds how often a transaction runs when deadlocks keep
+// choosing it.
+const deadlockTries = 3
+
+// tx runs fn in one write transaction holding lock.
+func (s *Store) tx(ctx context.Context, lock string, fn func(*sqlx.Tx) error) error {
 	tx, err := s.backend.begin(ctx, s, lock)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
@@ -191,7 +230,7 @@ func (s *Store) withTx(ctx context.Context, lock string, fn func(*sqlx.Tx) error
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
-	return s.Current()
+	return nil
 }
 
 // dialect returns q for this store's backend, with its placeholders.

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -120,6 +121,16 @@ func TestOpenRecordsSchemaSteps(t *testing.T) {
 			}
 		})
 	}
+}
+
+// mustSteps parses a schema.
+func mustSteps(t *testing.T, schema string) []step {
+	t.Helper()
+	steps, err := parseSteps(schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return steps
 }
 
 func TestOpenIsIdempotent(t *testing.T) {
@@ -347,10 +358,7 @@ func TestServerMigrationAddsStepOnce(t *testing.T) {
 		t.Run(string(b), func(t *testing.T) {
 			s := MustOpen(t, b)
 			mustInsert(t, s, "lobby", "v1")
-			text := &mysqlDB.schemaText
-			if b == dbtest.Postgres {
-				text = &postgresDB.schemaText
-			}
+			text := schemaOf(b)
 			full := *text
 			steps, err := parseSteps(full())
 			if err != nil {
@@ -610,5 +618,126 @@ func TestListenerSurvivesLostConnection(t *testing.T) {
 	}
 	if changed, err := c.Changed(ctx); err != nil || !changed {
 		t.Errorf("Changed after the notification = %v, %v; want true", changed, err)
+	}
+}
+
+// TestUpgradeKeepsData opens, with the newest schema, a database made by
+// the schema without its newest step (what the previous release made),
+// holding what a chat in use holds: history, a deletion, bans, a nick
+// claim, the claims secret, a stream. Every part of it must survive the
+// step.
+func TestUpgradeKeepsData(t *testing.T) {
+	for _, b := range dbtest.Backends {
+		t.Run(string(b), func(t *testing.T) {
+			text := schemaOf(b)
+			full := *text
+			steps := mustSteps(t, full())
+			if len(steps) < 2 {
+				t.Skip("the schema has one step: nothing to upgrade from")
+			}
+			last := steps[len(steps)-1].version
+			*text = func() string {
+				s := full()
+				return s[:strings.Index(s, fmt.Sprintf("-- step: %d\n", last))]
+			}
+			defer func() { *text = full }()
+			db := dbtest.New(t, b)
+			old := mustOpenDB(t, db, false)
+			secret, err := old.Secret(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			kept := mustInsert(t, old, "lobby", "kept")
+			gone := mustInsert(t, old, "lobby", "deleted")
+			moderatorDelete(t, old, gone.ID)
+			for _, q := range []string{
+				"INSERT INTO bans (nick) VALUES ('troll')",
+				"INSERT INTO nick_claims (nick_key, nick, issued, last_used) VALUES ('ada', 'Ada', 7, '2026-11-25T15:18:47.123Z')",
+				"INSERT INTO streams (owner, room, nick, addr, open, seen_at) VALUES ('p', 'lobby', 'bob', '10.0.0.1', 1, 1)",
+			} {
+				old.db.MustExec(q)
+			}
+			old.Close()
+
+			*text = full
+			s := mustOpenDB(t, db, false)
+			ctx := context.Background()
+			if ms, err := s.Latest(ctx, "lobby", 10); err != nil || len(ms) != 1 || ms[0].ID != kept.ID {
+				t.Errorf("history after the upgrade: %+v, %v; want the kept message only", ms, err)
+			}
+			if rows, err := s.After(ctx, "lobby", kept.ID, 10); err != nil || len(rows) != 1 || rows[0].Kind != chat.KindDelete || rows[0].Target != gone.ID {
+				t.Errorf("the deletion after the upgrade: %+v, %v; want its tombstone", rows, err)
+			}
+			if got, err := s.Secret(ctx); err != nil || !bytes.Equal(got, secret) {
+				t.Errorf("the claims secret changed in the upgrade: %v", err)
+			}
+			if _, err := s.Post(ctx, input("troll", "10.0.0.2")); codeOf(err) != chat.EForbidden {
+				t.Errorf("the ban after the upgrade: %v, want forbidden", err)
+			}
+			if _, err := s.Post(ctx, input("ada", "10.0.0.3")); codeOf(err) != chat.EConflict {
+				t.Errorf("the nick claim after the upgrade: %v, want a conflict", err)
+			}
+			if _, err := s.Post(ctx, input("ada", "10.0.0.3", 7)); err != nil {
+				t.Errorf("the claim's holder after the upgrade: %v", err)
+			}
+			var n int
+			if err := s.db.Get(&n, "SELECT count(*) FROM streams WHERE owner = 'p' AND open = 1"); err != nil || n != 1 {
+				t.Errorf("the stream row after the upgrade: %d, %v; want it kept", n, err)
+			}
+		})
+	}
+}
+
+// TestDeadlockVictimRunsAgain makes a transaction the victim of a real
+// deadlock on each database server: two transactions lock two rows in
+// opposite order. The store runs the victim again, and it succeeds.
+func TestDeadlockVictimRunsAgain(t *testing.T) {
+	for _, b := range dbtest.Servers {
+		t.Run(string(b), func(t *testing.T) {
+			s := MustOpen(t, b)
+			ctx := context.Background()
+			s.db.MustExec("CREATE TABLE pair (id INTEGER PRIMARY KEY, v INTEGER NOT NULL)")
+			s.db.MustExec("INSERT INTO pair (id, v) VALUES (1, 0), (2, 0)")
+			other, err := s.db.BeginTxx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer other.Rollback()
+			// The other is the heavier transaction (MySQL chooses the
+			// lighter as the victim; PostgreSQL the one that waited first,
+			// the store's).
+			for i := 3; i < 50; i++ {
+				other.MustExec(s.sql("INSERT INTO pair (id, v) VALUES (?, 0)"), i)
+			}
+			other.MustExec(s.sql("UPDATE pair SET v = v + 1 WHERE id = ?"), 2)
+			// The store's transaction takes row 1, then waits for row 2;
+			// the other then asks for row 1: a deadlock.
+			tries := 0
+			done := make(chan error, 1)
+			go func() {
+				done <- s.withTx(ctx, lockMessages, func(tx *sqlx.Tx) error {
+					tries++
+					if _, err := tx.ExecContext(ctx, s.sql("UPDATE pair SET v = v + 1 WHERE id = ?"), 1); err != nil {
+						return err
+					}
+					_, err := tx.ExecContext(ctx, s.sql("UPDATE pair SET v = v + 1 WHERE id = ?"), 2)
+					return err
+				})
+			}()
+			time.Sleep(500 * time.Millisecond)
+			if _, err := other.ExecContext(ctx, s.sql("UPDATE pair SET v = v + 1 WHERE id = ?"), 1); err != nil {
+				t.Fatalf("the heavier transaction was the victim (%v): the test cannot tell a retry", err)
+			}
+			other.Commit()
+			if err := <-done; err != nil {
+				t.Fatalf("the store's transaction: %v, want it run again after the deadlock", err)
+			}
+			var v1, v2 int
+			s.db.Get(&v1, "SELECT v FROM pair WHERE id = 1")
+			s.db.Get(&v2, "SELECT v FROM pair WHERE id = 2")
+			if tries != 2 || v1 != 2 || v2 != 2 {
+				t.Errorf("after %d tries: v1 %d, v2 %d; want 2 tries and both rows updated by each transaction", tries, v1, v2)
+			}
+		})
 	}
 }

@@ -18,7 +18,13 @@ type StreamInput struct {
 	Owner string // the process's feed, which renews the row
 	Room  string
 	Nick  string // who is reading, for presence; may be empty
-	Addr  string
+	// Reader is the page's id for this reader (random, kept across its
+	// reconnects); "" for clients that send none. A reader's new stream
+	// supersedes its older ones.
+	Reader string
+	// Host is the web host serving the stream; the budget counts per host.
+	Host string
+	Addr string
 	// NickKey (Nick's key), Held (the Issued stamps of the reader's claims
 	// on it) and NickHold decide whether Nick is the reader's to show: a
 	// nick someone else holds is recorded as no nick.
@@ -27,26 +33,76 @@ type StreamInput struct {
 	NickHold time.Duration
 	// Cap is how many open streams one address may hold; 0 is no cap.
 	Cap int
+	// Budget is how many live streams Host may hold at once; past it the
+	// stream is granted as a poll. 0 is no budget.
+	Budget int
 	// Stale is how long an open row may go unrenewed before it counts as
-	// gone.
-	Stale time.Duration
+	// gone; PollWindow how long a poll counts its reader as polling (and
+	// present), longer than any poll interval.
+	Stale      time.Duration
+	PollWindow time.Duration
 }
 
+// A stream row's open is 1 while its request runs, 2 once its reader
+// opened a newer stream (its process then ends it), 0 when it ended.
+
+// StreamGrant is what OpenStream granted.
+type StreamGrant struct {
+	ID int64 // the stream's row
+	// Poll: the host's budget is full; answer with what is pending and
+	// end at once. Pollers is then how many readers the host answers so,
+	// and PollCost what their polls took on average (0 when none is
+	// known yet).
+	Poll     bool
+	Pollers  int
+	PollCost time.Duration
+	// Superseded is how many older streams of the same reader were asked
+	// to end (see Superseded).
+	Superseded int
+}
+
+// PollReserve returns how much of a budget is kept for polls: a quarter,
+// so that the live streams leave room for the pollers' requests.
+func PollReserve(budget int) int { return budget / 4 }
+
 const (
-	deleteStaleStreams = `DELETE FROM streams WHERE seen_at < ?`
-	countOpenStreams   = `SELECT count(*) FROM streams WHERE addr = ? AND open = 1`
+	deleteStaleStreams = `DELETE FROM streams WHERE seen_at < ? AND (kind = 'live' OR seen_at < ?)`
+	countOpenStreams   = `SELECT count(*) FROM streams WHERE addr = ? AND open = 1 AND kind = 'live'`
+	countLiveStreams   = `SELECT count(*) FROM streams WHERE host = ? AND open = 1 AND kind = 'live'`
+	selectPollers      = `SELECT count(*), COALESCE(AVG(cost), 0) FROM streams WHERE kind = 'poll' AND host = ? AND seen_at >= ?`
+	// A reader's older rows leave presence (its nick may have changed;
+	// the new row lists it) and its open streams are asked to end.
+	forgetReaderNick = `UPDATE streams SET nick = NULL WHERE reader = ?`
+	supersedeReader  = `UPDATE streams SET open = 2, seen_at = ? WHERE reader = ? AND open = 1 AND kind = 'live'`
+	selectPollRow    = `SELECT id FROM streams WHERE reader = ? AND kind = 'poll'`
+	renewPoll        = `UPDATE streams SET owner = ?, room = ?, nick = NULLIF(?, ''), addr = ?, open = 1, seen_at = ? WHERE id = ?`
+	forgetPoll       = `DELETE FROM streams WHERE reader = ? AND kind = 'poll'`
 )
 
-var insertStream = stmt{sqlite: `INSERT INTO streams (owner, room, nick, addr, seen_at) VALUES (?, ?, NULLIF(?, ''), ?, ?)`}
+var insertStream = stmt{sqlite: `INSERT INTO streams (owner, room, nick, reader, host, addr, kind, open, seen_at)
+	VALUES (?, ?, NULLIF(?, ''), NULLIF(?, ''), ?, ?, ?, 1, ?)`}
 
-// OpenStream records a new stream and returns its row id, or refuses it
-// when its address already holds Cap open streams.
-func (s *Store) OpenStream(ctx context.Context, in StreamInput) (int64, error) {
+// OpenStream records a new stream: it supersedes the reader's older
+// streams, refuses the stream when its address already holds Cap open
+// streams, and grants it as a poll when the host's live streams fill the
+// Budget but for its PollReserve.
+func (s *Store) OpenStream(ctx context.Context, in StreamInput) (StreamGrant, error) {
 	now := unix(s.Now())
-	var id int64
+	var g StreamGrant
 	err := s.withTx(ctx, lockStreams, func(tx *sqlx.Tx) error {
-		if _, err := tx.ExecContext(ctx, s.sql(deleteStaleStreams), now-in.Stale.Seconds()); err != nil {
+		if _, err := tx.ExecContext(ctx, s.sql(deleteStaleStreams), now-in.Stale.Seconds(), now-max(in.Stale, in.PollWindow).Seconds()); err != nil {
 			return fmt.Errorf("remove stale streams: %w", err)
+		}
+		if in.Reader != "" {
+			if _, err := tx.ExecContext(ctx, s.sql(forgetReaderNick), in.Reader); err != nil {
+				return fmt.Errorf("supersede streams: %w", err)
+			}
+			res, err := tx.ExecContext(ctx, s.sql(supersedeReader), now, in.Reader)
+			if err != nil {
+				return fmt.Errorf("supersede streams: %w", err)
+			}
+			n, _ := res.RowsAffected()
+			g.Superseded = int(n)
 		}
 		if in.Cap > 0 {
 			var n int
@@ -61,6 +117,13 @@ func (s *Store) OpenStream(ctx context.Context, in StreamInput) (int64, error) {
 				}
 			}
 		}
+		if in.Budget > 0 {
+			var n int
+			if err := tx.GetContext(ctx, &n, s.sql(countLiveStreams), in.Host); err != nil {
+				return fmt.Errorf("count live streams: %w", err)
+			}
+			g.Poll = n >= in.Budget-PollReserve(in.Budget)
+		}
 		nick := in.Nick
 		if nick != "" {
 			mine, err := s.ownsNick(ctx, tx, in.Held, in.NickKey, s.Now(), in.NickHold)
@@ -72,25 +135,72 @@ func (s *Store) OpenStream(ctx context.Context, in StreamInput) (int64, error) {
 			}
 		}
 		var err error
-		if id, err = s.backend.insertID(ctx, tx, s.dialect(insertStream), in.Owner, in.Room, nick, in.Addr, now); err != nil {
+		if g.Poll {
+			if g.ID, err = s.recordPoll(ctx, tx, in, nick, now); err == nil {
+				var cost float64
+				err = tx.QueryRowxContext(ctx, s.sql(selectPollers), in.Host, now-max(in.Stale, in.PollWindow).Seconds()).Scan(&g.Pollers, &cost)
+				g.PollCost = time.Duration(cost * float64(time.Second))
+			}
+		} else {
+			// A reader who polled and now streams polls no more.
+			if in.Reader != "" {
+				if _, err := tx.ExecContext(ctx, s.sql(forgetPoll), in.Reader); err != nil {
+					return fmt.Errorf("record stream: %w", err)
+				}
+			}
+			g.ID, err = s.backend.insertID(ctx, tx, s.dialect(insertStream),
+				in.Owner, in.Room, nick, in.Reader, in.Host, in.Addr, "live", now)
+		}
+		if err != nil {
 			return fmt.Errorf("record stream: %w", err)
 		}
 		return nil
 	})
 	if err != nil {
-		return 0, internal(err, "open a stream")
+		return StreamGrant{}, internal(err, "open a stream")
 	}
-	return id, nil
+	return g, nil
 }
 
-const closeStream = `UPDATE streams SET open = 0, seen_at = ? WHERE id = ?`
+// recordPoll records a poll, open while it runs: a reader's one poll row
+// is renewed, so that it stays present and counts once among the
+// pollers; a poll without a reader id gets a row of its own.
+func (s *Store) recordPoll(ctx context.Context, tx *sqlx.Tx, in StreamInput, nick string, now float64) (int64, error) {
+	if in.Reader != "" {
+		var id int64
+		err := tx.GetContext(ctx, &id, s.sql(selectPollRow), in.Reader)
+		if err == nil {
+			_, err = tx.ExecContext(ctx, s.sql(renewPoll), in.Owner, in.Room, nick, in.Addr, now, id)
+			return id, err
+		}
+		if !noRows(err) {
+			return 0, err
+		}
+	}
+	return s.backend.insertID(ctx, tx, s.dialect(insertStream),
+		in.Owner, in.Room, nick, in.Reader, in.Host, in.Addr, "poll", now)
+}
 
-// CloseStream marks a stream ended. Its row stays until it is stale, so a
-// reader who reconnects (batch mode does so all the time) does not blink
-// out of the presence list.
-func (s *Store) CloseStream(ctx context.Context, id int64) error {
-	defer s.lockWrites()()
-	if _, err := s.db.ExecContext(ctx, s.sql(closeStream), unix(s.Now()), id); err != nil {
+const selectSuperseded = `SELECT id FROM streams WHERE owner = ? AND open = 2`
+
+// Superseded returns the rows of owner's streams whose readers opened a
+// newer stream since: their processes should end them.
+func (s *Store) Superseded(ctx context.Context, owner string) ([]int64, error) {
+	var ids []int64
+	if err := s.db.SelectContext(ctx, &ids, s.sql(selectSuperseded), owner); err != nil {
+		return nil, internal(err, "read superseded streams")
+	}
+	return ids, nil
+}
+
+const closeStream = `UPDATE streams SET open = 0, seen_at = ?, cost = ? WHERE id = ?`
+
+// CloseStream marks a stream ended, with what it cost (for a poll, how
+// long it took). Its row stays until it is stale, so a reader who
+// reconnects (batch mode does so all the time) does not blink out of the
+// presence list.
+func (s *Store) CloseStream(ctx context.Context, id int64, cost time.Duration) error {
+	if err := s.exec(ctx, s.sql(closeStream), unix(s.Now()), cost.Seconds(), id); err != nil {
 		return internal(err, "close stream %d", id)
 	}
 	return nil
@@ -100,22 +210,22 @@ const touchStreams = `UPDATE streams SET seen_at = ? WHERE owner = ? AND open = 
 
 // TouchStreams renews every open stream row of owner.
 func (s *Store) TouchStreams(ctx context.Context, owner string) error {
-	defer s.lockWrites()()
-	if _, err := s.db.ExecContext(ctx, s.sql(touchStreams), unix(s.Now()), owner); err != nil {
+	if err := s.exec(ctx, s.sql(touchStreams), unix(s.Now()), owner); err != nil {
 		return internal(err, "renew streams")
 	}
 	return nil
 }
 
 const selectPresence = `SELECT DISTINCT nick FROM streams
-	WHERE room = ? AND nick IS NOT NULL AND seen_at >= ?`
+	WHERE room = ? AND nick IS NOT NULL AND (seen_at >= ? OR (kind = 'poll' AND seen_at >= ?))`
 
 // Presence returns the nicks reading room, those of streams renewed or
-// ended within stale, in alphabetical order ignoring case (sorted here: the
-// backends' collations differ).
-func (s *Store) Presence(ctx context.Context, room string, stale time.Duration) ([]string, error) {
+// ended within stale and of polls within pollWindow, in alphabetical order
+// ignoring case (sorted here: the backends' collations differ).
+func (s *Store) Presence(ctx context.Context, room string, stale, pollWindow time.Duration) ([]string, error) {
 	nicks := []string{}
-	if err := s.db.SelectContext(ctx, &nicks, s.sql(selectPresence), room, unix(s.Now())-stale.Seconds()); err != nil {
+	now := unix(s.Now())
+	if err := s.db.SelectContext(ctx, &nicks, s.sql(selectPresence), room, now-stale.Seconds(), now-max(stale, pollWindow).Seconds()); err != nil {
 		return nil, internal(err, "read presence in %s", room)
 	}
 	slices.SortFunc(nicks, func(a, b string) int {

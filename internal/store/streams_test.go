@@ -18,7 +18,8 @@ func TestStreamCapAndPresence(t *testing.T) {
 		c := withClock(s)
 		ctx := context.Background()
 		open := func(owner, room, nick, addr string) (int64, error) {
-			return s.OpenStream(ctx, StreamInput{Owner: owner, Room: room, Nick: nick, Addr: addr, Cap: 2, Stale: 15 * time.Second})
+			g, err := s.OpenStream(ctx, StreamInput{Owner: owner, Room: room, Nick: nick, Addr: addr, Cap: 2, Stale: 15 * time.Second})
+			return g.ID, err
 		}
 		a1, err := open("p1", "lobby", "ada", "10.0.0.1")
 		if err != nil {
@@ -38,7 +39,7 @@ func TestStreamCapAndPresence(t *testing.T) {
 		}
 		presence := func() string {
 			t.Helper()
-			nicks, err := s.Presence(ctx, "lobby", 15*time.Second)
+			nicks, err := s.Presence(ctx, "lobby", 15*time.Second, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -48,7 +49,7 @@ func TestStreamCapAndPresence(t *testing.T) {
 			t.Errorf("presence = %q, want ada,bob", got)
 		}
 		// A closed stream frees its place at once but stays present a while.
-		if err := s.CloseStream(ctx, a1); err != nil {
+		if err := s.CloseStream(ctx, a1, 0); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := open("p1", "lobby", "ada", "10.0.0.1"); err != nil {
@@ -62,6 +63,138 @@ func TestStreamCapAndPresence(t *testing.T) {
 			t.Errorf("after p2 went silent: presence = %q, want ada", got)
 		}
 	})
+}
+
+// TestStreamBudgetAndReaders checks the budget of live streams per host,
+// one stream per reader, and the per-address cap counting readers.
+func TestStreamBudgetAndReaders(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b dbtest.Backend) {
+		s := MustOpen(t, b)
+		withClock(s)
+		ctx := context.Background()
+		open := func(reader, host, nick, addr string) StreamGrant {
+			t.Helper()
+			g, err := s.OpenStream(ctx, StreamInput{Owner: "p-" + host, Room: "lobby", Nick: nick, NickKey: nick,
+				Reader: reader, Host: host, Addr: addr, Cap: 2, Budget: 2, Stale: 20 * time.Second})
+			if err != nil {
+				t.Fatalf("open %s on %s: %v", reader, host, err)
+			}
+			return g
+		}
+		presence := func() string {
+			t.Helper()
+			nicks, err := s.Presence(ctx, "lobby", 20*time.Second, 40*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return strings.Join(nicks, ",")
+		}
+		tests := []struct {
+			name, reader, host, nick, addr string
+			poll                           bool
+			pollers, superseded            int
+		}{
+			{"First live", "r1", "h1", "ann", "10.0.0.1", false, 0, 0},
+			{"Second live", "r2", "h1", "", "10.0.0.2", false, 0, 0},
+			{"Budget full: a poll", "r3", "h1", "cid", "10.0.0.3", true, 1, 0},
+			{"Another poller", "r4", "h1", "", "10.0.0.4", true, 2, 0},
+			{"A poller polls again: counted once", "r3", "h1", "cid", "10.0.0.3", true, 2, 0},
+			{"Another host has its own budget", "r5", "h2", "", "10.0.0.5", false, 0, 0},
+			{"A reader's reconnect takes its own slot", "r1", "h1", "ann", "10.0.0.1", false, 0, 1},
+			{"Same reader from one address, again", "r1", "h1", "ann", "10.0.0.1", false, 0, 1},
+			{"Renamed: the new nick only", "r1", "h1", "bea", "10.0.0.1", false, 0, 1},
+		}
+		for _, tt := range tests {
+			g := open(tt.reader, tt.host, tt.nick, tt.addr)
+			if g.Poll != tt.poll || g.Pollers != tt.pollers || g.Superseded != tt.superseded {
+				t.Errorf("%s: poll %v, pollers %d, superseded %d; want %v, %d, %d",
+					tt.name, g.Poll, g.Pollers, g.Superseded, tt.poll, tt.pollers, tt.superseded)
+			}
+		}
+		if got, want := presence(), "bea,cid"; got != want {
+			t.Errorf("presence = %q, want %q: a poller is present, a renamed reader's old nick is not", got, want)
+		}
+		// The superseded streams are the ones their processes must end.
+		ids, err := s.Superseded(ctx, "p-h1")
+		if err != nil || len(ids) != 3 {
+			t.Errorf("Superseded = %v, %v; want r1's three older streams", ids, err)
+		}
+		for _, id := range ids {
+			if err := s.CloseStream(ctx, id, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if ids, _ := s.Superseded(ctx, "p-h1"); len(ids) != 0 {
+			t.Errorf("after closing them, Superseded = %v, want none", ids)
+		}
+		// A poller given a slot polls no more.
+		s.CloseStream(ctx, open("r1", "h1", "bea", "10.0.0.1").ID, 0)
+		if g := open("r3", "h1", "cid", "10.0.0.3"); g.Poll {
+			t.Errorf("a freed slot went to nobody: r3 polls again")
+		}
+		g := open("r6", "h1", "", "10.0.0.6")
+		if !g.Poll || g.Pollers != 2 || g.PollCost != 0 {
+			t.Errorf("a new poller: poll %v, pollers %d, cost %v; want a poll among 2 (r4, r6), no cost known", g.Poll, g.Pollers, g.PollCost)
+		}
+		// What polls took is what the next pollers are told about.
+		s.CloseStream(ctx, g.ID, 40*time.Millisecond)
+		if g := open("r4", "h1", "", "10.0.0.4"); g.PollCost < 39*time.Millisecond || g.PollCost > 41*time.Millisecond {
+			t.Errorf("after a poll of 40 ms, the pollers' cost is %v, want 40 ms", g.PollCost)
+		}
+		// Three readers from one address: the cap of two counts readers,
+		// not their reconnects.
+		for i, r := range []string{"x1", "x1", "x2", "x2", "x1"} {
+			if _, err := s.OpenStream(ctx, StreamInput{Owner: "p", Room: "lobby", Reader: r, Host: "h3", Addr: "10.9.9.9", Cap: 2, Stale: 20 * time.Second}); err != nil {
+				t.Errorf("reconnect %d of readers x1, x2 from one address: %v", i, err)
+			}
+		}
+		if _, err := s.OpenStream(ctx, StreamInput{Owner: "p", Room: "lobby", Reader: "x3", Host: "h3", Addr: "10.9.9.9", Cap: 2, Stale: 20 * time.Second}); codeOf(err) != chat.ETooMany {
+			t.Errorf("a third reader from the address: %v, want too many", err)
+		}
+	})
+}
+
+// TestPollerStaysPresent checks that a reader who polls is in the room
+// between its polls, longer apart than a live stream's row may go
+// unrenewed, and leaves once it stops polling.
+func TestPollerStaysPresent(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b dbtest.Backend) {
+		s := MustOpen(t, b)
+		c := withClock(s)
+		ctx := context.Background()
+		in := StreamInput{Owner: "p", Room: "lobby", Host: "h", Addr: "10.0.0.1", Budget: 1, Stale: 20 * time.Second, PollWindow: 40 * time.Second}
+		live, poll := in, in
+		live.Reader = "live"
+		poll.Reader, poll.Nick, poll.NickKey = "poller", "pia", "pia"
+		if _, err := s.OpenStream(ctx, live); err != nil {
+			t.Fatal(err)
+		}
+		if g, err := s.OpenStream(ctx, poll); err != nil || !g.Poll {
+			t.Fatalf("the second reader: %+v, %v; want a poll", g, err)
+		}
+		for _, tt := range []struct {
+			after time.Duration
+			want  string
+		}{{25 * time.Second, "pia"}, {20 * time.Second, ""}} {
+			c.advance(tt.after)
+			nicks, err := s.Presence(ctx, "lobby", in.Stale, in.PollWindow)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Join(nicks, ","); got != tt.want {
+				t.Errorf("%v later: presence %q, want %q", tt.after, got, tt.want)
+			}
+		}
+	})
+}
+
+// TestPollReserve checks how much of a budget stays free for polls.
+func TestPollReserve(t *testing.T) {
+	for _, tt := range []struct{ budget, want int }{{1, 0}, {3, 0}, {4, 1}, {8, 2}, {10, 2}, {40, 10}} {
+		if got := PollReserve(tt.budget); got != tt.want {
+			t.Errorf("PollReserve(%d) = %d, want %d", tt.budget, got, tt.want)
+		}
+	}
 }
 
 func TestPrune(t *testing.T) {
@@ -133,7 +266,7 @@ func TestPresenceShowsOnlyOwnNicks(t *testing.T) {
 				NickKey: identity.Key(tt.nick), Held: tt.held, NickHold: time.Hour, Stale: time.Minute}); err != nil {
 				t.Fatal(err)
 			}
-			nicks, _ := s.Presence(ctx, "lobby", time.Minute)
+			nicks, _ := s.Presence(ctx, "lobby", time.Minute, 0)
 			if got := strings.Join(nicks, ","); got != tt.want {
 				t.Errorf("%s: presence %q, want %q", tt.name, got, tt.want)
 			}

@@ -35,6 +35,7 @@ type streamHandler struct {
 	ids   *identity.Keeper
 	feed  *feed.Feed
 	log   *slog.Logger
+	mode  hosting.Mode
 }
 
 func buildStream(ctx context.Context, db config.Database, env hosting.Env) (instance, error) {
@@ -47,10 +48,13 @@ func buildStream(ctx context.Context, db config.Database, env hosting.Env) (inst
 		st.Close()
 		return nil, err
 	}
-	return &streamHandler{store: st, ids: ids, feed: f, log: env.Log}, nil
+	return &streamHandler{store: st, ids: ids, feed: f, log: env.Log, mode: env.Mode}, nil
 }
 
 func (h *streamHandler) db() *store.Store { return h.store }
+
+// errFileReplaced is why a stream on a replaced database file ended.
+var errFileReplaced = errors.New("the database file was replaced")
 
 func (h *streamHandler) Close() error {
 	return errors.Join(h.feed.Close(), h.store.Close())
@@ -89,6 +93,9 @@ func parseStream(r *http.Request, cfg config.Config) (feed.Request, error) {
 			return req, err
 		}
 	}
+	if req.Reader, err = validReader(q.Get("reader")); err != nil {
+		return req, err
+	}
 	req.Retry, req.Lifetime = liveRetry, cfg.Stream
 	if req.Mode == config.ModeBatch {
 		// A batch response ends with its first message; the browser
@@ -96,6 +103,23 @@ func parseStream(r *http.Request, cfg config.Config) (feed.Request, error) {
 		req.Retry, req.Lifetime, req.EndAfterMessages = batchRetry, min(batchLongPoll, cfg.Stream), true
 	}
 	return req, nil
+}
+
+// maxReaderLen bounds a reader id.
+const maxReaderLen = 64
+
+// validReader checks a reader id: the page's random id for one reader,
+// up to 64 letters, digits, '-' and '_'; empty for clients that send none.
+func validReader(id string) (string, error) {
+	if len(id) > maxReaderLen {
+		return "", chat.Errorf(chat.EInvalid, "reader must be at most %d characters.", maxReaderLen)
+	}
+	for _, c := range []byte(id) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return "", chat.Errorf(chat.EInvalid, "reader may only contain letters, digits, '-' and '_'.")
+		}
+	}
+	return id, nil
 }
 
 // serve handles GET cgi-bin/stream: the reader's session, written as it
@@ -118,11 +142,13 @@ func (h *streamHandler) serve(w http.ResponseWriter, r *http.Request, cfg config
 		req.NickHold = cfg.NickHold
 	}
 	req.Addr, req.Cap = clientID(r, cfg), cfg.StreamsPerClient
+	req.Budget = cfg.StreamBudget(h.mode.Concurrent())
+	req.Started = hosting.RequestStart(h.mode)
 	// A stream on a database file that was replaced ends, and its reader
 	// resumes on the file at the path.
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	defer context.AfterFunc(h.store.Replaced(), cancel)()
+	ctx, cancel := context.WithCancelCause(r.Context())
+	defer cancel(nil)
+	defer context.AfterFunc(h.store.Replaced(), func() { cancel(errFileReplaced) })()
 	sess, err := h.feed.Open(ctx, req)
 	if err != nil {
 		fail(w, r, h.log, err)
@@ -143,13 +169,21 @@ func (h *streamHandler) serve(w http.ResponseWriter, r *http.Request, cfg config
 		"seconds", sess.Elapsed().Seconds(), "messages", sess.Sent())
 }
 
+// writeTimeout bounds one write to the client: a reader that reads
+// nothing for this long is disconnected, and resumes from its
+// Last-Event-ID when it reads again. (Under CGI the web server holds the
+// connection, and the deadline cannot be set.)
+const writeTimeout = 30 * time.Second
+
 // write writes what the session gives until it ends or a write fails, and
 // returns why it stopped.
 func (h *streamHandler) write(ctx context.Context, w http.ResponseWriter, sess *feed.Session) string {
 	f, _ := w.(http.Flusher)
+	rc := http.NewResponseController(w)
 	for {
 		chunk, err := sess.Next(ctx)
 		if len(chunk) > 0 {
+			rc.SetWriteDeadline(time.Now().Add(writeTimeout))
 			if err := flush(w, f, chunk); err != nil {
 				return "client gone"
 			}

@@ -17,10 +17,7 @@ import (
 )
 
 // abuseTests are the defences of a public chat, run by Run.
-var abuseTests = []struct {
-	name string
-	fn   func(*testing.T, Start)
-}{
+var abuseTests = []contractTest{
 	{"RateLimit", testRateLimit},
 	{"CrossSitePosts", testCrossSitePosts},
 	{"NickOwnership", testNickOwnership},

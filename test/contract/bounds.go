@@ -21,10 +21,7 @@ import (
 
 // boundsTests are posts that are stored exactly once, and the bounds on
 // what the database keeps, run by Run.
-var boundsTests = []struct {
-	name string
-	fn   func(*testing.T, Start)
-}{
+var boundsTests = []contractTest{
 	{"IdempotencyKey", testIdempotencyKey},
 	{"IdempotencyKeyConcurrent", testIdempotencyKeyConcurrent},
 	{"IdempotencyKeyGivesTheClaimAgain", testIdempotencyKeyGivesTheClaimAgain},

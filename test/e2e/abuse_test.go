@@ -126,7 +126,7 @@ func TestHostileMessages(t *testing.T) {
 		}
 		// The browser asked for nothing but the page, its files and the
 		// two programs (an <img src=x> would have asked for x).
-		files := []string{"", "index.html", "chat.css", "chat.js", "feed.js", "format.js", "icon.svg", "cgi-bin/post", "cgi-bin/stream"}
+		files := []string{"", "index.html", "chat.css", "chat.js", "feed.js", "stream.js", "format.js", "icon.svg", "cgi-bin/post", "cgi-bin/stream"}
 		d.requests.mu.Lock()
 		for _, r := range d.requests.list {
 			if !slices.Contains(files, r.Path) {
@@ -180,7 +180,7 @@ func TestHostileMessages(t *testing.T) {
 				if bad := eval[[]string](tb, layoutJS); len(bad) != 0 {
 					t.Errorf("%s at %d px:\n%s", tb.name, c.width, strings.Join(bad, "\n"))
 				}
-				tb.do("reset the viewport", chromedp.ResetViewport(), call(emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{}))
+				tb.do("reset the viewport", resetViewport, call(emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{}))
 			}
 			reader.screenshot(c.shot, c.width, c.height, false)
 		})
@@ -310,6 +310,7 @@ func TestRateLimited(t *testing.T) {
 	if eval[bool](tb, `document.querySelector("#send").disabled`) {
 		t.Errorf("the send button is off after the refusal; the reader should be able to try again")
 	}
+	tb.waitMessages(2)
 	checkLog(t, tb, []line{{"rita", "one"}, {"rita", "two"}})
 }
 
@@ -323,12 +324,13 @@ func TestStreamCap(t *testing.T) {
 	first := newPerson(t, "first").open(d.URL + "#capped")
 	second := newPerson(t, "second").openTab()
 	second.expectConsoleError("status of 429")
-	second.expectConsoleError("EventSource")
 	second.do("load the page", chromedp.Navigate(d.URL+"#capped"))
-	second.waitFor("the server's refusal", `document.querySelector("#state").textContent.includes("(HTTP 429)")`, waitTimeout)
-	got := second.state()
-	if !regexp.MustCompile(`^Offline, retrying in \d+ s: Too many open streams from your address \(at most 1\)\. .+ \(HTTP 429\)$`).MatchString(got) {
-		t.Errorf("the page says %q, want “Offline, retrying in N s: Too many open streams from your address (at most 1). … (HTTP 429)”", got)
+	second.waitFor("the server's refusal", `document.querySelector("#trouble-text").textContent.includes("(HTTP 429)")`, waitTimeout)
+	if got := second.state(); !offlineState.MatchString(got) {
+		t.Errorf("the page says %q, want “Offline — trying again in N s”", got)
+	}
+	if got := second.trouble(); !regexp.MustCompile(`^Too many open streams from your address \(at most 1\)\. .+ \(HTTP 429\)$`).MatchString(got) {
+		t.Errorf("under the header the page says %q, want “Too many open streams from your address (at most 1). … (HTTP 429)”", got)
 	}
 	// The closed tab's stream process is killed by the CGI host, so its
 	// slot is free once its row is stale (about 8 s with the 1 s

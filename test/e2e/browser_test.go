@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -238,6 +239,16 @@ func (tb *tab) state() string {
 	return eval[string](tb, `document.querySelector("#state").textContent`)
 }
 
+// trouble returns what the page says under the header about why it is
+// offline, or "" when that line is hidden.
+func (tb *tab) trouble() string {
+	tb.t.Helper()
+	return eval[string](tb, `document.querySelector("#trouble").hidden ? "" : document.querySelector("#trouble-text").textContent`)
+}
+
+// offlineState is what the header says while the page waits to try again.
+var offlineState = regexp.MustCompile(`^Offline — trying again in [1-9][0-9]* s$`)
+
 // shown is a message as the page shows it.
 type shown struct {
 	ID    int64  `json:"id"`
@@ -312,6 +323,10 @@ func (tb *tab) say(nick, text string) (asked bool) {
 	return asked
 }
 
+// resetViewport undoes chromedp.EmulateViewport (whose ResetViewport keeps
+// the emulated size in this Chromium).
+var resetViewport = call(emulation.ClearDeviceMetricsOverride, cdp.Empty{})
+
 // screenshot saves what the tab shows at the given viewport as
 // test-artifacts/name.png, in the dark theme if dark is set.
 func (tb *tab) screenshot(name string, width, height int64, dark bool) {
@@ -326,7 +341,7 @@ func (tb *tab) screenshot(name string, width, height int64, dark bool) {
 			Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: scheme}},
 		}),
 	)
-	defer tb.do("reset the viewport", chromedp.ResetViewport(),
+	defer tb.do("reset the viewport", resetViewport,
 		call(emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{}))
 	// Let the new layout settle (and the log scroll to its end).
 	eval[bool](tb, `new Promise((ok) => requestAnimationFrame(() => requestAnimationFrame(() => ok(true))))`)

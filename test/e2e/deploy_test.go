@@ -39,6 +39,10 @@ type setup struct {
 	// postGate, if set, holds every post until it can receive from it (a
 	// closed gate lets all through), so a test sees a post on its way.
 	postGate chan struct{}
+	// pollEvery, if set, makes every stream response a poll, as a server
+	// with no stream to spare answers (issue 12): the backlog, "ready" with
+	// {"mode":"poll"}, this retry: and the end, at once.
+	pollEvery time.Duration
 }
 
 // A deployment is a running chat: the page and the two programs under URL.
@@ -49,6 +53,9 @@ type deployment struct {
 	// streamDown, while set, makes the server drop every new stream
 	// connection without an answer, as a host that is restarting would.
 	streamDown atomic.Bool
+	// streamRefusal, while not 0, is the status every new stream request
+	// gets instead of a stream (see refuseWith).
+	streamRefusal atomic.Int32
 
 	// clients holds one cookie-keeping client per nick posting from Go,
 	// so each keeps its nick claim as a browser would.
@@ -92,7 +99,11 @@ func deploy(t *testing.T, s setup) *deployment {
 	if s.holdBackStream {
 		stream = holdBack(stream)
 	}
+	if s.pollEvery > 0 {
+		stream = asPoll(stream, s.pollEvery)
+	}
 	stream = dropWhile(&d.streamDown, stream)
+	stream = refuseWith(&d.streamRefusal, stream)
 	mux := http.NewServeMux()
 	var post http.Handler = cgihost.Handler(filepath.Join(binDir, "post"), env)
 	if s.postGate != nil {
@@ -221,6 +232,7 @@ type request struct {
 	Path        string // below the chat's folder, e.g. "cgi-bin/stream"
 	Query       url.Values
 	LastEventID string // the Last-Event-ID header
+	At          time.Time
 }
 
 // requestLog records every request the test server receives.
@@ -236,6 +248,7 @@ func (l *requestLog) wrap(h http.Handler) http.Handler {
 			Path:        strings.TrimPrefix(r.URL.Path, basePath),
 			Query:       r.URL.Query(),
 			LastEventID: r.Header.Get("Last-Event-ID"),
+			At:          time.Now(),
 		})
 		l.mu.Unlock()
 		h.ServeHTTP(w, r)
@@ -318,3 +331,119 @@ func (h *heldResponse) Write(p []byte) (int, error) {
 }
 
 func (h *heldResponse) Flush() {}
+
+// cloudLinuxPage is the page CloudLinux hosts answer with (508) when an
+// account runs more requests at once than its plan's entry processes.
+const cloudLinuxPage = `<!DOCTYPE HTML PUBLIC "-//IETF//DTD HTML 2.0//EN">
+<html><head>
+<title>508 Resource Limit Is Reached</title>
+</head><body>
+<h1>Resource Limit Is Reached</h1>
+The website is temporarily unable to service your request as it exceeded resource limit.
+Please try again later.
+</body></html>
+`
+
+// unavailableSentence and unavailableWait are what refuseWith answers a
+// stream with for 503: a sentence of the chat's own, and a Retry-After.
+const (
+	unavailableSentence = "The chat is being updated; it is back in a minute."
+	unavailableWait     = 3 // seconds
+)
+
+// refuseWith serves h, except that while status holds a status code it
+// answers every stream request with that instead, as a host would: 508
+// with CloudLinux's HTML page, 503 with a JSON sentence and a Retry-After.
+func refuseWith(status *atomic.Int32, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		code := int(status.Load())
+		switch code {
+		case 0:
+			h.ServeHTTP(w, r)
+		case http.StatusServiceUnavailable:
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Retry-After", fmt.Sprint(unavailableWait))
+			w.WriteHeader(code)
+			fmt.Fprintf(w, `{"error":%q}`+"\n", unavailableSentence)
+		default:
+			w.Header().Set("Content-Type", "text/html; charset=iso-8859-1")
+			w.WriteHeader(code)
+			io.WriteString(w, cloudLinuxPage)
+		}
+	})
+}
+
+// asPoll serves the stream program h as a server in poll mode answers: it
+// passes the response on up to the end of its "ready" event, with retry:
+// set to every and "ready" saying {"mode":"poll"}, then ends it (the CGI
+// host stops the program when the request's context ends).
+func asPoll(h http.Handler, every time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		pw := &pollWriter{ResponseWriter: w, end: cancel, retry: every.Milliseconds()}
+		h.ServeHTTP(pw, r.WithContext(ctx))
+		pw.flushLines()
+	})
+}
+
+// pollWriter rewrites a stream response line by line for asPoll.
+type pollWriter struct {
+	http.ResponseWriter
+	end     context.CancelFunc
+	retry   int64
+	partial []byte // an unfinished line
+	inReady bool   // within the "ready" event
+	done    bool   // "ready" went out: the response is over
+}
+
+func (p *pollWriter) Write(b []byte) (int, error) {
+	if p.done {
+		return 0, io.ErrClosedPipe
+	}
+	p.partial = append(p.partial, b...)
+	var out bytes.Buffer
+	for {
+		i := bytes.IndexByte(p.partial, '\n')
+		if i < 0 {
+			break
+		}
+		line := string(p.partial[:i])
+		p.partial = p.partial[i+1:]
+		switch {
+		case strings.HasPrefix(line, "retry:"):
+			line = fmt.Sprintf("retry: %d", p.retry)
+		case line == "event: ready":
+			p.inReady = true
+		case p.inReady && strings.HasPrefix(line, "data:"):
+			line = `data: {"mode":"poll"}`
+		case p.inReady && line == "":
+			p.done = true
+		}
+		out.WriteString(line + "\n")
+		if p.done {
+			break
+		}
+	}
+	if _, err := p.ResponseWriter.Write(out.Bytes()); err != nil {
+		return 0, err
+	}
+	if p.done {
+		p.end()
+		return 0, io.ErrClosedPipe
+	}
+	return len(b), nil
+}
+
+// flushLines sends a last unfinished line, if the program ended first.
+func (p *pollWriter) flushLines() {
+	if !p.done && len(p.partial) > 0 {
+		p.ResponseWriter.Write(p.partial)
+	}
+}
+
+func (p *pollWriter) Flush() {
+	if f, ok := p.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}

@@ -41,6 +41,9 @@ func run(m *testing.M) int {
 	if _, err := os.Stat(filepath.Join(repoRoot, "public", "index.html")); err != nil {
 		return fail(fmt.Errorf("the repository's public/ is not at %s: %w", repoRoot, err))
 	}
+	if err := loadAxe(); err != nil {
+		return fail(err)
+	}
 	if _, err := os.Stat(chromiumPath); err != nil {
 		return fail(fmt.Errorf("these tests need Chromium at %s (test/run installs the Debian package chromium): %w", chromiumPath, err))
 	}

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 )
 
 // postEvery posts the lines to room, one every interval, from a goroutine,
@@ -104,7 +106,8 @@ func TestReconnecting(t *testing.T) {
 // TestBufferingHostFallsBackToBatch: behind a host that holds the whole
 // stream response back, the page hears nothing from its live stream, and
 // within seconds asks in batch mode instead; messages then arrive by long
-// polling, and the page says so.
+// polling. The page remembers that this host buffers: loaded again, it asks
+// in batch mode from the start, without the 2 s of silence.
 func TestBufferingHostFallsBackToBatch(t *testing.T) {
 	// The held-back stream would end after CHAT_STREAM_SECONDS; 5 s also
 	// bounds batch mode's long poll, so the test ends soon after.
@@ -118,8 +121,11 @@ func TestBufferingHostFallsBackToBatch(t *testing.T) {
 	if took := time.Since(start); took > 6*time.Second {
 		t.Errorf("the history took %s to show, want the fallback within a few seconds", took.Round(time.Millisecond))
 	}
-	if got, want := tb.state(), "Live (polling)"; got != want {
+	if got, want := tb.state(), "Live"; got != want {
 		t.Errorf("the page says %q, want %q", got, want)
+	}
+	if got, want := eval[string](tb, `document.querySelector("#state").dataset.mode`), "batch"; got != want {
+		t.Errorf("the state's mode is %q, want %q", got, want)
 	}
 	streams := d.requests.streams("slow")
 	if len(streams) < 2 || streams[0].Query.Get("mode") != "" || streams[1].Query.Get("mode") != "batch" {
@@ -138,6 +144,21 @@ func TestBufferingHostFallsBackToBatch(t *testing.T) {
 	tb.say("reader", want[2].Text)
 	tb.waitMessages(3)
 	checkLog(t, tb, want)
+
+	t.Run("remembered", func(t *testing.T) {
+		before := len(d.requests.streams("slow"))
+		start := time.Now()
+		tb.do("reload the page", chromedp.Reload())
+		tb.waitLive()
+		tb.waitMessages(len(want))
+		t.Logf("loaded again, the page showed the history after %s", time.Since(start).Round(time.Millisecond))
+		checkLog(t, tb, want)
+		for i, r := range d.requests.streams("slow")[before:] {
+			if r.Query.Get("mode") != "batch" {
+				t.Errorf("loaded again, stream request %d asks for mode %q, want batch from the start", i+1, r.Query.Get("mode"))
+			}
+		}
+	})
 }
 
 // TestTabsShareOneStream: three tabs of one browser show a room from one
@@ -186,7 +207,9 @@ func TestTabsShareOneStream(t *testing.T) {
 // an insecure context without Web Locks; each tab then keeps a stream of
 // its own, and the chat works as well.
 func TestTabsOverPlainHTTP(t *testing.T) {
-	d := deploy(t, setup{})
+	// A name for 127.0.0.1 is what a DNS-rebinding page uses too: the
+	// chat accepts it only when the site owner lists it.
+	d := deploy(t, setup{env: []string{"CHAT_ALLOWED_HOSTS=" + plainHost + ",127.0.0.1"}})
 	url := d.plainHTTP() + "#plain"
 	cy := newPerson(t, "cy")
 	tabs := []*tab{cy.open(url), cy.open(url)}

@@ -183,3 +183,109 @@ func (h *Handler) readRecords(conn net.Conn, out io.Writer) error {
 		}
 	}
 }
+
+// Conn is a raw FastCGI connection for tests that hold many requests open
+// or speak the protocol record by record, without an HTTP front.
+type Conn struct {
+	net.Conn
+	br *bufio.Reader
+}
+
+// Dial connects to the FastCGI server at network/address.
+func Dial(network, address string) (*Conn, error) {
+	c, err := net.Dial(network, address)
+	if err != nil {
+		return nil, err
+	}
+	return &Conn{Conn: c, br: bufio.NewReaderSize(c, 512)}, nil
+}
+
+// Send writes one whole request (Request).
+func (c *Conn) Send(id uint16, keep bool, params map[string]string, body []byte) error {
+	_, err := c.Write(Request(id, keep, params, body))
+	return err
+}
+
+// Request returns the records of one whole request as request id:
+// FCGI_BEGIN_REQUEST (with FCGI_KEEP_CONN when keep), the parameters, and
+// body as FCGI_STDIN.
+func Request(id uint16, keep bool, params map[string]string, body []byte) []byte {
+	var flags byte
+	if keep {
+		flags = record.FlagKeepConn
+	}
+	b := record.Append(nil, record.BeginRequest, id, []byte{0, record.RoleResponder, flags, 0, 0, 0, 0, 0})
+	var p []byte
+	for k, v := range params {
+		p = record.AppendPairs(p, k, v)
+	}
+	b = record.AppendStream(b, record.Params, id, p)
+	return record.AppendStream(b, record.Stdin, id, body)
+}
+
+// Next reads the next record, its padding skipped.
+func (c *Conn) Next() (record.Header, []byte, error) {
+	h, err := record.ReadHeader(c.br)
+	if err != nil {
+		return h, nil, err
+	}
+	b := make([]byte, h.Length+h.Padding)
+	if _, err := io.ReadFull(c.br, b); err != nil {
+		return h, nil, err
+	}
+	return h, b[:h.Length], nil
+}
+
+// ReadUntil reads FCGI_STDOUT records of request id until their content,
+// from the first, contains s; it returns the content, and io.EOF if the
+// request ended first.
+func (c *Conn) ReadUntil(id uint16, s string) (string, error) {
+	return c.read(id, func(out string) bool { return strings.Contains(out, s) })
+}
+
+// ReadResponse reads request id's response to its FCGI_END_REQUEST and
+// parses it: the status, the header and the body.
+func (c *Conn) ReadResponse(id uint16) (*http.Response, error) {
+	out, err := c.read(id, func(string) bool { return false })
+	if err != io.EOF {
+		return nil, err
+	}
+	return ParseResponse(out)
+}
+
+// read collects request id's FCGI_STDOUT content until done says so or the
+// request ends (io.EOF); records of other requests are skipped.
+func (c *Conn) read(id uint16, done func(string) bool) (string, error) {
+	var out strings.Builder
+	for !done(out.String()) {
+		h, b, err := c.Next()
+		switch {
+		case err != nil:
+			return out.String(), err
+		case h.ID != id:
+		case h.Type == record.Stdout:
+			out.Write(b)
+		case h.Type == record.EndRequest:
+			return out.String(), io.EOF
+		}
+	}
+	return out.String(), nil
+}
+
+// ParseResponse parses a CGI response (a header block, then the body).
+func ParseResponse(out string) (*http.Response, error) {
+	br := bufio.NewReader(strings.NewReader(out))
+	hdr, err := textproto.NewReader(br).ReadMIMEHeader()
+	if err != nil {
+		return nil, fmt.Errorf("fcgiclient: bad response header: %w", err)
+	}
+	res := &http.Response{StatusCode: http.StatusOK, Header: http.Header(hdr)}
+	if s := hdr.Get("Status"); s != "" {
+		if res.StatusCode, err = strconv.Atoi(strings.Fields(s)[0]); err != nil {
+			return nil, fmt.Errorf("fcgiclient: bad Status %q", s)
+		}
+	}
+	body, _ := io.ReadAll(br)
+	res.Body = io.NopCloser(strings.NewReader(string(body)))
+	return res, nil
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 )
@@ -126,17 +127,47 @@ func copyCheckout() (string, error) {
 // static build of go-sqlite3.
 const deployTimeout = 5 * time.Minute
 
+// goSettings are the Go settings of the tests' own go command that
+// deploy.sh's must share whatever HOME a test gives it: the go.env file,
+// the build cache (a cold one costs a minute per build), the module cache
+// (the proxy may be out of reach) and the configuration directory, where
+// Go keeps its telemetry counters (else it makes HOME/.config).
+var goSettings = sync.OnceValues(func() ([]string, error) {
+	config, err := os.UserConfigDir()
+	if err != nil {
+		return nil, err
+	}
+	names := []string{"GOENV", "GOCACHE", "GOMODCACHE", "GOPATH"}
+	out, err := exec.Command("go", append([]string{"env"}, names...)...).Output()
+	if err != nil {
+		return nil, fmt.Errorf("go env: %w", err)
+	}
+	values := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
+	if len(values) != len(names) {
+		return nil, fmt.Errorf("go env printed %q for %v", out, names)
+	}
+	kv := []string{"XDG_CONFIG_HOME=" + config}
+	for i, name := range names {
+		kv = append(kv, name+"="+values[i])
+	}
+	return kv, nil
+})
+
 // RunDeploy runs the source copy's deploy.sh with args and extra
 // environment (NAME=value), returning its combined output.
 func RunDeploy(t T, env []string, args ...string) (string, error) {
 	t.Helper()
+	goEnv, err := goSettings()
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), deployTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(SourceDir(t), "deploy.sh"), args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(append(os.Environ(), goEnv...), env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
+	err = cmd.Run()
 	return out.String(), err
 }
 
@@ -153,7 +184,10 @@ func WarmBuild(t T) {
 			t.Fatalf("%v", err)
 		}
 		defer os.RemoveAll(dir)
-		if out, err := RunDeploy(t, nil, "--dry-run", "--web-user", ServerUser(t).Name, filepath.Join(dir, "docroot")); err != nil {
+		// HOME in dir: the database's default may be the home of the
+		// user the programs run as, who may be the caller.
+		env := []string{"HOME=" + dir}
+		if out, err := RunDeploy(t, env, "--dry-run", "--web-user", ServerUser(t).Name, filepath.Join(dir, "docroot")); err != nil {
 			t.Fatalf("deploy.sh --dry-run: %v\n%s", err, out)
 		}
 	})

@@ -143,16 +143,29 @@ func (e *EntryLimit) enter() bool {
 	return true
 }
 
-// leave ends an entry at once, or, on a CGI setup, hands it to release to
-// end when its program does.
+// leave ends an entry at once, or, on a CGI setup whose program still
+// runs (a stream whose reader left), hands it to release to end when its
+// program does.
 func (e *EntryLimit) leave(port int) {
+	running := port != 0 && e.host.Setup.CGI && e.programRuns(port)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if port != 0 && e.host.Setup.CGI {
+	if running {
 		e.held[port] = true
 		return
 	}
 	e.active--
+}
+
+// programRuns reports whether a program of the host runs for the request
+// that came from port.
+func (e *EntryLimit) programRuns(port int) bool {
+	for _, pid := range PIDsUnder(e.host.Docroot) {
+		if v, ok := envValue(pid, "REMOTE_PORT"); ok && v == strconv.Itoa(port) {
+			return true
+		}
+	}
+	return false
 }
 
 // release ends, every SampleEvery, the held entries whose program no

@@ -1,6 +1,11 @@
 package hostkit
 
 import (
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -81,3 +86,31 @@ func (s *Sampler) Stop() (largest, samples int) {
 // StreamProcesses counts the processes running h's stream program: for a
 // CGI setup, one per open stream.
 func (h *Host) StreamProcesses() int { return len(PIDsRunning(h.StreamBin)) }
+
+// OlderThan counts the processes among pids that have run at least d (a
+// live stream's program, not a poll's, which answers and exits).
+func OlderThan(pids []int, d time.Duration) int {
+	uptime, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		return len(pids)
+	}
+	now, _ := strconv.ParseFloat(strings.Fields(string(uptime))[0], 64)
+	n := 0
+	for _, pid := range pids {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// The fields after the command's closing parenthesis; starttime
+		// is the 22nd field of the line, in clock ticks (100 a second).
+		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(fields) < 20 {
+			continue
+		}
+		start, _ := strconv.ParseFloat(fields[19], 64)
+		if now-start/100 >= d.Seconds() {
+			n++
+		}
+	}
+	return n
+}

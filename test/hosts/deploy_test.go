@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -31,6 +34,8 @@ func TestDeployHelp(t *testing.T) {
 			"Usage: ./deploy.sh [options] TARGET", "user@host:path",
 			"--mode cgi|fcgid|daemon", "--stream-mode live|batch", "--db PATH",
 			"--web-user USER", "--env NAME=VALUE", "--dry-run", "FcgidOutputBufferSize 0",
+			"--arch amd64|arm64|arm", "gcc-aarch64-linux-gnu", "Raspberry Pi",
+			"public_html, www,\n                htdocs, httpdocs, html or web", "/var/lib/cgichat",
 		} {
 			if !strings.Contains(out, want) {
 				t.Errorf("deploy.sh %s: the help does not mention %q:\n%s", flag, want, out)
@@ -47,18 +52,10 @@ func TestDeployRefuses(t *testing.T) {
 	docroot := filepath.Join(base, "docroot")
 	aFile := filepath.Join(base, "file")
 	hostkit.MustWrite(t, aFile, "not a directory", 0o644)
-	// A PATH with what deploy.sh needs before it looks for Go, and no Go.
-	noGo := filepath.Join(base, "bin")
-	hostkit.MustMkdir(t, noGo, 0o755)
-	for _, tool := range []string{"bash", "dirname"} {
-		path, err := exec.LookPath(tool)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Symlink(path, filepath.Join(noGo, tool)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	// PATHs with what deploy.sh needs before it looks for Go, and no Go;
+	// before it looks for a C cross compiler, and none.
+	noGo := toolDir(t, filepath.Join(base, "bin"), "bash", "dirname")
+	noCross := toolDir(t, filepath.Join(base, "bin-go"), "bash", "dirname", "go")
 	tests := []struct {
 		name string
 		env  []string
@@ -81,6 +78,10 @@ func TestDeployRefuses(t *testing.T) {
 		{"TargetIsFile", nil, []string{aFile}, "exists and is not a directory"},
 		{"NoGo", []string{"PATH=" + noGo}, []string{docroot}, "Go is not installed"},
 		{"NoCCompiler", []string{"CC=/nonexistent/cc"}, []string{docroot}, "no C compiler ('/nonexistent/cc')"},
+		{"UnknownArch", nil, []string{"--arch", "mips", docroot}, "unknown architecture 'mips': use --arch amd64, arm64 or arm"},
+		{"NoCrossCompiler", []string{"PATH=" + noCross}, []string{"--arch", "arm64", docroot},
+			"needs the C cross compiler aarch64-linux-gnu-gcc (go-sqlite3 uses cgo), which is not installed. On Debian or Ubuntu: apt-get install gcc-aarch64-linux-gnu"},
+		{"NoCrossCompiler32", []string{"PATH=" + noCross}, []string{"--arch=arm", docroot}, "apt-get install gcc-arm-linux-gnueabihf"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -96,6 +97,31 @@ func TestDeployRefuses(t *testing.T) {
 			}
 		})
 	}
+}
+
+// toolDir makes dir hold links to the named programs alone, for a PATH
+// that lacks the others.
+func toolDir(t *testing.T, dir string, tools ...string) string {
+	t.Helper()
+	hostkit.MustMkdir(t, dir, 0o755)
+	for _, tool := range tools {
+		path, err := exec.LookPath(tool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(path, filepath.Join(dir, tool)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// deployIn runs deploy.sh with HOME set to base: the database's default is
+// the home of the user the programs run as, who is the caller when the
+// tests do not run as root, and it must stay in the test's directory.
+func deployIn(t *testing.T, base string, args ...string) (string, error) {
+	t.Helper()
+	return hostkit.RunDeploy(t, []string{"HOME=" + base}, args...)
 }
 
 // TestDeployTargetNotWritable checks the refusal of a TARGET the deploying
@@ -153,7 +179,7 @@ func TestDeployInstalls(t *testing.T) {
 			base := t.TempDir()
 			docroot := filepath.Join(base, "docroot")
 			args := append([]string{"--mode", tt.mode, "--web-user", u.Name}, tt.args...)
-			out, err := hostkit.RunDeploy(t, nil, append(args, docroot)...)
+			out, err := deployIn(t, base, append(args, docroot)...)
 			if err != nil {
 				t.Fatalf("deploy.sh: %v\n%s", err, out)
 			}
@@ -161,7 +187,7 @@ func TestDeployInstalls(t *testing.T) {
 				t.Errorf("the output does not say %q:\n%s", want, out)
 			}
 			for _, prog := range []string{"post", "stream"} {
-				checkStatic(t, filepath.Join(docroot, "cgi-bin", prog))
+				checkStatic(t, filepath.Join(docroot, "cgi-bin", prog), runtime.GOARCH)
 				checkServerDrivers(t, filepath.Join(docroot, "cgi-bin", prog), false)
 			}
 			checkPage(t, docroot)
@@ -228,7 +254,7 @@ func TestDeployDatabaseServer(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			base := t.TempDir()
 			docroot := filepath.Join(base, "docroot")
-			out, err := hostkit.RunDeploy(t, nil, "--mode", mode, "--web-user", u.Name, "--db", url, docroot)
+			out, err := deployIn(t, base, "--mode", mode, "--web-user", u.Name, "--db", url, docroot)
 			if err != nil {
 				t.Fatalf("deploy.sh: %v\n%s", err, out)
 			}
@@ -267,7 +293,7 @@ func TestDeployDaemonSamples(t *testing.T) {
 	base := t.TempDir()
 	docroot := filepath.Join(base, "docroot")
 	sockets := filepath.Join(base, "run")
-	out, err := hostkit.RunDeploy(t, nil, "--mode", "daemon", "--web-user", hostkit.ServerUser(t).Name, "--socket-dir", sockets,
+	out, err := deployIn(t, base, "--mode", "daemon", "--web-user", hostkit.ServerUser(t).Name, "--socket-dir", sockets,
 		"--http-listen", "127.0.0.1:8088", "--server-name", "chat.test", "--env", "CHAT_HISTORY=20", docroot)
 	if err != nil {
 		t.Fatalf("deploy.sh: %v\n%s", err, out)
@@ -336,7 +362,7 @@ func TestDeployDryRun(t *testing.T) {
 	user := hostkit.ServerUser(t).Name
 
 	before := snapshot(t, base)
-	out, err := hostkit.RunDeploy(t, nil, "--dry-run", "--web-user", user, docroot)
+	out, err := deployIn(t, base, "--dry-run", "--web-user", user, docroot)
 	if err != nil {
 		t.Fatalf("deploy.sh --dry-run: %v\n%s", err, out)
 	}
@@ -347,11 +373,11 @@ func TestDeployDryRun(t *testing.T) {
 	}
 	compareSnapshots(t, "a dry run into a new TARGET", before, snapshot(t, base))
 
-	if out, err := hostkit.RunDeploy(t, nil, "--web-user", user, docroot); err != nil {
+	if out, err := deployIn(t, base, "--web-user", user, docroot); err != nil {
 		t.Fatalf("deploy.sh: %v\n%s", err, out)
 	}
 	before = snapshot(t, base)
-	out, err = hostkit.RunDeploy(t, nil, "--dry-run", "--mode", "daemon", "--web-user", user, docroot)
+	out, err = deployIn(t, base, "--dry-run", "--mode", "daemon", "--web-user", user, docroot)
 	if err != nil {
 		t.Fatalf("deploy.sh --dry-run --mode daemon: %v\n%s", err, out)
 	}
@@ -373,11 +399,11 @@ func TestDeployTwice(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			base := t.TempDir()
 			args := []string{"--mode", mode, "--web-user", hostkit.ServerUser(t).Name, filepath.Join(base, "docroot")}
-			if out, err := hostkit.RunDeploy(t, nil, args...); err != nil {
+			if out, err := deployIn(t, base, args...); err != nil {
 				t.Fatalf("deploy.sh: %v\n%s", err, out)
 			}
 			before := snapshot(t, base)
-			out, err := hostkit.RunDeploy(t, nil, args...)
+			out, err := deployIn(t, base, args...)
 			if err != nil {
 				t.Fatalf("deploy.sh, again: %v\n%s", err, out)
 			}
@@ -406,11 +432,14 @@ func TestDeployKeepsDatabase(t *testing.T) {
 		}
 	}
 	before := snapshot(t, data)
-	out, err := hostkit.RunDeploy(t, nil, "--web-user", hostkit.ServerUser(t).Name, filepath.Join(base, "docroot"))
+	out, err := deployIn(t, base, "--web-user", hostkit.ServerUser(t).Name, filepath.Join(base, "docroot"))
 	if err != nil {
 		t.Fatalf("deploy.sh: %v\n%s", err, out)
 	}
-	for _, want := range []string{"data directory " + data + " exists: left as it is", "database " + data + "/chat.db exists: not touched"} {
+	for _, want := range []string{
+		"database: " + data + "/chat.db, where an earlier deployment put it, beside TARGET: kept there",
+		"data directory " + data + " exists: left as it is", "database " + data + "/chat.db exists: not touched",
+	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the output does not say %q:\n%s", want, out)
 		}
@@ -427,7 +456,7 @@ func TestDeployRefusesForeignHtaccess(t *testing.T) {
 	hostkit.MustMkdir(t, docroot, 0o755)
 	hostkit.MustWrite(t, filepath.Join(docroot, ".htaccess"), "Options +Indexes\n", 0o644)
 	before := snapshot(t, base)
-	out, err := hostkit.RunDeploy(t, nil, docroot)
+	out, err := deployIn(t, base, docroot)
 	if err == nil {
 		t.Fatalf("deploy.sh over a foreign .htaccess succeeded:\n%s", out)
 	}
@@ -437,55 +466,66 @@ func TestDeployRefusesForeignHtaccess(t *testing.T) {
 	compareSnapshots(t, "a refused deployment", before, snapshot(t, base))
 }
 
-// TestDeployRemote deploys to user@host:path through rsync, with a remote
-// shell that runs its command on this machine, twice.
-func TestDeployRemote(t *testing.T) {
-	t.Parallel()
-	hostkit.WarmBuild(t)
-	hostkit.RequireTools(t, "/usr/bin/rsync")
-	base := t.TempDir()
-	rsh := filepath.Join(base, "fake-ssh")
-	hostkit.MustWrite(t, rsh, `#!/bin/sh
-# Stands in for ssh: skips the options and the host, runs the command here.
-while [ $# -gt 0 ]; do
-  case $1 in
-    -l | -p | -i | -o) shift 2 ;;
-    -*) shift ;;
-    *) break ;;
-  esac
-done
-shift
-exec sh -c "$*"
-`, 0o755)
-	docroot := filepath.Join(base, "docroot")
-	env := []string{"RSYNC_RSH=" + rsh}
-	out, err := hostkit.RunDeploy(t, env, "me@example.org:"+docroot)
+// fakeSSH writes a stand-in for ssh into dir that runs its command on this
+// machine, where uname -m answers machine, and returns the environment
+// that makes deploy.sh use it, with HOME in dir.
+func fakeSSH(t *testing.T, dir, machine string) []string {
+	t.Helper()
+	uname, err := exec.LookPath("uname")
 	if err != nil {
-		t.Fatalf("deploy.sh me@example.org:%s: %v\n%s", docroot, err, out)
+		t.Fatal(err)
 	}
-	if want := "your account on me@example.org"; !strings.Contains(out, want) {
-		t.Errorf("the output does not say which user it assumed (%q):\n%s", want, out)
-	}
-	for _, prog := range []string{"post", "stream"} {
-		checkStatic(t, filepath.Join(docroot, "cgi-bin", prog))
-	}
-	checkPage(t, docroot)
-	if _, err := os.Stat(filepath.Join(base, "cgichat-data")); err != nil {
-		t.Errorf("no data directory beside the remote docroot: %v", err)
-	}
-	before := snapshot(t, base)
-	out, err = hostkit.RunDeploy(t, env, "me@example.org:"+docroot)
-	if err != nil {
-		t.Fatalf("deploy.sh, again: %v\n%s", err, out)
-	}
-	if !strings.Contains(out, "nothing to change") {
-		t.Errorf("the second remote run does not say it had nothing to change:\n%s", out)
-	}
-	compareSnapshots(t, "the second remote run", before, snapshot(t, base))
+	bin := filepath.Join(dir, "fake-bin")
+	hostkit.MustMkdir(t, bin, 0o755)
+	hostkit.MustWrite(t, filepath.Join(bin, "uname"), fmt.Sprintf(`#!/bin/sh
+if [ "$1" = -m ]; then echo %s; else exec %s "$@"; fi
+`, machine, uname), 0o755)
+	rsh := filepath.Join(dir, "fake-ssh")
+	// The command runs here, with the fake uname first in its PATH.
+	hostkit.StandInSSH(t, rsh, `PATH=`+bin+`:$PATH exec sh -c "$*"`)
+	return []string{"RSYNC_RSH=" + rsh, "HOME=" + dir}
 }
 
-// checkStatic fails unless path is a statically linked executable.
-func checkStatic(t *testing.T, path string) {
+// TestDeployRemoteArchRefused checks that a remote machine deploy.sh
+// cannot build for is refused, by the name uname -m gives it there, before
+// anything is built or written.
+func TestDeployRemoteArchRefused(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ machine, want string }{
+		{"armv6l", "armv6l (Raspberry Pi 1 and Zero) is not supported: Debian's 32-bit ARM cross compiler builds for ARMv7 and later"},
+		{"mips64", "no build for mips64 (me@example.org): deploy.sh builds for amd64 (x86_64), arm64 (aarch64) and arm (ARMv7)"},
+		{"i686", "no build for i686"},
+	} {
+		t.Run(tt.machine, func(t *testing.T) {
+			base := t.TempDir()
+			docroot := filepath.Join(base, "docroot")
+			out, err := hostkit.RunDeploy(t, fakeSSH(t, base, tt.machine), "me@example.org:"+docroot)
+			if err == nil {
+				t.Fatalf("deploy.sh to a %s machine succeeded:\n%s", tt.machine, out)
+			}
+			if !strings.Contains(out, tt.want) {
+				t.Errorf("got\n%s\nwant a message containing %q", out, tt.want)
+			}
+			if strings.Contains(out, "building") {
+				t.Errorf("deploy.sh built before refusing:\n%s", out)
+			}
+			if _, err := os.Stat(docroot); err == nil {
+				t.Errorf("deploy.sh created %s", docroot)
+			}
+		})
+	}
+}
+
+// elfMachine is how file(1) names each architecture deploy.sh builds for.
+var elfMachine = map[string]string{
+	"amd64": "ELF 64-bit LSB executable, x86-64,",
+	"arm64": "ELF 64-bit LSB executable, ARM aarch64,",
+	"arm":   "ELF 32-bit LSB executable, ARM, EABI5",
+}
+
+// checkStatic fails unless path is a statically linked executable for
+// arch (a GOARCH).
+func checkStatic(t *testing.T, path, arch string) {
 	t.Helper()
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -495,8 +535,11 @@ func checkStatic(t *testing.T, path string) {
 		t.Errorf("%s: got mode %v, want 0755", path, fi.Mode().Perm())
 	}
 	out, err := exec.Command("file", "-L", path).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "statically linked") {
-		t.Errorf("file %s: got %q (%v), want statically linked", path, out, err)
+	if err != nil || !strings.Contains(string(out), "statically linked") || !strings.Contains(string(out), elfMachine[arch]) {
+		t.Errorf("file %s: got %q (%v), want a statically linked %q", path, out, err, elfMachine[arch])
+	}
+	if arch != runtime.GOARCH {
+		return // ldd runs the binary's loader, which only this architecture can
 	}
 	if out, err := exec.Command("ldd", path).CombinedOutput(); err == nil {
 		t.Errorf("ldd %s lists libraries:\n%s", path, out)
@@ -528,27 +571,38 @@ func TestDeploySQLiteOnly(t *testing.T) {
 	hostkit.WarmBuild(t)
 	base := t.TempDir()
 	docroot := filepath.Join(base, "docroot")
-	if out, err := hostkit.RunDeploy(t, nil, "--mode", "cgi", "--web-user", hostkit.ServerUser(t).Name, docroot); err != nil {
+	if out, err := deployIn(t, base, "--mode", "cgi", "--web-user", hostkit.ServerUser(t).Name, docroot); err != nil {
 		t.Fatalf("deploy.sh: %v\n%s", err, out)
 	}
 	for _, db := range []string{"mysql://chat:pw@127.0.0.1:9/chat", "postgres://chat:pw@127.0.0.1:9/chat"} {
-		cmd := exec.Command(filepath.Join(docroot, "cgi-bin", "post"))
-		cmd.Env = []string{"CHAT_DB=" + db, "HOME=" + base, "GATEWAY_INTERFACE=CGI/1.1", "REQUEST_METHOD=POST",
-			"SERVER_PROTOCOL=HTTP/1.1", "SERVER_NAME=127.0.0.1", "SERVER_PORT=80", "SCRIPT_NAME=/cgi-bin/post",
-			"REMOTE_ADDR=127.0.0.1", "HTTP_HOST=127.0.0.1", "CONTENT_TYPE=application/x-www-form-urlencoded", "CONTENT_LENGTH=19"}
-		cmd.Stdin = strings.NewReader("nick=ada&text=hello")
-		var stdout, stderr strings.Builder
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		if err := cmd.Run(); err != nil {
-			t.Errorf("%s: post exited with %v\n%s", db, err, stderr.String())
-		}
-		if got := stdout.String(); !strings.HasPrefix(got, "Status: 500") {
+		got, stderr := postCGI(t, exec.Command(filepath.Join(docroot, "cgi-bin", "post")), []string{"CHAT_DB=" + db, "HOME=" + base}, "ada", "hello")
+		if !strings.HasPrefix(got, "Status: 500") {
 			t.Errorf("%s: got response %q, want a 500", db, got)
 		}
-		if want := "has SQLite only (deploy.sh builds it so for a SQLite --db): deploy again with --db set to the"; !strings.Contains(stderr.String(), want) {
-			t.Errorf("%s: stderr does not say %q:\n%s", db, want, stderr.String())
+		if want := "has SQLite only (deploy.sh builds it so for a SQLite --db): deploy again with --db set to the"; !strings.Contains(stderr, want) {
+			t.Errorf("%s: stderr does not say %q:\n%s", db, want, stderr)
 		}
 	}
+}
+
+// postCGI runs cmd, a post program, as a web server runs a CGI program,
+// with env added to a request that posts text as nick, and returns what it
+// wrote to stdout (the response) and to stderr. It fails the test when the
+// program does not exit cleanly.
+func postCGI(t *testing.T, cmd *exec.Cmd, env []string, nick, text string) (response, stderr string) {
+	t.Helper()
+	body := url.Values{"nick": {nick}, "text": {text}}.Encode()
+	cmd.Env = append([]string{"GATEWAY_INTERFACE=CGI/1.1", "REQUEST_METHOD=POST",
+		"SERVER_PROTOCOL=HTTP/1.1", "SERVER_NAME=127.0.0.1", "SERVER_PORT=80", "SCRIPT_NAME=/cgi-bin/post",
+		"REMOTE_ADDR=127.0.0.1", "HTTP_HOST=127.0.0.1", "CONTENT_TYPE=application/x-www-form-urlencoded",
+		"CONTENT_LENGTH=" + strconv.Itoa(len(body))}, env...)
+	cmd.Stdin = strings.NewReader(body)
+	var out, errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		t.Errorf("%s exited with %v\n%s", cmd.Path, err, errOut.String())
+	}
+	return out.String(), errOut.String()
 }
 
 // checkPage fails unless every file of public/ is in docroot, as it is.

@@ -232,7 +232,7 @@ func testLatency(t *testing.T, h *hostkit.Host, c *client) {
 		if !ok {
 			t.Fatalf("no ready event within 10 s: %v", s.result(time.Second))
 		}
-		if g, e := ev.Data, `{"mode":"live"}`; g != e {
+		if g, e := ev.Data, `{"mode":"live","retry":1000}`; g != e {
 			t.Errorf("ready: got %s, want %s", g, e)
 		}
 	}

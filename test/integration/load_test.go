@@ -31,7 +31,9 @@ func TestConcurrentCGIPosts(t *testing.T) {
 
 func testConcurrentCGIPosts(t *testing.T, start contract.Start) {
 	const posters, each = 20, 50
-	d := start(t, nil)
+	// The stream is read only once every post is in: let it live as long
+	// as a stream may, for a slow machine.
+	d := start(t, map[string]string{"CHAT_STREAM_SECONDS": "299"})
 	s := contract.Open(t, d.StreamURL(nil), nil)
 	s.Until(t, "ready", 10*time.Second)
 

@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -65,7 +64,7 @@ func build() int {
 // settings returns CHAT_DB plus env: a SQLite file in a new temporary
 // directory unless env sets CHAT_DB (see on). The rate limit is off unless
 // env sets it: tests post faster than people.
-func settings(t *testing.T, env map[string]string) (db string, kv []string) {
+func settings(t testing.TB, env map[string]string) (db string, kv []string) {
 	db = env["CHAT_DB"]
 	if db == "" {
 		db = filepath.Join(t.TempDir(), "data", "chat.db")
@@ -129,23 +128,7 @@ func startCGI(t *testing.T, env map[string]string) *contract.Deployment {
 		env["CHAT_HEARTBEAT_SECONDS"] = "1"
 	}
 	db, kv := settings(t, env)
-	return serve(t, db, chunkedAsApache(cgihost.Handler(filepath.Join(bin, "post"), kv)), chunkedAsApache(cgihost.Handler(filepath.Join(bin, "stream"), kv)))
-}
-
-// chunkedAsApache hands a request body sent without a length (chunked) to
-// the CGI program as Apache mod_cgid does: on stdin, with
-// HTTP_TRANSFER_ENCODING=chunked and no CONTENT_LENGTH. Go's CGI host
-// would refuse it with a 400 of its own.
-func chunkedAsApache(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if slices.Contains(r.TransferEncoding, "chunked") {
-			r = r.Clone(r.Context())
-			r.TransferEncoding = nil
-			r.ContentLength = -1
-			r.Header.Set("Transfer-Encoding", "chunked")
-		}
-		h.ServeHTTP(w, r)
-	})
+	return serve(t, db, cgihost.Handler(filepath.Join(bin, "post"), kv), cgihost.Handler(filepath.Join(bin, "stream"), kv))
 }
 
 // startFastCGIStdin starts each binary with a listening socket as stdin,
@@ -195,7 +178,7 @@ func startDaemon(t *testing.T, env map[string]string) *contract.Deployment {
 
 // startProcess starts cmd and, when the test ends, stops it with SIGTERM
 // and fails the test unless it exits cleanly and promptly.
-func startProcess(t *testing.T, cmd *exec.Cmd) {
+func startProcess(t testing.TB, cmd *exec.Cmd) {
 	t.Helper()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -240,7 +223,7 @@ func waitForHandler(pid int, sig syscall.Signal, timeout time.Duration) {
 }
 
 // waitForSocket waits until a daemon accepts connections on sock.
-func waitForSocket(t *testing.T, sock string) {
+func waitForSocket(t testing.TB, sock string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {

@@ -59,6 +59,11 @@ func ReadHeader(r io.Reader) (Header, error) {
 	if _, err := io.ReadFull(r, b[:]); err != nil {
 		return Header{}, err
 	}
+	return ParseHeader(b)
+}
+
+// ParseHeader decodes a record header.
+func ParseHeader(b [HeaderLen]byte) (Header, error) {
 	if b[0] != 1 {
 		return Header{}, fmt.Errorf("fastcgi: record version %d, want 1", b[0])
 	}

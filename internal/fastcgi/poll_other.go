@@ -1,0 +1,14 @@
+//go:build !linux
+
+package fastcgi
+
+import "errors"
+
+// poller is Linux's alone (epoll): elsewhere every connection has a
+// reader goroutine of its own.
+type poller struct{}
+
+func newPoller() (*poller, error)             { return nil, errors.ErrUnsupported }
+func (p *poller) arm(int, uint32, bool) error { return errors.ErrUnsupported }
+func (p *poller) run(func(uint32))            {}
+func (p *poller) close()                      {}

@@ -1,0 +1,214 @@
+package fastcgi
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cgi"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"cgichat/internal/fastcgi/record"
+)
+
+// drainWindow bounds the wait, after the handler returned, for the rest
+// of a body it left unread.
+const drainWindow = 10 * time.Second
+
+// request is one request, from its FCGI_BEGIN_REQUEST to its
+// FCGI_END_REQUEST.
+type request struct {
+	id   uint16
+	keep bool // FCGI_KEEP_CONN: the connection outlives the request
+
+	// The reader's alone: the parameters as they arrive, the body's state.
+	raw        []byte
+	params     map[string]string
+	paramsDone bool
+	started    bool // the handler runs
+	stdinEnded bool
+	bodyClosed bool // by the handler: the rest is dropped
+	dropped    int
+	pw         *io.PipeWriter // the body, nil when it is empty
+
+	// Set before the handler starts.
+	ctx       context.Context
+	cancel    context.CancelCauseFunc
+	stdinDone chan struct{} // closed when the body ended, or never will
+}
+
+// stop ends a running request for cause: its context, and its body.
+func (r *request) stop(cause error) {
+	r.cancel(cause)
+	r.endBody(cause)
+}
+
+// endBody ends the body the handler reads: at its end (err nil), or with
+// err.
+func (r *request) endBody(err error) {
+	if r.stdinEnded {
+		return
+	}
+	r.stdinEnded = true
+	if err == nil {
+		r.pw.Close()
+	} else {
+		r.pw.CloseWithError(err)
+	}
+	close(r.stdinDone)
+}
+
+// run serves req with the handler and ends it.
+func (c *conn) run(req *request, body io.ReadCloser) {
+	w := &response{c: c, req: req, header: http.Header{}}
+	broken := c.serveHTTP(w, req, body)
+	// Something is always answered, even when the handler wrote nothing.
+	w.Write(nil)
+	req.cancel(nil)
+	// Wait for what is left of the body, which the reader drops, so that
+	// the web server is not still writing when the connection closes
+	// (which would reset it).
+	body.Close()
+	select {
+	case <-req.stdinDone:
+	default:
+		t := time.NewTimer(drainWindow)
+		select {
+		case <-req.stdinDone:
+		case <-t.C:
+			broken = true
+		}
+		t.Stop()
+	}
+	c.mu.Lock()
+	c.req = nil
+	closeConn := broken || !req.keep || c.closing
+	c.mu.Unlock()
+	// The empty record that ends FCGI_STDOUT, and the end of the request,
+	// after which the web server may begin another (section 3.3).
+	end := [8]byte{4: record.StatusRequestComplete}
+	b := record.Append(getBuf(), record.Stdout, req.id, nil)
+	b = record.Append(b, record.EndRequest, req.id, end[:])
+	if err := c.write(b); err != nil {
+		closeConn = true
+	}
+	putBuf(b)
+	if closeConn {
+		c.shut()
+	}
+	c.unref()
+}
+
+// serveHTTP calls the handler with the request req describes. A panic is
+// logged and answered with a 500 when nothing was sent yet; broken says
+// the connection is not to be trusted further.
+func (c *conn) serveHTTP(w *response, req *request, body io.ReadCloser) (broken bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			c.srv.Log.Error("fastcgi: the handler panicked", "panic", v, "stack", string(debug.Stack()))
+			if !w.sentHeader {
+				w.header, w.wroteHeader = http.Header{}, false
+				w.WriteHeader(http.StatusInternalServerError)
+			}
+			broken = true
+		}
+	}()
+	params := req.params
+	req.params = nil
+	r, err := cgi.RequestFromMap(params)
+	if err != nil {
+		w.WriteHeader(http.StatusInternalServerError)
+		b := record.Append(getBuf(), record.Stderr, req.id, []byte(err.Error()))
+		b = record.Append(b, record.Stderr, req.id, nil)
+		c.write(b)
+		putBuf(b)
+		return false
+	}
+	env := make(map[string]string)
+	for k, v := range params {
+		if !inRequest(k) {
+			env[k] = v
+		}
+	}
+	r.Body = body
+	r = r.WithContext(context.WithValue(req.ctx, paramsKey{}, env))
+	c.h.ServeHTTP(w, r)
+	return false
+}
+
+// response is the http.ResponseWriter of one request. Every Write is sent
+// at once, as FCGI_STDOUT records; the CGI header goes with the first.
+// Like net/http/fcgi's, Flush reports no error, but the next Write does.
+// Once the request's context ended (an abort, the connection gone), Write
+// fails with the cause.
+type response struct {
+	c           *conn
+	req         *request
+	header      http.Header
+	code        int
+	wroteHeader bool // WriteHeader was called
+	sentHeader  bool // the CGI header was sent
+	err         error
+}
+
+func (w *response) Header() http.Header { return w.header }
+
+func (w *response) WriteHeader(code int) {
+	if w.wroteHeader {
+		return
+	}
+	w.wroteHeader, w.code = true, code
+	if code == http.StatusNotModified {
+		w.header.Del("Content-Type")
+		w.header.Del("Content-Length")
+		w.header.Del("Transfer-Encoding")
+	}
+	if w.header.Get("Date") == "" {
+		w.header.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	}
+}
+
+func (w *response) Write(p []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.err == nil && w.req.ctx.Err() != nil {
+		w.err = context.Cause(w.req.ctx)
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	if len(p) == 0 && w.sentHeader {
+		return 0, nil
+	}
+	b := getBuf()
+	defer func() { putBuf(b) }()
+	content := p
+	if !w.sentHeader {
+		w.sentHeader = true
+		if _, ok := w.header["Content-Type"]; !ok && w.code != http.StatusNotModified {
+			w.header.Set("Content-Type", http.DetectContentType(p))
+		}
+		var head strings.Builder
+		fmt.Fprintf(&head, "Status: %d %s\r\n", w.code, http.StatusText(w.code))
+		w.header.Write(&head)
+		head.WriteString("\r\n")
+		content = append([]byte(head.String()), p...)
+	}
+	for len(content) > 0 {
+		n := min(len(content), record.MaxContent)
+		b = record.Append(b, record.Stdout, w.req.id, content[:n])
+		content = content[n:]
+	}
+	if err := w.c.write(b); err != nil {
+		w.err = err
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// Flush sends the CGI header if nothing was written yet; writes are never
+// held back.
+func (w *response) Flush() { w.Write(nil) }
