@@ -38,9 +38,11 @@ func TestWakeDirectoryRemoved(t *testing.T) {
 			arrives := func(text string, within time.Duration) {
 				t.Helper()
 				sent := d.Post(t, "lobby", "ada", text)
+				posted := time.Now()
 				if got := s.NextMessage(t, within); got != sent {
 					t.Fatalf("got %+v, want %+v", got, sent)
 				}
+				t.Logf("%q arrived %v after its 201", text, time.Since(posted).Round(100*time.Microsecond))
 			}
 			arrives("woken", pollEvery/2)
 			if err := os.RemoveAll(wake.Dir(d.DB)); err != nil {
