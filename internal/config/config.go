@@ -1,6 +1,8 @@
-// Package config reads cgichat's settings from the environment, where
-// Apache's SetEnv, nginx's fastcgi_param and systemd's Environment= put them.
-// Every default lives here, and every value is checked before it is used.
+// Package config reads cgichat's settings: from the environment, where
+// Apache's SetEnv, nginx's fastcgi_param and systemd's Environment= put
+// them, and from the settings file beside the programs (file.go), which
+// reaches them on every host. Every default lives here, and every value is
+// checked before it is used.
 package config
 
 import (
@@ -456,7 +458,8 @@ func homeDir() (string, error) {
 }
 
 // Help describes every variable and its default, for usage texts.
-var Help = fmt.Sprintf(`Settings (environment variables; SetEnv, fastcgi_param or systemd):
+var Help = fmt.Sprintf(`Settings: NAME=value lines in cgichat.conf beside the program, or
+environment variables (SetEnv, fastcgi_param, systemd), which win over it:
   CHAT_DB                 SQLite file (default ~/%s/%s of the user
                           the program runs as; keep it outside the docroot),
                           or mysql://USER:PASSWORD@HOST:PORT/DATABASE or

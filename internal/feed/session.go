@@ -320,6 +320,21 @@ func (s *Session) ready(ctx context.Context) {
 		s.f.log.Warn("stream: reading presence failed", "err", err)
 	}
 	s.state = stateLive
+	if (s.poll || s.req.EndAfterMessages) && !s.req.Resume && s.sent == 0 {
+		// A first request that ends (batch, poll) in a room with nothing
+		// to show ends at once, as if it had sent the history: a host
+		// that holds responses back would otherwise keep even the ready
+		// event back for a whole long poll. An id without data sets the
+		// client's Last-Event-ID without an event, so its next request
+		// resumes after what was pruned, waiting for what comes next.
+		through, err := s.f.store.TrimmedThrough(ctx, s.req.Room)
+		if err != nil {
+			s.f.log.Warn("stream: reading the trim failed", "err", err)
+		}
+		s.buf = fmt.Appendf(s.buf, "id: %d\n\n", through)
+		s.state, s.reason = stateEnded, "empty room"
+		return
+	}
 	switch {
 	case s.poll:
 		s.state, s.reason = stateEnded, "polled"

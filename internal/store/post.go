@@ -30,7 +30,10 @@ type PostInput struct {
 	// Addr is the client's address, or the IPv6 prefix it counts as
 	// (2001:db8:5::/64): rate buckets are kept per Addr, and an address
 	// ban covers it when the banned address or prefix overlaps it.
-	Addr     string
+	Addr string
+	// AddrHash is the keyed hash of Addr (identity.Keeper.AddrHash): the
+	// message keeps it, and bans by message match it.
+	AddrHash string
 	Rate     ratelimit.Rate // per address and per nick; zero is off
 	NickHold time.Duration  // how long an idle nick stays its owner's
 
@@ -84,6 +87,9 @@ func (s *Store) Post(ctx context.Context, in PostInput) (PostResult, error) {
 		if err := s.checkBans(ctx, tx, in.Addr, key, now); err != nil {
 			return err
 		}
+		if err := s.checkAddressBans(ctx, tx, in.AddrHash, now); err != nil {
+			return err
+		}
 		claim, err := s.claimNick(ctx, tx, in, now)
 		if err != nil {
 			return err
@@ -95,6 +101,9 @@ func (s *Store) Post(ctx context.Context, in PostInput) (PostResult, error) {
 			return err
 		}
 		if res.Message, err = s.insert(ctx, tx, in.Room, in.Nick, in.Text); err != nil {
+			return err
+		}
+		if err := s.keepAddrHash(ctx, tx, res.Message.ID, in.AddrHash); err != nil {
 			return err
 		}
 		res.NewClaim = claim

@@ -55,11 +55,11 @@ const (
 )
 
 // rowBytes is the size of a row of messages as the table sizes counts it
-// (schema.sql, step 5), in each backend's dialect.
+// (schema.sql, step 6), in each backend's dialect.
 var rowBytes = stmt{
-	sqlite:   `length(CAST(room AS BLOB)) + length(CAST(nick AS BLOB)) + length(CAST(text AS BLOB)) + 64`,
-	mysql:    `LENGTH(room) + LENGTH(nick) + LENGTH(text) + 64`,
-	postgres: `octet_length(room) + octet_length(nick) + octet_length(text) + 64`,
+	sqlite:   `length(CAST(room AS BLOB)) + length(CAST(nick AS BLOB)) + length(CAST(text AS BLOB)) + COALESCE(length(addr_hash), 0) + 64`,
+	mysql:    `LENGTH(room) + LENGTH(nick) + LENGTH(text) + COALESCE(LENGTH(addr_hash), 0) + 64`,
+	postgres: `octet_length(room) + octet_length(nick) + octet_length(text) + COALESCE(octet_length(addr_hash), 0) + 64`,
 }
 
 // withRowBytes returns q for each backend with {bytes} replaced by its

@@ -18,6 +18,7 @@ var statusOf = map[chat.Code]int{
 	chat.EUnsupported: http.StatusUnsupportedMediaType,
 	chat.EMethod:      http.StatusMethodNotAllowed,
 	chat.EForbidden:   http.StatusForbidden,
+	chat.ENotFound:    http.StatusNotFound,
 	chat.EConflict:    http.StatusConflict,
 	chat.EMismatch:    http.StatusUnprocessableEntity,
 	chat.ETooMany:     http.StatusTooManyRequests,

@@ -90,6 +90,9 @@ func (h *postHandler) serve(w http.ResponseWriter, r *http.Request, cfg config.C
 		fail(w, r, h.log, err)
 		return
 	}
+	if h.serveAction(w, r, cfg, fe) {
+		return
+	}
 	in, err := readPost(r)
 	if err != nil {
 		fail(w, r, h.log, err)
@@ -103,11 +106,13 @@ func (h *postHandler) serve(w http.ResponseWriter, r *http.Request, cfg config.C
 	ctx := r.Context()
 	claims := h.ids.Read(r)
 	key := identity.Key(in.nick)
+	addr := clientID(r, cfg)
 	res, err := h.store.Post(ctx, store.PostInput{
 		Room: in.room, Nick: in.nick, Text: in.text,
 		NickKey:     key,
 		Held:        claims.Held(key),
-		Addr:        clientID(r, cfg),
+		Addr:        addr,
+		AddrHash:    h.ids.AddrHash(addr),
 		Rate:        cfg.RateLimit,
 		NickHold:    cfg.NickHold,
 		Key:         idemKey,

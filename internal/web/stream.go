@@ -129,6 +129,10 @@ func (h *streamHandler) serve(w http.ResponseWriter, r *http.Request, cfg config
 		methodNotAllowed(w, r, h.log, "GET, HEAD")
 		return
 	}
+	if r.URL.Query().Has("before") {
+		h.serveHistory(w, r)
+		return
+	}
 	req, err := parseStream(r, cfg)
 	if err != nil {
 		fail(w, r, h.log, err)

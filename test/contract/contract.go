@@ -50,7 +50,7 @@ var moreTests = []contractTest{
 // Run runs every contract test against deployments made by start. Each
 // test starts its own deployment, on its own database.
 func Run(t *testing.T, start Start) {
-	run(t, start, slices.Concat(coreTests, moreTests, abuseTests, requestTests, boundsTests))
+	run(t, start, slices.Concat(coreTests, moreTests, abuseTests, requestTests, moderationTests, boundsTests))
 }
 
 // RunCore runs only the core of the contract (coreTests), for deployments
@@ -441,6 +441,25 @@ func testBatch(t *testing.T, start Start) {
 		}
 		if len(ms) != 1 || ms[0] != m {
 			t.Errorf("batch response = %+v, want just %+v", ms, m)
+		}
+	})
+	t.Run("An empty room answers at once", func(t *testing.T) {
+		// A first request in a room with nothing to show ends with its
+		// ready event, not after a long poll a buffering host would hold
+		// it for, and sets Last-Event-ID to 0 (an id without an event).
+		d := start(t, map[string]string{"CHAT_STREAM_MODE": "batch"})
+		s := Open(t, d.StreamURL(url.Values{"room": {"empty"}}), nil)
+		if ms := s.Until(t, "ready", 5*time.Second); len(ms) != 0 {
+			t.Errorf("an empty room's first answer holds %+v", ms)
+		}
+		s.Rest(t, 5*time.Second)
+		next := Open(t, d.StreamURL(url.Values{"room": {"empty"}}), http.Header{"Last-Event-Id": {s.LastID()}})
+		if got := s.LastID(); got != "0" {
+			t.Errorf("Last-Event-ID after the first answer = %q, want 0", got)
+		}
+		m := d.Post(t, "empty", "ada", "first")
+		if ms, _ := next.Rest(t, 5*time.Second); len(ms) != 1 || ms[0] != m {
+			t.Errorf("the next answer = %+v, want just %+v", ms, m)
 		}
 	})
 	t.Run("Waits for the first new message", func(t *testing.T) {

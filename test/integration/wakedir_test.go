@@ -89,7 +89,7 @@ func TestWakeDirectoryUnusableLoggedOnce(t *testing.T) {
 	cmd.Env, cmd.Stderr = kv, logs
 	startProcess(t, cmd)
 	waitForSocket(t, sock)
-	d := serve(t, db, nil, &fcgiclient.Handler{Network: "unix", Address: sock, Stderr: logs})
+	d := serve(t, db, nil, nil, &fcgiclient.Handler{Network: "unix", Address: sock, Stderr: logs})
 	s := contract.Open(t, d.StreamURL(nil), nil)
 	s.Until(t, "ready", 10*time.Second)
 	for i := range 20 {
