@@ -16,8 +16,8 @@ type Retention struct {
 	Messages int // per room
 	Days     int
 	// TotalBytes bounds the size of all messages together, as the table
-	// sizes counts them (the bytes of room, nick and text, and 64 a row):
-	// past it the oldest go first, whatever their room.
+	// sizes counts them (the bytes of room, nick, text and addr_hash, and
+	// 64 a row): past it the oldest go first, whatever their room.
 	TotalBytes int64
 	// Claims unused for ClaimIdle (the time a nick stays its owner's) are
 	// forgotten: they hold nothing any more.
