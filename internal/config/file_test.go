@@ -161,6 +161,8 @@ var invalid = map[string]string{
 	"CHAT_MAX_STREAMS":        "-1",
 	"CHAT_KEEP_MESSAGES":      "-5",
 	"CHAT_KEEP_DAYS":          "1.5",
+	"CHAT_KEEP_TOTAL_MB":      "100MB",
+	"CHAT_ROOMS_PER_DAY":      "-1",
 	"CHAT_LOG_LEVEL":          "loud",
 }
 
@@ -244,6 +246,8 @@ var valid = map[string][2]string{
 	"CHAT_MAX_STREAMS":        {"0", "20"},
 	"CHAT_KEEP_MESSAGES":      {"1", "2"},
 	"CHAT_KEEP_DAYS":          {"1", "2"},
+	"CHAT_KEEP_TOTAL_MB":      {"0", "500"},
+	"CHAT_ROOMS_PER_DAY":      {"0", "3"},
 	"CHAT_LOG_LEVEL":          {"debug", "error"},
 }
 

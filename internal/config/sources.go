@@ -29,6 +29,8 @@ var Names = []string{
 	"CHAT_MAX_STREAMS",
 	"CHAT_KEEP_MESSAGES",
 	"CHAT_KEEP_DAYS",
+	"CHAT_KEEP_TOTAL_MB",
+	"CHAT_ROOMS_PER_DAY",
 	"CHAT_LOG_LEVEL",
 }
 
@@ -164,6 +166,10 @@ func (c Config) Value(name string) (value string, ok bool) {
 		return itoa(c.KeepMessages), true
 	case "CHAT_KEEP_DAYS":
 		return itoa(c.KeepDays), true
+	case "CHAT_KEEP_TOTAL_MB":
+		return itoa(c.KeepTotalMB), true
+	case "CHAT_ROOMS_PER_DAY":
+		return itoa(c.RoomsPerDay), true
 	case "CHAT_LOG_LEVEL":
 		return strings.ToLower(c.LogLevel.String()), true
 	}

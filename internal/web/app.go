@@ -40,6 +40,8 @@ var (
 type instance interface {
 	// serve answers r with the request's settings cfg.
 	serve(w http.ResponseWriter, r *http.Request, cfg config.Config)
+	// db returns the store the handler opened.
+	db() *store.Store
 	Close() error
 }
 
@@ -77,13 +79,19 @@ type App struct {
 	warned       map[string]bool // settings whose being ignored was logged
 
 	mu        sync.Mutex
-	instances map[config.Database]instance
+	instances map[config.Database]*opened
+}
+
+// opened is an instance and the requests it is serving.
+type opened struct {
+	instance
+	busy sync.WaitGroup
 }
 
 func newApp(build builder, env hosting.Env) *App {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &App{build: build, env: env, params: hosting.Params, ctx: ctx, cancel: cancel,
-		warned: make(map[string]bool), instances: make(map[config.Database]instance)}
+		warned: make(map[string]bool), instances: make(map[config.Database]*opened)}
 }
 
 // ServeHTTP serves r with the handler for its database and its settings.
@@ -117,6 +125,7 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
+	defer h.busy.Done()
 	// The about action tells where each setting came from.
 	h.serve(w, r.WithContext(withSources(r.Context(), sources{layers: layers, mode: a.env.Mode})), cfg)
 }
@@ -208,13 +217,22 @@ func (a *App) checkHtaccess(params map[string]string) {
 	})
 }
 
-// instance returns the handler for db, building it on first use. A failed
-// build is not kept: the next request tries again.
-func (a *App) instance(db config.Database) (instance, error) {
+// instance returns the handler for db, building it on first use, counted
+// busy until the caller is done with it. A failed build is not kept: the
+// next request tries again.
+//
+// A handler whose SQLite file is no longer the one at CHAT_DB's path (a
+// backup moved over it, the file deleted) is replaced by one opened anew on
+// the path, whose message ids continue above the old file's, so that
+// readers resuming from an id they saw miss nothing; the old one ends its
+// streams (store.Replaced) and is closed once its requests are done.
+func (a *App) instance(db config.Database) (*opened, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if h, ok := a.instances[db]; ok {
-		return h, nil
+	old, ok := a.instances[db]
+	if ok && old.db().Current() == nil {
+		old.busy.Add(1)
+		return old, nil
 	}
 	if a.ctx.Err() != nil {
 		return nil, errors.New("web: app is closed")
@@ -223,8 +241,33 @@ func (a *App) instance(db config.Database) (instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.instances[db] = h
-	return h, nil
+	if old != nil {
+		a.env.Log.Warn("the database file was replaced or removed while open: opened the file now at its path", "db", old.db().Name())
+		delete(a.instances, db)
+		a.continueIDs(old.db(), h.db())
+		go func() {
+			old.busy.Wait()
+			old.Close()
+		}()
+	}
+	o := &opened{instance: h}
+	a.instances[db] = o
+	o.busy.Add(1)
+	return o, nil
+}
+
+// continueIDs makes the ids of to continue above those of from, the
+// database it replaces.
+func (a *App) continueIDs(from, to *store.Store) {
+	ctx, cancel := context.WithTimeout(a.ctx, store.BusyTimeout)
+	defer cancel()
+	last, err := from.MaxID(ctx)
+	if err == nil {
+		err = to.KeepIDsAbove(ctx, last)
+	}
+	if err != nil {
+		a.env.Log.Warn("message ids may repeat those of the replaced database", "err", err)
+	}
 }
 
 // Close stops background work and closes every database.

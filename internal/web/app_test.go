@@ -18,6 +18,7 @@ import (
 
 	"cgichat/internal/config"
 	"cgichat/internal/hosting"
+	"cgichat/internal/store"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -33,6 +34,8 @@ func (f *fakeInstance) serve(w http.ResponseWriter, r *http.Request, _ config.Co
 }
 
 func (f *fakeInstance) Close() error { f.closed = true; return nil }
+
+func (f *fakeInstance) db() *store.Store { return nil }
 
 var quietEnv = hosting.Env{Mode: hosting.Daemon, Log: quiet}
 
@@ -99,6 +102,8 @@ type recorder struct {
 	built []config.Database
 	seen  []config.Config
 }
+
+func (rec *recorder) db() *store.Store { return nil }
 
 func (rec *recorder) build(ctx context.Context, db config.Database, env hosting.Env) (instance, error) {
 	rec.mu.Lock()
