@@ -64,6 +64,10 @@ type FileError struct {
 	Path string
 	Line int // 0 when the file as a whole is at fault
 	Err  error
+	// passing: reading failed for a reason of the moment (out of file
+	// descriptors, an I/O error), not for what the file is; a Watched
+	// reads it again at the next request.
+	passing bool
 }
 
 func (e *FileError) Error() string {
@@ -162,7 +166,13 @@ func ReadFile(path string) (*File, error) {
 		return nil, &FileError{Path: path, Err: errors.New("the user the program runs as may not read it (permission denied)")}
 	}
 	if err != nil {
-		return nil, &FileError{Path: path, Err: err}
+		// The path would tell a client in the 500 where the site lives.
+		var pe *fs.PathError
+		passing := errors.As(err, &pe)
+		if passing {
+			err = pe.Err
+		}
+		return nil, &FileError{Path: path, Err: err, passing: passing}
 	}
 	return ParseFile(path, b)
 }
@@ -238,6 +248,9 @@ func (w *Watched) Current() (*File, error) {
 	}
 	w.file, w.err = ReadFile(w.path)
 	w.seen = stamp
+	if fe := (*FileError)(nil); errors.As(w.err, &fe) && fe.passing {
+		w.seen = fileStamp{} // not kept: the next call reads again
+	}
 	return w.file, w.err
 }
 
