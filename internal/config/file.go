@@ -114,7 +114,7 @@ func ParseFile(path string, data []byte) (*File, error) {
 		case !ok:
 			// A word alone may be a password; one that starts as a
 			// setting's name is none.
-			word := strings.Fields(line)[0]
+			word := strings.TrimRight(strings.Fields(line)[0], ":")
 			if !strings.HasPrefix(strings.ToUpper(word), "CHAT_") {
 				word = ""
 			}
