@@ -102,11 +102,11 @@ func ParseFile(path string, data []byte) (*File, error) {
 		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
 		switch {
 		case !ok:
-			return nil, bad("%q is not a setting: write NAME=value, such as CHAT_HISTORY=50", line)
+			return nil, bad("%q is not a setting: write NAME=value, such as CHAT_HISTORY=50", hidePassword(line))
 		case strings.HasPrefix(name, "export "):
-			return nil, bad("%q: write the setting without \"export\", as NAME=value", line)
+			return nil, bad("%q: write the setting without \"export\", as NAME=value", hidePassword(line))
 		case !settingName.MatchString(name):
-			return nil, bad("%q is not a setting's name: they are CHAT_ and capitals, such as CHAT_HISTORY", name)
+			return nil, bad("%q is not a setting's name: they are CHAT_ and capitals, such as CHAT_HISTORY", hidePassword(name))
 		case !slices.Contains(Names, name):
 			return nil, bad("%s is not one of cgichat's settings (post -h lists them)", name)
 		}
@@ -123,6 +123,18 @@ func ParseFile(path string, data []byte) (*File, error) {
 		f.order = append(f.order, name)
 	}
 	return f, nil
+}
+
+// urlPassword is the password of a URL such as a database server's,
+// postgres://chat:PASSWORD@host/chat, in a line of text.
+var urlPassword = regexp.MustCompile(`(://[^/:@\s]*:)[^/\s]*@`)
+
+// hidePassword returns a line of the settings file as an error may quote
+// it: a FileError reaches every client in a 500's JSON, so the password of
+// a database URL on a line that is not a setting (export CHAT_DB=...,
+// CHAT_DB: ...) is replaced, as url.URL.Redacted does.
+func hidePassword(line string) string {
+	return urlPassword.ReplaceAllString(line, "${1}xxxxx@")
 }
 
 // ReadFile reads and parses the settings file at path. A missing file sets

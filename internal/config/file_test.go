@@ -38,6 +38,9 @@ func TestParseFile(t *testing.T) {
 		{"OpenQuote", `CHAT_DB="/srv/chat.db`, nil, `line 1: the value of CHAT_DB opens a quote (") and does not close it`},
 		{"LoneQuote", `CHAT_DB='`, nil, "line 1: the value of CHAT_DB opens a quote (')"},
 		{"NoName", "=2", nil, `line 1: "" is not a setting's name`},
+		{"ExportHidesPassword", "export CHAT_DB=postgres://chat:s3cret@db.example/chat", nil, `line 1: "export CHAT_DB=postgres://chat:xxxxx@db.example/chat": write the setting without "export"`},
+		{"ColonHidesPassword", "CHAT_DB: mysql://chat:p@ss:w0rd@db.example/chat", nil, `line 1: "CHAT_DB: mysql://chat:xxxxx@db.example/chat" is not a setting`},
+		{"NameHidesPassword", "postgres://chat:s3cret@db/chat?sslmode=require", nil, `line 1: "postgres://chat:xxxxx@db/chat?sslmode" is not a setting's name`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
