@@ -39,6 +39,9 @@ func TestParseFile(t *testing.T) {
 		{"LoneQuote", `CHAT_DB='`, nil, "line 1: the value of CHAT_DB opens a quote (')"},
 		{"NoName", "=2", nil, `line 1: the text before "=" is not a setting's name`},
 		{"UTF16", "\xff\xfeC\x00H\x00A\x00T\x00", nil, `cgichat.conf: it is saved as UTF-16 ("Unicode"): save it as UTF-8`},
+		{"ExportHidesPassword", "export CHAT_DB=postgres://chat:s3cret@db.example/chat", nil, `line 1: the line starts with "export": write the setting without it`},
+		{"ColonHidesPassword", "CHAT_DB: mysql://chat:p@ss:w0rd@db.example/chat", nil, `line 1: "CHAT_DB" has no "="`},
+		{"NameHidesPassword", "postgres://chat:s3cret@db/chat?sslmode=require", nil, `line 1: the text before "=" is not a setting's name`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
