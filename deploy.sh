@@ -1275,7 +1275,8 @@ from_open() {
   top=${from_name%.tar.gz}
   sums=$(dirname "$from_archive")/SHA256SUMS
   if [ -f "$sums" ]; then
-    want=$(awk -v n="$from_name" '$2 == n || $2 == "*" n { print $1 }' "$sums")
+    # A SHA256SUMS saved on Windows ends its lines with CR.
+    want=$(awk -v n="$from_name" '{ sub(/\r$/, "") } $2 == n || $2 == "*" n { print $1 }' "$sums")
     [ -n "$want" ] || die "$sums does not list $from_name: it is another release's. Put the archive's own SHA256SUMS beside it"
     got=$(sha256 "$from_archive")
     [ "$got" = "$want" ] ||
