@@ -90,14 +90,13 @@ const ModePoll = "poll"
 // pollShare-th of the budget's reserve for polls (store.PollReserve) busy,
 // going by what their polls took from their programs' start
 // (firstPollCost before any is known): the rest is for what a poll costs
-// the host beyond its program (the web server's fork, the program's exit,
-// all of it slower on a busy machine) and for pollers that come together.
-// Each polls at most once a second and at least every 30 s (under 10 s but
-// with slow polls or hundreds of pollers: see docs/contract.md). Each
-// interval is spread by a fifth either way, so that pollers do not keep
-// coming together.
+// the host beyond its program (the web server's fork and relay, the
+// program's exit, all of it much slower on a busy machine; see
+// docs/deploy.md) and for pollers that come together. Each polls at most
+// once a second and at least every 30 s. Each interval is spread by a
+// fifth either way, so that pollers do not keep coming together.
 const (
-	pollShare     = 3
+	pollShare     = 6
 	firstPollCost = 50 * time.Millisecond
 	pollMin       = time.Second
 	pollMax       = 30 * time.Second
@@ -109,17 +108,17 @@ const PollWindow = pollMax + 10*time.Second
 
 // pollRetry returns the retry: for one poll among pollers whose polls take
 // cost each, on a host whose budget keeps reserve requests for polls, while
-// busy other polls run. When more polls run at once than the share of the
-// reserve they should keep busy (a slow or crowded machine stretches every
-// request beyond what the programs measure), the interval grows by as much.
+// busy other polls run. When the polls running fill the reserve by the
+// programs' own measure (a slow or crowded machine stretches every request),
+// the interval grows with them.
 func pollRetry(pollers int, cost time.Duration, reserve, busy int) time.Duration {
 	if cost <= 0 {
 		cost = firstPollCost
 	}
 	reserve = max(reserve, 1)
 	d := pollShare * time.Duration(pollers) * cost / time.Duration(reserve)
-	if busy*pollShare > reserve {
-		d = d * time.Duration(busy*pollShare) / time.Duration(reserve)
+	if busy >= reserve {
+		d = d * time.Duration(busy+1) / time.Duration(reserve)
 	}
 	d = time.Duration(float64(d) * (0.8 + 0.4*mathrand.Float64()))
 	return min(max(d, pollMin), pollMax)

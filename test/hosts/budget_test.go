@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -196,6 +197,11 @@ func TestBudgetUnderEntryLimit(t *testing.T) {
 	mostLive, samples := live.Stop()
 	mostAll, _ := all.Stop()
 	es := entries.Stats()
+	// What the polls took by the programs' own measure, from their
+	// process's start to the end of their answer, which sets retry:.
+	if out, err := exec.Command("sqlite3", h.DB, "SELECT count(*), round(avg(cost)*1000, 1), round(max(cost)*1000, 1) FROM streams WHERE kind = 'poll'").CombinedOutput(); err == nil {
+		t.Logf("poll rows, their cost on average and at most (ms), by the programs' measure: %s", strings.TrimSpace(string(out)))
+	}
 
 	t.Logf("%d readers, %d posts in %v: live stream processes at most %d (all stream processes %d); "+
 		"entries at most %d of %d, %d refused", readers, len(posted), posting, mostLive, mostAll, es.Most, planEntries, es.Denied)
