@@ -227,6 +227,14 @@ func (tb *tab) goTo(url string) {
 	tb.waitLive()
 }
 
+// reload reloads the tab's page (a navigation to the same address with a
+// #room would only change the room) and waits until the stream is live.
+func (tb *tab) reload() {
+	tb.t.Helper()
+	tb.do("reload", chromedp.Reload())
+	tb.waitLive()
+}
+
 // waitLive waits until the page says its stream is live.
 func (tb *tab) waitLive() {
 	tb.t.Helper()
