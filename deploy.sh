@@ -18,6 +18,12 @@ RSYNC_RSH is used for both). The chat is then at TARGET/index.html.
 Running it again changes only what differs. It never overwrites, moves or
 deletes the database, and never replaces an .htaccess it did not write.
 
+The settings (--db, --stream-mode, every --env) go into
+TARGET/cgi-bin/cgichat.conf, which the programs read on every host (suEXEC
+drops Apache's SetEnv) and the web server never serves; a person may edit
+it over FTP. Afterwards deploy.sh runs TARGET/cgi-bin/post -check there,
+which prints every setting the programs run with and where it comes from.
+
 Options:
   --mode cgi|fcgid|daemon   how the web server runs the programs (default cgi):
         cgi     Apache mod_cgi/mod_cgid through .htaccess (shared hosts);
@@ -417,12 +423,82 @@ prepare_data_dir() { # dir db user group dry_run served
   fi
 }
 
+# active_settings prints the lines of a settings file that set something.
+active_settings() { # file
+  [ ! -f "$1" ] || grep -E '^[[:space:]]*CHAT_' "$1" || true
+}
+
+# suexec_tree makes cgi-bin and what is in it as suEXEC (cPanel-style
+# hosts run an account's CGI programs as the account) requires: owned by
+# the programs' user and group, not writable by group or others; and says
+# what it cannot fix. Harmless where suEXEC is not used.
+suexec_tree() { # docroot data_dir user group dry_run
+  local docroot=$1 data=$2 user=$3 group=$4 dry=$5 me uid home p act=run account=0
+  me=$(id -un)
+  [ "$dry" = 0 ] || act=would
+  [ -d "$docroot/cgi-bin" ] || return 0
+  uid=$(id -u "$user" 2>/dev/null) || return 0
+  home=$(getent passwd "$user" | cut -d: -f6)
+  # An account's site: a user of its own (not a system user such as
+  # www-data), the site in its home.
+  if [ "$uid" -ge 1000 ] && [ -n "$home" ] && [ "$home" != / ]; then
+    case $docroot/ in "$home"/*) account=1 ;; esac
+  fi
+  for p in "$docroot/cgi-bin" "$docroot/cgi-bin/post" "$docroot/cgi-bin/stream" "$docroot/cgi-bin/cgichat.conf"; do
+    [ -e "$p" ] || continue
+    if [ "$(stat -c %U:%G "$p")" != "$user:$group" ]; then
+      if [ "$account" = 1 ] && [ "$me" = root ]; then
+        echo "deploy: $act: chown $user:$group $p (suEXEC runs only the account's own programs)"
+        [ "$act" != run ] || chown "$user:$group" "$p"
+      elif [ "$me" = "$user" ] && [ "$(stat -c %U "$p")" = "$user" ]; then
+        echo "deploy: $act: chgrp $group $p (suEXEC wants the programs in their owner's group)"
+        [ "$act" != run ] || chgrp "$group" "$p"
+      elif [ "$account" = 1 ]; then
+        echo "deploy: warning: $p belongs to $(stat -c %U:%G "$p"), not to $user:$group: suEXEC refuses to run an account's programs that are not its own. Deploy as $user, or as root" >&2
+      fi
+    fi
+    if [ -n "$(find "$p" -maxdepth 0 -perm /022)" ]; then
+      if [ -O "$p" ] || [ "$me" = root ]; then
+        echo "deploy: $act: chmod go-w $p (suEXEC refuses programs that others may change)"
+        [ "$act" != run ] || chmod go-w "$p"
+      else
+        echo "deploy: warning: $p is writable by group or others and belongs to $(stat -c %U "$p"): suEXEC refuses to run programs there. Fix: chmod go-w $p" >&2
+      fi
+    fi
+  done
+  if [ "$account" = 1 ]; then
+    case $data/ in
+      "$home"/*) ;;
+      *) echo "deploy: warning: the data directory $data is outside $user's home $home: under suEXEC the programs run as $user and write only where $user may; a --db in $home is safer" >&2 ;;
+    esac
+  fi
+}
+
+# run_check runs post -check in the docroot, as the programs' user when
+# deploy.sh runs as root, and prints its output; its status is -check's
+# (1: the settings are refused), or 125 when it could not run.
+run_check() { # docroot user
+  local prog=$1/cgi-bin/post as=()
+  if [ "$(id -u)" = 0 ] && [ "$2" != root ] && command -v runuser >/dev/null; then
+    as=(runuser -u "$2" --)
+    if ! "${as[@]}" test -x "$prog"; then
+      echo "$2 cannot run $prog: a directory on the way is closed to $2"
+      return 125
+    fi
+  fi
+  (cd "$1/cgi-bin" && "${as[@]}" "$prog" -check 2>&1) && return 0
+  case $? in
+    1) return 1 ;;
+    *) return 125 ;;
+  esac
+}
+
 # on_target runs one of the functions above where TARGET is.
 on_target() { # function args...
   if [ -z "$remote_host" ]; then
     "$@"
   else
-    "${rsh[@]}" "$remote_host" bash -s <<<"$(declare -f resolve_target foreign_htaccess served_by served_words data_facts prepare_data_dir)
+    "${rsh[@]}" "$remote_host" bash -s <<<"$(declare -f resolve_target foreign_htaccess served_by served_words data_facts prepare_data_dir active_settings suexec_tree run_check)
 $(printf '%q ' "$@")"
   fi
 }
@@ -654,22 +730,16 @@ while IFS= read -r -d '' f; do
 done < <(find public -type f ! -path '*/.*' -print0 | sort -z)
 chmod -R u=rwX,go=rX "$stage/docroot"
 
-# The settings every mode passes to the programs; nginx + fcgiwrap always
-# runs the stream in batch mode (see contrib/nginx/fcgiwrap.conf).
+# The settings of the programs, written into cgi-bin/cgichat.conf, which
+# they read in every mode. (nginx + fcgiwrap runs the stream in batch mode
+# by a fastcgi_param of its own: see contrib/nginx/fcgiwrap.conf.)
 db_settings=("CHAT_DB=$db")
+wake_default=$db-wake poll_default=250
 if [ -n "$db_url" ]; then
   db_settings=("CHAT_DB=$db_url" "CHAT_WAKE_DIR=$data_dir/wake")
+  wake_default=$data_dir/wake poll_default=25
 fi
 settings=("${db_settings[@]}" "CHAT_STREAM_MODE=$stream_mode" "${extra_env[@]}")
-fcgiwrap_settings=("${db_settings[@]}" "CHAT_STREAM_MODE=batch" "${extra_env[@]}")
-lines() { # format settings...: one formatted line per NAME=VALUE
-  local fmt=$1 kv
-  shift
-  for kv in "$@"; do
-    # shellcheck disable=SC2059
-    printf "$fmt\n" "${kv%%=*}" "${kv#*=}"
-  done
-}
 
 # render copies a template from contrib/, replacing every @NAME@ it knows,
 # and fails on any it does not.
@@ -690,11 +760,11 @@ render() { # template destination
   text=${text//@PAGE_FILES@/"$(IFS='|'; echo "${page_files[*]}")"}
   text=${text//@PAGE_NAMES@/"$(IFS='|'; echo "${page_names[*]}")"}
   text=${text//@HANDLER@/"$handler"}
-  text=${text//@SETENV@/"$(lines 'SetEnv %s %s' "${settings[@]}")"}
-  text=${text//@FASTCGI_PARAMS@/"$(lines '        fastcgi_param %s %s;' "${fcgiwrap_settings[@]}")"}
-  # systemd reads % as a specifier: a percent-encoded password needs %%.
-  text=${text//@ENVIRONMENT@/"$(lines 'Environment=%s=%s' "${settings[@]}" | sed 's/%/%%/g')"}
-  text=${text//@LIGHTTPD_ENV@/"$(lines '            "%s" => "%s",' "${settings[@]}")"}
+  text=${text//@SETTINGS@/"$(printf '%s\n' "${settings[@]}")"}
+  text=${text//@WAKE_DIR@/"$wake_default"}
+  text=${text//@POLL_MS@/"$poll_default"}
+  # config.DefaultMaxStreams under CGI and mod_fcgid; a daemon has no budget.
+  text=${text//@MAX_STREAMS@/"$([ "$mode" = daemon ] && echo 0 || echo 8)"}
   text=${text//@LIGHTTPD_SOCKET@/"$listen_host:$listen_port"}
   text=${text//@LISTEN_PORT@/"$listen_port"}
   text=${text//@CADDY_BIND@/"${listen_host:+bind $listen_host}"}
@@ -704,6 +774,27 @@ render() { # template destination
   printf '%s\n' "$text" >"$2"
   chmod 0644 "$2"
 }
+
+# stage_settings writes cgi-bin/cgichat.conf from contrib/cgichat.conf: the
+# settings above, then every other one commented out at its default. It is
+# readable by the programs' user alone when they run as the deploying user
+# (a suEXEC host): then the web server cannot read it, let alone serve it.
+stage_settings() { # destination
+  local kv line set_names=" "
+  for kv in "${settings[@]}"; do set_names+="${kv%%=*} "; done
+  render cgichat.conf "$1.template"
+  while IFS= read -r line; do
+    [[ $line =~ ^#\ (CHAT_[A-Z0-9_]+)= && $set_names == *" ${BASH_REMATCH[1]} "* ]] ||
+      printf '%s\n' "$line"
+  done <"$1.template" >"$1"
+  rm "$1.template"
+  if [ "$deployer" = "$web_user" ]; then
+    chmod 0600 "$1"
+  else
+    chmod 0644 "$1"
+  fi
+}
+deployer=$(on_target id -un) || die "cannot run id -un on ${remote_host:-this machine}"
 
 apache_listen=$http_listen
 [[ $http_listen =~ ^[0-9]+$ ]] && apache_listen="*:$http_listen"
@@ -717,6 +808,7 @@ fi
 handler=cgi-script
 [ "$mode" != fcgid ] || handler=fcgid-script
 render htaccess/docroot.htaccess "$stage/docroot/.htaccess"
+stage_settings "$stage/docroot/cgi-bin/cgichat.conf"
 render htaccess/deny-all.htaccess "$stage/conf/.htaccess"
 case $mode in
   cgi)
@@ -738,6 +830,21 @@ case $mode in
     render caddy/Caddyfile "$stage/conf/Caddyfile"
     ;;
 esac
+
+# A settings file edited since the last deployment: say which of its
+# settings this one does not keep.
+while IFS= read -r line; do
+  line=$(sed -E 's/^[[:space:]]+//; s/[[:space:]]*=[[:space:]]*/=/; s/[[:space:]]+$//' <<<"$line")
+  [ -n "$line" ] || continue
+  if ! grep -qxF -- "$line" "$stage/docroot/cgi-bin/cgichat.conf"; then
+    case ${line%%=*} in
+      CHAT_DB) keep="--db ${line#*=}" ;;
+      CHAT_STREAM_MODE) keep="--stream-mode ${line#*=}" ;;
+      *) keep="--env $line" ;;
+    esac
+    say "note: $docroot/cgi-bin/cgichat.conf sets $line, which this deployment replaces: to keep it, deploy with $keep"
+  fi
+done < <(on_target active_settings "$docroot/cgi-bin/cgichat.conf")
 
 # --- Install -----------------------------------------------------------------
 
@@ -788,6 +895,23 @@ done
 db_file=$db
 [ -z "$db_url" ] || db_file=""
 on_target prepare_data_dir "$data_dir" "$db_file" "$web_user" "$web_group" "$dry_run" "$(served_by "$data_dir" "$docroot")"
+on_target suexec_tree "$docroot" "$data_dir" "$web_user" "$web_group" "$dry_run"
+
+# What the programs will run with, as they see it there.
+if [ "$dry_run" = 0 ]; then
+  status=0
+  check=$(on_target run_check "$docroot" "$web_user") || status=$?
+  case $status in
+    0)
+      say "cgi-bin/post -check on ${remote_host:-this machine}, the settings at their defaults left out:"
+      grep -v '  \[default\]$' <<<"$check" | sed 's/^/deploy:   /'
+      ;;
+    1) if grep -q '^post -check: ' <<<"$check"; then
+      die "$(printf '%s\n' "the programs refuse their settings; cgi-bin/post -check says:" "$check")"
+    fi ;&
+    *) warn "could not run $docroot/cgi-bin/post -check on ${remote_host:-this machine}: $(tail -n 1 <<<"$check")" ;;
+  esac
+fi
 
 # --- What next ---------------------------------------------------------------
 
@@ -801,6 +925,7 @@ else
   say "done: $changed files changed"
 fi
 say "page: TARGET/index.html; programs: TARGET/cgi-bin/post and TARGET/cgi-bin/stream ($mode, stream $stream_mode)"
+say "settings: TARGET/cgi-bin/cgichat.conf; to see what the programs run with: TARGET/cgi-bin/post -check"
 case $mode in
   cgi)
     say "Apache: needs mod_cgid (or mod_cgi) and AllowOverride FileInfo AuthConfig Indexes Options=ExecCGI (or All)"
@@ -814,7 +939,7 @@ case $mode in
   daemon)
     say "daemons: copy $conf_dir/cgichat@.service to /etc/systemd/system/, then"
     say "  systemctl daemon-reload && systemctl enable --now cgichat@post cgichat@stream"
-    say "  (without systemd, as $web_user: ${settings[*]:0:${#db_settings[@]}} $docroot/cgi-bin/post -listen unix:$socket_dir/post.sock, and the same for stream)"
+    say "  (without systemd, as $web_user: $docroot/cgi-bin/post -listen unix:$socket_dir/post.sock, and the same for stream)"
     [ "$socket_dir" = /run/cgichat ] || say "  $socket_dir must exist and be writable by $web_user"
     say "front end: $conf_dir/nginx-daemon.conf, $conf_dir/apache-daemon.conf,"
     say "  $conf_dir/lighttpd-daemon.conf or $conf_dir/Caddyfile"

@@ -214,3 +214,39 @@ CREATE TABLE nick_transfers (
     issued    BIGINT       NOT NULL,
     expires   VARCHAR(32)  NOT NULL
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- step: 5
+-- Bounds on what the database keeps (see schema.sql, step 6): the
+-- Idempotency-Keys of posts, who started each room, the size of all
+-- messages (a trigger takes off deleted rows), when a room was last trimmed.
+CREATE TABLE post_keys (
+    key_hash    CHAR(64)    NOT NULL PRIMARY KEY,
+    fingerprint CHAR(64)    NOT NULL,
+    message_id  BIGINT      NOT NULL,
+    created_at  VARCHAR(32) NOT NULL,
+    claim       BIGINT      NOT NULL,
+    stored_at   DOUBLE      NOT NULL,
+    INDEX post_keys_stored (stored_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+CREATE TABLE room_starts (
+    room       VARCHAR(32)  NOT NULL PRIMARY KEY,
+    addr       VARCHAR(255) NOT NULL,
+    started_at DOUBLE       NOT NULL,
+    INDEX room_starts_addr (addr, started_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+CREATE TABLE sizes (
+    name    VARCHAR(32) NOT NULL PRIMARY KEY,
+    bytes   BIGINT      NOT NULL,
+    through BIGINT      NOT NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+INSERT INTO sizes (name, bytes, through)
+    SELECT 'messages', COALESCE(SUM(LENGTH(room) + LENGTH(nick) + LENGTH(text) + COALESCE(LENGTH(addr_hash), 0) + 64), 0), COALESCE(MAX(id), 0)
+    FROM messages;
+CREATE TRIGGER messages_bytes_removed AFTER DELETE ON messages FOR EACH ROW
+    UPDATE sizes SET bytes = bytes - (LENGTH(OLD.room) + LENGTH(OLD.nick) + LENGTH(OLD.text) + COALESCE(LENGTH(OLD.addr_hash), 0) + 64)
+    WHERE name = 'messages' AND through >= OLD.id;
+
+ALTER TABLE trimmed ADD COLUMN trimmed_at DOUBLE NOT NULL DEFAULT 0;
+CREATE INDEX nick_claims_last_used ON nick_claims (last_used);

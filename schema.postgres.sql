@@ -205,3 +205,46 @@ CREATE TABLE nick_transfers (
     issued    BIGINT NOT NULL,
     expires   TEXT   NOT NULL
 );
+
+-- step: 5
+-- Bounds on what the database keeps (see schema.sql, step 6): the
+-- Idempotency-Keys of posts, who started each room, the size of all
+-- messages (a trigger takes off deleted rows), when a room was last trimmed.
+CREATE TABLE post_keys (
+    key_hash    TEXT             PRIMARY KEY,
+    fingerprint TEXT             NOT NULL,
+    message_id  BIGINT           NOT NULL,
+    created_at  TEXT             NOT NULL,
+    claim       BIGINT           NOT NULL,
+    stored_at   DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX post_keys_stored ON post_keys (stored_at);
+
+CREATE TABLE room_starts (
+    room       TEXT             PRIMARY KEY,
+    addr       TEXT             NOT NULL,
+    started_at DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX room_starts_addr ON room_starts (addr, started_at);
+
+CREATE TABLE sizes (
+    name    TEXT   PRIMARY KEY,
+    bytes   BIGINT NOT NULL,
+    through BIGINT NOT NULL
+);
+INSERT INTO sizes (name, bytes, through)
+    SELECT 'messages', COALESCE(sum(octet_length(room) + octet_length(nick) + octet_length(text) + COALESCE(octet_length(addr_hash), 0) + 64), 0), COALESCE(max(id), 0)
+    FROM messages;
+CREATE FUNCTION messages_bytes_removed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE sizes SET bytes = bytes - (octet_length(OLD.room) + octet_length(OLD.nick) + octet_length(OLD.text)
+        + COALESCE(octet_length(OLD.addr_hash), 0) + 64)
+    WHERE name = 'messages' AND through >= OLD.id;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER messages_bytes_removed AFTER DELETE ON messages
+    FOR EACH ROW EXECUTE FUNCTION messages_bytes_removed();
+
+ALTER TABLE trimmed ADD COLUMN trimmed_at DOUBLE PRECISION NOT NULL DEFAULT 0;
+CREATE INDEX nick_claims_last_used ON nick_claims (last_used);

@@ -194,3 +194,63 @@ CREATE TABLE nick_transfers (
     issued    INTEGER NOT NULL,
     expires   TEXT    NOT NULL
 ) WITHOUT ROWID;
+
+-- step: 6
+-- Bounds on what the database keeps (docs/databases.md, "What the database
+-- keeps").
+--
+-- Posts are exactly-once: a post that carries an Idempotency-Key leaves a
+-- row here for 24 hours. key_hash is the SHA-256 (hex) of the nick's key and
+-- the client's key, fingerprint that of the room, nick and text; a post with
+-- the same key_hash is answered with message_id and created_at when its
+-- fingerprint is the same (and refused when not), and stores nothing. claim
+-- is the Issued stamp of the nick claim the first post made (0 for none),
+-- handed to the client again.
+CREATE TABLE post_keys (
+    key_hash    TEXT    PRIMARY KEY,
+    fingerprint TEXT    NOT NULL,
+    message_id  INTEGER NOT NULL,
+    created_at  TEXT    NOT NULL,
+    claim       INTEGER NOT NULL,
+    stored_at   REAL    NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX post_keys_stored ON post_keys (stored_at);
+
+-- Who started each room (posted its first message) in the last 24 hours,
+-- for the cap on new rooms per address (CHAT_ROOMS_PER_DAY); started_at is
+-- Unix seconds.
+CREATE TABLE room_starts (
+    room       TEXT PRIMARY KEY,
+    addr       TEXT NOT NULL,
+    started_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX room_starts_addr ON room_starts (addr, started_at);
+
+-- The size of all messages together, which CHAT_KEEP_TOTAL_MB bounds: per
+-- row the bytes of room, nick, text and addr_hash, and 64 for the rest of
+-- the row and its index entry. bytes counts the rows up to the id through; retention
+-- adds the newer ones (a post costs nothing here), and a trigger takes off
+-- every counted row deleted, so a moderator's DELETE counts too.
+CREATE TABLE sizes (
+    name    TEXT    PRIMARY KEY,
+    bytes   INTEGER NOT NULL,
+    through INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO sizes (name, bytes, through)
+    SELECT 'messages', COALESCE(sum(length(CAST(room AS BLOB)) + length(CAST(nick AS BLOB)) + length(CAST(text AS BLOB))
+        + COALESCE(length(addr_hash), 0) + 64), 0),
+        COALESCE(max(id), 0)
+    FROM messages;
+CREATE TRIGGER messages_bytes_removed AFTER DELETE ON messages
+BEGIN
+    UPDATE sizes SET bytes = bytes - (length(CAST(old.room AS BLOB)) + length(CAST(old.nick AS BLOB)) + length(CAST(old.text AS BLOB))
+        + COALESCE(length(old.addr_hash), 0) + 64)
+    WHERE name = 'messages' AND through >= old.id;
+END;
+
+-- When a room was last trimmed (Unix seconds): the mark of a room that
+-- holds no rows any more is forgotten a week later.
+ALTER TABLE trimmed ADD COLUMN trimmed_at REAL NOT NULL DEFAULT 0;
+
+-- Nick claims unused for CHAT_NICK_HOURS are removed: found by last use.
+CREATE INDEX nick_claims_last_used ON nick_claims (last_used);

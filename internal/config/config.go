@@ -1,6 +1,8 @@
-// Package config reads cgichat's settings from the environment, where
-// Apache's SetEnv, nginx's fastcgi_param and systemd's Environment= put them.
-// Every default lives here, and every value is checked before it is used.
+// Package config reads cgichat's settings: from the environment, where
+// Apache's SetEnv, nginx's fastcgi_param and systemd's Environment= put
+// them, and from the settings file beside the programs (file.go), which
+// reaches them on every host. Every default lives here, and every value is
+// checked before it is used.
 package config
 
 import (
@@ -55,6 +57,17 @@ const (
 	DefaultIPv6Prefix   = 64
 )
 
+// Defaults of the bounds on storage (docs/configuration.md says why these
+// numbers). 100 MB of messages is some 600,000 lines of chat, or 12,000
+// messages of the longest kind, and leaves a shared host's disk quota
+// (often 1 to 10 GB) to the site; 20 new rooms a day is far more than
+// people start from one address, and keeps one address from spreading
+// its posts over rooms without end.
+const (
+	DefaultKeepTotalMB = 100
+	DefaultRoomsPerDay = 20
+)
+
 // Config is one complete set of settings. Under FastCGI settings may
 // differ per request; Database is the part that needs a database of its
 // own.
@@ -76,6 +89,8 @@ type Config struct {
 	MaxStreams       int           // CHAT_MAX_STREAMS: live streams this host holds at once; 0 is no budget, -1 the mode's default
 	KeepMessages     int           // CHAT_KEEP_MESSAGES: messages kept per room; 0 keeps all
 	KeepDays         int           // CHAT_KEEP_DAYS: days a message is kept; 0 keeps it forever
+	KeepTotalMB      int           // CHAT_KEEP_TOTAL_MB: megabytes of messages kept in all rooms; 0 keeps all
+	RoomsPerDay      int           // CHAT_ROOMS_PER_DAY: rooms one client address may start in 24 hours; 0 is no cap
 	IPv6Prefix       int           // CHAT_IPV6_PREFIX: an IPv6 client is its prefix of this many bits
 	LogLevel         slog.Level    // CHAT_LOG_LEVEL: debug, info, warn or error
 }
@@ -131,6 +146,8 @@ func Load(getenv func(string) string) (Config, error) {
 		{"CHAT_MAX_STREAMS", -1, 0, 100000, "streams", func(n int) { c.MaxStreams = n }},
 		{"CHAT_KEEP_MESSAGES", DefaultKeepMessages, 0, 100000000, "messages", func(n int) { c.KeepMessages = n }},
 		{"CHAT_KEEP_DAYS", DefaultKeepDays, 0, 100000, "days", func(n int) { c.KeepDays = n }},
+		{"CHAT_KEEP_TOTAL_MB", DefaultKeepTotalMB, 0, 1000000, "megabytes", func(n int) { c.KeepTotalMB = n }},
+		{"CHAT_ROOMS_PER_DAY", DefaultRoomsPerDay, 0, 100000, "rooms", func(n int) { c.RoomsPerDay = n }},
 		{"CHAT_IPV6_PREFIX", DefaultIPv6Prefix, 32, 128, "bits", func(n int) { c.IPv6Prefix = n }},
 	}
 	for _, v := range ints {
@@ -441,7 +458,8 @@ func homeDir() (string, error) {
 }
 
 // Help describes every variable and its default, for usage texts.
-var Help = fmt.Sprintf(`Settings (environment variables; SetEnv, fastcgi_param or systemd):
+var Help = fmt.Sprintf(`Settings: NAME=value lines in cgichat.conf beside the program, or
+environment variables (SetEnv, fastcgi_param, systemd), which win over it:
   CHAT_DB                 SQLite file (default ~/%s/%s of the user
                           the program runs as; keep it outside the docroot),
                           or mysql://USER:PASSWORD@HOST:PORT/DATABASE or
@@ -471,6 +489,11 @@ var Help = fmt.Sprintf(`Settings (environment variables; SetEnv, fastcgi_param o
                           and mod_fcgid, 0 for the daemons)
   CHAT_KEEP_MESSAGES      messages kept per room, 0: all (default %d)
   CHAT_KEEP_DAYS          days messages are kept, 0: forever (default %d)
+  CHAT_KEEP_TOTAL_MB      megabytes of messages kept in all rooms together,
+                          the oldest removed first; 0: no bound (default %d)
+  CHAT_ROOMS_PER_DAY      new rooms one client address may start in 24
+                          hours, 0: no cap (default %d)
   CHAT_LOG_LEVEL          debug, info, warn or error (default info)
 `, DefaultDBDir, DefaultDBName, DefaultStreamSeconds, DefaultHeartbeatSeconds, DefaultPollMS, DefaultServerPollMS, DefaultHistory,
-	DefaultRateLimit, DefaultIPv6Prefix, DefaultNickHours, DefaultStreamsPerClient, DefaultMaxStreams, DefaultKeepMessages, DefaultKeepDays)
+	DefaultRateLimit, DefaultIPv6Prefix, DefaultNickHours, DefaultStreamsPerClient, DefaultMaxStreams, DefaultKeepMessages, DefaultKeepDays,
+	DefaultKeepTotalMB, DefaultRoomsPerDay)

@@ -32,6 +32,8 @@ func TestLoadDefaults(t *testing.T) {
 		StreamsPerClient: 10,
 		MaxStreams:       -1,
 		KeepMessages:     10000,
+		KeepTotalMB:      100,
+		RoomsPerDay:      20,
 		IPv6Prefix:       64,
 	}
 	if got != want {
@@ -82,6 +84,8 @@ func TestLoadValues(t *testing.T) {
 		"CHAT_KEEP_DAYS":          "30",
 		"CHAT_ALLOWED_HOSTS":      " Chat.Example.org., *.example.net,[::1], 127.0.0.1 ",
 		"CHAT_IPV6_PREFIX":        "56",
+		"CHAT_KEEP_TOTAL_MB":      "0",
+		"CHAT_ROOMS_PER_DAY":      "3",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +95,7 @@ func TestLoadValues(t *testing.T) {
 		AllowedOrigins: "https://example.org,http://127.0.0.1:8080",
 		TrustedProxies: "127.0.0.1/32,10.0.0.0/8,::1/128",
 		AllowedHosts:   "chat.example.org,*.example.net,::1,127.0.0.1",
-		MaxStreams:     12, KeepMessages: 100, KeepDays: 30, IPv6Prefix: 56}
+		MaxStreams:     12, KeepMessages: 100, KeepDays: 30, IPv6Prefix: 56, KeepTotalMB: 0, RoomsPerDay: 3}
 	if got != want {
 		t.Errorf("Load() = %+v, want %+v", got, want)
 	}
@@ -156,6 +160,9 @@ func TestLoadErrors(t *testing.T) {
 		{"HostWildcardInside", "CHAT_ALLOWED_HOSTS", "chat.*.org", "CHAT_ALLOWED_HOSTS"},
 		{"IPv6PrefixTooShort", "CHAT_IPV6_PREFIX", "16", "CHAT_IPV6_PREFIX must be a whole number of bits from 32 to 128"},
 		{"IPv6PrefixTooLong", "CHAT_IPV6_PREFIX", "129", "CHAT_IPV6_PREFIX"},
+		{"TotalNegative", "CHAT_KEEP_TOTAL_MB", "-1", "CHAT_KEEP_TOTAL_MB must be a whole number of megabytes from 0 to 1000000"},
+		{"TotalWithUnit", "CHAT_KEEP_TOTAL_MB", "100MB", "CHAT_KEEP_TOTAL_MB"},
+		{"RoomsNegative", "CHAT_ROOMS_PER_DAY", "-5", "CHAT_ROOMS_PER_DAY must be a whole number of rooms from 0 to 100000"},
 		{"LogLevel", "CHAT_LOG_LEVEL", "loud", `CHAT_LOG_LEVEL must be debug, info, warn or error, not "loud"`},
 	}
 	for _, tt := range tests {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"cgichat/internal/config"
@@ -45,10 +46,11 @@ func commandFlags(p Program, fs *flag.FlagSet) func(ctx context.Context) (code i
 	}
 }
 
-// runCommand runs c with the settings of the environment and returns the
-// exit status: 0 when it succeeded, 1 when not.
+// runCommand runs c with the settings the program has when run by hand
+// (the environment over the settings file beside it, as -check shows
+// them) and returns the exit status: 0 when it succeeded, 1 when not.
 func runCommand(ctx context.Context, p Program, c Command, arg string) int {
-	cfg, err := config.Load(os.Getenv)
+	cfg, err := localSettings()
 	if err == nil {
 		err = c.Run(ctx, arg, cfg, os.Stdout)
 	}
@@ -73,4 +75,14 @@ func commandUsage(p Program) string {
 		}
 	}
 	return b.String()
+}
+
+// localSettings loads the settings of a run by hand: the environment over
+// the settings file beside the program.
+func localSettings() (config.Config, error) {
+	file, err := config.ReadFile(filepath.Join(ProgramDir(), config.FileName))
+	if err != nil {
+		return config.Config{}, err
+	}
+	return config.Layers{Env: os.Getenv, File: file}.Load()
 }

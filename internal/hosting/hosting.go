@@ -147,6 +147,7 @@ func Main(p Program, args []string) int {
 	listen := fs.String("listen", "", "")
 	sockMode := fs.Uint("socket-mode", 0o660, "")
 	command := commandFlags(p, fs)
+	check := fs.Bool("check", false, "")
 	switch err := fs.Parse(args); {
 	case errors.Is(err, flag.ErrHelp):
 		fmt.Fprint(os.Stdout, Usage(p))
@@ -157,6 +158,8 @@ func Main(p Program, args []string) int {
 	case fs.NArg() > 0:
 		fmt.Fprintf(os.Stderr, "%s: unexpected argument %q\n\n%s", p.Name, fs.Arg(0), Usage(p))
 		return 2
+	case *check:
+		return Check(p, *listen, os.Stdout)
 	}
 	if code, ran := command(ctx); ran {
 		return code
@@ -211,12 +214,16 @@ runs it; on its own it does nothing. It chooses how to serve when it starts:
 Usage:
   %[1]s -listen unix:/run/cgichat/%[1]s.sock [-socket-mode 0660]
   %[1]s -listen tcp:127.0.0.1:9000
+  %[1]s -check [-listen ADDR]
   %[1]s -h
 
 Flags:
   -listen ADDR       serve FastCGI on ADDR: unix:PATH or tcp:HOST:PORT
   -socket-mode MODE  permissions of a unix socket (default 0660): the web
                      server's user must be able to connect
+  -check             print the settings in effect, where each comes from
+                     (cgichat.conf, environment, default) and the hosting
+                     mode, then exit: 0 when they are valid, 1 when not
 
 %[3]s%[4]s
 Logs go to stderr; stdout carries only HTTP responses.

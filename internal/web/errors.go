@@ -20,6 +20,7 @@ var statusOf = map[chat.Code]int{
 	chat.EForbidden:   http.StatusForbidden,
 	chat.ENotFound:    http.StatusNotFound,
 	chat.EConflict:    http.StatusConflict,
+	chat.EMismatch:    http.StatusUnprocessableEntity,
 	chat.ETooMany:     http.StatusTooManyRequests,
 	chat.EConfig:      http.StatusInternalServerError,
 	chat.EInternal:    http.StatusInternalServerError,

@@ -51,6 +51,11 @@ func buildStream(ctx context.Context, db config.Database, env hosting.Env) (inst
 	return &streamHandler{store: st, ids: ids, feed: f, log: env.Log, mode: env.Mode}, nil
 }
 
+func (h *streamHandler) db() *store.Store { return h.store }
+
+// errFileReplaced is why a stream on a replaced database file ended.
+var errFileReplaced = errors.New("the database file was replaced")
+
 func (h *streamHandler) Close() error {
 	return errors.Join(h.feed.Close(), h.store.Close())
 }
@@ -143,7 +148,11 @@ func (h *streamHandler) serve(w http.ResponseWriter, r *http.Request, cfg config
 	req.Addr, req.Cap = clientID(r, cfg), cfg.StreamsPerClient
 	req.Budget = cfg.StreamBudget(h.mode.Concurrent())
 	req.Started = hosting.RequestStart(h.mode)
-	ctx := r.Context()
+	// A stream on a database file that was replaced ends, and its reader
+	// resumes on the file at the path.
+	ctx, cancel := context.WithCancelCause(r.Context())
+	defer cancel(nil)
+	defer context.AfterFunc(h.store.Replaced(), func() { cancel(errFileReplaced) })()
 	sess, err := h.feed.Open(ctx, req)
 	if err != nil {
 		fail(w, r, h.log, err)

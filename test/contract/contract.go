@@ -50,7 +50,7 @@ var moreTests = []contractTest{
 // Run runs every contract test against deployments made by start. Each
 // test starts its own deployment, on its own database.
 func Run(t *testing.T, start Start) {
-	run(t, start, slices.Concat(coreTests, moreTests, abuseTests, requestTests, moderationTests))
+	run(t, start, slices.Concat(coreTests, moreTests, abuseTests, requestTests, moderationTests, boundsTests))
 }
 
 // RunCore runs only the core of the contract (coreTests), for deployments

@@ -164,7 +164,7 @@ func TestDeployInstalls(t *testing.T) {
 		lines map[string][]string
 	}{
 		{"cgi", nil, "cgi-script", "live", []string{"nginx-fcgiwrap.conf", "fcgiwrap.default", "lighttpd-cgi.conf"}, map[string][]string{
-			"lighttpd-cgi.conf": {`$SERVER["socket"] == ":80" {}`, `"CHAT_STREAM_MODE" => "live",`},
+			"lighttpd-cgi.conf": {`$SERVER["socket"] == ":80" {}`},
 		}},
 		{"fcgid", nil, "fcgid-script", "batch", []string{"apache-fcgid-live.conf"}, nil},
 		{"fcgid", []string{"--stream-mode", "live"}, "fcgid-script", "live", []string{"apache-fcgid-live.conf"}, nil},
@@ -200,13 +200,17 @@ func TestDeployInstalls(t *testing.T) {
 				}
 			} else {
 				for _, want := range []string{
-					"\nOptions +ExecCGI\n", "\nSetHandler " + tt.handler + "\n",
-					"\nSetEnv CHAT_DB " + db + "\n", "\nSetEnv CHAT_STREAM_MODE " + tt.streamMode + "\n",
-					"\nSetEnv no-gzip 1\n",
+					"\nOptions +ExecCGI\n", "\nSetHandler " + tt.handler + "\n", "\nSetEnv no-gzip 1\n",
 				} {
 					if !strings.Contains(htaccess, want) {
 						t.Errorf("cgi-bin/.htaccess lacks %q:\n%s", strings.TrimSpace(want), htaccess)
 					}
+				}
+			}
+			settings := readFile(t, filepath.Join(docroot, "cgi-bin", "cgichat.conf"))
+			for _, want := range []string{"\nCHAT_DB=" + db + "\n", "\nCHAT_STREAM_MODE=" + tt.streamMode + "\n"} {
+				if !strings.Contains(settings, want) {
+					t.Errorf("cgi-bin/cgichat.conf lacks %q:\n%s", strings.TrimSpace(want), settings)
 				}
 			}
 			conf := filepath.Join(base, "cgichat-conf")
@@ -242,8 +246,8 @@ func TestDeployInstalls(t *testing.T) {
 }
 
 // TestDeployDatabaseServer checks a deployment on a database server: the
-// URL reaches the programs in every mode (a percent-encoded password
-// intact, systemd's %% included), the data directory beside TARGET is made
+// URL reaches the programs' settings file in every mode (a percent-encoded
+// password intact), the data directory beside TARGET is made
 // for the wake-up sockets, and nothing is taken for a database file.
 func TestDeployDatabaseServer(t *testing.T) {
 	t.Parallel()
@@ -259,12 +263,8 @@ func TestDeployDatabaseServer(t *testing.T) {
 				t.Fatalf("deploy.sh: %v\n%s", err, out)
 			}
 			data := filepath.Join(base, "cgichat-data")
-			file := filepath.Join(docroot, "cgi-bin", ".htaccess")
-			want := []string{"\nSetEnv CHAT_DB " + url + "\n", "\nSetEnv CHAT_WAKE_DIR " + data + "/wake\n"}
-			if mode == "daemon" {
-				file = filepath.Join(base, "cgichat-conf", "cgichat@.service")
-				want = []string{"\nEnvironment=CHAT_DB=" + strings.ReplaceAll(url, "%", "%%") + "\n", "\nEnvironment=CHAT_WAKE_DIR=" + data + "/wake\n"}
-			}
+			file := filepath.Join(docroot, "cgi-bin", "cgichat.conf")
+			want := []string{"\nCHAT_DB=" + url + "\n", "\nCHAT_WAKE_DIR=" + data + "/wake\n"}
 			text := readFile(t, file)
 			for _, w := range want {
 				if !strings.Contains(text, w) {
@@ -326,8 +326,8 @@ func TestDeployDaemonSamples(t *testing.T) {
 			"transport fastcgi",
 		}},
 		{"cgichat@.service", []string{
-			"User=" + hostkit.ServerUser(t).Name, "Environment=CHAT_DB=" + db, "Environment=CHAT_STREAM_MODE=live",
-			"Environment=CHAT_HISTORY=20", "ExecStart=" + docroot + "/cgi-bin/%i -listen unix:" + sockets + "/%i.sock",
+			"User=" + hostkit.ServerUser(t).Name, docroot + "/cgi-bin/cgichat.conf",
+			"ExecStart=" + docroot + "/cgi-bin/%i -listen unix:" + sockets + "/%i.sock",
 		}},
 	} {
 		text := readFile(t, filepath.Join(conf, tt.file))
@@ -336,6 +336,17 @@ func TestDeployDaemonSamples(t *testing.T) {
 				t.Errorf("%s lacks %q:\n%s", tt.file, want, text)
 			}
 		}
+	}
+	// The daemons read their settings from the file, as every mode does;
+	// an Environment= line in the unit would win over it.
+	settings := readFile(t, filepath.Join(docroot, "cgi-bin", "cgichat.conf"))
+	for _, want := range []string{"\nCHAT_DB=" + db + "\n", "\nCHAT_STREAM_MODE=live\n", "\nCHAT_HISTORY=20\n"} {
+		if !strings.Contains(settings, want) {
+			t.Errorf("cgi-bin/cgichat.conf lacks %q:\n%s", strings.TrimSpace(want), settings)
+		}
+	}
+	if unit := readFile(t, filepath.Join(conf, "cgichat@.service")); strings.Contains(unit, "\nEnvironment=CHAT_") {
+		t.Errorf("cgichat@.service sets a CHAT_ variable, which would hide cgichat.conf's:\n%s", unit)
 	}
 	for _, want := range []string{"systemctl enable --now cgichat@post cgichat@stream", "-listen unix:" + sockets + "/post.sock"} {
 		if !strings.Contains(out, want) {
