@@ -244,7 +244,7 @@ func TestNickTaken(t *testing.T) {
 	mal.reload()
 	mal.expectConsoleError("status of 409")
 	const waits = "Hello, I was Ada yesterday"
-	mal.say("", waits)
+	mal.submit("", waits)
 	mal.waitFor("the server's refusal", `document.querySelector("#send-error").textContent.includes("(HTTP 409)")`, waitTimeout)
 	if got, want := mal.sendError(), "Not sent: "+refusal.Error+" (HTTP 409)"; got != want {
 		t.Errorf("the page says %q, want %q", got, want)
@@ -310,7 +310,7 @@ func TestRateLimited(t *testing.T) {
 	tb.waitMessages(2)
 	tb.expectConsoleError("status of 429")
 	const text = "three, too fast"
-	tb.say("", text)
+	tb.submit("", text)
 	tb.waitFor("the server's refusal", `document.querySelector("#send-error").textContent.includes("(HTTP 429)")`, waitTimeout)
 	got := tb.sendError()
 	waiting := tb.outbox()

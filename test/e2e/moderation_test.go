@@ -456,7 +456,8 @@ func TestModeratingFromThePage(t *testing.T) {
 		alice.do("ban the nick for an hour", chromedp.Click(chromedp.CSS(`#act-dialog [data-action="ban-nick"][data-for="hour"]`)))
 		alice.waitFor("the ban", `document.querySelector("#done").textContent === "Banned the nickname troll for an hour."`, waitTimeout)
 		troll.expectConsoleError("status of 403")
-		troll.say("", "still here?")
+		troll.typeText("still here?")
+		troll.pressEnter()
 		troll.waitFor("the refusal", `document.querySelector("#send-error").textContent.includes("(HTTP 403)")`, waitTimeout)
 		if got := eval[string](troll, `document.querySelector("#text").value`); got != "still here?" {
 			t.Errorf("after the ban the box holds %q, want the text back", got)

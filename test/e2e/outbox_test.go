@@ -57,7 +57,7 @@ func TestSendingWhileAway(t *testing.T) {
 		d.streamDown.Store(true)
 		texts := []string{"one, sent while the chat is down", "two, sent while the chat is down", "three, sent while the chat is down"}
 		for _, text := range texts {
-			ann.say("", text) // the box empties at once: the message waits
+			ann.submit("", text) // the box empties at once: the message waits
 		}
 		var waiting []waitingLine
 		for _, text := range texts {
@@ -81,7 +81,7 @@ func TestSendingWhileAway(t *testing.T) {
 		if got := ann.outbox(); !slices.Equal(got, waiting) {
 			t.Errorf("after a reload the page shows %+v under the log, want %+v", got, waiting)
 		}
-		ann.say("", "four, sent after the reload")
+		ann.submit("", "four, sent after the reload")
 		texts = append(texts, "four, sent after the reload")
 		time.Sleep(2 * time.Second) // a few tries meanwhile
 
