@@ -33,6 +33,7 @@ type action struct {
 
 // actions are every action, by name.
 var actions = map[string]action{
+	"about":         {do: (*postHandler).about},
 	"whoami":        {do: (*postHandler).whoami},
 	"login":         {do: (*postHandler).login},
 	"logout":        {do: (*postHandler).logout},

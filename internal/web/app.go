@@ -104,7 +104,7 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			fail(w, r, log, fmt.Errorf("panic: %v\n%s", v, debug.Stack()))
 		}
 	}()
-	cfg, err := a.settings(r)
+	cfg, layers, err := a.settings(r)
 	if err != nil {
 		if config.IsFileError(err) {
 			log = log.With("file", a.watched().Path())
@@ -126,15 +126,17 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer h.busy.Done()
-	h.serve(w, r, cfg)
+	// The about action tells where each setting came from.
+	h.serve(w, r.WithContext(withSources(r.Context(), sources{layers: layers, mode: a.env.Mode})), cfg)
 }
 
 // settings returns r's settings: from the variables that came with it,
-// where the hosting mode allows them, the environment, the settings file.
-func (a *App) settings(r *http.Request) (config.Config, error) {
+// where the hosting mode allows them, the environment, the settings file;
+// and those places, which say where each setting came from.
+func (a *App) settings(r *http.Request) (config.Config, config.Layers, error) {
 	file, err := a.watched().Current()
 	if err != nil {
-		return config.Config{}, err
+		return config.Config{}, config.Layers{}, err
 	}
 	params := a.params(r)
 	a.checkHtaccess(params)
@@ -148,7 +150,8 @@ func (a *App) settings(r *http.Request) (config.Config, error) {
 			return params[name]
 		}
 	}
-	return l.Load()
+	c, err := l.Load()
+	return c, l, err
 }
 
 func (a *App) getenv() func(string) string {

@@ -129,6 +129,10 @@ func (h *streamHandler) serve(w http.ResponseWriter, r *http.Request, cfg config
 		methodNotAllowed(w, r, h.log, "GET, HEAD")
 		return
 	}
+	if err := checkHost(r, cfg); err != nil {
+		fail(w, r, h.log, err)
+		return
+	}
 	if r.URL.Query().Has("before") {
 		h.serveHistory(w, r)
 		return
@@ -136,6 +140,12 @@ func (h *streamHandler) serve(w http.ResponseWriter, r *http.Request, cfg config
 	req, err := parseStream(r, cfg)
 	if err != nil {
 		fail(w, r, h.log, err)
+		return
+	}
+	if r.Method == http.MethodHead {
+		// HEAD is safe: it opens no stream, so it neither counts against
+		// the caps nor ends the reader's stream.
+		streamHeaders(w)
 		return
 	}
 	// The reader is shown under their nick only if nobody else holds it;
@@ -159,18 +169,20 @@ func (h *streamHandler) serve(w http.ResponseWriter, r *http.Request, cfg config
 		return
 	}
 	defer sess.Close()
+	streamHeaders(w)
+	reason := h.write(ctx, w, sess)
+	h.log.Debug("stream ended", "room", req.Room, "mode", req.Mode, "reason", reason,
+		"seconds", sess.Elapsed().Seconds(), "messages", sess.Sent())
+}
+
+// streamHeaders answers 200 with the headers of an event stream.
+func streamHeaders(w http.ResponseWriter) {
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream; charset=utf-8")
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("X-Accel-Buffering", "no")
 	secure(hdr)
 	w.WriteHeader(http.StatusOK)
-	if r.Method == http.MethodHead {
-		return
-	}
-	reason := h.write(ctx, w, sess)
-	h.log.Debug("stream ended", "room", req.Room, "mode", req.Mode, "reason", reason,
-		"seconds", sess.Elapsed().Seconds(), "messages", sess.Sent())
 }
 
 // writeTimeout bounds one write to the client: a reader that reads

@@ -35,7 +35,7 @@ func TestDeployHelp(t *testing.T) {
 			"--mode cgi|fcgid|daemon", "--stream-mode live|batch", "--db PATH",
 			"--web-user USER", "--env NAME=VALUE", "--dry-run", "FcgidOutputBufferSize 0",
 			"--arch amd64|arm64|arm", "gcc-aarch64-linux-gnu", "Raspberry Pi",
-			"public_html, www,\n                htdocs, httpdocs, html or web", "/var/lib/cgichat",
+			"public_html, www,\n                htdocs, httpdocs, html, web, public, http or wwwroot", "/var/lib/cgichat",
 		} {
 			if !strings.Contains(out, want) {
 				t.Errorf("deploy.sh %s: the help does not mention %q:\n%s", flag, want, out)
@@ -522,6 +522,49 @@ func TestDeployRemoteArchRefused(t *testing.T) {
 			}
 			if _, err := os.Stat(docroot); err == nil {
 				t.Errorf("deploy.sh created %s", docroot)
+			}
+		})
+	}
+}
+
+// TestDeployArchMismatch checks that --arch naming another processor than
+// that of TARGET's machine is said before anything is built: the programs
+// would not run there. It is a warning, not a refusal (TARGET may be a card
+// or a share for another machine). The runs stop at the C compiler, which
+// CC names and does not exist.
+func TestDeployArchMismatch(t *testing.T) {
+	t.Parallel()
+	other := "arm64"
+	if runtime.GOARCH == "arm64" {
+		other = "amd64"
+	}
+	for _, tt := range []struct {
+		name, machine, arch string // machine: uname -m over ssh; "" for a local TARGET
+		want                string // in the warning; "" for none
+	}{
+		{"AMD64ForAnARM64Host", "aarch64", "amd64", "building for linux/amd64 (--arch), but me@example.org is aarch64: the programs will not run there"},
+		{"ARM64ForAnAMD64Host", "x86_64", "arm64", "building for linux/arm64 (--arch), but me@example.org is x86_64"},
+		{"ARM64ForAnARM64Host", "aarch64", "arm64", ""},
+		{"ARMForAnARM64Host", "aarch64", "arm", ""},
+		{"AMD64ForAnAMD64Host", "x86_64", "amd64", ""},
+		{"AnotherForThisMachine", "", other, "building for linux/" + other + " (--arch), but this machine is "},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			base := t.TempDir()
+			target := filepath.Join(base, "docroot")
+			env := []string{"HOME=" + base}
+			if tt.machine != "" {
+				env = fakeSSH(t, base, tt.machine)
+				target = "me@example.org:" + target
+			}
+			out, _ := hostkit.RunDeploy(t, append(env, "CC=/nonexistent/cc"), "--dry-run", "--arch", tt.arch, target)
+			if !strings.Contains(out, "no C compiler ('/nonexistent/cc'") {
+				t.Fatalf("deploy.sh did not stop at the C compiler:\n%s", out)
+			}
+			warned := strings.Contains(out, "warning: building for")
+			if tt.want == "" && warned || tt.want != "" && !strings.Contains(out, "warning: "+tt.want) {
+				t.Errorf("got\n%s\nwant a warning saying %q (none if empty)", out, tt.want)
 			}
 		})
 	}

@@ -126,6 +126,17 @@ func TestDeployRemoteSSH(t *testing.T) {
 		t.Errorf("the second deployment does not say it had nothing to change:\n%s", out)
 	}
 	compareSnapshots(t, "the second deployment", before, snapshot(t, acct.home))
+
+	// The same TARGET with the home written out as ~/, as rsync takes it:
+	// no shell expands it after the colon.
+	out, err = hostkit.RunDeploy(t, env, host+":~/public_html/chat")
+	if err != nil {
+		t.Fatalf("deploy.sh %s:~/public_html/chat: %v\n%s", host, err, out)
+	}
+	if !strings.Contains(out, "nothing to change: "+host+":"+docroot+" is up to date") {
+		t.Errorf("deploying to ~/public_html/chat does not say that %s is up to date:\n%s", docroot, out)
+	}
+	compareSnapshots(t, "the deployment to ~/public_html/chat", before, snapshot(t, acct.home))
 }
 
 // account is a throwaway user with a home of its own.
