@@ -583,18 +583,26 @@ function messageItem({ message: m, own, mention }) {
   nick.dir = "auto";
   nick.textContent = m.nick;
   nick.title = m.nick;
-  const colon = document.createElement("span");
-  colon.className = "visually-hidden";
-  colon.textContent = ":";
   const text = document.createElement("span");
   text.className = "text";
   text.dir = "auto";
   text.append(messageText(document, m.text));
-  li.append(time, " ", nick, colon, " ", text);
+  // The colon after the nick is chat.css's (nick::after).
+  li.append(time, " ", nick, " ", text);
+  // Clips only where they are needed (chat.css): each is a layer the
+  // browser updates at every draw of a busy log.
+  li.classList.toggle("long-nick", !shortNick.test(m.nick));
+  li.classList.toggle("marks", stackedMarks.test(m.nick + m.text));
   markMention(li, mention);
   setActions(li);
   return li;
 }
+
+// A nick of at most 8 letters, digits or punctuation of the Latin, Greek
+// or Cyrillic scripts fits the nick column (8rem, bold) without an
+// ellipsis; two combining marks in a row may stack above or below the line.
+const shortNick = /^[\p{Script=Latin}\p{Script=Greek}\p{Script=Cyrillic}\p{Nd}\p{P}\p{Zs}]{1,8}$/u;
+const stackedMarks = /\p{M}\p{M}/u;
 
 // dayItem is the line that starts a day in the log.
 function dayItem(date) {

@@ -112,14 +112,14 @@ func TestHostileMessages(t *testing.T) {
 			if eval[bool](tb, `"pwned" in window`) {
 				t.Errorf("%s: a script from a message ran", tb.name)
 			}
-			// Each message is exactly a time, a nick, the hidden colon and
-			// the text (and, on one's own, the button to delete it), and
-			// the text holds no element (none of these messages has a
-			// link).
+			// Each message is exactly a time, a nick (its colon is the
+			// style sheet's) and the text (and, on one's own, the button
+			// to delete it), and the text holds no element (none of these
+			// messages has a link).
 			if bad := eval[[]string](tb, `[...document.querySelectorAll("#log .msg")].filter((li) =>
-				[...li.children].map((e) => e.tagName + "." + e.className).join(" ").replace(/ BUTTON\.msg-act$/, "") !== "TIME. SPAN.nick " + li.querySelector(".nick").className.split(" ")[1] + " SPAN.visually-hidden SPAN.text" ||
+				[...li.children].map((e) => e.tagName + "." + e.className).join(" ").replace(/ BUTTON\.msg-act$/, "") !== "TIME. SPAN.nick " + li.querySelector(".nick").className.split(" ")[1] + " SPAN.text" ||
 				li.querySelector(".text").children.length > 0).map((li) => li.dataset.id)`); len(bad) != 0 {
-				t.Errorf("%s: messages %v hold other elements than time, nick, colon and text", tb.name, bad)
+				t.Errorf("%s: messages %v hold other elements than time, nick and text", tb.name, bad)
 			}
 			if n := eval[int](tb, `document.querySelectorAll("script, img, iframe, svg, object, embed, style, link:not([rel=icon]):not([rel=stylesheet])").length`); n != 1 {
 				t.Errorf("%s: the page holds %d script, image, frame or style elements, want its 1 module script", tb.name, n)
