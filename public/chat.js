@@ -411,7 +411,10 @@ function scrollToBottom() {
   el.scroller.scrollTop = el.scroller.scrollHeight;
   page.stuck = true;
   page.unseen = 0;
-  el.jump.hidden = true;
+  // Set only when it changes: a busy room calls this at every draw.
+  if (!el.jump.hidden) {
+    el.jump.hidden = true;
+  }
 }
 
 function show(m) {
@@ -438,7 +441,13 @@ function show(m) {
       alertMention(m);
     }
   }
-  page.pending.push({ message: m, own, mention });
+  // Live, the message's element is made now, in the task that brought it,
+  // so that the frame which draws a busy room's messages only adds them.
+  const p = { message: m, own, mention, li: null };
+  if (page.joined) {
+    p.li = messageItem(p);
+  }
+  page.pending.push(p);
   scheduleFrame();
 }
 
@@ -485,6 +494,7 @@ document.addEventListener("visibilitychange", () => {
 // perFrame messages (all of the history, when the room is joined).
 function drawPending() {
   page.frame = 0;
+  const last = page.drawn;
   page.drawn = performance.now();
   let batch = page.pending;
   const stick = !page.joined || page.stuck || batch.some((p) => p.own);
@@ -504,13 +514,21 @@ function drawPending() {
     }
   }
   const limit = page.joined ? perFrame : batch.length;
+  const coming = batch.slice(0, limit).reduce((n, p) => n + (p.message ? 1 : 0), 0);
+  if (stick && page.count > 0 && page.count + coming > logBound) {
+    // The oldest go in a frame of their own, the new ones at the next:
+    // dropping them moves the whole log, and adding to it in the same
+    // frame made a busy room's longest frames.
+    trimLog(coming);
+    page.pending = batch;
+    page.drawn = last;
+    scheduleFrame();
+    return;
+  }
   page.pending = batch.slice(limit);
   batch = batch.slice(0, limit);
   if (page.pending.length > 0) {
     scheduleFrame();
-  }
-  if (stick) {
-    trimLog(batch.reduce((n, p) => n + (p.message ? 1 : 0), 0));
   }
   const landed = [];
   let added = document.createDocumentFragment();
@@ -519,7 +537,10 @@ function drawPending() {
       added.append(p.notice);
       continue;
     }
-    const li = messageItem(p);
+    const li = p.li ?? messageItem(p);
+    if (p.li !== null) {
+      setActions(li); // as they are now: a moderator may have logged in since
+    }
     const m = p.message;
     page.count++;
     if (m.id > page.maxId) {
@@ -555,7 +576,7 @@ function drawPending() {
   for (const id of landed) {
     land(id);
   }
-  if (page.count > 0) {
+  if (page.count > 0 && !el.empty.hidden) {
     el.empty.hidden = true;
   }
   if (stick) {
