@@ -1716,7 +1716,14 @@ document.addEventListener("visibilitychange", () => {
   }
 });
 
+// The page starts in three short tasks rather than one long one: the
+// modules' own code; the first time formatted, which loads the browser's
+// locale data (tens of milliseconds on a phone or a busy machine), with the
+// page's first layout; then the room.
+const nextTask = () => new Promise((resolve) => setTimeout(resolve, 0));
+await nextTask();
 fitTimeColumn();
+await nextTask();
 showNick();
 showAlerts();
 updateSend();
