@@ -51,24 +51,26 @@ export function retryAfter(value) {
 // index.html names its address in <link rel="help">).
 const ownerFixes = "The site owner can fix this — see";
 
-// hostAnswer says what an answer means, for a stream request (what =
-// "stream") or a message sent (what = "post"; live says whether the stream
-// works meanwhile, so that the chat's programs run). It returns {text, help,
-// resend}: resend is false when sending the same text again would be
-// refused the same way.
+// hostAnswer says what an answer means, for what the page asked:
+//   "stream"  the stream of messages;
+//   "post"    a message, refused (live says whether the stream works
+//             meanwhile, so that the chat's programs run);
+//   "queued"  a message that waits and is sent again by itself;
+//   "action"  an action (logging in, deleting, checking a nick …).
+// It returns {text, help, resend}: resend is false when sending the same
+// text again would be refused the same way.
 export function hostAnswer(a, what, live = false) {
-  const post = what === "post";
-  const said = (text, help = false, resend = true) => ({
-    text: post ? "Not sent: " + text : text,
-    help,
-    resend,
-  });
+  // Whether the reader tries again: a message that waits goes out by
+  // itself, and the stream counts down to its next try.
+  const byHand = what === "post" || what === "action";
+  const prefix = { post: "Not sent: ", queued: "Not sent yet: " }[what] ?? "";
+  const said = (text, help = false, resend = true) => ({ text: prefix + text, help, resend });
   if (a.error !== "") {
     return said(`${a.error} (HTTP ${a.status})`);
   }
   switch (a.status) {
     case 403:
-      if (post && live) {
+      if (what === "post" && live) {
         // The stream works, so the programs may run: this message was
         // refused for what it says, by a web application firewall
         // (ModSecurity and its rule sets refuse text that looks like
@@ -92,7 +94,7 @@ export function hostAnswer(a, what, live = false) {
         false,
       );
     case 429:
-      return said("The web host asks this page to slow down. Try again in a moment.");
+      return said("The web host asks this page to slow down." + (byHand ? " Try again in a moment." : ""));
     case 500:
       return said(
         `The web host did not run the chat's program (it may not allow programs in this folder). ${ownerFixes}`,
@@ -110,7 +112,7 @@ export function hostAnswer(a, what, live = false) {
       // requests at once as its plan allows.
       return said(
         "This site is busy: its web host limits how many requests the site may run at once, and that limit is reached for now." +
-          (post ? " Try again in a moment." : ""),
+          (byHand ? " Try again in a moment." : ""),
       );
   }
   if (a.status < 300 && a.html) {
@@ -119,7 +121,7 @@ export function hostAnswer(a, what, live = false) {
     // log in first.
     return said(
       "The network answered with a page of its own instead of the chat, perhaps a Wi-Fi login page. Log in there (open any web page), then " +
-        (post ? "send again." : "choose Retry now."),
+        ({ post: "send again.", stream: "choose Retry now." }[what] ?? "try again."),
     );
   }
   return said(`The web host answered (HTTP ${a.status}) instead of the chat.`);

@@ -4,6 +4,7 @@
 // works from any folder of any host. Every piece of user text goes into the
 // page as text nodes (textContent, createTextNode), never as HTML.
 
+import { act } from "./actions.js";
 import { joinRoom } from "./feed.js";
 import {
   clock,
@@ -22,6 +23,9 @@ import {
   validNick,
 } from "./format.js";
 import { explain, hostAnswer, plain, readAnswer } from "./answers.js";
+import { setActions, startModeration } from "./moderate.js";
+import { items as waiting, queue, renickHeld, retryNow as sendWaiting, setRoom as outboxRoom, startOutbox } from "./outbox.js";
+import { readerId } from "./stream.js";
 
 const $ = (id) => document.getElementById(id);
 const el = {
@@ -41,11 +45,14 @@ const el = {
   scroller: $("scroller"),
   logRegion: $("log-region"),
   log: $("log"),
+  outbox: $("outbox"),
   empty: $("empty"),
   jump: $("jump"),
   compose: $("compose"),
   nickButton: $("nick-button"),
   alertsButton: $("alerts-button"),
+  modButton: $("mod-button"),
+  done: $("done"),
   sendError: $("send-error"),
   renick: $("renick"),
   text: $("text"),
@@ -56,6 +63,18 @@ const el = {
   nickInput: $("nick-input"),
   nickWhy: $("nick-why"),
   nickCancel: $("nick-cancel"),
+  nickStatus: $("nick-status"),
+  give: $("give"),
+  giveNick: $("give-nick"),
+  giveButton: $("give-button"),
+  giveCode: $("give-code"),
+  giveCodeText: $("give-code-text"),
+  giveLink: $("give-link"),
+  giveTime: $("give-time"),
+  giveProblem: $("give-problem"),
+  redeemForm: $("redeem-form"),
+  redeemInput: $("redeem-input"),
+  redeemStatus: $("redeem-status"),
   alertsDialog: $("alerts-dialog"),
   alertNotify: $("alert-notify"),
   alertSound: $("alert-sound"),
@@ -63,6 +82,9 @@ const el = {
 };
 
 const nickStorage = "cgichat.nick";
+
+// Set once the outbox runs (after the first room is entered).
+let outboxStarted = false;
 
 // The most messages the log holds while the reader is at the bottom: when
 // new ones would pass it, the oldest trimChunk go (in one go, so that the
@@ -79,6 +101,10 @@ const trimChunk = 100;
 // that a burst (a tab coming back to the front, a long backlog) keeps the
 // page responsive.
 const perFrame = 100;
+
+// How many older messages the page asks for at a time when the reader
+// scrolls near the top (the server gives at most 200).
+const olderPage = 100;
 
 // The shortest time between two draws of the log. Each draw lays out the
 // log and paints it whether it adds one message or ten: in a busy room,
@@ -113,8 +139,10 @@ const page = {
   mentions: 0, // new messages naming the reader while the tab was hidden
   unseen: 0, // new messages below the visible part of the log
   stuck: true, // the reader was at the bottom when the log last scrolled
-  sending: false,
-  localError: false, // the send error is the page's own (length), not the server's
+  older: { state: "unknown", why: null, asked: 0 }, // earlier messages (see loadOlder)
+  landing: new Map(), // message id → its "sending…" item, until the message is drawn
+  confirmed: new Set(), // keys of waiting messages the stream has brought already
+  errorKind: "", // what the send error is about (showSendError), or ""
   blocked: null, // a text the host refused for what it says: not sent again as it is
   afterNick: null, // what to do once a nickname is chosen
   refused: new Set(), // nickKeys of nicks the server said belong to others
@@ -156,6 +184,7 @@ function showNick() {
     const own = li.dataset.nick === nick;
     li.classList.toggle("own", own);
     markMention(li, !own && nick !== "" && mentions(li.querySelector(".text").textContent, nick));
+    setActions(li);
   }
   showPresence(page.presence);
 }
@@ -201,10 +230,14 @@ function enterRoom(wanted) {
     mentions: 0,
     unseen: 0,
     stuck: true,
+    older: { state: "unknown", why: null, asked: page.older.asked },
   });
   page.shown.clear();
+  page.landing.clear();
+  page.confirmed.clear();
   showPresence(null);
-  el.log.replaceChildren();
+  el.log.replaceChildren(top);
+  showTop();
   if (notice !== "") {
     el.log.append(noticeItem("notice", notice));
   }
@@ -226,6 +259,10 @@ function enterRoom(wanted) {
     trimmed: showTrimmed,
     state: showState,
   });
+  if (outboxStarted) {
+    outboxRoom(room);
+    showOutbox();
+  }
 }
 
 // Presence: who reads the room with a nickname, as the stream says.
@@ -317,7 +354,12 @@ function stateText(s) {
 }
 
 function showState(s) {
+  const was = page.state?.status;
   page.state = s;
+  if (s.status === "live" && was !== "live") {
+    // The connection is back: what waits goes out now.
+    sendWaiting();
+  }
   el.state.dataset.status = s.status;
   el.state.dataset.mode = s.mode;
   el.state.title = stateTitles[s.status === "live" && s.mode !== "live" ? s.mode : s.status] ?? "";
@@ -343,6 +385,8 @@ function showState(s) {
     page.joined = true;
     el.empty.hidden = page.count > 0 || page.pending.some((p) => p.message);
     scrollToBottom();
+    // A log shorter than the screen is near its top already.
+    checkTop();
   }
 }
 
@@ -367,14 +411,21 @@ function scrollToBottom() {
   el.scroller.scrollTop = el.scroller.scrollHeight;
   page.stuck = true;
   page.unseen = 0;
-  el.jump.hidden = true;
+  // Set only when it changes: a busy room calls this at every draw.
+  if (!el.jump.hidden) {
+    el.jump.hidden = true;
+  }
 }
 
 function show(m) {
   if (m.room !== page.room || page.shown.has(m.id) || m.id <= page.floor) {
+    land(m.id);
     return;
   }
   page.shown.add(m.id);
+  if (el.outbox.firstChild !== null) {
+    confirmWaiting(m);
+  }
   const own = m.nick === page.nick;
   const mention = !own && page.nick !== "" && mentions(m.text, page.nick);
   if (page.joined && !own) {
@@ -390,7 +441,13 @@ function show(m) {
       alertMention(m);
     }
   }
-  page.pending.push({ message: m, own, mention });
+  // Live, the message's element is made now, in the task that brought it,
+  // so that the frame which draws a busy room's messages only adds them.
+  const p = { message: m, own, mention, li: null };
+  if (page.joined) {
+    p.li = messageItem(p);
+  }
+  page.pending.push(p);
   scheduleFrame();
 }
 
@@ -437,6 +494,7 @@ document.addEventListener("visibilitychange", () => {
 // perFrame messages (all of the history, when the room is joined).
 function drawPending() {
   page.frame = 0;
+  const last = page.drawn;
   page.drawn = performance.now();
   let batch = page.pending;
   const stick = !page.joined || page.stuck || batch.some((p) => p.own);
@@ -456,28 +514,40 @@ function drawPending() {
     }
   }
   const limit = page.joined ? perFrame : batch.length;
+  const coming = batch.slice(0, limit).reduce((n, p) => n + (p.message ? 1 : 0), 0);
+  if (stick && page.count > 0 && page.count + coming > logBound) {
+    // The oldest go in a frame of their own, the new ones at the next:
+    // dropping them moves the whole log, and adding to it in the same
+    // frame made a busy room's longest frames.
+    trimLog(coming);
+    page.pending = batch;
+    page.drawn = last;
+    scheduleFrame();
+    return;
+  }
   page.pending = batch.slice(limit);
   batch = batch.slice(0, limit);
   if (page.pending.length > 0) {
     scheduleFrame();
   }
-  if (stick) {
-    trimLog(batch.reduce((n, p) => n + (p.message ? 1 : 0), 0));
-  }
+  const landed = [];
   let added = document.createDocumentFragment();
   for (const p of batch) {
     if (p.notice) {
       added.append(p.notice);
       continue;
     }
-    const li = messageItem(p);
+    const li = p.li ?? messageItem(p);
+    if (p.li !== null) {
+      setActions(li); // as they are now: a moderator may have logged in since
+    }
     const m = p.message;
     page.count++;
     if (m.id > page.maxId) {
       const date = new Date(m.time);
       const day = dayKey(date);
       if (day !== page.lastDay) {
-        added.append(noticeItem("day", dayName(date)));
+        added.append(dayItem(date));
         page.lastDay = day;
       }
       added.append(li);
@@ -490,6 +560,9 @@ function drawPending() {
       const later = [...el.log.querySelectorAll(".msg")].find((x) => Number(x.dataset.id) > m.id);
       el.log.insertBefore(li, later ?? null);
     }
+    if (page.landing.has(m.id)) {
+      landed.push(m.id);
+    }
     if (!stick && !p.own) {
       if (page.unseen === 0) {
         el.log.querySelector(".first-unseen")?.classList.remove("first-unseen");
@@ -499,7 +572,11 @@ function drawPending() {
     }
   }
   el.log.append(added);
-  if (page.count > 0) {
+  // Its "sending…" line goes as the message shows.
+  for (const id of landed) {
+    land(id);
+  }
+  if (page.count > 0 && !el.empty.hidden) {
     el.empty.hidden = true;
   }
   if (stick) {
@@ -527,15 +604,31 @@ function messageItem({ message: m, own, mention }) {
   nick.dir = "auto";
   nick.textContent = m.nick;
   nick.title = m.nick;
-  const colon = document.createElement("span");
-  colon.className = "visually-hidden";
-  colon.textContent = ":";
   const text = document.createElement("span");
   text.className = "text";
   text.dir = "auto";
   text.append(messageText(document, m.text));
-  li.append(time, " ", nick, colon, " ", text);
+  // The colon after the nick is chat.css's (nick::after).
+  li.append(time, " ", nick, " ", text);
+  // Clips only where they are needed (chat.css): each is a layer the
+  // browser updates at every draw of a busy log.
+  li.classList.toggle("long-nick", !shortNick.test(m.nick));
+  li.classList.toggle("marks", stackedMarks.test(m.nick + m.text));
   markMention(li, mention);
+  setActions(li);
+  return li;
+}
+
+// A nick of at most 8 letters, digits or punctuation of the Latin, Greek
+// or Cyrillic scripts fits the nick column (8rem, bold) without an
+// ellipsis; two combining marks in a row may stack above or below the line.
+const shortNick = /^[\p{Script=Latin}\p{Script=Greek}\p{Script=Cyrillic}\p{Nd}\p{P}\p{Zs}]{1,8}$/u;
+const stackedMarks = /\p{M}\p{M}/u;
+
+// dayItem is the line that starts a day in the log.
+function dayItem(date) {
+  const li = noticeItem("day", dayName(date));
+  li.dataset.day = dayKey(date);
   return li;
 }
 
@@ -567,7 +660,7 @@ function trimLog(coming) {
   let extra = Math.min(page.count, page.count + coming - logBound + trimChunk);
   let last = null; // the last element to drop
   let day = null; // the last day line dropped
-  for (let li = el.log.firstElementChild; li !== null && extra > 0; li = li.nextElementSibling) {
+  for (let li = top.nextElementSibling; li !== null && extra > 0; li = li.nextElementSibling) {
     last = li;
     if (li.classList.contains("msg")) {
       extra--;
@@ -577,22 +670,201 @@ function trimLog(coming) {
       day = li;
     }
   }
+  if (last === null) {
+    return;
+  }
   const range = document.createRange();
-  range.setStartBefore(el.log.firstChild);
+  range.setStartAfter(top);
   range.setEndAfter(last);
   range.deleteContents();
-  if (day !== null && el.log.firstElementChild?.classList.contains("msg")) {
-    el.log.prepend(day);
+  if (day !== null && top.nextElementSibling?.classList.contains("msg")) {
+    top.after(day);
   }
-  el.log.prepend(
-    noticeItem("notice earlier", "Earlier messages are not shown here, to keep this page quick."),
-  );
+  // They come back when the reader scrolls up to them (loadOlder).
+  setOlder("more");
   // Ids below the floor are refused by it; the set need not keep them.
   for (const id of page.shown) {
     if (id <= page.floor) {
       page.shown.delete(id);
     }
   }
+}
+
+// Older history. The top of the log says what the page knows of the
+// messages before the first one shown: nothing yet ("unknown", hidden),
+// that there are some ("more": the bound dropped them, or the chat said
+// so), that they are on their way ("loading"), that there are none
+// ("beginning": the room starts there, or what the chat keeps of it), or
+// that they could not be loaded ("failed"). When the reader scrolls near
+// the top, the page asks the chat for the previous page of messages and
+// puts it above, keeping what the reader looks at where it was.
+const top = document.createElement("li");
+top.className = "notice top";
+
+function setOlder(state, why = null) {
+  page.older.state = state;
+  page.older.why = why;
+  showTop();
+}
+
+function showTop() {
+  const o = page.older;
+  top.hidden = o.state === "unknown";
+  top.className = "notice top " + o.state;
+  const button = (text) => {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "link-button";
+    b.textContent = text;
+    b.addEventListener("click", () => loadOlder());
+    return b;
+  };
+  switch (o.state) {
+    case "more":
+      top.replaceChildren("Earlier messages are not shown here. ", button("Show earlier messages"));
+      break;
+    case "loading":
+      top.replaceChildren("Loading earlier messages…");
+      break;
+    case "beginning":
+      top.replaceChildren(`This is the beginning of #${page.room} (or of what this chat keeps of it).`);
+      break;
+    case "failed":
+      top.replaceChildren("Earlier messages could not be loaded: ", explain(document, o.why), " ", button("Try again"));
+      break;
+    default:
+      top.replaceChildren();
+  }
+}
+
+// nearTop reports whether the reader is within a screen of the log's top.
+function nearTop() {
+  return el.scroller.scrollTop < Math.max(el.scroller.clientHeight, 300);
+}
+
+// checkTop loads earlier messages when the reader is near the top and
+// there may be some.
+function checkTop() {
+  const state = page.older.state;
+  if (page.joined && (state === "unknown" || state === "more") && nearTop()) {
+    loadOlder();
+  }
+}
+
+// keepPlace changes the log above what the reader sees with change, and
+// then scrolls so that what the reader saw stays where it was (or, at the
+// bottom, stays at the bottom).
+function keepPlace(change) {
+  const fromBottom = el.scroller.scrollHeight - el.scroller.scrollTop;
+  change();
+  if (page.stuck) {
+    el.scroller.scrollTop = el.scroller.scrollHeight;
+  } else {
+    el.scroller.scrollTop = el.scroller.scrollHeight - fromBottom;
+  }
+}
+
+// loadOlder asks the chat for the page of messages before the first one
+// shown, and puts it above.
+async function loadOlder() {
+  const first = top.parentNode === el.log ? el.log.querySelector(".msg") : null;
+  if (!page.joined || page.older.state === "loading" || first === null) {
+    return;
+  }
+  const room = page.room;
+  const before = Number(first.dataset.id);
+  const asked = ++page.older.asked;
+  keepPlace(() => setOlder("loading"));
+  let got = null;
+  let why = { text: "The chat could not be reached.", help: false };
+  try {
+    const q = new URLSearchParams({ room, before: String(before), limit: String(olderPage) });
+    const res = await fetch("cgi-bin/stream?" + q, { headers: { Accept: "application/json" }, cache: "no-store" });
+    if (res.ok && /^application\/json/i.test(res.headers.get("Content-Type") ?? "")) {
+      const d = await res.json().catch(() => null);
+      if (Array.isArray(d?.messages)) {
+        got = d;
+      } else {
+        why = { text: "The chat's answer broke off.", help: false };
+      }
+    } else {
+      why = hostAnswer(await readAnswer(res), "action");
+    }
+  } catch {
+    // Not reached: why says so.
+  }
+  if (room !== page.room || asked !== page.older.asked) {
+    return; // the page moved on meanwhile
+  }
+  if (got === null) {
+    keepPlace(() => setOlder("failed", why));
+    return;
+  }
+  const firstNow = el.log.querySelector(".msg");
+  if (firstNow === null || Number(firstNow.dataset.id) !== before) {
+    // The log changed at its top meanwhile (the bound dropped messages):
+    // this page no longer joins on.
+    keepPlace(() => setOlder("more"));
+    checkTop();
+    return;
+  }
+  keepPlace(() => {
+    prependOlder(got.messages);
+    setOlder(got.more === false ? "beginning" : "more");
+  });
+  // Still near the top (a short page, a tall screen): the next one.
+  checkTop();
+}
+
+// prependOlder puts older messages (oldest first) above the first shown,
+// with their day lines, and not read out by screen readers.
+function prependOlder(messages) {
+  const added = document.createDocumentFragment();
+  let day = "";
+  let n = 0;
+  for (const m of messages) {
+    if (!validMessage(m) || m.room !== page.room || page.shown.has(m.id)) {
+      continue;
+    }
+    page.shown.add(m.id);
+    const date = new Date(m.time);
+    if (dayKey(date) !== day) {
+      day = dayKey(date);
+      added.append(dayItem(date));
+    }
+    const own = m.nick === page.nick;
+    added.append(messageItem({ message: m, own, mention: !own && page.nick !== "" && mentions(m.text, page.nick) }));
+    n++;
+  }
+  if (n === 0) {
+    return;
+  }
+  page.count += n;
+  // The day line of what was first goes if that day is where the new
+  // messages end.
+  const next = top.nextElementSibling;
+  if (next?.classList.contains("day") && next.dataset.day === day) {
+    next.remove();
+  }
+  // A log reads out what is added to it; what was there before is not news.
+  el.logRegion.setAttribute("aria-live", "off");
+  top.after(added);
+  el.empty.hidden = true;
+  clearTimeout(page.quiet);
+  page.quiet = setTimeout(() => el.logRegion.removeAttribute("aria-live"), 500);
+}
+
+// validMessage reports whether m looks like a message of the chat.
+function validMessage(m) {
+  return (
+    m !== null &&
+    typeof m === "object" &&
+    Number.isSafeInteger(m.id) &&
+    typeof m.room === "string" &&
+    typeof m.nick === "string" &&
+    typeof m.text === "string" &&
+    typeof m.time === "string"
+  );
 }
 
 function showUnseen() {
@@ -604,6 +876,7 @@ function showUnseen() {
 // page.shown, so it cannot come back.
 function unshow(id) {
   page.shown.add(id);
+  land(id);
   const waiting = page.pending.findIndex((p) => p.message?.id === id);
   if (waiting >= 0) {
     page.pending.splice(waiting, 1);
@@ -829,9 +1102,12 @@ el.alertSound.addEventListener("change", () => {
   }
 });
 
-// Sending.
+// Sending. A message sent goes into the outbox (outbox.js) at once: it
+// shows as "sending…" under the log until the chat has it, is sent again
+// by itself when no answer came, and outlives a reload. The box is free
+// for the next message meanwhile.
 function updateSend() {
-  el.send.disabled = page.sending || el.text.value.trim() === "" || el.text.value === page.blocked;
+  el.send.disabled = el.text.value.trim() === "" || el.text.value === page.blocked;
 }
 
 // updateCount shows the message's length once it nears the limit.
@@ -841,40 +1117,36 @@ function updateCount() {
   el.count.classList.toggle("over", n > maxText);
   const of = `${n.toLocaleString()} of ${maxText.toLocaleString()} characters`;
   el.count.textContent = n > maxText ? `${of}: ${(n - maxText).toLocaleString()} too many` : of;
-  if (page.localError && n <= maxText) {
+  if (page.errorKind === "local" && n <= maxText) {
     showSendError("");
   }
 }
 
-// showSendError shows why the last message was not sent (or nothing, for
-// ""): a sentence, or a {text, help} (see answers.js); with a button to
-// choose another nickname when that is the cure.
-function showSendError(why, offerNick = false) {
+// showSendError shows why a message was not sent, or is not sent yet (or
+// nothing, for ""): a sentence, or a {text, help, after} (see answers.js;
+// after is a sentence that follows the guide's name), with a button to
+// choose another nickname when that is the cure. kind says which it is
+// (page.errorKind: "refused", "nick", "waiting" or "local"). The same words
+// again are not read out again.
+function showSendError(why, offerNick = false, kind = "refused") {
   const d = typeof why === "string" ? { text: why, help: false } : why;
-  el.sendError.replaceChildren(explain(document, d));
-  el.sendError.hidden = d.text === "";
+  const words = plain(d) + (d.after ? " " + d.after : "");
+  page.errorKind = d.text === "" ? "" : kind;
   el.renick.hidden = !offerNick;
-  page.localError = false;
+  el.sendError.classList.toggle("waiting", kind === "waiting");
+  if (el.sendError.textContent === words && !el.sendError.hidden) {
+    return;
+  }
+  el.sendError.replaceChildren(explain(document, d));
+  if (d.after) {
+    el.sendError.append(" " + d.after);
+  }
+  el.sendError.hidden = d.text === "";
 }
 
-// refuseNick handles a 409: the nick belongs to someone else (who posted
-// with it first, from another browser). The page stops using it (and
-// forgets it, if it was remembered) and asks for another one; the typed
-// message waits, and goes out once a nick is chosen.
-function refuseNick(nick, why) {
-  page.refused.add(nickKey(nick));
-  page.refusal = { nick, why };
-  if (page.nick === nick) {
-    saveNick("");
-  }
-  if (!el.nickDialog.open) {
-    askNick(send, nick);
-  }
-}
-
-async function send() {
+function send() {
   const text = el.text.value;
-  if (page.sending || text.trim() === "" || text === page.blocked) {
+  if (text.trim() === "" || text === page.blocked) {
     // Refused as it stands (the error says why): it would be again.
     return;
   }
@@ -882,65 +1154,168 @@ async function send() {
   if (length > maxText) {
     showSendError(
       `Too long to send: ${length.toLocaleString()} characters, and a message holds at most ${maxText.toLocaleString()}. Please shorten it by ${(length - maxText).toLocaleString()}.`,
+      false,
+      "local",
     );
-    page.localError = true;
     return;
   }
   if (page.nick === "") {
     askNick(send);
     return;
   }
-  page.sending = true;
-  el.text.readOnly = true;
+  if (page.errorKind === "refused" || page.errorKind === "local") {
+    showSendError(""); // about an earlier message
+  }
+  el.text.value = "";
+  page.blocked = null;
+  updateCount();
   updateSend();
-  const { room, nick } = page;
-  try {
-    const res = await fetch("cgi-bin/post", {
-      method: "POST",
-      headers: { "Content-Type": "application/json", Accept: "application/json" },
-      body: JSON.stringify({ room, nick, text }),
-    });
-    const sent = res.status === 201 ? await res.json().catch(() => null) : null;
-    if (sent !== null && Number.isSafeInteger(sent.id)) {
-      el.text.value = "";
-      page.blocked = null;
-      updateCount();
-      showSendError("");
-      if (page.nick === nick) {
-        saveNick(nick); // it is this browser's now
-      }
-      // The stream brings it too; ids make sure it shows once.
-      show(sent);
-    } else {
-      refused(text, nick, res.bodyUsed ? { status: res.status, error: "", html: false, wait: 0 } : await readAnswer(res));
+  page.stuck = true; // one's own message: the log follows it
+  queue(page.room, page.nick, text);
+}
+
+// showOutbox shows the messages of this room that wait to be sent, in
+// order, after every message of the log: first those the chat has and
+// that are about to show in the log (page.landing), then the rest, each
+// with its time, nick, text and "sending…".
+function showOutbox() {
+  const lines = [...page.landing.values()];
+  for (const m of waiting(page.room)) {
+    if (page.confirmed.has(m.key)) {
+      continue; // the stream brought it: it is in the log
     }
-  } catch {
-    showSendError("Not sent: the server could not be reached. Your message is still here; try again.");
-  } finally {
-    page.sending = false;
-    el.text.readOnly = false;
-    updateSend();
+    const li = document.createElement("li");
+    li.className = "pending";
+    li.dataset.key = m.key;
+    const time = document.createElement("time");
+    const date = new Date(m.at);
+    time.dateTime = date.toISOString();
+    time.textContent = clock(date);
+    const nick = document.createElement("span");
+    nick.className = "nick " + nickColor(m.nick);
+    nick.dir = "auto";
+    nick.textContent = m.nick;
+    const text = document.createElement("span");
+    text.className = "text";
+    text.dir = "auto";
+    text.textContent = m.text;
+    const state = document.createElement("span");
+    state.className = "sending";
+    state.textContent = m.held ? " waits for another nickname" : " sending…";
+    text.append(state);
+    li.append(time, " ", nick, " ", text);
+    lines.push(li);
+  }
+  el.outbox.replaceChildren(...lines);
+  if (page.stuck) {
+    scrollToBottom();
   }
 }
 
-// refused says why the message text was not sent: the chat's sentence, or
-// what the web host's answer means (answers.js). The text stays in the box;
-// if sending it again would be refused the same way (a firewall that
-// objects to what it says, a size the host does not take), Send stays off
-// until it is changed.
-function refused(text, nick, answer) {
-  const why = hostAnswer(answer, "post", page.state?.status === "live");
-  const chat = answer.error !== "";
-  if (chat && answer.status === 429 && answer.wait > 0) {
-    why.text += ` You can send again in ${answer.wait} s.`;
+// land takes the "sending…" line of message id away: the message shows
+// in the log now.
+function land(id) {
+  const li = page.landing.get(id);
+  if (li !== undefined) {
+    li.remove();
+    page.landing.delete(id);
   }
-  showSendError(why, chat && answer.status === 409);
-  if (!why.resend) {
-    page.blocked = text;
+}
+
+// confirmWaiting: the stream brought m. If it is a message this browser
+// tried to send and heard nothing back about (its answer was lost), the
+// chat has it: its "sending…" line goes, and it is sent again at once with
+// its key — the chat answers with this message (never a second one), and
+// that takes it out of the outbox.
+function confirmWaiting(m) {
+  const key = nickKey(m.nick);
+  const item = waiting(m.room).find(
+    (w) => w.tried && !page.confirmed.has(w.key) && w.text === m.text && nickKey(w.nick) === key,
+  );
+  if (item !== undefined) {
+    page.confirmed.add(item.key);
+    showOutbox();
+    sendWaiting();
   }
-  if (chat && answer.status === 409) {
-    refuseNick(nick, answer.error);
+}
+
+// The outbox's news.
+const outboxEvents = {
+  change: showOutbox,
+
+  // The chat has it: the message shows in the log (its "sending…" line
+  // until then), and a nick asked for on the way is the reader's now.
+  sent(item, message) {
+    page.confirmed.delete(item.key);
+    if (page.nick === item.nick && loadNick() !== item.nick) {
+      saveNick(item.nick);
+    }
+    const li = [...el.outbox.children].find((x) => x.dataset.key === item.key);
+    if (li !== undefined && message.room === page.room) {
+      page.landing.set(message.id, li);
+    }
+    show(message);
+  },
+
+  // Refused for good: the text comes back into the box, with why.
+  refused(item, answer) {
+    page.confirmed.delete(item.key);
+    const why = hostAnswer(answer, "post", page.state?.status === "live");
+    if (answer.error !== "" && answer.status === 429 && answer.wait > 0) {
+      why.text += ` You can send again in ${formatWait(answer.wait)}.`;
+    }
+    if (item.room !== page.room) {
+      why.text = why.text.replace(/^Not sent:/, `Not sent to #${item.room}:`);
+    }
+    const typed = el.text.value;
+    el.text.value = typed.trim() === "" ? item.text : item.text + "\n\n" + typed;
+    page.blocked = why.resend ? null : el.text.value;
+    updateCount();
+    updateSend();
+    showSendError(why);
+  },
+
+  // 409: the nick belongs to someone else. The nick's messages wait, and
+  // the page asks for another one; they go out under it.
+  nick(item, answer) {
+    page.refused.add(nickKey(item.nick));
+    page.refusal = { nick: item.nick, why: answer.error };
+    showSendError(hostAnswer(answer, "post"), true, "nick");
+    if (page.nick === item.nick) {
+      saveNick("");
+    }
+    if (!el.nickDialog.open) {
+      askNick(() => {}, item.nick);
+    }
+  },
+
+  // Not sent yet: no answer, or the chat is away for now. The messages
+  // wait and go out by themselves; the line under the box says why.
+  waiting(answer, at) {
+    if (answer === null && at === 0) {
+      if (page.errorKind === "waiting") {
+        showSendError("");
+      }
+      return;
+    }
+    const why =
+      answer === null
+        ? { text: "Not sent yet: the chat could not be reached.", help: false }
+        : hostAnswer(answer, "queued");
+    why.after =
+      answer?.status === 429 && answer.wait > 0
+        ? `Your messages go out by themselves in ${formatWait(Math.ceil((at - Date.now()) / 1000))}.`
+        : "Your messages wait here and go out by themselves as soon as it answers.";
+    showSendError(why, false, "waiting");
+  },
+};
+
+// formatWait says a wait in seconds in words: "20 s", "3 min", "2 h".
+function formatWait(s) {
+  if (s < 120) {
+    return `${Math.max(1, s)} s`;
   }
+  return s < 7200 ? `${Math.round(s / 60)} min` : `${Math.round(s / 3600)} h`;
 }
 
 // A paste or a drop that would make the message longer than the server
@@ -955,8 +1330,9 @@ function refuseLongInsert(e, inserted) {
   e.preventDefault();
   showSendError(
     `Not pasted: with it the message would be ${n.toLocaleString()} characters long, and at most ${maxText.toLocaleString()} can be sent. Please paste a shorter part.`,
+    false,
+    "local",
   );
-  page.localError = true;
 }
 
 el.text.addEventListener("paste", (e) => refuseLongInsert(e, e.clipboardData?.getData("text/plain") ?? ""));
@@ -965,6 +1341,9 @@ el.text.addEventListener("drop", (e) => refuseLongInsert(e, e.dataTransfer?.getD
 // The nickname dialog: asked on first send, from the nick button, and
 // after the server said a nick belongs to someone else (refused is that
 // nick, which the dialog then starts from, with the server's sentence).
+// It checks the nick with the chat as it is typed (free, yours, taken,
+// banned), refuses a taken or banned one at once, and offers to carry the
+// reader's nick to another device, or to take one from another device.
 function askNick(then, refused = "") {
   page.afterNick = then ?? null;
   el.nickInput.value = refused || page.nick;
@@ -972,15 +1351,105 @@ function askNick(then, refused = "") {
   el.nickWhy.textContent = refused === "" ? "" : page.refusal.why;
   el.nickWhy.hidden = refused === "";
   el.nickDialog.returnValue = "";
+  showNickStatus(null);
+  el.redeemInput.value = "";
+  el.redeemStatus.textContent = "";
+  showGive(null);
   el.nickDialog.showModal();
   if (refused !== "") {
     el.nickInput.select();
+  } else if (el.nickInput.value !== "") {
+    checkNickSoon(0);
+  }
+  if (page.nick !== "" && refused === "") {
+    // The holder of a nick may take it to another device.
+    checkNick(page.nick).then((c) => {
+      if (el.nickDialog.open && c.status === "yours") {
+        showGive(c.nick);
+      }
+    });
   }
 }
 
-el.nickForm.addEventListener("submit", (e) => {
+// What the chat said of the nicks checked lately: nick → {status, nick,
+// why}, for a few seconds (typing back and forth asks once).
+const nickChecks = new Map();
+const nickCheckLife = 5000;
+const nickCheckWait = 5000;
+
+// checkNick asks the chat how nick stands for this browser. It returns
+// {status, nick, why}: status "free", "yours", "taken", "banned" (nick as
+// the chat would store it), "invalid" (why: the page's or the chat's
+// sentence) or "unknown" (the chat could not be asked: the first post
+// tells).
+async function checkNick(value) {
+  const v = validNick(value);
+  if (v.error) {
+    return { status: "invalid", nick: value, why: v.error };
+  }
+  const known = nickChecks.get(v.nick);
+  if (known !== undefined && Date.now() - known.at < nickCheckLife) {
+    return known.result;
+  }
+  // A chat that does not answer soon leaves the nick to the first post.
+  const r = await act({ action: "check-nick", nick: v.nick }, nickCheckWait);
+  let result = { status: "unknown", nick: v.nick, why: "" };
+  if (r.ok && ["free", "yours", "taken", "banned"].includes(r.data.status) && typeof r.data.nick === "string") {
+    result = { status: r.data.status, nick: r.data.nick, why: "" };
+  } else if (!r.ok && r.chat && r.status === 400) {
+    result = { status: "invalid", nick: v.nick, why: r.why.text.replace(/ \(HTTP 400\)$/, "") };
+  } else {
+    return result; // not remembered: ask again next time
+  }
+  nickChecks.set(v.nick, { at: Date.now(), result });
+  return result;
+}
+
+// nickSentence says what a check means for the reader, and whether the
+// nick can be taken.
+function nickSentence(c) {
+  switch (c.status) {
+    case "free":
+      return { ok: true, text: `Free: “${c.nick}” becomes yours with your first message.` };
+    case "yours":
+      return { ok: true, text: `Yours: this browser writes as “${c.nick}”.` };
+    case "taken":
+      return { ok: false, text: `“${c.nick}” is in use by someone else. Please choose another nickname.` };
+    case "banned":
+      return { ok: false, text: `“${c.nick}” is banned from this chat. Please choose another nickname.` };
+    case "invalid":
+      return { ok: false, text: c.why };
+  }
+  return { ok: true, text: "" };
+}
+
+function showNickStatus(c) {
+  const said = c === null ? { ok: true, text: "" } : nickSentence(c);
+  el.nickStatus.textContent = said.text;
+  el.nickStatus.classList.toggle("bad", !said.ok);
+}
+
+// checkNickSoon checks what is typed once typing pauses.
+let nickTimer = 0;
+function checkNickSoon(wait = 300) {
+  clearTimeout(nickTimer);
+  nickTimer = setTimeout(async () => {
+    const value = el.nickInput.value;
+    if (value.trim() === "") {
+      showNickStatus(null);
+      return;
+    }
+    const c = await checkNick(value);
+    if (el.nickInput.value === value && el.nickDialog.open) {
+      showNickStatus(c.status === "unknown" ? null : c);
+    }
+  }, wait);
+}
+
+el.nickForm.addEventListener("submit", async (e) => {
   e.preventDefault();
-  const v = validNick(el.nickInput.value);
+  const value = el.nickInput.value;
+  const v = validNick(value);
   if (!v.error && page.refused.has(nickKey(v.nick))) {
     v.error = `“${v.nick}” is in use by someone else. Please choose another nickname.`;
   }
@@ -989,29 +1458,180 @@ el.nickForm.addEventListener("submit", (e) => {
     el.nickInput.reportValidity();
     return;
   }
-  if (page.afterNick === null) {
-    saveNick(v.nick);
+  const c = await checkNick(value);
+  if (el.nickInput.value !== value || !el.nickDialog.open) {
+    return; // changed meanwhile
+  }
+  showNickStatus(c.status === "unknown" ? null : c);
+  const said = nickSentence(c);
+  if (!said.ok) {
+    el.nickInput.setCustomValidity(said.text);
+    el.nickInput.reportValidity();
+    return;
+  }
+  // As the chat stores it (" Ａda " is "Ada").
+  const nick = c.status === "unknown" ? v.nick : c.nick;
+  if (page.afterNick === null || c.status === "yours") {
+    saveNick(nick);
   } else {
     // Asked for a message: the nick is remembered, and told to the
-    // stream, once the server took the message (it may belong to
-    // someone else).
-    page.nick = v.nick;
+    // stream, once the server took the message (it may be taken first).
+    page.nick = nick;
     showNick();
   }
   el.nickDialog.close("ok");
 });
-el.nickInput.addEventListener("input", () => el.nickInput.setCustomValidity(""));
+el.nickInput.addEventListener("input", () => {
+  el.nickInput.setCustomValidity("");
+  showNickStatus(null); // until the chat says how the new one stands
+  checkNickSoon();
+});
 el.nickCancel.addEventListener("click", () => el.nickDialog.close("cancel"));
 el.nickDialog.addEventListener("close", () => {
   const then = page.afterNick;
   page.afterNick = null;
+  clearTimeout(nickTimer);
+  stopGive();
   el.text.focus();
-  if (el.nickDialog.returnValue === "ok" && then !== null) {
-    then();
+  if (el.nickDialog.returnValue === "ok") {
+    // Messages that waited for another nick go out under this one.
+    if (page.nick !== "") {
+      renickHeld(page.nick);
+      if (page.errorKind === "nick") {
+        showSendError("");
+      }
+    }
+    then?.();
   }
 });
 el.nickButton.addEventListener("click", () => askNick(null));
-el.renick.addEventListener("click", () => askNick(send, page.refusal.nick));
+el.renick.addEventListener("click", () => askNick(() => {}, page.refusal.nick));
+
+// One nick on two devices. The holder asks the chat for a transfer code
+// (single use, a few minutes), shown as a code and as a link to this page
+// with the code after the # (which no server sees); the other device
+// opens the link, or types the code into this dialog, and holds the nick
+// as well.
+const give = { timer: 0, until: 0 };
+
+// showGive shows the offer to carry nick to another device (null: none).
+function showGive(nick) {
+  stopGive();
+  el.give.hidden = nick === null;
+  el.giveCode.hidden = true;
+  el.giveProblem.hidden = true;
+  el.giveButton.hidden = false;
+  el.giveNick.textContent = nick ?? "";
+}
+
+function stopGive() {
+  clearInterval(give.timer);
+  give.timer = 0;
+  el.giveLink.value = "";
+  el.giveCodeText.textContent = "";
+}
+
+el.giveButton.addEventListener("click", async () => {
+  el.giveProblem.hidden = true;
+  el.giveButton.disabled = true;
+  const r = await act({ action: "transfer", nick: page.nick });
+  el.giveButton.disabled = false;
+  if (!r.ok || typeof r.data.code !== "string" || !Number.isSafeInteger(r.data.seconds)) {
+    el.giveProblem.textContent = r.ok ? "The chat's answer broke off." : plain(r.why);
+    el.giveProblem.hidden = false;
+    return;
+  }
+  const link = new URL(location.href);
+  link.hash = "transfer=" + r.data.code + (page.room === defaultRoom ? "" : "&room=" + page.room);
+  el.giveCodeText.textContent = r.data.code;
+  el.giveLink.value = link.href;
+  el.giveCode.hidden = false;
+  el.giveButton.hidden = true;
+  give.until = Date.now() + r.data.seconds * 1000;
+  clearInterval(give.timer);
+  giveTick();
+  give.timer = setInterval(giveTick, 1000);
+  el.giveLink.focus();
+  el.giveLink.select();
+});
+
+// giveTick says how long the code still works, and when it no longer does.
+function giveTick() {
+  const left = Math.ceil((give.until - Date.now()) / 1000);
+  if (left <= 0) {
+    stopGive();
+    el.giveCode.hidden = true;
+    el.giveButton.hidden = false;
+    el.giveProblem.textContent = "That code has expired. Get a new one if you still need it.";
+    el.giveProblem.hidden = false;
+    return;
+  }
+  const until = clock(new Date(give.until));
+  el.giveTime.textContent = `Works once, for ${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")} more (until ${until}). Anyone with it can write as ${el.giveNick.textContent}: keep it to yourself.`;
+}
+
+// redeem takes the nick a code carries; it returns the chat's answer.
+async function redeem(code) {
+  const r = await act({ action: "redeem", code });
+  if (r.ok && typeof r.data.nick === "string") {
+    nickChecks.clear();
+    saveNick(r.data.nick);
+  }
+  return r;
+}
+
+el.redeemForm.addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const code = el.redeemInput.value.trim();
+  if (code === "") {
+    el.redeemStatus.textContent = "Type the code your other device shows.";
+    return;
+  }
+  el.redeemStatus.textContent = "Checking the code…";
+  const r = await redeem(code);
+  if (!r.ok) {
+    el.redeemStatus.textContent = plain(r.why);
+    return;
+  }
+  el.redeemStatus.textContent = "";
+  el.nickInput.value = r.data.nick;
+  el.nickDialog.close("ok");
+  sayDone(`You write as ${r.data.nick} on this device now, as on the other.`);
+});
+
+// A link from another device: #transfer=CODE (and &room=ROOM). The code
+// leaves the address at once; the nick is this browser's once the chat
+// took the code.
+function transferFromAddress() {
+  const m = /^#transfer=([^&]*)(?:&room=([A-Za-z0-9_-]{1,32}))?$/.exec(location.hash);
+  if (m === null) {
+    return false;
+  }
+  history.replaceState(null, "", location.pathname + location.search + (m[2] ? "#" + m[2] : ""));
+  const code = decodeURIComponent(m[1]);
+  redeem(code).then((r) => {
+    if (r.ok) {
+      sayDone(`You write as ${r.data.nick} on this device now, as on the other.`);
+      return;
+    }
+    askNick(null);
+    el.redeemInput.value = code;
+    el.redeemStatus.textContent = plain(r.why);
+  });
+  return true;
+}
+
+// sayDone says that something the reader asked for is done, for a while.
+let doneTimer = 0;
+function sayDone(text) {
+  el.done.textContent = text;
+  el.done.hidden = false;
+  clearTimeout(doneTimer);
+  doneTimer = setTimeout(() => {
+    el.done.hidden = true;
+    el.done.textContent = "";
+  }, 10000);
+}
 
 el.compose.addEventListener("submit", (e) => {
   e.preventDefault();
@@ -1043,7 +1663,10 @@ el.roomForm.addEventListener("submit", (e) => {
   location.hash = room;
 });
 el.roomInput.addEventListener("input", () => el.roomInput.setCustomValidity(""));
-window.addEventListener("hashchange", () => enterRoom(roomFromAddress(location)));
+window.addEventListener("hashchange", () => {
+  transferFromAddress();
+  enterRoom(roomFromAddress(location));
+});
 
 // On phones the header is one line; "Room" opens the switcher and who is
 // in the room.
@@ -1052,7 +1675,10 @@ el.more.addEventListener("click", () => {
   el.more.setAttribute("aria-expanded", String(open));
 });
 
-el.retry.addEventListener("click", () => page.feed?.retryNow());
+el.retry.addEventListener("click", () => {
+  page.feed?.retryNow();
+  sendWaiting();
+});
 
 el.scroller.addEventListener("scroll", () => {
   page.stuck = atBottom();
@@ -1065,6 +1691,7 @@ el.scroller.addEventListener("scroll", () => {
       scrollToBottom();
     }
   }
+  checkTop();
 });
 // The log's box shrinks when the header or the writing area grow (the
 // presence line arrives, an error shows, the phone's keyboard opens): a
@@ -1089,8 +1716,20 @@ document.addEventListener("visibilitychange", () => {
   }
 });
 
+// The page starts in three short tasks rather than one long one: the
+// modules' own code; the first time formatted, which loads the browser's
+// locale data (tens of milliseconds on a phone or a busy machine), with the
+// page's first layout; then the room.
+const nextTask = () => new Promise((resolve) => setTimeout(resolve, 0));
+await nextTask();
 fitTimeColumn();
+await nextTask();
 showNick();
 showAlerts();
 updateSend();
+transferFromAddress();
 enterRoom(roomFromAddress(location));
+startOutbox(readerId(), page.room, outboxEvents);
+outboxStarted = true;
+showOutbox();
+startModeration({ log: el.log, button: el.modButton, nick: () => page.nick, unshow, say: sayDone });

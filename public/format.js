@@ -106,31 +106,39 @@ export function nickColor(nick) {
 
 // Formats in the reader's language, made once: making one for each message
 // (as toLocaleTimeString does) was most of the cost of showing a message.
-const clockFormat = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit" });
-const dayFormat = new Intl.DateTimeFormat([], { weekday: "long", year: "numeric", month: "long", day: "numeric" });
-const fullFormat = new Intl.DateTimeFormat([], {
-  year: "numeric",
-  month: "numeric",
-  day: "numeric",
-  hour: "numeric",
-  minute: "numeric",
-  second: "numeric",
-});
+// Each is made when first used, not when the page loads: making the three
+// together took the longest task of the page's start.
+const formats = new Map();
+function format(name, options) {
+  let f = formats.get(name);
+  if (f === undefined) {
+    f = new Intl.DateTimeFormat([], options);
+    formats.set(name, f);
+  }
+  return f;
+}
 
 // clock shows a time as the reader's local hours and minutes.
 export function clock(date) {
-  return clockFormat.format(date);
+  return format("clock", { hour: "2-digit", minute: "2-digit" }).format(date);
 }
 
 // fullTime shows a date and time in full, for a message's tooltip.
 export function fullTime(date) {
-  return fullFormat.format(date);
+  return format("full", {
+    year: "numeric",
+    month: "numeric",
+    day: "numeric",
+    hour: "numeric",
+    minute: "numeric",
+    second: "numeric",
+  }).format(date);
 }
 
 // dayName names a date in the reader's language, for the line that starts
 // each day in the log.
 export function dayName(date) {
-  return dayFormat.format(date);
+  return format("day", { weekday: "long", year: "numeric", month: "long", day: "numeric" }).format(date);
 }
 
 // dayKey tells whether two times fall on the same local day.

@@ -73,7 +73,9 @@ const readerKey = "cgichat.reader";
 const readerPattern = /^[0-9a-f]{32}$/;
 let reader = "";
 
-function readerId() {
+// readerId returns this tab's id (the outbox uses it too: a tab posts
+// the messages it queued itself).
+export function readerId() {
   if (reader === "") {
     try {
       reader = sessionStorage.getItem(readerKey) ?? "";

@@ -112,13 +112,14 @@ func TestHostileMessages(t *testing.T) {
 			if eval[bool](tb, `"pwned" in window`) {
 				t.Errorf("%s: a script from a message ran", tb.name)
 			}
-			// Each message is exactly a time, a nick, the hidden colon and
-			// the text, and the text holds no element (none of these
+			// Each message is exactly a time, a nick (its colon is the
+			// style sheet's) and the text (and, on one's own, the button
+			// to delete it), and the text holds no element (none of these
 			// messages has a link).
 			if bad := eval[[]string](tb, `[...document.querySelectorAll("#log .msg")].filter((li) =>
-				[...li.children].map((e) => e.tagName + "." + e.className).join(" ") !== "TIME. SPAN.nick " + li.querySelector(".nick").className.split(" ")[1] + " SPAN.visually-hidden SPAN.text" ||
+				[...li.children].map((e) => e.tagName + "." + e.className).join(" ").replace(/ BUTTON\.msg-act$/, "") !== "TIME. SPAN.nick " + li.querySelector(".nick").className.split(" ")[1] + " SPAN.text" ||
 				li.querySelector(".text").children.length > 0).map((li) => li.dataset.id)`); len(bad) != 0 {
-				t.Errorf("%s: messages %v hold other elements than time, nick, colon and text", tb.name, bad)
+				t.Errorf("%s: messages %v hold other elements than time, nick and text", tb.name, bad)
 			}
 			if n := eval[int](tb, `document.querySelectorAll("script, img, iframe, svg, object, embed, style, link:not([rel=icon]):not([rel=stylesheet])").length`); n != 1 {
 				t.Errorf("%s: the page holds %d script, image, frame or style elements, want its 1 module script", tb.name, n)
@@ -126,7 +127,7 @@ func TestHostileMessages(t *testing.T) {
 		}
 		// The browser asked for nothing but the page, its files and the
 		// two programs (an <img src=x> would have asked for x).
-		files := []string{"", "index.html", "chat.css", "chat.js", "feed.js", "stream.js", "answers.js", "format.js", "icon.svg", "cgi-bin/post", "cgi-bin/stream"}
+		files := []string{"", "index.html", "chat.css", "chat.js", "feed.js", "stream.js", "answers.js", "format.js", "actions.js", "outbox.js", "moderate.js", "icon.svg", "cgi-bin/post", "cgi-bin/stream"}
 		d.requests.mu.Lock()
 		for _, r := range d.requests.list {
 			if !slices.Contains(files, r.Path) {
@@ -187,10 +188,12 @@ func TestHostileMessages(t *testing.T) {
 	}
 }
 
-// TestNickTaken: a nick belongs to the browser that used it first. Someone
-// else who tries it is told so by the server (409); the page shows that,
-// keeps the text, and asks for another nickname — refusing the taken one,
-// whatever its case or width — and the message goes out under the new one.
+// TestNickTaken: a nick belongs to the browser that used it first. The
+// nickname dialog says so at once and refuses it — whatever its case or
+// width — before anything is sent. A browser that still remembers a nick
+// someone else holds now is told so by the server (409): the page shows
+// that, keeps the message waiting, asks for another nickname, and the
+// message goes out under the new one.
 func TestNickTaken(t *testing.T) {
 	// No timing of its own: runs beside the waiting of TestPresence.
 	t.Parallel()
@@ -211,22 +214,50 @@ func TestNickTaken(t *testing.T) {
 		t.Fatalf("another client posting as Ada gets %d %s, want 409 with an error sentence", status, body)
 	}
 
-	eve.expectConsoleError("status of 409")
 	const text = "Hello, I am ada too"
 	eve.typeText(text)
 	eve.pressEnter()
 	eve.waitFor("the nickname dialog", `document.querySelector("#nick-dialog").open`, waitTimeout)
-	eve.do("answer Ada", chromedp.SetValue(chromedp.ID("nick-input"), "Ada"), chromedp.Click(chromedp.CSS(`#nick-form button[type=submit]`)))
-	eve.waitFor("the server's refusal", `document.querySelector("#send-error").textContent.includes("(HTTP 409)")`, waitTimeout)
-	if got, want := eval[string](eve, `document.querySelector("#send-error").textContent`), "Not sent: "+refusal.Error+" (HTTP 409)"; got != want {
+	for _, nick := range []string{"Ada", "ada", "ＡＤＡ"} {
+		eve.nickStatus(nick)
+		eve.do("save "+nick, chromedp.Click(chromedp.CSS(`#nick-form button[type=submit]`)))
+		eve.waitFor("the refusal", `document.querySelector("#nick-input").validationMessage !== ""`, waitTimeout)
+		if msg := eval[string](eve, `document.querySelector("#nick-input").validationMessage`); !strings.Contains(msg, "in use by someone else") {
+			t.Errorf("the dialog takes %q: it says %q", nick, msg)
+		}
+	}
+	if n := len(d.requests.messagePosts()); n != 2 {
+		t.Errorf("%d posts of messages, want 2 (ada's, and the one from Go): the taken nick was tried", n)
+	}
+	eve.typeInto("#nick-input", "eve")
+	eve.do("choose eve", chromedp.Click(chromedp.CSS(`#nick-form button[type=submit]`)))
+	want := []line{{"ada", "I am ada"}, {"eve", text}}
+	for _, tb := range []*tab{ada, eve} {
+		tb.waitMessages(len(want))
+		checkLog(t, tb, want)
+	}
+
+	// A browser that remembers Ada from before.
+	malCame := time.Now()
+	mal := newPerson(t, "mal").open(url)
+	mal.do("remember Ada", chromedp.Evaluate[chromedp.Void](`localStorage.setItem("cgichat.nick", "Ada")`))
+	mal.reload()
+	mal.expectConsoleError("status of 409")
+	const waits = "Hello, I was Ada yesterday"
+	// Not submit: the dialog the 409 opens may already be open when it
+	// looks, and it would answer it.
+	mal.typeText(waits)
+	mal.pressEnter()
+	mal.waitFor("the server's refusal", `document.querySelector("#send-error").textContent.includes("(HTTP 409)")`, waitTimeout)
+	if got, want := mal.sendError(), "Not sent: "+refusal.Error+" (HTTP 409)"; got != want {
 		t.Errorf("the page says %q, want %q", got, want)
 	}
-	if got := eval[string](eve, `document.querySelector("#text").value`); got != text {
-		t.Errorf("after the refusal the message box holds %q, want %q", got, text)
+	if got, want := mal.outbox(), []waitingLine{{"Ada", waits, "waits for another nickname"}}; !slices.Equal(got, want) {
+		t.Errorf("after the refusal the page shows %+v under the log, want %+v", got, want)
 	}
-	eve.waitFor("the nickname dialog", `document.querySelector("#nick-dialog").open`, waitTimeout)
+	mal.waitFor("the nickname dialog", `document.querySelector("#nick-dialog").open`, waitTimeout)
 	type dialog struct{ Why, Value, Button, Offer string }
-	got := eval[dialog](eve, `({
+	got := eval[dialog](mal, `({
 		why: document.querySelector("#nick-why").textContent,
 		value: document.querySelector("#nick-input").value,
 		button: document.querySelector("#nick-button").textContent,
@@ -235,60 +266,57 @@ func TestNickTaken(t *testing.T) {
 	if w := (dialog{refusal.Error, "Ada", "choose a nickname", "Choose another nickname"}); got != w {
 		t.Errorf("after the 409: %+v, want %+v", got, w)
 	}
-	eve.screenshot("nick-taken-360px", 360, 640, false)
+	mal.screenshot("nick-taken-360px", 360, 640, false)
 
-	// Cancelled, the offer stays, and brings the dialog back.
-	eve.do("cancel", chromedp.Click(chromedp.ID("nick-cancel")))
-	eve.do("take the offer", chromedp.Click(chromedp.ID("renick")))
-	eve.waitFor("the nickname dialog", `document.querySelector("#nick-dialog").open`, waitTimeout)
-
-	// The taken nick, in another case or in full-width letters, is
-	// refused in the dialog; another one sends the waiting message.
-	for _, nick := range []string{"ada", "ＡＤＡ"} {
-		eve.do("try "+nick, chromedp.SetValue(chromedp.ID("nick-input"), nick), chromedp.Click(chromedp.CSS(`#nick-form button[type=submit]`)))
-		if msg := eval[string](eve, `document.querySelector("#nick-input").validationMessage`); !strings.Contains(msg, "in use by someone else") {
-			t.Errorf("the dialog takes %q: it says %q", nick, msg)
-		}
-	}
-	eve.do("choose eve", chromedp.SetValue(chromedp.ID("nick-input"), "eve"), chromedp.Click(chromedp.CSS(`#nick-form button[type=submit]`)))
-	want := []line{{"ada", "I am ada"}, {"eve", text}}
-	for _, tb := range []*tab{ada, eve} {
+	// Cancelled, the offer stays, and brings the dialog back; another
+	// nick sends the waiting message.
+	mal.do("cancel", chromedp.Click(chromedp.ID("nick-cancel")))
+	mal.do("take the offer", chromedp.Click(chromedp.ID("renick")))
+	mal.waitFor("the nickname dialog", `document.querySelector("#nick-dialog").open`, waitTimeout)
+	mal.typeInto("#nick-input", "mal")
+	mal.do("choose mal", chromedp.Click(chromedp.CSS(`#nick-form button[type=submit]`)))
+	want = append(want, line{"mal", waits})
+	for _, tb := range []*tab{ada, mal} {
 		tb.waitMessages(len(want))
 		checkLog(t, tb, want)
 	}
-	eve.waitFor("the box to empty", `document.querySelector("#text").value === ""`, waitTimeout)
-	if eval[bool](eve, `!document.querySelector("#send-error").hidden || !document.querySelector("#renick").hidden`) {
-		t.Errorf("after sending, the error or the offer still shows")
+	mal.waitFor("the outbox to empty", `document.querySelectorAll("#outbox .pending").length === 0`, waitTimeout)
+	if eval[bool](mal, `!document.querySelector("#send-error").hidden || !document.querySelector("#renick").hidden`) {
+		t.Errorf("after sending, the error (%q) or the offer still shows", mal.sendError())
 	}
 
-	// A nick asked for a message is told to the stream (for presence)
-	// only once the server took a message with it: eve was never listed
-	// as Ada, and is now listed as eve.
-	ada.waitPresence(waitTimeout, "ada", "eve")
+	// A nick is told to the stream (for presence) only once chosen: eve
+	// was never listed as Ada (mal's browser, which remembered it, was),
+	// and the readers are listed by their nicks.
+	ada.waitPresence(waitTimeout, "ada", "eve", "mal")
 	for _, r := range d.requests.streams("names") {
-		if n := r.Query.Get("nick"); n != "" && n != "ada" && n != "eve" {
+		if n := r.Query.Get("nick"); n != "" && n != "ada" && n != "eve" && n != "mal" && !(n == "Ada" && r.At.After(malCame)) {
 			t.Errorf("a stream was opened as %q", n)
 		}
 	}
-	if got := eval[string](eve, `localStorage.getItem("cgichat.nick")`); got != "eve" {
-		t.Errorf("eve's browser remembers the nick %q, want eve", got)
+	if got := eval[string](mal, `localStorage.getItem("cgichat.nick")`); got != "mal" {
+		t.Errorf("mal's browser remembers the nick %q, want mal", got)
 	}
 }
 
-// TestRateLimited: over the rate limit the server answers 429; the page
-// shows the server's sentence and when to try again, and keeps the text.
+// TestRateLimited: over the rate limit the server answers 429 with when
+// to come back; the page says so with the server's sentence, keeps the
+// message waiting under the log, and sends it by itself then, once.
 func TestRateLimited(t *testing.T) {
-	// No timing of its own: runs beside the waiting of TestPresence.
+	// Mostly waiting: runs beside the waiting of TestPresence.
 	t.Parallel()
-	d := deploy(t, setup{env: []string{"CHAT_RATE_LIMIT=2/60s"}})
+	// Two at once, then one every 10 s.
+	d := deploy(t, setup{env: []string{"CHAT_RATE_LIMIT=2/20s"}})
 	tb := newPerson(t, "rita").open(d.URL + "#fast")
 	tb.say("rita", "one")
 	tb.say("rita", "two")
+	tb.waitMessages(2)
 	tb.expectConsoleError("status of 429")
 	const text = "three, too fast"
-	tb.typeText(text)
-	tb.pressEnter()
+	tb.submit("", text)
 	tb.waitFor("the server's refusal", `document.querySelector("#send-error").textContent.includes("(HTTP 429)")`, waitTimeout)
+	got := tb.sendError()
+	waiting := tb.outbox()
 
 	// What the server says now to this address, asked directly (with a
 	// nick of its own: rita's belongs to the browser).
@@ -300,18 +328,19 @@ func TestRateLimited(t *testing.T) {
 	if json.Unmarshal(body, &refusal); status != http.StatusTooManyRequests || refusal.Error == "" {
 		t.Fatalf("a fourth post gets %d %s, want 429 with an error sentence", status, body)
 	}
-	got := eval[string](tb, `document.querySelector("#send-error").textContent`)
-	if !regexp.MustCompile(`^` + regexp.QuoteMeta("Not sent: "+refusal.Error+" (HTTP 429)") + ` You can send again in [1-9][0-9]? s\.$`).MatchString(got) {
-		t.Errorf("the page says %q, want “Not sent: %s (HTTP 429) You can send again in N s.”", got, refusal.Error)
+	if !regexp.MustCompile(`^` + regexp.QuoteMeta("Not sent yet: "+refusal.Error+" (HTTP 429)") + ` Your messages go out by themselves in [1-9][0-9]? s\.$`).MatchString(got) {
+		t.Errorf("the page says %q, want “Not sent yet: %s (HTTP 429) Your messages go out by themselves in N s.”", got, refusal.Error)
 	}
-	if got := eval[string](tb, `document.querySelector("#text").value`); got != text {
-		t.Errorf("after the refusal the message box holds %q, want %q", got, text)
+	if want := []waitingLine{{"rita", text, "sending…"}}; !slices.Equal(waiting, want) {
+		t.Errorf("the page shows %+v under the log, want %+v", waiting, want)
 	}
-	if eval[bool](tb, `document.querySelector("#send").disabled`) {
-		t.Errorf("the send button is off after the refusal; the reader should be able to try again")
+	want := []line{{"rita", "one"}, {"rita", "two"}, {"rita", text}}
+	tb.waitFor("the message after the wait", fmt.Sprintf(`document.querySelectorAll("#log .msg").length === %d`, len(want)), 30*time.Second)
+	checkLog(t, tb, want)
+	tb.waitFor("the line under the box to go", `document.querySelector("#send-error").hidden`, waitTimeout)
+	if n := d.queryInt(t, `SELECT count(*) FROM messages WHERE room = 'fast' AND text = ?`, text); n != 1 {
+		t.Errorf("%q is stored %d times, want once", text, n)
 	}
-	tb.waitMessages(2)
-	checkLog(t, tb, []line{{"rita", "one"}, {"rita", "two"}})
 }
 
 // TestStreamCap: over the cap of open streams per address, the stream

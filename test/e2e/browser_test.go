@@ -227,6 +227,14 @@ func (tb *tab) goTo(url string) {
 	tb.waitLive()
 }
 
+// reload reloads the tab's page (a navigation to the same address with a
+// #room would only change the room) and waits until the stream is live.
+func (tb *tab) reload() {
+	tb.t.Helper()
+	tb.do("reload", chromedp.Reload())
+	tb.waitLive()
+}
+
 // waitLive waits until the page says its stream is live.
 func (tb *tab) waitLive() {
 	tb.t.Helper()
@@ -309,9 +317,19 @@ func (tb *tab) pressEnter() {
 }
 
 // say types text and sends it with Enter, answering the nickname dialog
-// with nick if the page asks, and waits until the box is empty again. It
-// reports whether the page asked for the nickname.
+// with nick if the page asks, and waits until the chat has it (the box is
+// empty, and nothing waits to be sent). It reports whether the page asked
+// for the nickname.
 func (tb *tab) say(nick, text string) (asked bool) {
+	tb.t.Helper()
+	asked = tb.submit(nick, text)
+	tb.waitFor("the message to be sent", `document.querySelectorAll("#outbox .pending").length === 0`, waitTimeout)
+	return asked
+}
+
+// submit is say without waiting for the chat: it returns once the message
+// left the box for the outbox (to wait there when the chat is away).
+func (tb *tab) submit(nick, text string) (asked bool) {
 	tb.t.Helper()
 	tb.typeText(text)
 	tb.pressEnter()

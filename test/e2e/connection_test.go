@@ -142,6 +142,7 @@ func TestOutage(t *testing.T) {
 		}
 		tb.expectConsoleError("ERR_EMPTY_RESPONSE")
 		d.streamDown.Store(true)
+		d.closeIdleConnections()
 		start := time.Now()
 		seen := countdown(tb, outage)
 		dropped := since(d.requests.streams("gone"), start)

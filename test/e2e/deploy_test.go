@@ -36,8 +36,9 @@ type setup struct {
 	// holdBackStream makes the host hold every stream response back until
 	// the program ends, as mod_fcgid does with its default output buffer.
 	holdBackStream bool
-	// postGate, if set, holds every post until it can receive from it (a
-	// closed gate lets all through), so a test sees a post on its way.
+	// postGate, if set, holds every post of a message from the page (one
+	// with an Idempotency-Key; actions pass) until it can receive from it
+	// (a closed gate lets all through), so a test sees a post on its way.
 	postGate chan struct{}
 	// pollEvery, if set, makes every stream response a poll, as a server
 	// with no stream to spare answers (issue 12): the backlog, "ready" with
@@ -51,8 +52,13 @@ type deployment struct {
 	DB       string // the SQLite file (CHAT_DB)
 	requests *requestLog
 	// streamDown, while set, makes the server drop every new stream
-	// connection without an answer, as a host that is restarting would.
-	streamDown atomic.Bool
+	// connection without an answer, as a host that is restarting would;
+	// postDown does the same to posts (and actions).
+	streamDown, postDown atomic.Bool
+	// loseAnswers, while above 0, is how many more posts the program
+	// stores and answers while the connection drops before its answer
+	// leaves: the client sees no answer for a message that is stored.
+	loseAnswers atomic.Int32
 	// streamRefusal, while not 0, is the status every new stream request
 	// gets instead of a stream (see refuseWith).
 	streamRefusal atomic.Int32
@@ -60,6 +66,8 @@ type deployment struct {
 	// stream request gets instead of the program's answer: a page of the
 	// host's, or of something between the browser and it (see answerWith).
 	postPage, streamPage atomic.Pointer[hostPage]
+
+	srv *httptest.Server
 
 	// clients holds one cookie-keeping client per nick posting from Go,
 	// so each keeps its nick claim as a browser would.
@@ -115,11 +123,14 @@ func deploy(t *testing.T, s setup) *deployment {
 		post = gated(post, s.postGate)
 	}
 	post = answerWith(&d.postPage, post)
+	post = loseAnswer(&d.loseAnswers, post)
+	post = dropWhile(&d.postDown, post)
 	mux.Handle(basePath+"cgi-bin/post", post)
 	mux.Handle(basePath+"cgi-bin/stream", stream)
 	mux.Handle(basePath, http.StripPrefix(basePath, http.FileServer(http.Dir(filepath.Join(repoRoot, "public")))))
 
 	srv := httptest.NewServer(d.requests.wrap(mux))
+	d.srv = srv
 	t.Cleanup(func() {
 		// Open streams end only when their connection goes.
 		srv.CloseClientConnections()
@@ -143,6 +154,16 @@ func (d *deployment) exec(t *testing.T, query string, args ...any) {
 	if _, err := db.Exec(query, args...); err != nil {
 		t.Fatalf("sqlite3 %s: %s: %v", d.DB, query, err)
 	}
+}
+
+// closeIdleConnections closes the connections the browser keeps open
+// between requests, as a server going down does. Otherwise, when a request
+// on such a connection gets no answer, the browser sends it again at once
+// on each other one it holds (up to six): tries of the network, not of the
+// page.
+func (d *deployment) closeIdleConnections() {
+	d.srv.Config.SetKeepAlivesEnabled(false) // which closes the idle ones
+	d.srv.Config.SetKeepAlivesEnabled(true)
 }
 
 // dropWhile serves h, except that while down is set it closes each new
@@ -242,7 +263,11 @@ type request struct {
 	// "text/event-stream"; the page's fetch that reads why a stream
 	// failed says it takes JSON or a page too (see tries).
 	Accept string
-	At     time.Time
+	// IdempotencyKey is the Idempotency-Key header of a post, and Body
+	// a post's body.
+	IdempotencyKey string
+	Body           []byte
+	At             time.Time
 }
 
 // resumesAfter returns the id a stream request resumes after: its
@@ -263,6 +288,11 @@ type requestLog struct {
 
 func (l *requestLog) wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body []byte
+		if r.Method == http.MethodPost {
+			body, _ = io.ReadAll(io.LimitReader(r.Body, 1<<16))
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
 		l.mu.Lock()
 		l.list = append(l.list, request{
 			Path:        strings.TrimPrefix(r.URL.Path, basePath),
@@ -270,6 +300,9 @@ func (l *requestLog) wrap(h http.Handler) http.Handler {
 			LastEventID: r.Header.Get("Last-Event-ID"),
 			Accept:      r.Header.Get("Accept"),
 			At:          time.Now(),
+			// A post's key, as sent (a quoted string).
+			IdempotencyKey: r.Header.Get("Idempotency-Key"),
+			Body:           body,
 		})
 		l.mu.Unlock()
 		h.ServeHTTP(w, r)
@@ -289,10 +322,38 @@ func (l *requestLog) to(path string) []request {
 	return out
 }
 
-// streams returns the stream requests for room, oldest first.
+// streams returns the stream requests for room, oldest first, without
+// the requests for older history (before=).
 func (l *requestLog) streams(room string) []request {
 	return slices.DeleteFunc(l.to("cgi-bin/stream"), func(r request) bool {
-		return r.Query.Get("room") != room
+		return r.Query.Get("room") != room || r.Query.Has("before")
+	})
+}
+
+// messagePosts returns the posts of messages (not actions) the page
+// made, oldest first, each with its text.
+func (l *requestLog) messagePosts() []postRequest {
+	var out []postRequest
+	for _, r := range l.to("cgi-bin/post") {
+		var in struct{ Action, Room, Nick, Text string }
+		if json.Unmarshal(r.Body, &in) != nil || in.Action != "" {
+			continue
+		}
+		out = append(out, postRequest{request: r, Room: in.Room, Nick: in.Nick, Text: in.Text})
+	}
+	return out
+}
+
+// postRequest is a post of a message as the test server saw it.
+type postRequest struct {
+	request
+	Room, Nick, Text string
+}
+
+// older returns the requests for older history of room, oldest first.
+func (l *requestLog) older(room string) []request {
+	return slices.DeleteFunc(l.to("cgi-bin/stream"), func(r request) bool {
+		return r.Query.Get("room") != room || !r.Query.Has("before")
 	})
 }
 
@@ -305,9 +366,40 @@ func (l *requestLog) tries(room string) []request {
 	})
 }
 
-// gated serves each request with h once it can receive from gate.
+// loseAnswer serves h, except that while n is above 0 it takes one off
+// for each post of a message with an Idempotency-Key (the page's, not its
+// actions) and serves it to the program in full — the message is stored —
+// but closes the connection instead of passing the answer on, as a
+// connection that breaks just then does.
+func loseAnswer(n *atomic.Int32, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Idempotency-Key") == "" {
+			h.ServeHTTP(w, r)
+			return
+		}
+		if n.Add(-1) < 0 {
+			n.Add(1)
+			h.ServeHTTP(w, r)
+			return
+		}
+		held := &heldResponse{header: http.Header{}, ctx: r.Context()}
+		h.ServeHTTP(held, r)
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			panic(http.ErrAbortHandler)
+		}
+		conn.Close()
+	})
+}
+
+// gated serves each post of a message from the page with h once it can
+// receive from gate, and other requests at once.
 func gated(h http.Handler, gate <-chan struct{}) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Idempotency-Key") == "" {
+			h.ServeHTTP(w, r)
+			return
+		}
 		select {
 		case <-gate:
 			h.ServeHTTP(w, r)

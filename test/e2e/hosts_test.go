@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -58,7 +59,7 @@ func TestRealHosts(t *testing.T) {
 		t.Parallel()
 		h := startHost(t, "apache-mod_cgid-no-options")
 		testHostRefuses(t, h.URL+"/#options", 500,
-			"The web host did not run the chat's program (it may not allow programs in this folder). The site owner can fix this — see "+helpName+".")
+			"The web host did not run the chat's program (it may not allow programs in this folder). The site owner can fix this — see "+helpName+".", false)
 	})
 	t.Run("nginx, the daemons stopped", func(t *testing.T) {
 		t.Parallel()
@@ -69,7 +70,7 @@ func TestRealHosts(t *testing.T) {
 			}
 		}
 		testHostRefuses(t, h.URL+"/#down", 502,
-			"The chat's programs are not answering on this web server (they may be stopped). The site owner can fix this — see "+helpName+".")
+			"The chat's programs are not answering on this web server (they may be stopped). The site owner can fix this — see "+helpName+".", true)
 	})
 }
 
@@ -340,14 +341,13 @@ func testFirewall(t *testing.T) {
 	}
 	bo.waitFor("the refusal", `!document.querySelector("#send-error").hidden`, waitTimeout)
 	busy := "This site is busy: its web host limits how many requests the site may run at once, and that limit is reached for now."
-	if got, want := eval[string](bo, `document.querySelector("#send-error").textContent`), "Not sent: "+busy+" Try again in a moment."; got != want {
+	if got, want := bo.sendError(), "Not sent yet: "+busy+" Your messages wait here and go out by themselves as soon as it answers."; got != want {
 		t.Errorf("over the entry limit, the page says %q, want %q", got, want)
 	}
-	if got := eval[string](bo, `document.querySelector("#text").value`); got != "is anyone here?" {
-		t.Errorf("after the refusal the message box holds %q, want the text", got)
-	}
-	if eval[bool](bo, `document.querySelector("#send").disabled`) {
-		t.Errorf("Send is off after a 508: sending again is the cure once the site is less busy")
+	// The message waits, and goes again by itself once the site is less
+	// busy.
+	if got, want := bo.outbox(), []waitingLine{{"bo", "is anyone here?", "sending…"}}; !slices.Equal(got, want) {
+		t.Errorf("over the entry limit, the page shows %+v under the log, want %+v", got, want)
 	}
 
 	cy := newPerson(t, "cy").openTab()
@@ -367,8 +367,9 @@ func testFirewall(t *testing.T) {
 // testHostRefuses: on a host that answers every program request with its
 // own error page (status), the page loads, says it is offline and why in
 // words (want), and a message sent gets the same sentence after "Not
-// sent:", with the text kept.
-func testHostRefuses(t *testing.T, url string, status int, want string) {
+// sent:", with the text kept — or, when the programs are only away for
+// now (waits), after "Not sent yet:", the message waiting under the log.
+func testHostRefuses(t *testing.T, url string, status int, want string, waits bool) {
 	t.Helper()
 	tb := newPerson(t, "reader").openTab()
 	tb.expectConsoleError(fmt.Sprintf("status of %d", status))
@@ -388,11 +389,20 @@ func testHostRefuses(t *testing.T, url string, status int, want string) {
 		tb.do("answer the nickname dialog", chromedp.SetValue(chromedp.ID("nick-input"), "reader"), chromedp.Click(chromedp.CSS(`#nick-form button[type=submit]`)))
 	}
 	tb.waitFor("the refusal", `!document.querySelector("#send-error").hidden`, waitTimeout)
-	if got := eval[string](tb, `document.querySelector("#send-error").textContent`); got != "Not sent: "+want {
-		t.Errorf("the page says %q, want %q", got, "Not sent: "+want)
-	}
-	if got := eval[string](tb, `document.querySelector("#text").value`); got != text {
-		t.Errorf("after the refusal the message box holds %q, want %q", got, text)
+	if waits {
+		if got, w := tb.sendError(), "Not sent yet: "+want+" Your messages wait here and go out by themselves as soon as it answers."; got != w {
+			t.Errorf("the page says %q, want %q", got, w)
+		}
+		if got, w := tb.outbox(), []waitingLine{{"reader", text, "sending…"}}; !slices.Equal(got, w) {
+			t.Errorf("the page shows %+v under the log, want %+v", got, w)
+		}
+	} else {
+		if got := tb.sendError(); got != "Not sent: "+want {
+			t.Errorf("the page says %q, want %q", got, "Not sent: "+want)
+		}
+		if got := eval[string](tb, `document.querySelector("#text").value`); got != text {
+			t.Errorf("after the refusal the message box holds %q, want %q", got, text)
+		}
 	}
 	tb.axe(fmt.Sprintf("the host answers %d", status))
 }

@@ -185,12 +185,12 @@ func TestSmallThings(t *testing.T) {
 		if got, want := count(), "2,004 of 2,000 characters: 4 too many"; got != want {
 			t.Errorf("past the limit the counter says %q, want %q", got, want)
 		}
-		posts := len(d.requests.to("cgi-bin/post"))
+		posts := len(d.requests.messagePosts())
 		tb.pressEnter()
 		if got, want := eval[string](tb, `document.querySelector("#send-error").textContent`), "Too long to send: 2,004 characters, and a message holds at most 2,000. Please shorten it by 4."; got != want {
 			t.Errorf("sending past the limit, the page says %q, want %q", got, want)
 		}
-		if n := len(d.requests.to("cgi-bin/post")) - posts; n != 0 {
+		if n := len(d.requests.messagePosts()) - posts; n != 0 {
 			t.Errorf("a message past the limit made %d posts, want none", n)
 		}
 		tb.axe("a message too long")

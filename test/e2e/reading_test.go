@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -49,12 +50,16 @@ func TestReadingWhileMessagesArrive(t *testing.T) {
 
 	t.Run("scrolled up it keeps the place", func(t *testing.T) {
 		tb.do("scroll up", chromedp.Evaluate[chromedp.Void](`document.querySelector("#scroller").scrollTop = 0`))
+		// At the top, the page learns that the room begins there, and
+		// says so above the first message, keeping the reader's place.
+		tb.waitFor("the beginning of the room", `document.querySelector("#log > .top").classList.contains("beginning")`, waitTimeout)
+		place := eval[float64](tb, `document.querySelector("#scroller").scrollTop`)
 		first := d.post(t, "busy", "zed", "new while scrolled up 1")
 		d.post(t, "busy", "zed", "new while scrolled up 2")
 		want = append(want, line{"zed", "new while scrolled up 1"}, line{"zed", "new while scrolled up 2"})
 		tb.waitMessages(len(want))
-		if got := eval[float64](tb, `document.querySelector("#scroller").scrollTop`); got != 0 {
-			t.Errorf("the log scrolled to %v while the reader was at the top, want 0", got)
+		if got := eval[float64](tb, `document.querySelector("#scroller").scrollTop`); got != place {
+			t.Errorf("the log scrolled to %v while the reader was at the top, at %v", got, place)
 		}
 		if got, want := eval[string](tb, `document.querySelector("#jump").hidden ? "(hidden)" : document.querySelector("#jump").textContent`), "2 new messages ↓"; got != want {
 			t.Errorf("the new-messages button says %q, want %q", got, want)
@@ -126,7 +131,7 @@ func TestRooms(t *testing.T) {
 				t.Errorf("the title is %q, want %q", got, want)
 			}
 			checkLog(t, tb, []line{{"zed", "hello " + c.room}})
-			if got := eval[string](tb, `document.querySelector("#log .notice")?.textContent ?? ""`); got != c.notice {
+			if got := eval[string](tb, `document.querySelector("#log > .notice:not(.top)")?.textContent ?? ""`); got != c.notice {
 				t.Errorf("the notice says %q, want %q", got, c.notice)
 			}
 		})
@@ -173,7 +178,7 @@ func TestComposing(t *testing.T) {
 	tb.do("empty the box", chromedp.Evaluate[chromedp.Void](`document.querySelector("#text").value = ""`))
 	tb.typeText(" ")
 	tb.pressEnter()
-	if n := len(d.requests.to("cgi-bin/post")); n != 0 {
+	if n := len(d.requests.messagePosts()); n != 0 {
 		t.Errorf("Enter on white space made %d posts, want none", n)
 	}
 
@@ -187,7 +192,7 @@ func TestComposing(t *testing.T) {
 	if got := eval[string](tb, `document.querySelector("#text").value`); got != "hello" {
 		t.Errorf("after cancelling the nickname the box holds %q, want %q", got, "hello")
 	}
-	if n := len(d.requests.to("cgi-bin/post")); n != 0 {
+	if n := len(d.requests.messagePosts()); n != 0 {
 		t.Errorf("cancelling the nickname made %d posts, want none", n)
 	}
 
@@ -198,29 +203,34 @@ func TestComposing(t *testing.T) {
 		t.Errorf("the dialog says %q for a nick of spaces, want %q", got, want)
 	}
 	tb.do("choose erin", chromedp.SetValue(chromedp.ID("nick-input"), " erin "), chromedp.Click(chromedp.CSS(`#nick-form button[type=submit]`)))
+	tb.waitFor("the dialog to close", `!document.querySelector("#nick-dialog").open`, waitTimeout)
 	if got := eval[string](tb, `document.querySelector("#nick-button").textContent`); got != "erin" {
 		t.Errorf("the nick button says %q, want %q", got, "erin")
 	}
 
-	// While a post is on its way, the button is off and the text stays.
+	// While a post is on its way, the message shows under the log as
+	// being sent, and the box is free for the next one.
 	tb.pressEnter()
 	deadline := time.Now().Add(waitTimeout)
-	for len(d.requests.to("cgi-bin/post")) == 0 && time.Now().Before(deadline) {
+	for len(d.requests.messagePosts()) == 0 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if !eval[bool](tb, disabled) || !eval[bool](tb, `document.querySelector("#text").readOnly`) {
-		t.Errorf("while sending: send disabled %v, box read-only %v; want both", eval[bool](tb, disabled), eval[bool](tb, `document.querySelector("#text").readOnly`))
+	if got, want := tb.outbox(), []waitingLine{{"erin", "hello", "sending…"}}; !slices.Equal(got, want) {
+		t.Errorf("while sending, the page shows %+v under the log, want %+v", got, want)
 	}
+	if got := eval[string](tb, `document.querySelector("#text").value`); got != "" || eval[bool](tb, `document.querySelector("#text").readOnly`) {
+		t.Errorf("while sending, the box holds %q (read-only: %v), want it empty and free", got, eval[bool](tb, `document.querySelector("#text").readOnly`))
+	}
+	checkLog(t, tb, nil)
 	close(gate)
 	tb.waitMessages(1)
 	checkLog(t, tb, []line{{"erin", "hello"}})
-	if eval[bool](tb, `document.querySelector("#text").readOnly`) || eval[string](tb, `document.querySelector("#text").value`) != "" {
-		t.Errorf("after sending the box is read-only or not empty")
-	}
+	tb.waitFor("the message to leave the outbox", `document.querySelectorAll("#outbox .pending").length === 0`, waitTimeout)
 
 	// A new nickname is used from the next message on.
 	tb.do("rename", chromedp.Click(chromedp.ID("nick-button")),
 		chromedp.SetValue(chromedp.ID("nick-input"), "erin2"), chromedp.Click(chromedp.CSS(`#nick-form button[type=submit]`)))
+	tb.waitFor("the dialog to close", `!document.querySelector("#nick-dialog").open`, waitTimeout)
 	tb.say("", "renamed")
 	tb.waitMessages(2)
 	checkLog(t, tb, []line{{"erin", "hello"}, {"erin2", "renamed"}})
