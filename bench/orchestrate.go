@@ -73,6 +73,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}()
 
 	rep := &report{Config: cfg, Started: time.Now().UTC()}
+	rep.Files = raiseFileLimit(filesNeeded(mostStreams(cfg), cfg.Posters))
+	for _, n := range rep.Files.Notes {
+		fmt.Fprintf(stderr, "bench: %s\n", n)
+	}
 	top := &runner{log: stderr}
 	err = top.do(func() {
 		hostkit.RequireTools(top, hostkit.ApacheBin, hostkit.NginxBin, hostkit.FcgiwrapBin)
@@ -99,7 +103,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if name == budgetSetup {
 			bench = benchBudget
 		}
-		if err := r.do(func() { bench(ctx, r, cfg, s, res) }); err != nil {
+		if err := r.do(func() { bench(ctx, r, cfg, rep.Files, s, res) }); err != nil {
 			res.Error = err.Error()
 			fmt.Fprintf(stderr, "bench: %s failed: %v\n", name, err)
 		}
@@ -147,6 +151,7 @@ type setupResult struct {
 	Throughput *throughputResult `json:"throughput"`
 	StartCost  *startCost        `json:"cgi_start_cost"`
 	Budget     []*budgetRun      `json:"budget_runs,omitempty"`
+	Stalled    []*stallRun       `json:"stalled,omitempty"`
 	Error      string            `json:"error,omitempty"`
 }
 
@@ -161,13 +166,19 @@ type streamRun struct {
 	Error        string         `json:"error,omitempty"`
 }
 
+// mostStreams returns the most streams any run of cfg opens at once.
+func mostStreams(cfg config) int {
+	return slices.Max([]int{slices.Max(cfg.Streams), slices.Max(cfg.DaemonStreams), slices.Max(cfg.BudgetReaders),
+		cfg.ThroughputStreams, cfg.StallReaders, cfg.BusyReaders})
+}
+
 // benchSetup deploys s, starts it and measures it into res.
-func benchSetup(ctx context.Context, rt *runner, cfg config, s hostkit.Setup, res *setupResult) {
+func benchSetup(ctx context.Context, rt *runner, cfg config, files fileLimit, s hostkit.Setup, res *setupResult) {
 	counts := cfg.Streams
 	if s.Daemon {
 		counts = cfg.DaemonStreams
 	}
-	most := max(slices.Max(counts), cfg.ThroughputStreams)
+	most := slices.Max([]int{slices.Max(counts), cfg.ThroughputStreams, cfg.StallReaders, cfg.BusyReaders})
 	h := hostkit.NewHost(rt, s)
 	h.Env = benchEnv
 	res.StreamMode = "live"
@@ -175,6 +186,10 @@ func benchSetup(ctx context.Context, rt *runner, cfg config, s hostkit.Setup, re
 		res.StreamMode = "batch"
 	}
 	h.ApacheConf, h.NginxWorkerConnections, res.Raised = serverLimits(s, most, cfg.Posters)
+	if h.NginxWorkerConnections > 0 {
+		h.NginxRlimitNofile = int(min(uint64(h.NginxWorkerConnections)+fileSlack, files.Hard))
+		res.Raised = append(res.Raised, fmt.Sprintf("nginx worker_rlimit_nofile %d", h.NginxRlimitNofile))
+	}
 	fmt.Fprintf(os.Stderr, "bench: %s: deploying\n", res.Short)
 	h.Deploy(rt)
 	h.Start(rt)
@@ -252,6 +267,9 @@ func benchSetup(ctx context.Context, rt *runner, cfg config, s hostkit.Setup, re
 	}
 	res.Throughput = rep.Throughput
 	lg.call(ctx, rt, request{Op: "close"})
+	drain(ctx, rt, h)
+
+	res.Stalled = benchStalled(ctx, rt, cfg, h, lg, roots)
 
 	fmt.Fprintf(os.Stderr, "bench: %s: CGI start cost, %d runs\n", res.Short, cfg.StartRuns)
 	sc := measureStartCost(ctx, h, cfg.StartRuns)
@@ -281,7 +299,7 @@ type budgetRun struct {
 // benchBudget deploys s (mod_cgid) with CHAT_MAX_STREAMS set to the
 // budget, and for each reader count opens that many readers and measures
 // delivery, CPU and the stream programs running at once.
-func benchBudget(ctx context.Context, rt *runner, cfg config, s hostkit.Setup, res *setupResult) {
+func benchBudget(ctx context.Context, rt *runner, cfg config, _ fileLimit, s hostkit.Setup, res *setupResult) {
 	most := slices.Max(cfg.BudgetReaders)
 	h := hostkit.NewHost(rt, s)
 	h.Env = append(slices.DeleteFunc(slices.Clone(benchEnv), func(kv string) bool {
