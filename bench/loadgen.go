@@ -346,7 +346,7 @@ func (lg *loadgen) latency(ctx context.Context, req request) (*latencyResult, er
 	wg.Wait()
 	elapsed := time.Since(began)
 	lost := lg.waitDelivered(ctx, posts, deliveryTimeout(req))
-	loadCPU := (selfCPU() - cpu0).Seconds() / time.Since(began).Seconds() * 100
+	loadCPU := (selfCPU() - cpu0).Seconds()
 	var ms, fromSend []float64
 	for _, s := range lg.streams {
 		for _, p := range posts {
@@ -361,7 +361,7 @@ func (lg *loadgen) latency(ctx context.Context, req request) (*latencyResult, er
 		Streams: len(lg.streams), Posts: len(posts), PostErrors: errs,
 		Rate: float64(len(posts)) / elapsed.Seconds(), Samples: len(ms), Lost: lost,
 		Reconnects: rec1 - rec0, StreamErrors: err1 - err0, ErrorSample: errSample,
-		LoadCPUPercent: loadCPU,
+		LoadCPUSeconds: loadCPU, LoadCPUPercent: loadCPU / time.Since(began).Seconds() * 100,
 	}
 	if res.ErrorSample == "" && res.StreamErrors > 0 {
 		res.ErrorSample = lg.errorSample()

@@ -163,7 +163,11 @@ type streamRun struct {
 	Latency      *latencyResult `json:"latency"`
 	Fanout       *fanoutResult  `json:"fanout"`
 	DrainSeconds float64        `json:"drain_seconds"` // after closing, until every stream was freed (before the next run)
-	Error        string         `json:"error,omitempty"`
+	// LatencyCPU is the CPU time the host's processes used during the
+	// latency run, in seconds by process name; with the load generator's
+	// own, what each delivery of a post to a stream cost.
+	LatencyCPU map[string]float64 `json:"latency_cpu_seconds"`
+	Error      string             `json:"error,omitempty"`
 }
 
 // mostStreams returns the most streams any run of cfg opens at once.
@@ -235,8 +239,10 @@ func benchSetup(ctx context.Context, rt *runner, cfg config, files fileLimit, s 
 		time.Sleep(seconds(cfg.SettleSeconds))
 		u := measure(roots, seconds(cfg.IdleSeconds), ctx.Done())
 		run.Idle = &u
+		cpu0 := cpuByName(roots())
 		rep := lg.call(ctx, rt, request{Op: "latency", Room: room, Rate: cfg.Rate, Seconds: cfg.LatencySeconds, Batch: s.Batch})
 		run.Latency = rep.Latency
+		run.LatencyCPU = cpuSince(cpu0, cpuByName(roots()))
 		if rep.Error != "" {
 			run.Error = rep.Error
 		}
@@ -603,4 +609,16 @@ func measureStartCost(ctx context.Context, h *hostkit.Host, runs int) startCost 
 	sc.WallP50, _, _, sc.WallMax = percentiles(walls)
 	sc.MaxRSSP50, _, _, sc.MaxRSSMax = percentiles(rss)
 	return sc
+}
+
+// cpuSince returns what each process name used between two cpuByName
+// readings (processes that ended meanwhile are left out).
+func cpuSince(before, after map[string]float64) map[string]float64 {
+	out := make(map[string]float64)
+	for name, v := range after {
+		if d := v - before[name]; d > 0 {
+			out[name] = d
+		}
+	}
+	return out
 }

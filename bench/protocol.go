@@ -56,9 +56,10 @@ type latencyResult struct {
 	Reconnects   int     `json:"reconnects"`    // stream responses that ended and were reopened
 	StreamErrors int     `json:"stream_errors"` // stream requests that failed
 	ErrorSample  string  `json:"error_sample,omitempty"`
-	// LoadCPUPercent is what the load generator itself used meanwhile,
-	// in % of one core: it shares the machine with the host.
+	// LoadCPUPercent and LoadCPUSeconds are what the load generator
+	// itself used meanwhile: it shares the machine with the host.
 	LoadCPUPercent float64 `json:"load_cpu_percent"`
+	LoadCPUSeconds float64 `json:"load_cpu_seconds"`
 }
 
 // fanoutResult is, for each of several single posts, the time from its 201

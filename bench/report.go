@@ -5,10 +5,12 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -391,6 +393,28 @@ func (r *report) markdown() string {
 			}
 			p("| %s | %s | %s | %.1f s | %s | %s | %s | %s | %s / %s | %d | %d | %s | %s | %.0f %% |\n", s.Short, s.StreamMode, thousands(run.Streams),
 				run.OpenSeconds, ms(l.P50), ms(l.P95), ms(l.P99), ms(l.Max), ms(l.SendP50), ms(l.SendP99), l.Lost, l.PostErrors, fm, fw, l.LoadCPUPercent)
+		}
+	}
+
+	p("\n### CPU per delivery\n\n")
+	p("What delivering one post to one stream cost during the latency run, each process's CPU time (user + system) divided by the (post, stream) pairs delivered: a measure of the work per delivery that the machine's other load changes less than latency. Heartbeats and everything else the processes did meanwhile are included.\n\n")
+	p("| setup | streams | deliveries | per delivery, every process | by process |\n")
+	p("|---|---:|---:|---:|---|\n")
+	for _, s := range r.Setups {
+		for _, run := range s.Runs {
+			l := run.Latency
+			if l == nil || l.Samples == 0 || run.LatencyCPU == nil {
+				continue
+			}
+			per := func(sec float64) float64 { return sec / float64(l.Samples) * 1e6 }
+			total := l.LoadCPUSeconds
+			parts := []string{fmt.Sprintf("load generator %.1f µs", per(l.LoadCPUSeconds))}
+			names := slices.Sorted(maps.Keys(run.LatencyCPU))
+			for _, name := range names {
+				total += run.LatencyCPU[name]
+				parts = append(parts, fmt.Sprintf("%s %.1f µs", name, per(run.LatencyCPU[name])))
+			}
+			p("| %s | %s | %s | %.1f µs | %s |\n", s.Short, thousands(run.Streams), thousands(l.Samples), per(total), strings.Join(parts, ", "))
 		}
 	}
 
