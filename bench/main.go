@@ -66,6 +66,7 @@ type config struct {
 	BusyRate          float64  `json:"busy_rate"`      // posts/s to their room
 	StallSeconds      float64  `json:"stall_seconds"`  // how long memory is sampled
 	Quick             bool     `json:"quick"`
+	Env               []string `json:"env,omitempty"` // settings beyond the bench's own (-env)
 	JSON              string   `json:"-"`
 	Hold              bool     `json:"-"`
 }
@@ -127,6 +128,13 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Float64Var(&c.StallSeconds, "stall-seconds", 10, "how long the stalled readers' memory is sampled")
 	fs.BoolVar(&c.Quick, "quick", false, "a tiny run for CI: apache-cgid, apache-fcgid and nginx-daemon, 3 streams, a few seconds each")
 	fs.BoolVar(&c.Hold, "hold", false, "deploy and start the first setup, print its URL and process ids, and wait for Ctrl-C (for profiling by hand)")
+	fs.Func("env", "a setting NAME=value for every deployment, after the bench's own (repeatable), to measure another value", func(v string) error {
+		if name, _, ok := strings.Cut(v, "="); !ok || !strings.HasPrefix(name, "CHAT_") {
+			return fmt.Errorf("%q is not CHAT_NAME=value", v)
+		}
+		c.Env = append(c.Env, v)
+		return nil
+	})
 	fs.StringVar(&c.JSON, "json", "", "write the report as JSON here (default .local/bench/bench-TIME.json)")
 	if err := fs.Parse(args); err != nil {
 		return c, err

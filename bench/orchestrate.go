@@ -184,7 +184,7 @@ func benchSetup(ctx context.Context, rt *runner, cfg config, files fileLimit, s 
 	}
 	most := slices.Max([]int{slices.Max(counts), cfg.ThroughputStreams, cfg.StallReaders, cfg.BusyReaders})
 	h := hostkit.NewHost(rt, s)
-	h.Env = benchEnv
+	h.Env = slices.Concat(benchEnv, cfg.Env)
 	res.StreamMode = "live"
 	if s.Batch {
 		res.StreamMode = "batch"
@@ -278,7 +278,7 @@ func benchSetup(ctx context.Context, rt *runner, cfg config, files fileLimit, s 
 	res.Stalled = benchStalled(ctx, rt, cfg, h, lg, roots)
 
 	fmt.Fprintf(os.Stderr, "bench: %s: CGI start cost, %d runs\n", res.Short, cfg.StartRuns)
-	sc := measureStartCost(ctx, h, cfg.StartRuns)
+	sc := measureStartCost(ctx, h, cfg.StartRuns, cfg.Env)
 	res.StartCost = &sc
 }
 
@@ -308,7 +308,7 @@ type budgetRun struct {
 func benchBudget(ctx context.Context, rt *runner, cfg config, _ fileLimit, s hostkit.Setup, res *setupResult) {
 	most := slices.Max(cfg.BudgetReaders)
 	h := hostkit.NewHost(rt, s)
-	h.Env = append(slices.DeleteFunc(slices.Clone(benchEnv), func(kv string) bool {
+	h.Env = append(slices.DeleteFunc(slices.Concat(benchEnv, cfg.Env), func(kv string) bool {
 		return strings.HasPrefix(kv, "CHAT_MAX_STREAMS=")
 	}), fmt.Sprintf("CHAT_MAX_STREAMS=%d", cfg.Budget))
 	res.StreamMode = "live, polls past the budget"
@@ -570,7 +570,7 @@ type startCost struct {
 // measureStartCost runs the deployed post program runs times as a CGI
 // program, as the web server's user, against the host's database: wall
 // time from start to exit and peak RSS (getrusage's ru_maxrss).
-func measureStartCost(ctx context.Context, h *hostkit.Host, runs int) startCost {
+func measureStartCost(ctx context.Context, h *hostkit.Host, runs int, env []string) startCost {
 	sc := startCost{Runs: runs}
 	var walls, rss []float64
 	for i := range runs {
@@ -587,7 +587,7 @@ func measureStartCost(ctx context.Context, h *hostkit.Host, runs int) startCost 
 			"REMOTE_ADDR=127.0.0.1", "REMOTE_PORT=40000",
 			"CONTENT_TYPE=application/x-www-form-urlencoded", fmt.Sprintf("CONTENT_LENGTH=%d", len(body)),
 			"CHAT_DB=" + h.DB,
-		}, benchEnv...)
+		}, slices.Concat(benchEnv, env)...)
 		cmd.Stdin = strings.NewReader(body)
 		h.User.RunAs(cmd)
 		began := time.Now()

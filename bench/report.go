@@ -361,7 +361,7 @@ func (r *report) markdown() string {
 	}
 	p("; stalled readers: %d of a room of %s messages of %s '<', %d live in a room posted to at %g/s, %g s each, a %d-byte receive buffer",
 		c.StallReaders, thousands(c.StallMessages), thousands(c.StallTextLen), c.BusyReaders, c.BusyRate, c.StallSeconds, stallRcvBuf)
-	p("\n- Settings: %s; everything else at deploy.sh's defaults (heartbeat 5 s, stream life 120 s, poll 250 ms)\n", strings.Join(benchEnv, " "))
+	p("\n- Settings: %s; everything else at deploy.sh's defaults (stream life 120 s, poll 250 ms, heartbeat: see docs/configuration.md)\n", strings.Join(slices.Concat(benchEnv, c.Env), " "))
 	for _, n := range r.Files.Notes {
 		p("- %s\n", n)
 	}
