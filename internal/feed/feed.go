@@ -96,7 +96,8 @@ type Feed struct {
 	log     *slog.Logger
 
 	// owner names this feed's rows in the streams table; renew is how
-	// often they are renewed, stale how long presence outlives a stream.
+	// often they are renewed and every subscriber gets a heartbeat, stale
+	// how long presence outlives a stream.
 	// host names the web host, for the budget of live streams.
 	owner        string
 	host         string
@@ -179,8 +180,9 @@ func (f *Feed) interval() time.Duration {
 
 // New returns a feed over st that asks changes whether anything was
 // committed, every poll interval and whenever wake receives (wake may be
-// nil: polling only). It renews its streams' rows every renew interval and
-// counts a reader present until stale after its stream. Run drives it and
+// nil: polling only). It renews its streams' rows and hands every
+// subscriber a heartbeat every renew interval, and counts a reader present
+// until stale after its stream. Run drives it and
 // closes changes at its end.
 func New(st *store.Store, changes *store.Changes, poll, renew, stale time.Duration, wake <-chan struct{}, log *slog.Logger) *Feed {
 	var id [8]byte
@@ -349,6 +351,7 @@ func (f *Feed) Run(ctx context.Context) {
 		case <-tick.C:
 			polled = true
 		case <-renew.C:
+			f.beat()
 			if err := f.store.TouchStreams(ctx, f.owner); err != nil {
 				f.log.Warn("feed: renewing streams failed", "err", err)
 			}
@@ -433,6 +436,27 @@ func (f *Feed) readNew(ctx context.Context) int {
 		n += len(ms)
 		if len(ms) < pageSize {
 			return n
+		}
+	}
+}
+
+// heartbeat is the comment every subscriber is handed each renew interval.
+var heartbeat = &Frame{Bytes: sse.AppendComment(nil, "ping")}
+
+// beat hands every subscriber the heartbeat at once, so that the writes of
+// all the process's streams come together (a web server in front then
+// handles them in a few wake-ups, not one each) and no stream needs a
+// timer of its own. A subscriber whose buffer is full is skipped: it has
+// frames to write, which keep its connection alive as well.
+func (f *Feed) beat() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, subs := range f.rooms {
+		for s := range subs {
+			select {
+			case s.c <- heartbeat:
+			default:
+			}
 		}
 	}
 }

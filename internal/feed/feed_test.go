@@ -384,3 +384,36 @@ func TestSessionWritesTheBacklogInChunks(t *testing.T) {
 		t.Errorf("the backlog sent %d ids, want the %d messages once, in order", len(got), len(want))
 	}
 }
+
+// TestHeartbeatReachesEverySubscriber checks that the feed hands every
+// subscriber, in every room, a heartbeat comment each renew interval.
+func TestHeartbeatReachesEverySubscriber(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "chat.db"), store.Options{Concurrent: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := st.Changes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := feed.New(st, ch, time.Hour, 50*time.Millisecond, time.Minute, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		st.Close()
+	})
+	subs := []*feed.Sub{mustSubscribe(t, f, "a"), mustSubscribe(t, f, "a"), mustSubscribe(t, f, "b")}
+	for i, s := range subs {
+		for n := range 2 {
+			if fr := receive(t, s); fr.ID != 0 || string(fr.Bytes) != ": ping\n" {
+				t.Errorf("subscriber %d, frame %d: %q, want the heartbeat comment", i, n, fr.Bytes)
+			}
+		}
+	}
+}

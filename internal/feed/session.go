@@ -139,7 +139,6 @@ type Session struct {
 	reason   string
 	started  time.Time
 	end      *time.Timer
-	beat     *time.Ticker
 	catching bool // the subscription lagged: read pages until caught up
 }
 
@@ -213,7 +212,6 @@ func (s *Session) Close() {
 	s.f.mu.Unlock()
 	if s.end != nil {
 		s.end.Stop()
-		s.beat.Stop()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -329,10 +327,9 @@ func (s *Session) ready(ctx context.Context) {
 		return
 	}
 	s.end = time.NewTimer(s.req.Lifetime)
-	s.beat = time.NewTicker(s.f.renew)
 }
 
-// live waits for the next frames or heartbeat.
+// live waits for the next frames, heartbeats among them (Feed.beat).
 func (s *Session) live(ctx context.Context) ([]byte, error) {
 	if s.catching {
 		if err := s.page(ctx); err != nil {
@@ -356,9 +353,6 @@ func (s *Session) live(ctx context.Context) ([]byte, error) {
 			return s.stop("long poll ended")
 		}
 		return s.stop("lifetime")
-	case <-s.beat.C:
-		s.buf = sse.AppendComment(s.buf, "ping")
-		return s.buf, nil
 	case fr := <-s.sub.C():
 		s.frame(fr)
 		for more := true; more && len(s.buf) < chunkBytes; {
