@@ -353,18 +353,17 @@ func (s *Session) live(ctx context.Context) ([]byte, error) {
 			return s.stop("long poll ended")
 		}
 		return s.stop("lifetime")
-	case fr := <-s.sub.C():
-		s.frame(fr)
-		for more := true; more && len(s.buf) < chunkBytes; {
-			select {
-			case fr := <-s.sub.C():
-				s.frame(fr)
-			default:
-				more = false
-			}
+	case <-s.sub.Wake():
+		lagged := s.sub.Read(func(fr *Frame) bool {
+			s.frame(fr)
+			return len(s.buf) < chunkBytes
+		})
+		if s.sub.Beat() && len(s.buf) == 0 {
+			// Anything written keeps the connection alive as well.
+			s.buf = sse.AppendComment(s.buf, "ping")
 		}
-		if s.sub.Lagged() {
-			// The feed dropped frames for this reader: read what it
+		if lagged {
+			// The reader fell behind the room's frames: read what it
 			// missed from the database, page by page.
 			s.catching = true
 			if err := s.page(ctx); err != nil {
