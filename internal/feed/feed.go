@@ -99,12 +99,13 @@ type Feed struct {
 	log     *slog.Logger
 
 	// owner names this feed's rows in the streams table; renew is how
-	// often they are renewed and every subscriber gets a heartbeat, stale
-	// how long presence outlives a stream.
+	// often they are renewed, and every beats-th renewal every subscriber
+	// gets a heartbeat; stale is how long presence outlives a stream.
 	// host names the web host, for the budget of live streams.
 	owner        string
 	host         string
 	renew, stale time.Duration
+	beats        int
 
 	// live holds the sessions that hold their process, by row, so that
 	// the ones whose readers opened a newer stream can be told to end.
@@ -184,9 +185,9 @@ func (f *Feed) interval() time.Duration {
 // New returns a feed over st that asks changes whether anything was
 // committed, every poll interval and whenever wake receives (wake may be
 // nil: polling only). It renews its streams' rows and hands every
-// subscriber a heartbeat every renew interval, and counts a reader present
-// until stale after its stream. Run drives it and
-// closes changes at its end.
+// subscriber a heartbeat every renew interval (SetHeartbeat makes that
+// rarer), and counts a reader present until stale after its stream. Run
+// drives it and closes changes at its end.
 func New(st *store.Store, changes *store.Changes, poll, renew, stale time.Duration, wake <-chan struct{}, log *slog.Logger) *Feed {
 	var id [8]byte
 	rand.Read(id[:])
@@ -201,10 +202,21 @@ func New(st *store.Store, changes *store.Changes, poll, renew, stale time.Durati
 		live:     make(map[int64]*Session),
 		renew:    renew,
 		stale:    stale,
+		beats:    1,
 		rooms:    make(map[string]*room),
 		active:   make(chan struct{}, 1),
 		presence: make(map[string]string),
 	}
+}
+
+// SetHeartbeat has the feed tell its subscribers that a heartbeat is due
+// about every d instead of at every renewal of their rows: every
+// renewal nearest d, at least one. A daemon, which learns from the read
+// side that a stream's connection closed, needs a heartbeat far less often
+// than a stream's row must be renewed for presence to be right. Call it
+// before Run.
+func (f *Feed) SetHeartbeat(d time.Duration) {
+	f.beats = max(1, int((d+f.renew/2)/f.renew))
 }
 
 // Owner returns the name under which this feed renews stream rows.
@@ -365,6 +377,7 @@ func (f *Feed) Run(ctx context.Context) {
 	defer tick.Stop()
 	renew := time.NewTicker(f.renew)
 	defer renew.Stop()
+	renewals := 0
 	// Reads run under a context that is never cancelled: database/sql and
 	// go-sqlite3 then start no goroutine per query to watch it (which
 	// costs an idle process wake-ups), and a read takes microseconds, so
@@ -408,7 +421,9 @@ func (f *Feed) Run(ctx context.Context) {
 		case <-tick.C:
 			polled = true
 		case <-renew.C:
-			f.beat()
+			if renewals++; renewals%f.beats == 0 {
+				f.beat()
+			}
 			if err := f.store.TouchStreams(ctx, f.owner); err != nil {
 				f.log.Warn("feed: renewing streams failed", "err", err)
 			}

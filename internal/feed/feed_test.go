@@ -443,26 +443,7 @@ func TestSessionWritesTheBacklogInChunks(t *testing.T) {
 // TestHeartbeatReachesEverySubscriber checks that the feed tells every
 // subscriber, in every room, that a heartbeat is due each renew interval.
 func TestHeartbeatReachesEverySubscriber(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "chat.db"), store.Options{Concurrent: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch, err := st.Changes(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := feed.New(st, ch, time.Hour, 50*time.Millisecond, time.Minute, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f.Run(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		st.Close()
-	})
+	f := runRenewing(t, 50*time.Millisecond, 0)
 	subs := []*feed.Sub{mustSubscribe(t, f, "a"), mustSubscribe(t, f, "a"), mustSubscribe(t, f, "b")}
 	for i, s := range subs {
 		for n := range 2 {
@@ -477,6 +458,60 @@ func TestHeartbeatReachesEverySubscriber(t *testing.T) {
 			if s.Beat() {
 				t.Errorf("subscriber %d: one heartbeat reported twice", i)
 			}
+		}
+	}
+}
+
+// runRenewing runs a feed that renews its rows every renew and, unless
+// heartbeat is 0, has a heartbeat about every heartbeat.
+func runRenewing(t *testing.T, renew, heartbeat time.Duration) *feed.Feed {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "chat.db"), store.Options{Concurrent: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := st.Changes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := feed.New(st, ch, time.Hour, renew, time.Minute, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if heartbeat > 0 {
+		f.SetHeartbeat(heartbeat)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		st.Close()
+	})
+	return f
+}
+
+// TestHeartbeatRarerThanRenewal checks that a feed given a heartbeat of
+// fifteen renew intervals tells its subscriber only every fifteenth time,
+// as a daemon's 30 s heartbeat over 5 s renewals does.
+func TestHeartbeatRarerThanRenewal(t *testing.T) {
+	f := runRenewing(t, 20*time.Millisecond, 300*time.Millisecond)
+	s := mustSubscribe(t, f, "a")
+	for n := range 2 {
+		select {
+		case <-s.Wake():
+		case <-time.After(3 * time.Second):
+			t.Fatalf("no wake-up within 3 s for heartbeat %d", n)
+		}
+		if !s.Beat() {
+			t.Fatalf("heartbeat %d: woken without a heartbeat due", n)
+		}
+		// The next renewals, 20 ms apart, bring none.
+		select {
+		case <-s.Wake():
+			t.Fatalf("another wake-up within 150 ms of heartbeat %d (heartbeat due: %v); want the next one 300 ms later", n, s.Beat())
+		case <-time.After(150 * time.Millisecond):
 		}
 	}
 }

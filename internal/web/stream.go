@@ -43,7 +43,7 @@ func buildStream(ctx context.Context, db config.Database, env hosting.Env) (inst
 	if err != nil {
 		return nil, err
 	}
-	f, err := feed.Start(ctx, st, feed.Options{Poll: db.Poll, Heartbeat: db.Heartbeat, WakeDir: db.WakeDir, Log: env.Log})
+	f, err := feed.Start(ctx, st, feed.Options{Poll: db.Poll, Heartbeat: db.HeartbeatFor(env.Mode.Concurrent()), Renew: db.Renew(), WakeDir: db.WakeDir, Log: env.Log})
 	if err != nil {
 		st.Close()
 		return nil, err
