@@ -151,3 +151,102 @@ ALTER TABLE streams
     ADD COLUMN cost   DOUBLE,
     ADD INDEX streams_reader (reader),
     ADD INDEX streams_kind_seen (kind, seen_at);
+
+-- step: 4
+-- Moderation from the page (see schema.sql, step 5): each message's keyed
+-- address hash, kept by its tombstone; moderator keys (SHA-256 only);
+-- address bans by message; the moderation log; nick transfers.
+ALTER TABLE messages ADD COLUMN addr_hash VARCHAR(64);
+
+DROP PROCEDURE delete_message;
+CREATE PROCEDURE delete_message(IN message_id BIGINT)
+BEGIN
+    DECLARE locked BIGINT;
+    DECLARE EXIT HANDLER FOR SQLEXCEPTION
+    BEGIN
+        ROLLBACK;
+        RESIGNAL;
+    END;
+    START TRANSACTION;
+    SELECT value INTO locked FROM counters WHERE name = 'messages' FOR UPDATE;
+    UPDATE messages SET kind = 'deleting' WHERE id = message_id AND kind = 'message';
+    IF ROW_COUNT() > 0 THEN
+        INSERT INTO messages (room, nick, text, created_at, kind, target, addr_hash)
+            SELECT room, nick, '', CONCAT(LEFT(DATE_FORMAT(UTC_TIMESTAMP(3), '%Y-%m-%dT%H:%i:%s.%f'), 23), 'Z'), 'delete', id, addr_hash
+            FROM messages WHERE id = message_id;
+        DELETE FROM messages WHERE id = message_id;
+    END IF;
+    COMMIT;
+END;
+
+-- Revoke a key: DELETE FROM moderator_keys WHERE label = 'alice';
+CREATE TABLE moderator_keys (
+    label      VARCHAR(128) NOT NULL PRIMARY KEY,
+    hash       VARCHAR(64)  NOT NULL UNIQUE,
+    created_at VARCHAR(32)  NOT NULL DEFAULT (CONCAT(LEFT(DATE_FORMAT(UTC_TIMESTAMP(3), '%Y-%m-%dT%H:%i:%s.%f'), 23), 'Z'))
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- Lift a ban by message: DELETE FROM address_bans WHERE message = 42;
+CREATE TABLE address_bans (
+    addr_hash  VARCHAR(64)  NOT NULL,
+    message    BIGINT,
+    nick       VARCHAR(255),
+    until      VARCHAR(32),
+    reason     TEXT,
+    moderator  VARCHAR(128),
+    created_at VARCHAR(32)  NOT NULL DEFAULT (CONCAT(LEFT(DATE_FORMAT(UTC_TIMESTAMP(3), '%Y-%m-%dT%H:%i:%s.%f'), 23), 'Z')),
+    INDEX address_bans_hash (addr_hash)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+CREATE TABLE moderation_log (
+    id         BIGINT       NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    created_at VARCHAR(32)  NOT NULL,
+    moderator  VARCHAR(128),
+    action     VARCHAR(32)  NOT NULL,
+    message    BIGINT,
+    nick       VARCHAR(255),
+    detail     TEXT
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+CREATE TABLE nick_transfers (
+    code_hash VARCHAR(64)  NOT NULL PRIMARY KEY,
+    nick_key  VARCHAR(768) NOT NULL,
+    issued    BIGINT       NOT NULL,
+    expires   VARCHAR(32)  NOT NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- step: 5
+-- Bounds on what the database keeps (see schema.sql, step 6): the
+-- Idempotency-Keys of posts, who started each room, the size of all
+-- messages (a trigger takes off deleted rows), when a room was last trimmed.
+CREATE TABLE post_keys (
+    key_hash    CHAR(64)    NOT NULL PRIMARY KEY,
+    fingerprint CHAR(64)    NOT NULL,
+    message_id  BIGINT      NOT NULL,
+    created_at  VARCHAR(32) NOT NULL,
+    claim       BIGINT      NOT NULL,
+    stored_at   DOUBLE      NOT NULL,
+    INDEX post_keys_stored (stored_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+CREATE TABLE room_starts (
+    room       VARCHAR(32)  NOT NULL PRIMARY KEY,
+    addr       VARCHAR(255) NOT NULL,
+    started_at DOUBLE       NOT NULL,
+    INDEX room_starts_addr (addr, started_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+CREATE TABLE sizes (
+    name    VARCHAR(32) NOT NULL PRIMARY KEY,
+    bytes   BIGINT      NOT NULL,
+    through BIGINT      NOT NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+INSERT INTO sizes (name, bytes, through)
+    SELECT 'messages', COALESCE(SUM(LENGTH(room) + LENGTH(nick) + LENGTH(text) + COALESCE(LENGTH(addr_hash), 0) + 64), 0), COALESCE(MAX(id), 0)
+    FROM messages;
+CREATE TRIGGER messages_bytes_removed AFTER DELETE ON messages FOR EACH ROW
+    UPDATE sizes SET bytes = bytes - (LENGTH(OLD.room) + LENGTH(OLD.nick) + LENGTH(OLD.text) + COALESCE(LENGTH(OLD.addr_hash), 0) + 64)
+    WHERE name = 'messages' AND through >= OLD.id;
+
+ALTER TABLE trimmed ADD COLUMN trimmed_at DOUBLE NOT NULL DEFAULT 0;
+CREATE INDEX nick_claims_last_used ON nick_claims (last_used);

@@ -129,3 +129,128 @@ ALTER TABLE streams ADD COLUMN kind TEXT NOT NULL DEFAULT 'live';
 ALTER TABLE streams ADD COLUMN cost REAL;
 CREATE INDEX streams_reader ON streams (reader);
 CREATE INDEX streams_kind_seen ON streams (kind, seen_at);
+
+-- step: 5
+-- Moderation from the page (docs/security.md): moderator keys, address bans
+-- by message, the moderation log, nick transfers between devices.
+--
+-- Each message keeps addr_hash, a keyed hash (HMAC-SHA256 under a key derived
+-- from settings.claim_secret, 128 bits in hex) of what the programs know its
+-- poster as: an IPv4 address or an IPv6 /64. It is what a ban by message
+-- needs and no more: the address itself is never stored. Messages from before
+-- this step have none, and their posters cannot be banned by message. A
+-- deletion's tombstone keeps it, so a deleted message's poster can be banned
+-- too.
+ALTER TABLE messages ADD COLUMN addr_hash TEXT;
+DROP TRIGGER messages_tombstone;
+CREATE TRIGGER messages_tombstone AFTER DELETE ON messages WHEN old.kind = 'message'
+BEGIN
+    INSERT INTO messages (room, nick, text, created_at, kind, target, addr_hash)
+    VALUES (old.room, old.nick, '', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), 'delete', old.id, old.addr_hash);
+END;
+
+-- Moderator keys: only the SHA-256 of each key (hex) is stored. One key per
+-- label. Revoke one: DELETE FROM moderator_keys WHERE label = 'alice';
+-- (its holder's page loses its moderator rights at its next action).
+CREATE TABLE moderator_keys (
+    label      TEXT PRIMARY KEY,
+    hash       TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+) WITHOUT ROWID;
+
+-- Address bans made by message: the addr_hash of the banned message's
+-- poster, never an address. until is ISO-8601 UTC, NULL for ever.
+-- Lift one: DELETE FROM address_bans WHERE message = 42;
+CREATE TABLE address_bans (
+    addr_hash  TEXT    NOT NULL,
+    message    INTEGER,
+    nick       TEXT,
+    until      TEXT,
+    reason     TEXT,
+    moderator  TEXT,
+    created_at TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE INDEX address_bans_hash ON address_bans (addr_hash);
+
+-- The moderation log: who (a key's label; NULL when a poster deleted their
+-- own message) did what (delete, ban-nick, ban-address, release-nick,
+-- unban-nick, unban-address, key-created), to which message or nick, when.
+--   sqlite3 chat.db 'SELECT * FROM moderation_log ORDER BY id DESC LIMIT 20'
+CREATE TABLE moderation_log (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at TEXT    NOT NULL,
+    moderator  TEXT,
+    action     TEXT    NOT NULL,
+    message    INTEGER,
+    nick       TEXT,
+    detail     TEXT
+);
+
+-- Nick transfers: a single-use code, valid for minutes, that installs the
+-- claim of its nick on another device. Only the code's SHA-256 is stored.
+CREATE TABLE nick_transfers (
+    code_hash TEXT    PRIMARY KEY,
+    nick_key  TEXT    NOT NULL,
+    issued    INTEGER NOT NULL,
+    expires   TEXT    NOT NULL
+) WITHOUT ROWID;
+
+-- step: 6
+-- Bounds on what the database keeps (docs/databases.md, "What the database
+-- keeps").
+--
+-- Posts are exactly-once: a post that carries an Idempotency-Key leaves a
+-- row here for 24 hours. key_hash is the SHA-256 (hex) of the nick's key and
+-- the client's key, fingerprint that of the room, nick and text; a post with
+-- the same key_hash is answered with message_id and created_at when its
+-- fingerprint is the same (and refused when not), and stores nothing. claim
+-- is the Issued stamp of the nick claim the first post made (0 for none),
+-- handed to the client again.
+CREATE TABLE post_keys (
+    key_hash    TEXT    PRIMARY KEY,
+    fingerprint TEXT    NOT NULL,
+    message_id  INTEGER NOT NULL,
+    created_at  TEXT    NOT NULL,
+    claim       INTEGER NOT NULL,
+    stored_at   REAL    NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX post_keys_stored ON post_keys (stored_at);
+
+-- Who started each room (posted its first message) in the last 24 hours,
+-- for the cap on new rooms per address (CHAT_ROOMS_PER_DAY); started_at is
+-- Unix seconds.
+CREATE TABLE room_starts (
+    room       TEXT PRIMARY KEY,
+    addr       TEXT NOT NULL,
+    started_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX room_starts_addr ON room_starts (addr, started_at);
+
+-- The size of all messages together, which CHAT_KEEP_TOTAL_MB bounds: per
+-- row the bytes of room, nick, text and addr_hash, and 64 for the rest of
+-- the row and its index entry. bytes counts the rows up to the id through; retention
+-- adds the newer ones (a post costs nothing here), and a trigger takes off
+-- every counted row deleted, so a moderator's DELETE counts too.
+CREATE TABLE sizes (
+    name    TEXT    PRIMARY KEY,
+    bytes   INTEGER NOT NULL,
+    through INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO sizes (name, bytes, through)
+    SELECT 'messages', COALESCE(sum(length(CAST(room AS BLOB)) + length(CAST(nick AS BLOB)) + length(CAST(text AS BLOB))
+        + COALESCE(length(addr_hash), 0) + 64), 0),
+        COALESCE(max(id), 0)
+    FROM messages;
+CREATE TRIGGER messages_bytes_removed AFTER DELETE ON messages
+BEGIN
+    UPDATE sizes SET bytes = bytes - (length(CAST(old.room AS BLOB)) + length(CAST(old.nick AS BLOB)) + length(CAST(old.text AS BLOB))
+        + COALESCE(length(old.addr_hash), 0) + 64)
+    WHERE name = 'messages' AND through >= old.id;
+END;
+
+-- When a room was last trimmed (Unix seconds): the mark of a room that
+-- holds no rows any more is forgotten a week later.
+ALTER TABLE trimmed ADD COLUMN trimmed_at REAL NOT NULL DEFAULT 0;
+
+-- Nick claims unused for CHAT_NICK_HOURS are removed: found by last use.
+CREATE INDEX nick_claims_last_used ON nick_claims (last_used);

@@ -202,13 +202,7 @@ func benchSetup(ctx context.Context, rt *runner, cfg config, files fileLimit, s 
 		return
 	}
 	lg := startLoad(rt, h.URL)
-	roots := func() []int {
-		var pids []int
-		for _, p := range h.Procs() {
-			pids = append(pids, p.Pid())
-		}
-		return pids
-	}
+	roots := serverRoots(h)
 
 	fmt.Fprintf(os.Stderr, "bench: %s: idle servers, %v\n", res.Short, seconds(cfg.IdleSeconds))
 	time.Sleep(seconds(cfg.SettleSeconds))
@@ -282,6 +276,18 @@ func benchSetup(ctx context.Context, rt *runner, cfg config, files fileLimit, s 
 	res.StartCost = &sc
 }
 
+// serverRoots returns what lists the processes the host's servers were
+// started as: their families are what serve it.
+func serverRoots(h *hostkit.Host) func() []int {
+	return func() []int {
+		var pids []int
+		for _, p := range h.Procs() {
+			pids = append(pids, p.Pid())
+		}
+		return pids
+	}
+}
+
 // budgetSetup is the setup that measures a budget of live streams with
 // many readers, most of them polling.
 const budgetSetup = "apache-cgid-budget"
@@ -317,13 +323,7 @@ func benchBudget(ctx context.Context, rt *runner, cfg config, _ fileLimit, s hos
 	h.Deploy(rt)
 	h.Start(rt)
 	lg := startLoad(rt, h.URL)
-	roots := func() []int {
-		var pids []int
-		for _, p := range h.Procs() {
-			pids = append(pids, p.Pid())
-		}
-		return pids
-	}
+	roots := serverRoots(h)
 	for i, n := range cfg.BudgetReaders {
 		if ctx.Err() != nil {
 			rt.Fatalf("interrupted")

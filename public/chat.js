@@ -21,7 +21,7 @@ import {
   textLength,
   validNick,
 } from "./format.js";
-import { retryAfter } from "./stream.js";
+import { explain, hostAnswer, plain, readAnswer } from "./answers.js";
 
 const $ = (id) => document.getElementById(id);
 const el = {
@@ -115,6 +115,7 @@ const page = {
   stuck: true, // the reader was at the bottom when the log last scrolled
   sending: false,
   localError: false, // the send error is the page's own (length), not the server's
+  blocked: null, // a text the host refused for what it says: not sent again as it is
   afterNick: null, // what to do once a nickname is chosen
   refused: new Set(), // nickKeys of nicks the server said belong to others
   refusal: { nick: "", why: "" }, // the last nick refused, and the server's sentence
@@ -214,7 +215,7 @@ function enterRoom(wanted) {
   el.text.placeholder = "Message #" + room;
   el.logRegion.setAttribute("aria-label", "Messages in #" + room);
   updateTitle();
-  showState({ status: "connecting", mode: "live", every: 0, detail: "", retryAt: 0 });
+  showState({ status: "connecting", mode: "live", every: 0, detail: null, retryAt: 0 });
   page.feed = joinRoom(room, page.nick, {
     message: show,
     delete: unshow,
@@ -326,13 +327,14 @@ function showState(s) {
     page.ticker = setInterval(tick, 250);
   }
   el.trouble.hidden = s.status !== "offline";
-  el.troubleText.textContent = s.detail;
+  const detail = s.status === "offline" && s.detail ? s.detail : { text: "", help: false };
+  el.troubleText.replaceChildren(explain(document, detail));
   // Read out a change of state once, not each second of a countdown nor
   // each try of an outage.
-  const said = s.status === "offline" ? `Offline. ${s.detail}` : stateText(s);
+  const said = s.status === "offline" ? `Offline. ${plain(detail)}` : stateText(s);
   if (s.status !== "connecting" && said !== page.said) {
     page.said = said;
-    el.stateSaid.textContent = s.status === "offline" ? `${stateText(s)}. ${s.detail}` : said;
+    el.stateSaid.textContent = s.status === "offline" ? `${stateText(s)}. ${plain(detail)}` : said;
   }
   if (s.status === "live" && !page.joined) {
     // The history is in: it shows with the word "Live", not a frame later.
@@ -829,7 +831,7 @@ el.alertSound.addEventListener("change", () => {
 
 // Sending.
 function updateSend() {
-  el.send.disabled = page.sending || el.text.value.trim() === "";
+  el.send.disabled = page.sending || el.text.value.trim() === "" || el.text.value === page.blocked;
 }
 
 // updateCount shows the message's length once it nears the limit.
@@ -845,10 +847,12 @@ function updateCount() {
 }
 
 // showSendError shows why the last message was not sent (or nothing, for
-// ""), with a button to choose another nickname when that is the cure.
-function showSendError(message, offerNick = false) {
-  el.sendError.textContent = message;
-  el.sendError.hidden = message === "";
+// ""): a sentence, or a {text, help} (see answers.js); with a button to
+// choose another nickname when that is the cure.
+function showSendError(why, offerNick = false) {
+  const d = typeof why === "string" ? { text: why, help: false } : why;
+  el.sendError.replaceChildren(explain(document, d));
+  el.sendError.hidden = d.text === "";
   el.renick.hidden = !offerNick;
   page.localError = false;
 }
@@ -870,7 +874,8 @@ function refuseNick(nick, why) {
 
 async function send() {
   const text = el.text.value;
-  if (page.sending || text.trim() === "") {
+  if (page.sending || text.trim() === "" || text === page.blocked) {
+    // Refused as it stands (the error says why): it would be again.
     return;
   }
   const length = textLength(text);
@@ -895,32 +900,19 @@ async function send() {
       headers: { "Content-Type": "application/json", Accept: "application/json" },
       body: JSON.stringify({ room, nick, text }),
     });
-    let body = null;
-    try {
-      body = await res.json();
-    } catch {
-      // Not JSON: a host's own error page. The status must do.
-    }
-    if (res.status === 201 && body !== null) {
+    const sent = res.status === 201 ? await res.json().catch(() => null) : null;
+    if (sent !== null && Number.isSafeInteger(sent.id)) {
       el.text.value = "";
+      page.blocked = null;
       updateCount();
       showSendError("");
       if (page.nick === nick) {
         saveNick(nick); // it is this browser's now
       }
       // The stream brings it too; ids make sure it shows once.
-      show(body);
+      show(sent);
     } else {
-      const why = body?.error || res.statusText || "The server refused the message.";
-      let message = `Not sent: ${why} (HTTP ${res.status})`;
-      const wait = res.status === 429 ? retryAfter(res.headers.get("Retry-After")) : 0;
-      if (wait > 0) {
-        message += ` You can send again in ${wait} s.`;
-      }
-      showSendError(message, res.status === 409);
-      if (res.status === 409) {
-        refuseNick(nick, why);
-      }
+      refused(text, nick, res.bodyUsed ? { status: res.status, error: "", html: false, wait: 0 } : await readAnswer(res));
     }
   } catch {
     showSendError("Not sent: the server could not be reached. Your message is still here; try again.");
@@ -928,6 +920,26 @@ async function send() {
     page.sending = false;
     el.text.readOnly = false;
     updateSend();
+  }
+}
+
+// refused says why the message text was not sent: the chat's sentence, or
+// what the web host's answer means (answers.js). The text stays in the box;
+// if sending it again would be refused the same way (a firewall that
+// objects to what it says, a size the host does not take), Send stays off
+// until it is changed.
+function refused(text, nick, answer) {
+  const why = hostAnswer(answer, "post", page.state?.status === "live");
+  const chat = answer.error !== "";
+  if (chat && answer.status === 429 && answer.wait > 0) {
+    why.text += ` You can send again in ${answer.wait} s.`;
+  }
+  showSendError(why, chat && answer.status === 409);
+  if (!why.resend) {
+    page.blocked = text;
+  }
+  if (chat && answer.status === 409) {
+    refuseNick(nick, answer.error);
   }
 }
 

@@ -59,7 +59,7 @@ class Feed {
     this.lastId = 0; // the newest event with an id: a message or a deletion
     this.presence = null; // the nicks in the room, once known
     this.trimmed = 0; // the highest "trimmed through" reported
-    this.state = { status: "connecting", mode: "live", every: 0, detail: "", retryAt: 0 };
+    this.state = { status: "connecting", mode: "live", every: 0, detail: null, retryAt: 0 };
     this.source = null; // the stream, while this tab leads
     this.channel = null; // to the room's other tabs, when shared
     this.stop = null; // aborts the wait for the lock

@@ -1,7 +1,17 @@
-// One room's stream of Server-Sent Events, read with fetch rather than
-// EventSource: the page then sees what EventSource hides (the status and
-// the server's sentence when a stream is refused, the server's retry:) and
-// decides itself when to reconnect, so that it can back off after errors.
+// One room's stream of Server-Sent Events, read with EventSource.
+//
+// EventSource reconnects by itself when a response ends normally: after
+// each batch or poll response, and when a live stream reaches its end of
+// life, it asks again after the server's retry:, resuming with
+// Last-Event-ID. The page lets it. What EventSource does not do is back off
+// when things go wrong, nor say why: so a response that ends, or fails,
+// without its "ready" event is a failure here. The page then closes the
+// EventSource (ending its own retries), waits longer after each failure in
+// a row, and opens a new one that resumes with the lastEventId parameter.
+// Why it failed — the chat's sentence, or the web host's own page — is
+// read once per run of failures with fetch (see diagnose).
+
+import { hostAnswer, readAnswer } from "./answers.js";
 
 // Timings, in milliseconds.
 const readyWait = 2000; // silence before "ready" that means the host holds the stream back
@@ -11,24 +21,17 @@ const backoffMax = 30000; // doubling, to at most 30 s,
 const jitter = 0.2; // each ±20 %, so that pages do not come back in step
 const retryAfterMax = 300000; // the longest Retry-After the page waits for
 const defaultRetry = 1000; // before the server said its retry:
+const diagnoseWait = 10000; // the longest a look at a failed answer may take
 const rememberBuffering = 7 * 24 * 3600 * 1000; // how long "this host buffers" holds
 
 // A live stream needs a few failures in a row before the page calls
 // itself offline: a blip reconnects within a couple of seconds.
 const offlineAfter = 3;
 
-// Sentences for refusals that carry no sentence of ours: a host's or a
-// proxy's own error page. The status goes with them, in the detail only.
-const statusWords = {
-  403: "The web server refused the stream of messages.",
-  404: "The chat's stream program was not found on this server.",
-  429: "The server asks this page to slow down.",
-  500: "The chat's stream program failed.",
-  502: "The web server got no answer from the chat's stream program.",
-  503: "The server is unavailable for the moment (busy, or down for maintenance).",
-  504: "The web server waited too long for the chat's stream program.",
-  508: "This site's host limits how many requests the site may run at once, and that limit is reached for now.",
-};
+// What the page says when the stream cannot be reached at all, and, for
+// the moment it takes to read why, when it was refused.
+const unreachable = { text: "The server could not be reached.", help: false };
+const refusedStream = { text: "The server did not send the stream of messages.", help: false };
 
 // bufferingKey names, per chat installation (the stream program's URL),
 // the localStorage entry that says since when this host holds streams back.
@@ -56,6 +59,58 @@ function rememberHostBuffers() {
   }
 }
 
+// The reader id: random, one per tab, sent with every stream request
+// (reader=), so that the server ends this reader's older streams when a
+// new one opens — after a reconnect, a fallback to batch mode or a reload,
+// a stream left behind no longer counts against the host's limits. Of the
+// tabs of a room only the one holding the stream uses its id (feed.js).
+//
+// It lives in sessionStorage, which survives a reload, but only while the
+// page is away: the page takes it out when it loads and puts it back when
+// it goes. A tab duplicated meanwhile (which copies sessionStorage) thus
+// gets an id of its own, and two tabs never take each other's stream.
+const readerKey = "cgichat.reader";
+const readerPattern = /^[0-9a-f]{32}$/;
+let reader = "";
+
+function readerId() {
+  if (reader === "") {
+    try {
+      reader = sessionStorage.getItem(readerKey) ?? "";
+      sessionStorage.removeItem(readerKey);
+    } catch {
+      // No sessionStorage: a new id per load.
+    }
+    if (!readerPattern.test(reader)) {
+      // Hex digits only: a web application firewall has nothing to see
+      // in them (a "--" could look like SQL to one).
+      const bytes = crypto.getRandomValues(new Uint8Array(16));
+      reader = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+    }
+  }
+  return reader;
+}
+
+window.addEventListener("pagehide", () => {
+  if (reader !== "") {
+    try {
+      sessionStorage.setItem(readerKey, reader);
+    } catch {
+      // Not kept: the next load makes a new one.
+    }
+  }
+});
+window.addEventListener("pageshow", (e) => {
+  if (e.persisted) {
+    // Back from the back-forward cache: the page goes on with its id.
+    try {
+      sessionStorage.removeItem(readerKey);
+    } catch {
+      // Nothing to take out.
+    }
+  }
+});
+
 // Source reads one room's stream and keeps it going. It passes each event
 // to sink (message, delete, presence, trimmed: the parsed JSON data) and
 // every change of state to sink.state({status, mode, every, detail,
@@ -65,7 +120,9 @@ function rememberHostBuffers() {
 //           a host that holds streams back) or "poll" (short polls, when
 //           the server has no stream to spare);
 //   every   in poll mode, how often the page asks (ms, the server's retry:);
-//   detail  when offline, why, in the server's words when it said any;
+//   detail  when offline, why: {text, help}, in the chat's words when it
+//           said any, else what the web host's answer means; help says that
+//           the text ends in "see" and the troubleshooting guide follows;
 //   retryAt when offline, when the page tries again (Date.now() time), or
 //           0 while a try is under way.
 export class Source {
@@ -76,13 +133,19 @@ export class Source {
     this.ask = mode === "batch" || hostBuffers() ? "batch" : "live"; // the mode asked for
     this.mode = this.ask; // the mode the server answered with
     this.sink = sink;
+    this.reader = readerId();
     this.everReady = false; // a live stream has worked here: no fallback
-    this.retry = 0; // the server's retry:, 0 until it said one
+    this.retry = 0; // the server's retry:, from "ready"; 0 until it said one
+    this.es = null; // the EventSource, while one is open
+    this.ready = false; // its current response sent "ready"
+    this.opened = 0; // when its current response started
     this.failures = 0; // tries in a row that failed
     this.offline = false; // the page said it is offline, and has not been live since
-    this.detail = "";
-    this.request = null; // the response being read: {stop, ready}
-    this.opened = 0; // when the last request started
+    this.detail = unreachable;
+    this.hold = 0; // the Retry-After of this run of failures, in ms
+    this.looked = ""; // the kind of failure the detail was read for: "answered", "unreachable"
+    this.looking = null; // the fetch reading why, while it runs
+    this.retryAt = 0;
     this.timers = {};
     this.closed = false;
     this.again = false; // asked to retry now while a try was under way
@@ -99,8 +162,10 @@ export class Source {
     if (this.ask === "batch") {
       q.set("mode", "batch");
     }
+    q.set("reader", this.reader);
     if (this.lastId > 0) {
-      // For servers or proxies that drop the Last-Event-ID header.
+      // A new EventSource sends no Last-Event-ID header; its own
+      // reconnects do, and the header wins over this.
       q.set("lastEventId", String(this.lastId));
     }
     return "cgi-bin/stream?" + q;
@@ -109,74 +174,34 @@ export class Source {
   open() {
     this.clear("next");
     this.again = false;
-    const req = { stop: new AbortController(), ready: false };
-    this.request = req;
+    const es = new EventSource(this.url());
+    this.es = es;
+    this.ready = false;
     this.opened = Date.now();
-    this.watch(req);
-    this.read(req).then((end) => this.ended(req, end));
-  }
-
-  // read fetches the stream and passes its events on until it ends. It
-  // resolves to {ok: true} for a stream that ended after its "ready" (the
-  // normal end of every response), or to what went wrong.
-  async read(req) {
-    const headers = { Accept: "text/event-stream" };
-    if (this.lastId > 0) {
-      headers["Last-Event-ID"] = String(this.lastId);
-    }
-    let res;
-    try {
-      res = await fetch(this.url(), { headers, cache: "no-store", signal: req.stop.signal });
-    } catch {
-      return { ok: false, answered: false };
-    }
-    const type = res.headers.get("Content-Type") || "";
-    if (!res.ok || !/^text\/event-stream/i.test(type)) {
-      return {
-        ok: false,
-        answered: true,
-        detail: await refusal(res, type),
-        wait: retryAfter(res.headers.get("Retry-After")),
-      };
-    }
-    const parser = new EventParser(
-      (e) => this.event(req, e),
-      (ms) => {
-        this.retry = ms;
-      },
-    );
-    const reader = res.body.getReader();
-    const decoder = new TextDecoder();
-    try {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) {
-          break;
-        }
-        parser.push(decoder.decode(value, { stream: true }));
+    es.addEventListener("open", () => {
+      if (es === this.es) {
+        this.opened = Date.now();
       }
-    } catch {
-      // The connection broke (or this page closed it). After "ready"
-      // that is a stream ending like any other.
+    });
+    for (const type of ["message", "delete", "presence", "trimmed"]) {
+      es.addEventListener(type, (e) => this.event(es, e));
     }
-    return req.ready ? { ok: true } : { ok: false, answered: false };
+    es.addEventListener("ready", (e) => this.readyEvent(es, e.data));
+    es.addEventListener("error", () => this.error(es));
+    this.watch(es);
   }
 
-  // event handles one event of the response req.
-  event(req, e) {
-    if (req !== this.request) {
+  // event handles one event of the EventSource es.
+  event(es, e) {
+    if (es !== this.es) {
       return;
     }
-    if (/^\d+$/.test(e.id)) {
-      this.lastId = Number(e.id);
+    if (/^\d+$/.test(e.lastEventId)) {
+      this.lastId = Math.max(this.lastId, Number(e.lastEventId));
     }
-    if (e.type === "ready") {
-      this.readyEvent(req, e.data);
-      return;
-    }
-    if (!req.ready) {
+    if (!this.ready) {
       // A long backlog is arriving: the host lets the stream through.
-      this.watch(req);
+      this.watch(es);
     }
     let d;
     try {
@@ -209,17 +234,29 @@ export class Source {
     }
   }
 
-  readyEvent(req, data) {
-    req.ready = true;
+  // readyEvent: the backlog is in, and the server says in which mode it
+  // answers and after how long EventSource asks again ({"mode", "retry"}).
+  readyEvent(es, data) {
+    if (es !== this.es) {
+      return;
+    }
+    this.ready = true;
     this.failures = 0;
     this.offline = false;
-    this.detail = "";
+    this.detail = unreachable;
+    this.hold = 0;
+    this.looked = "";
+    this.looking?.abort();
+    this.looking = null;
     this.clear("fallback", "grace");
     let mode = this.ask;
     try {
-      const said = JSON.parse(data).mode;
-      if (said === "live" || said === "batch" || said === "poll") {
-        mode = said;
+      const said = JSON.parse(data);
+      if (said.mode === "live" || said.mode === "batch" || said.mode === "poll") {
+        mode = said.mode;
+      }
+      if (Number.isSafeInteger(said.retry) && said.retry >= 0) {
+        this.retry = said.retry;
       }
     } catch {
       // An old server without a mode in "ready": what was asked for.
@@ -237,19 +274,47 @@ export class Source {
     this.report("live");
   }
 
+  // error handles EventSource's error event: the response ended, or never
+  // came.
+  error(es) {
+    if (es !== this.es) {
+      return;
+    }
+    if (this.ready && es.readyState === EventSource.CONNECTING) {
+      // The normal end of a response: EventSource asks again by itself
+      // after the server's retry:, resuming after the last event.
+      this.ready = false;
+      if (this.mode === "live") {
+        // Say "reconnecting" only if the stream is not back soon.
+        this.clear("grace");
+        this.timers.grace = setTimeout(() => this.report("reconnecting"), reconnectGrace);
+      }
+      return;
+    }
+    // No stream this time. CLOSED: the server or the host answered, but
+    // not with a stream (EventSource gives up on that); CONNECTING: no
+    // answer, or one that broke off before "ready".
+    const answered = es.readyState === EventSource.CLOSED;
+    es.close();
+    this.es = null;
+    this.clear("fallback", "grace");
+    this.failed(answered);
+  }
+
   // watch arms the fallback: a live stream that stays silent for 2 s before
   // its first "ready" is held back by the host (mod_fcgid's output buffer,
   // fcgiwrap, a buffering proxy), so the page asks in batch mode instead,
-  // and remembers that this host buffers.
-  watch(req) {
+  // and remembers that this host buffers. The reader id lets the server
+  // end the stream left behind.
+  watch(es) {
     this.clear("fallback");
-    if (this.ask === "live" && !this.everReady && !req.ready) {
+    if (this.ask === "live" && !this.everReady && !this.ready) {
       this.timers.fallback = setTimeout(() => {
-        if (req !== this.request) {
+        if (es !== this.es) {
           return;
         }
-        this.request = null;
-        req.stop.abort();
+        es.close();
+        this.es = null;
         this.ask = "batch";
         this.mode = "batch";
         rememberHostBuffers();
@@ -258,53 +323,98 @@ export class Source {
     }
   }
 
-  // ended decides, when the response req is over, when to ask again.
-  ended(req, end) {
-    if (req !== this.request) {
-      return; // closed on purpose: replaced, or the page left
-    }
-    this.request = null;
-    this.clear("fallback");
-    if (this.closed) {
-      return;
-    }
-    if (end.ok) {
-      // The normal end of a response: again after the server's retry:.
-      if (this.mode === "live") {
-        // Say "reconnecting" only if the stream is not back soon.
-        this.clear("grace");
-        this.timers.grace = setTimeout(() => this.report("reconnecting"), reconnectGrace);
-      }
-      this.later(this.retry || defaultRetry);
-      return;
-    }
+  // failed decides, after a try that got no stream, when to try again,
+  // and what to say meanwhile.
+  failed(answered) {
     this.failures++;
     const base = Math.min(backoffMax, backoffFirst * 2 ** (this.failures - 1));
     let wait = Math.min(backoffMax, base * (1 - jitter + 2 * jitter * Math.random()));
     // Never sooner than the server's retry: nor its Retry-After.
-    wait = Math.max(wait, this.retry, Math.min(retryAfterMax, (end.wait || 0) * 1000));
-    wait = Math.round(wait);
+    wait = Math.round(Math.max(wait, this.retry, this.hold));
     if (this.again) {
       // "Retry now" came while this try was under way: one more, now.
       this.again = false;
       wait = 0;
     }
+    const failedAt = Date.now();
     this.later(wait);
-    this.detail = end.answered ? end.detail : "The server could not be reached.";
-    if (end.answered || this.failures >= offlineAfter || this.offline) {
+    this.retryAt = failedAt + wait;
+    if (answered || this.failures >= offlineAfter || this.offline) {
       this.offline = true;
-      this.report("offline", Date.now() + wait);
-    } else {
-      this.report("reconnecting");
+    }
+    if (!answered) {
+      this.looked = "unreachable";
+      this.detail = unreachable;
+    } else if (this.looked !== "answered") {
+      // What the server or the host said: read once per run of failures
+      // (and again only after the failures changed kind), then said.
+      this.looked = "answered";
+      this.detail = refusedStream;
+      this.diagnose(failedAt);
+      return;
+    }
+    this.report(this.offline ? "offline" : "reconnecting", this.retryAt);
+  }
+
+  // diagnose asks the stream's URL again with fetch, which shows what
+  // EventSource hides: the status, the chat's sentence or the host's own
+  // page, and Retry-After. A stream after all (the trouble passed) is
+  // dropped at once. It then says the page is offline, and why.
+  async diagnose(failedAt) {
+    const stop = new AbortController();
+    this.looking = stop;
+    const timer = setTimeout(() => stop.abort(), diagnoseWait);
+    let detail = unreachable;
+    let wait = 0;
+    try {
+      const res = await fetch(this.url(), {
+        // Not EventSource's "text/event-stream" alone: the answer may be
+        // the chat's JSON or a host's page, and this fetch says so.
+        headers: { Accept: "text/event-stream, application/json;q=0.9, */*;q=0.8" },
+        cache: "no-store",
+        signal: stop.signal,
+      });
+      const type = res.headers.get("Content-Type") || "";
+      if (res.ok && /^text\/event-stream/i.test(type)) {
+        stop.abort();
+        detail = { text: "The connection to the chat broke off; it answers again.", help: false };
+      } else {
+        const answer = await readAnswer(res);
+        detail = hostAnswer(answer, "stream");
+        wait = answer.wait;
+      }
+    } catch {
+      // No answer this time either.
+    } finally {
+      clearTimeout(timer);
+    }
+    if (this.looking !== stop || this.closed) {
+      return; // the page went on meanwhile
+    }
+    this.looking = null;
+    this.detail = detail;
+    if (wait > 0) {
+      // The server said when to come back: from now on, in this run of
+      // failures, not sooner.
+      this.hold = Math.min(retryAfterMax, wait * 1000);
+      const at = failedAt + this.hold;
+      if (this.timers.next !== undefined && at > this.retryAt) {
+        this.retryAt = at;
+        this.later(at - Date.now());
+      }
+    }
+    if (this.timers.next !== undefined) {
+      this.report("offline", this.retryAt);
     }
   }
 
   later(wait) {
     this.clear("next");
-    this.timers.next = setTimeout(() => this.tryAgain(), wait);
+    this.timers.next = setTimeout(() => this.tryAgain(), Math.max(0, wait));
   }
 
   tryAgain() {
+    this.clear("next");
     if (this.offline) {
       this.report("offline", 0); // trying again now
     }
@@ -317,8 +427,8 @@ export class Source {
     if (this.closed) {
       return;
     }
-    if (this.request !== null) {
-      this.again = !this.request.ready;
+    if (this.es !== null) {
+      this.again = !this.ready;
       return;
     }
     if (this.timers.next !== undefined) {
@@ -331,12 +441,11 @@ export class Source {
   // Batch and poll requests keep to the server's retry: even so.
   setNick(nick) {
     this.nick = nick;
-    if (this.request === null) {
+    if (this.es === null) {
       return;
     }
-    const req = this.request;
-    this.request = null;
-    req.stop.abort();
+    this.es.close();
+    this.es = null;
     this.clear("fallback", "grace");
     const wait = this.mode === "live" ? 0 : this.opened + this.retry - Date.now();
     if (wait > 0) {
@@ -352,7 +461,7 @@ export class Source {
       status,
       mode: this.mode,
       every: this.retry || defaultRetry,
-      detail: status === "offline" ? this.detail : "",
+      detail: status === "offline" ? this.detail : null,
       retryAt,
     });
   }
@@ -368,107 +477,9 @@ export class Source {
     this.closed = true;
     window.removeEventListener("online", this.online);
     this.clear(...Object.keys(this.timers));
-    this.request?.stop.abort();
-    this.request = null;
-  }
-}
-
-// refusal puts into words why the server did not send a stream: its own
-// sentence ({"error": …}) when it sent one, else one for the status; a
-// host's HTML error page is not shown.
-async function refusal(res, type) {
-  let why = "";
-  if (/json/i.test(type)) {
-    try {
-      why = String((await res.json()).error ?? "");
-    } catch {
-      // Not JSON after all.
-    }
-  } else {
-    res.body?.cancel().catch(() => {});
-  }
-  if (why === "") {
-    why = res.ok
-      ? "The server answered, but not with a stream of messages."
-      : (statusWords[res.status] ?? "The server could not send the stream of messages just now.");
-  }
-  return `${why} (HTTP ${res.status})`;
-}
-
-// retryAfter reads a Retry-After header (seconds or an HTTP date) as
-// whole seconds from now, or 0.
-export function retryAfter(value) {
-  if (value === null) {
-    return 0;
-  }
-  const s = /^\d+$/.test(value.trim()) ? Number(value) : (Date.parse(value) - Date.now()) / 1000;
-  return Number.isFinite(s) && s > 0 ? Math.ceil(s) : 0;
-}
-
-// EventParser reads the text/event-stream format, chunk by chunk, as the
-// HTML standard describes it: lines end in CRLF, LF or CR; a blank line
-// ends an event; "event", "data", "id" and "retry" are the fields; a line
-// starting with ":" is a comment. It calls dispatch({type, data, id}) for
-// each event with data, and retry(ms) for each valid retry field.
-export class EventParser {
-  constructor(dispatch, retry) {
-    this.dispatch = dispatch;
-    this.retry = retry;
-    this.rest = ""; // an unfinished line
-    this.type = "";
-    this.data = [];
-    this.id = ""; // the last event id, which stays until another is set
-  }
-
-  push(chunk) {
-    const text = this.rest + chunk;
-    const eol = /\r\n|\r|\n/g;
-    let start = 0;
-    for (let m = eol.exec(text); m !== null; m = eol.exec(text)) {
-      if (m[0] === "\r" && m.index === text.length - 1) {
-        break; // perhaps the first half of a CRLF
-      }
-      this.line(text.slice(start, m.index));
-      start = eol.lastIndex;
-    }
-    this.rest = text.slice(start);
-  }
-
-  line(l) {
-    if (l === "") {
-      if (this.data.length > 0) {
-        this.dispatch({ type: this.type || "message", data: this.data.join("\n"), id: this.id });
-      }
-      this.type = "";
-      this.data = [];
-      return;
-    }
-    if (l[0] === ":") {
-      return;
-    }
-    const colon = l.indexOf(":");
-    const field = colon < 0 ? l : l.slice(0, colon);
-    let value = colon < 0 ? "" : l.slice(colon + 1);
-    if (value[0] === " ") {
-      value = value.slice(1);
-    }
-    switch (field) {
-      case "event":
-        this.type = value;
-        break;
-      case "data":
-        this.data.push(value);
-        break;
-      case "id":
-        if (!value.includes("\0")) {
-          this.id = value;
-        }
-        break;
-      case "retry":
-        if (/^\d+$/.test(value)) {
-          this.retry(Number(value));
-        }
-        break;
-    }
+    this.looking?.abort();
+    this.looking = null;
+    this.es?.close();
+    this.es = null;
   }
 }

@@ -43,7 +43,9 @@ const (
 	EUnsupported Code = "unsupported" // the body's content type is not accepted
 	EMethod      Code = "method"      // the HTTP method is not allowed
 	EForbidden   Code = "forbidden"   // a ban, or a post from another site
+	ENotFound    Code = "not_found"   // the message an action names is not there
 	EConflict    Code = "conflict"    // the nick belongs to someone else
+	EMismatch    Code = "mismatch"    // an Idempotency-Key sent before with another request
 	ETooMany     Code = "too_many"    // over a rate limit or the stream cap
 	EConfig      Code = "config"      // the server's configuration is wrong
 	EInternal    Code = "internal"    // anything else; details go to the log only

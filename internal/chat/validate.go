@@ -63,6 +63,10 @@ func ValidNick(nick string) (string, error) {
 	if n := utf8.RuneCountInString(enforced); n > MaxNickLen {
 		return "", Errorf(EInvalid, "The nickname is too long: at most %d characters.", MaxNickLen)
 	}
+	if strings.ContainsRune(enforced, brailleBlank) {
+		// "ada" and "ada" with a blank after it would look alike.
+		return "", Errorf(EInvalid, "The nickname may not contain invisible characters such as %U.", brailleBlank)
+	}
 	return enforced, nil
 }
 
@@ -125,7 +129,8 @@ func ValidText(text string) (string, error) {
 }
 
 // Visible reports whether s holds a character that draws, judged by the
-// Unicode properties of its characters rather than a list: white space,
+// Unicode properties of its characters rather than a list (but for
+// brailleBlank, which no property covers): white space,
 // control characters and default-ignorable code points (Ignorable) draw
 // nothing, and a nonspacing or enclosing mark draws only on a base — a
 // character that draws, or a space, on which a mark shows by itself.
@@ -140,7 +145,7 @@ func Visible(s string) bool {
 			if base {
 				return true
 			}
-		case unicode.Is(unicode.Zs, r):
+		case unicode.Is(unicode.Zs, r), r == brailleBlank:
 			base = true
 		case unicode.IsSpace(r), unicode.IsControl(r), unicode.Is(unicode.Cf, r):
 			// Line ends, tabs, and the format characters that are not
@@ -153,6 +158,13 @@ func Visible(s string) bool {
 	}
 	return false
 }
+
+// brailleBlank, U+2800 BRAILLE PATTERN BLANK, is a braille cell without
+// dots: its glyph is empty, yet by its properties it is a symbol (So), not
+// white space or default-ignorable, so no property says that it draws
+// nothing. It is what a name or message that shows nothing is usually
+// made of, and counts as a space here.
+const brailleBlank = '\u2800'
 
 // Ignorable reports whether r has the Unicode property
 // Default_Ignorable_Code_Point: characters a renderer shows as nothing

@@ -69,6 +69,9 @@ func TestValidNick(t *testing.T) {
 		{"ErrOnlyKhmerVowels", "\u17b4\u17b5", "", "U+17B4"},
 		{"ErrOnlyMongolianSelectors", "\u180b\u180c\u180d", "", "U+180B"},
 		{"ErrOnlyHangulFiller", "\u3164", "", "U+3164"},
+		{"ErrBrailleBlank after a nick", "ada\u2800", "", "invisible characters such as U+2800"},
+		{"ErrOnlyBrailleBlank", "\u2800", "", "choose a nickname"},
+		{"Braille with dots", "\u2801\u2819\u2801", "\u2801\u2819\u2801", ""},
 		// U+FFFD is a character like others; a lone surrogate escape is
 		// refused before it could become one (web.readPost).
 		{"Replacement character", "\ufffd", "\ufffd", ""},
@@ -120,6 +123,9 @@ func TestValidText(t *testing.T) {
 		{"ErrOnlyMongolianSelectors", "\u180b\u180c\u180d", "", true},
 		{"ErrOnlyIdeographicSelector", "\U000e0100", "", true},
 		{"ErrHangulFillers", "\u115f\u1160\u3164\uffa0", "", true},
+		{"ErrBrailleBlanks", "\u2800 \u2800\n\u2800", "", true},
+		{"Braille words with a blank cell between", "\u2801\u2800\u2803", "\u2801\u2800\u2803", false},
+		{"Mark on a braille blank draws", "\u2800\u0301", "\u2800\u0301", false},
 		{"ErrMarkWithoutBase", "\u0301\u20dd", "", true},
 		{"ErrMarkAfterNewline", "\n\u0301", "", true},
 		{"ErrMarkOnInvisible", "\u200b\u0301", "", true},

@@ -1,6 +1,8 @@
-// Package config reads cgichat's settings from the environment, where
-// Apache's SetEnv, nginx's fastcgi_param and systemd's Environment= put them.
-// Every default lives here, and every value is checked before it is used.
+// Package config reads cgichat's settings: from the environment, where
+// Apache's SetEnv, nginx's fastcgi_param and systemd's Environment= put
+// them, and from the settings file beside the programs (file.go), which
+// reaches them on every host. Every default lives here, and every value is
+// checked before it is used.
 package config
 
 import (
@@ -43,7 +45,7 @@ const (
 // most of the idle cost (docs/performance.md).
 // Stream rows are still renewed every DefaultHeartbeatSeconds there, one
 // statement per process, so that a reader who left drops out of presence
-// as soon as under CGI.
+// as soon as under CGI (Renew).
 const (
 	DefaultStreamSeconds          = 120
 	DefaultHeartbeatSeconds       = 5
@@ -67,6 +69,17 @@ const (
 	DefaultIPv6Prefix   = 64
 )
 
+// Defaults of the bounds on storage (docs/configuration.md says why these
+// numbers). 100 MB of messages is some 600,000 lines of chat, or 12,000
+// messages of the longest kind, and leaves a shared host's disk quota
+// (often 1 to 10 GB) to the site; 20 new rooms a day is far more than
+// people start from one address, and keeps one address from spreading
+// its posts over rooms without end.
+const (
+	DefaultKeepTotalMB = 100
+	DefaultRoomsPerDay = 20
+)
+
 // Config is one complete set of settings. Under FastCGI settings may
 // differ per request; Database is the part that needs a database of its
 // own.
@@ -88,6 +101,8 @@ type Config struct {
 	MaxStreams       int           // CHAT_MAX_STREAMS: live streams this host holds at once; 0 is no budget, -1 the mode's default
 	KeepMessages     int           // CHAT_KEEP_MESSAGES: messages kept per room; 0 keeps all
 	KeepDays         int           // CHAT_KEEP_DAYS: days a message is kept; 0 keeps it forever
+	KeepTotalMB      int           // CHAT_KEEP_TOTAL_MB: megabytes of messages kept in all rooms; 0 keeps all
+	RoomsPerDay      int           // CHAT_ROOMS_PER_DAY: rooms one client address may start in 24 hours; 0 is no cap
 	IPv6Prefix       int           // CHAT_IPV6_PREFIX: an IPv6 client is its prefix of this many bits
 	LogLevel         slog.Level    // CHAT_LOG_LEVEL: debug, info, warn or error
 }
@@ -102,11 +117,11 @@ type Database struct {
 	DB        string        // CHAT_DB
 	WakeDir   string        // CHAT_WAKE_DIR
 	Poll      time.Duration // CHAT_POLL_MS
-	Heartbeat time.Duration // CHAT_HEARTBEAT_SECONDS: the feed renews stream rows this often; 0 the mode's default
+	Heartbeat time.Duration // CHAT_HEARTBEAT_SECONDS; 0 the defaults (HeartbeatFor, Renew)
 }
 
-// HeartbeatFor returns how often streams get a heartbeat and their rows
-// are renewed: CHAT_HEARTBEAT_SECONDS, or by default
+// HeartbeatFor returns how often streams get a heartbeat (a comment
+// line): CHAT_HEARTBEAT_SECONDS, or by default
 // DefaultHeartbeatSeconds where every stream is a process (not
 // concurrent: CGI, mod_fcgid) and DefaultDaemonHeartbeatSeconds for a
 // daemon.
@@ -122,11 +137,12 @@ func (d Database) HeartbeatFor(concurrent bool) time.Duration {
 
 // Renew returns how often a process renews its streams' rows, which sets
 // how long presence outlives a stream (feed.StaleAfter):
-// CHAT_HEARTBEAT_SECONDS, or by default DefaultHeartbeatSeconds in every
-// mode.
+// DefaultHeartbeatSeconds in every mode, or CHAT_HEARTBEAT_SECONDS when
+// that is shorter. A longer heartbeat then saves writes per stream without
+// keeping a reader who left in the presence list for a minute and more.
 func (d Database) Renew() time.Duration {
 	if d.Heartbeat > 0 {
-		return d.Heartbeat
+		return min(d.Heartbeat, DefaultHeartbeatSeconds*time.Second)
 	}
 	return DefaultHeartbeatSeconds * time.Second
 }
@@ -169,6 +185,8 @@ func Load(getenv func(string) string) (Config, error) {
 		{"CHAT_MAX_STREAMS", -1, 0, 100000, "streams", func(n int) { c.MaxStreams = n }},
 		{"CHAT_KEEP_MESSAGES", DefaultKeepMessages, 0, 100000000, "messages", func(n int) { c.KeepMessages = n }},
 		{"CHAT_KEEP_DAYS", DefaultKeepDays, 0, 100000, "days", func(n int) { c.KeepDays = n }},
+		{"CHAT_KEEP_TOTAL_MB", DefaultKeepTotalMB, 0, 1000000, "megabytes", func(n int) { c.KeepTotalMB = n }},
+		{"CHAT_ROOMS_PER_DAY", DefaultRoomsPerDay, 0, 100000, "rooms", func(n int) { c.RoomsPerDay = n }},
 		{"CHAT_IPV6_PREFIX", DefaultIPv6Prefix, 32, 128, "bits", func(n int) { c.IPv6Prefix = n }},
 	}
 	for _, v := range ints {
@@ -479,7 +497,8 @@ func homeDir() (string, error) {
 }
 
 // Help describes every variable and its default, for usage texts.
-var Help = fmt.Sprintf(`Settings (environment variables; SetEnv, fastcgi_param or systemd):
+var Help = fmt.Sprintf(`Settings: NAME=value lines in cgichat.conf beside the program, or
+environment variables (SetEnv, fastcgi_param, systemd), which win over it:
   CHAT_DB                 SQLite file (default ~/%s/%s of the user
                           the program runs as; keep it outside the docroot),
                           or mysql://USER:PASSWORD@HOST:PORT/DATABASE or
@@ -510,6 +529,11 @@ var Help = fmt.Sprintf(`Settings (environment variables; SetEnv, fastcgi_param o
                           and mod_fcgid, 0 for the daemons)
   CHAT_KEEP_MESSAGES      messages kept per room, 0: all (default %d)
   CHAT_KEEP_DAYS          days messages are kept, 0: forever (default %d)
+  CHAT_KEEP_TOTAL_MB      megabytes of messages kept in all rooms together,
+                          the oldest removed first; 0: no bound (default %d)
+  CHAT_ROOMS_PER_DAY      new rooms one client address may start in 24
+                          hours, 0: no cap (default %d)
   CHAT_LOG_LEVEL          debug, info, warn or error (default info)
 `, DefaultDBDir, DefaultDBName, DefaultStreamSeconds, DefaultHeartbeatSeconds, DefaultDaemonHeartbeatSeconds, DefaultPollMS, DefaultServerPollMS, DefaultHistory,
-	DefaultRateLimit, DefaultIPv6Prefix, DefaultNickHours, DefaultStreamsPerClient, DefaultMaxStreams, DefaultKeepMessages, DefaultKeepDays)
+	DefaultRateLimit, DefaultIPv6Prefix, DefaultNickHours, DefaultStreamsPerClient, DefaultMaxStreams, DefaultKeepMessages, DefaultKeepDays,
+	DefaultKeepTotalMB, DefaultRoomsPerDay)

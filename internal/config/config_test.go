@@ -32,6 +32,8 @@ func TestLoadDefaults(t *testing.T) {
 		StreamsPerClient: 10,
 		MaxStreams:       -1,
 		KeepMessages:     10000,
+		KeepTotalMB:      100,
+		RoomsPerDay:      20,
 		IPv6Prefix:       64,
 	}
 	if got != want {
@@ -82,6 +84,8 @@ func TestLoadValues(t *testing.T) {
 		"CHAT_KEEP_DAYS":          "30",
 		"CHAT_ALLOWED_HOSTS":      " Chat.Example.org., *.example.net,[::1], 127.0.0.1 ",
 		"CHAT_IPV6_PREFIX":        "56",
+		"CHAT_KEEP_TOTAL_MB":      "0",
+		"CHAT_ROOMS_PER_DAY":      "3",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +95,7 @@ func TestLoadValues(t *testing.T) {
 		AllowedOrigins: "https://example.org,http://127.0.0.1:8080",
 		TrustedProxies: "127.0.0.1/32,10.0.0.0/8,::1/128",
 		AllowedHosts:   "chat.example.org,*.example.net,::1,127.0.0.1",
-		MaxStreams:     12, KeepMessages: 100, KeepDays: 30, IPv6Prefix: 56}
+		MaxStreams:     12, KeepMessages: 100, KeepDays: 30, IPv6Prefix: 56, KeepTotalMB: 0, RoomsPerDay: 3}
 	if got != want {
 		t.Errorf("Load() = %+v, want %+v", got, want)
 	}
@@ -125,7 +129,8 @@ func TestStreamBudget(t *testing.T) {
 
 // TestHeartbeatFor checks the heartbeat: CHAT_HEARTBEAT_SECONDS when set,
 // else 5 s where every stream is a process and 30 s for a daemon; and that
-// rows are renewed every 5 s in both unless it is set.
+// rows are renewed every 5 s in both, or as often as the heartbeat where
+// that is shorter.
 func TestHeartbeatFor(t *testing.T) {
 	tests := []struct {
 		set        string
@@ -137,7 +142,8 @@ func TestHeartbeatFor(t *testing.T) {
 		{"", true, 30 * time.Second, 5 * time.Second},
 		{"2", false, 2 * time.Second, 2 * time.Second},
 		{"2", true, 2 * time.Second, 2 * time.Second},
-		{"30", false, 30 * time.Second, 30 * time.Second},
+		{"30", false, 30 * time.Second, 5 * time.Second},
+		{"30", true, 30 * time.Second, 5 * time.Second},
 	}
 	for _, tt := range tests {
 		c, err := config.Load(env(map[string]string{"CHAT_DB": "/srv/x.db", "CHAT_HEARTBEAT_SECONDS": tt.set}))
@@ -186,6 +192,9 @@ func TestLoadErrors(t *testing.T) {
 		{"HostWildcardInside", "CHAT_ALLOWED_HOSTS", "chat.*.org", "CHAT_ALLOWED_HOSTS"},
 		{"IPv6PrefixTooShort", "CHAT_IPV6_PREFIX", "16", "CHAT_IPV6_PREFIX must be a whole number of bits from 32 to 128"},
 		{"IPv6PrefixTooLong", "CHAT_IPV6_PREFIX", "129", "CHAT_IPV6_PREFIX"},
+		{"TotalNegative", "CHAT_KEEP_TOTAL_MB", "-1", "CHAT_KEEP_TOTAL_MB must be a whole number of megabytes from 0 to 1000000"},
+		{"TotalWithUnit", "CHAT_KEEP_TOTAL_MB", "100MB", "CHAT_KEEP_TOTAL_MB"},
+		{"RoomsNegative", "CHAT_ROOMS_PER_DAY", "-5", "CHAT_ROOMS_PER_DAY must be a whole number of rooms from 0 to 100000"},
 		{"LogLevel", "CHAT_LOG_LEVEL", "loud", `CHAT_LOG_LEVEL must be debug, info, warn or error, not "loud"`},
 	}
 	for _, tt := range tests {

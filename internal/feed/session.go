@@ -86,14 +86,18 @@ type Request struct {
 // the host's budget of live streams was full.
 const ModePoll = "poll"
 
-// Poll intervals. The pollers of a host together keep, on average, no more
-// requests running than the budget's reserve for polls
-// (store.PollReserve), going by what their polls took (firstPollCost
-// before any is known); each polls at most once a second and at least
-// every 30 s (under 10 s but with slow polls or hundreds of pollers: see
-// docs/contract.md). Each interval is
-// spread by a fifth either way, so that pollers do not come together.
+// Poll intervals. The pollers of a host together keep, on average, a
+// pollShare-th of the budget's reserve for polls (store.PollReserve) busy,
+// going by what their polls took from their programs' start
+// (firstPollCost before any is known): the rest is for what a poll costs
+// the host beyond its program (the web server's fork, the program's exit,
+// all of it slower on a busy machine) and for pollers that come together.
+// Each polls at most once a second and at least every 30 s (under 10 s but
+// with slow polls or hundreds of pollers: see docs/contract.md). Each
+// interval is spread by a fifth either way, so that pollers do not keep
+// coming together.
 const (
+	pollShare     = 3
 	firstPollCost = 50 * time.Millisecond
 	pollMin       = time.Second
 	pollMax       = 30 * time.Second
@@ -109,7 +113,7 @@ func pollRetry(pollers int, cost time.Duration, reserve int) time.Duration {
 	if cost <= 0 {
 		cost = firstPollCost
 	}
-	d := 2 * time.Duration(pollers) * cost / time.Duration(max(reserve, 1))
+	d := pollShare * time.Duration(pollers) * cost / time.Duration(max(reserve, 1))
 	d = time.Duration(float64(d) * (0.8 + 0.4*mathrand.Float64()))
 	return min(max(d, pollMin), pollMax)
 }
@@ -318,6 +322,21 @@ func (s *Session) ready(ctx context.Context) {
 		s.f.log.Warn("stream: reading presence failed", "err", err)
 	}
 	s.state = stateLive
+	if (s.poll || s.req.EndAfterMessages) && !s.req.Resume && s.sent == 0 {
+		// A first request that ends (batch, poll) in a room with nothing
+		// to show ends at once, as if it had sent the history: a host
+		// that holds responses back would otherwise keep even the ready
+		// event back for a whole long poll. An id without data sets the
+		// client's Last-Event-ID without an event, so its next request
+		// resumes after what was pruned, waiting for what comes next.
+		through, err := s.f.store.TrimmedThrough(ctx, s.req.Room)
+		if err != nil {
+			s.f.log.Warn("stream: reading the trim failed", "err", err)
+		}
+		s.buf = fmt.Appendf(s.buf, "id: %d\n\n", through)
+		s.state, s.reason = stateEnded, "empty room"
+		return
+	}
 	switch {
 	case s.poll:
 		s.state, s.reason = stateEnded, "polled"

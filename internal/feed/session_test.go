@@ -6,7 +6,8 @@ import (
 )
 
 // TestPollRetry checks the poll interval: the pollers' requests, at what
-// their polls took, fill half the budget's reserve for polls on average;
+// their polls took, fill a third of the budget's reserve for polls on
+// average;
 // within a second and thirty, spread by a fifth either way.
 func TestPollRetry(t *testing.T) {
 	tests := []struct {
@@ -17,9 +18,9 @@ func TestPollRetry(t *testing.T) {
 		want    time.Duration // before the spread
 	}{
 		{"Few pollers", 3, 20 * time.Millisecond, 2, time.Second},
-		{"No cost known yet", 100, 0, 2, 100 * firstPollCost},
-		{"Two hundred at 50 ms, reserve 2", 200, 50 * time.Millisecond, 2, 10 * time.Second},
-		{"No reserve counts as one", 50, 40 * time.Millisecond, 0, 4 * time.Second},
+		{"No cost known yet", 100, 0, 2, 150 * firstPollCost},
+		{"Two hundred at 30 ms, reserve 2", 200, 30 * time.Millisecond, 2, 9 * time.Second},
+		{"No reserve counts as one", 50, 40 * time.Millisecond, 0, 6 * time.Second},
 		{"Slow polls wait longer", 1000, 200 * time.Millisecond, 2, 30 * time.Second},
 	}
 	for _, tt := range tests {

@@ -33,7 +33,8 @@ type Options struct {
 func StaleAfter(heartbeat time.Duration) time.Duration { return 3*heartbeat + 5*time.Second }
 
 // Start runs a feed over st until Close: it listens for this host's
-// wake-ups in o.WakeDir (or, where that fails, only polls), shares the
+// wake-ups in o.WakeDir (polling only while the directory cannot be used,
+// which the log says once, and binding again when it vanishes), shares the
 // polling with the other processes of the host (one polls every o.Poll,
 // the others once a second, woken by it), and pauses its wake-up socket
 // while nobody reads it.
@@ -43,7 +44,7 @@ func Start(ctx context.Context, st *store.Store, o Options) (*Feed, error) {
 		return nil, err
 	}
 	var wakeC <-chan struct{}
-	listener, notifier, err := wakeUps(o.WakeDir)
+	listener, notifier, err := wakeUps(o.WakeDir, o.Log)
 	if err != nil {
 		o.Log.Warn("wake-ups unavailable, polling only", "poll", o.Poll, "err", err)
 	} else {
@@ -75,18 +76,15 @@ func Start(ctx context.Context, st *store.Store, o Options) (*Feed, error) {
 	return f, nil
 }
 
-// wakeUps opens a listener and a notifier on dir.
-func wakeUps(dir string) (*wake.Listener, *wake.Notifier, error) {
-	l, err := wake.Listen(dir)
-	if err != nil {
-		return nil, nil, err
-	}
+// wakeUps opens a listener and a notifier on dir, which log what keeps
+// them from using it, once, and use it again when it is fixed.
+func wakeUps(dir string, log *slog.Logger) (*wake.Listener, *wake.Notifier, error) {
 	n, err := wake.NewNotifier(dir)
 	if err != nil {
-		l.Close()
 		return nil, nil, err
 	}
-	return l, n, nil
+	n.Log = log
+	return wake.Start(dir, log), n, nil
 }
 
 // Close stops a feed Start began and releases its wake-ups; the store

@@ -14,14 +14,36 @@ import (
 // Go's net/http/cgi reads stdin only for a positive CONTENT_LENGTH, so the
 // handler would see an empty body. The body is then stdin up to its end,
 // of unknown length (-1); the handler reads at most what it accepts.
-func withLengthlessBody(h http.Handler, stdin io.Reader, getenv func(string) string) http.Handler {
+//
+// Without a length, only the web server can tell a body's end from a
+// client that left in the middle of it, and Apache does so only by how it
+// ends stdin: at the end of a body mod_cgid shuts its side for writing
+// and goes on reading the answer; when the client went it closes the
+// connection outright. hungUp reports the latter, which makes the body's
+// end an error (io.ErrUnexpectedEOF), so that no half a message is stored.
+func withLengthlessBody(h http.Handler, stdin io.Reader, getenv func(string) string, hungUp func() bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if lengthlessBody(getenv) {
-			r.Body = io.NopCloser(stdin)
+			r.Body = io.NopCloser(wholeBody{stdin, hungUp})
 			r.ContentLength = -1
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// wholeBody reads a body without a length to its end, which it reports as
+// io.ErrUnexpectedEOF when the web server hung up: the body was cut short.
+type wholeBody struct {
+	r      io.Reader
+	hungUp func() bool
+}
+
+func (b wholeBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err == io.EOF && b.hungUp() {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
 }
 
 // lengthlessBody reports whether the CGI variables announce a body without

@@ -14,18 +14,23 @@ import (
 // what the handler reads.
 func TestLengthlessBody(t *testing.T) {
 	const body = `{"nick":"ada","text":"hi"}`
+	chunked := map[string]string{"HTTP_TRANSFER_ENCODING": "chunked"}
 	tests := []struct {
-		name string
-		vars map[string]string
-		want string
+		name    string
+		vars    map[string]string
+		hungUp  bool // the web server closed the connection: the client left
+		want    string
+		wantErr error
 	}{
-		{"Length given", map[string]string{"CONTENT_LENGTH": "26", "HTTP_TRANSFER_ENCODING": "chunked"}, body},
-		{"Chunked, no length (mod_cgid, HTTP/1.1)", map[string]string{"HTTP_TRANSFER_ENCODING": "chunked"}, body},
-		{"Chunked among codings", map[string]string{"HTTP_TRANSFER_ENCODING": "gzip, Chunked"}, body},
-		{"HTTP/2 without content-length", map[string]string{"SERVER_PROTOCOL": "HTTP/2.0"}, body},
-		{"HTTP/2 with chunked as mod_http2 adds it", map[string]string{"SERVER_PROTOCOL": "HTTP/2.0", "HTTP_TRANSFER_ENCODING": "chunked"}, body},
-		{"HTTP/1.1 without a body", nil, ""},
-		{"HTTP/1.1 identity", map[string]string{"HTTP_TRANSFER_ENCODING": "identity"}, ""},
+		{"Length given", map[string]string{"CONTENT_LENGTH": "26", "HTTP_TRANSFER_ENCODING": "chunked"}, false, body, nil},
+		{"Chunked, no length (mod_cgid, HTTP/1.1)", chunked, false, body, nil},
+		{"Chunked among codings", map[string]string{"HTTP_TRANSFER_ENCODING": "gzip, Chunked"}, false, body, nil},
+		{"HTTP/2 without content-length", map[string]string{"SERVER_PROTOCOL": "HTTP/2.0"}, false, body, nil},
+		{"HTTP/2 with chunked as mod_http2 adds it", map[string]string{"SERVER_PROTOCOL": "HTTP/2.0", "HTTP_TRANSFER_ENCODING": "chunked"}, false, body, nil},
+		{"HTTP/1.1 without a body", nil, false, "", nil},
+		{"HTTP/1.1 identity", map[string]string{"HTTP_TRANSFER_ENCODING": "identity"}, false, "", nil},
+		{"Chunked, cut short: the web server hung up", chunked, true, body, io.ErrUnexpectedEOF},
+		{"Length given, the web server hung up after it", map[string]string{"CONTENT_LENGTH": "26"}, true, body, nil},
 	}
 	for _, tt := range tests {
 		vars := map[string]string{"REQUEST_METHOD": "POST", "SERVER_PROTOCOL": "HTTP/1.1", "HTTP_HOST": "chat.example", "REQUEST_URI": "/cgi-bin/post"}
@@ -42,13 +47,15 @@ func TestLengthlessBody(t *testing.T) {
 			r.Body = io.NopCloser(io.LimitReader(strings.NewReader(body), r.ContentLength))
 		}
 		var got string
+		var readErr error
 		h := withLengthlessBody(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			b, _ := io.ReadAll(r.Body)
+			var b []byte
+			b, readErr = io.ReadAll(r.Body)
 			got = string(b)
-		}), strings.NewReader(body), func(k string) string { return vars[k] })
+		}), strings.NewReader(body), func(k string) string { return vars[k] }, func() bool { return tt.hungUp })
 		h.ServeHTTP(httptest.NewRecorder(), r)
-		if got != tt.want {
-			t.Errorf("%s: the handler read %q, want %q", tt.name, got, tt.want)
+		if got != tt.want || readErr != tt.wantErr {
+			t.Errorf("%s: the handler read %q, %v; want %q, %v", tt.name, got, readErr, tt.want, tt.wantErr)
 		}
 	}
 }

@@ -106,6 +106,8 @@ type Program struct {
 	Name    string // post or stream
 	Summary string // one line: what it answers
 	Build   func(Env) Handler
+	// Commands are the tasks a person may run the program for by hand.
+	Commands []Command
 }
 
 // shutdownGrace bounds how long a stopping daemon waits for requests in
@@ -130,7 +132,7 @@ func Main(p Program, args []string) int {
 		oneAtATime()
 		h := p.Build(env)
 		defer h.Close()
-		err := cgi.Serve(withBase(ctx, withLengthlessBody(h, os.Stdin, os.Getenv)))
+		err := cgi.Serve(withBase(ctx, withLengthlessBody(h, os.Stdin, os.Getenv, func() bool { return hungUp(os.Stdout) })))
 		switch {
 		case err == nil, errors.Is(err, syscall.EPIPE):
 			// EPIPE: the web server hung up, as when the client left.
@@ -144,6 +146,8 @@ func Main(p Program, args []string) int {
 	fs.SetOutput(io.Discard)
 	listen := fs.String("listen", "", "")
 	sockMode := fs.Uint("socket-mode", 0o660, "")
+	command := commandFlags(p, fs)
+	check := fs.Bool("check", false, "")
 	switch err := fs.Parse(args); {
 	case errors.Is(err, flag.ErrHelp):
 		fmt.Fprint(os.Stdout, Usage(p))
@@ -154,6 +158,11 @@ func Main(p Program, args []string) int {
 	case fs.NArg() > 0:
 		fmt.Fprintf(os.Stderr, "%s: unexpected argument %q\n\n%s", p.Name, fs.Arg(0), Usage(p))
 		return 2
+	case *check:
+		return Check(p, *listen, os.Stdout)
+	}
+	if code, ran := command(ctx); ran {
+		return code
 	}
 	var l net.Listener
 	var err error
@@ -205,17 +214,21 @@ runs it; on its own it does nothing. It chooses how to serve when it starts:
 Usage:
   %[1]s -listen unix:/run/cgichat/%[1]s.sock [-socket-mode 0660]
   %[1]s -listen tcp:127.0.0.1:9000
+  %[1]s -check [-listen ADDR]
   %[1]s -h
 
 Flags:
   -listen ADDR       serve FastCGI on ADDR: unix:PATH or tcp:HOST:PORT
   -socket-mode MODE  permissions of a unix socket (default 0660): the web
                      server's user must be able to connect
+  -check             print the settings in effect, where each comes from
+                     (cgichat.conf, environment, default) and the hosting
+                     mode, then exit: 0 when they are valid, 1 when not
 
-%[3]s
+%[3]s%[4]s
 Logs go to stderr; stdout carries only HTTP responses.
 Documentation: README.md and docs/ in the cgichat source.
-`, p.Name, p.Summary, config.Help)
+`, p.Name, p.Summary, config.Help, commandUsage(p))
 }
 
 // withBase returns h with every request's context also ended when base

@@ -70,6 +70,10 @@ func (r *Reader) Next() (Event, error) {
 	}
 }
 
+// LastID returns the last event id seen, even one that came with no event
+// (an id field followed by a blank line), as EventSource keeps it.
+func (r *Reader) LastID() string { return r.id }
+
 // line returns one line without its ending, which may be CRLF, LF or CR.
 func (r *Reader) line() (string, error) {
 	var b strings.Builder

@@ -14,8 +14,11 @@ import (
 type backend interface {
 	// name names the database for messages: SQLite, MySQL or PostgreSQL.
 	name() string
-	// open returns a pool on source; it connects lazily.
-	open(source string) (*sqlx.DB, error)
+	// open returns a pool on source, which connects lazily, and a check
+	// that returns errReplaced once source no longer names the database
+	// the pool's connections opened (a SQLite file replaced or removed);
+	// nil where it always does (a server).
+	open(source string) (*sqlx.DB, func() error, error)
 	// poolSize returns how many connections a store with o keeps.
 	poolSize(o Options) int
 	// schema returns the backend's schema file, numbered steps.
@@ -42,6 +45,8 @@ type backend interface {
 	// changes returns the change detector that suits the backend and the
 	// store's options.
 	changes(ctx context.Context, s *Store) (*Changes, error)
+	// raiseNextID makes the next message id greater than id, in tx.
+	raiseNextID(ctx context.Context, s *Store, tx *sqlx.Tx, id int64) error
 	// deleteMessage is the statement that deletes the message whose id is
 	// its one argument, leaving the tombstone open pages act on.
 	deleteMessage() string

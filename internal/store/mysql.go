@@ -45,16 +45,20 @@ func (*mysqlBackend) text(q stmt) string {
 }
 
 // open opens a pool for a mysql:// URL.
-func (*mysqlBackend) open(source string) (*sqlx.DB, error) {
+func (*mysqlBackend) open(source string) (*sqlx.DB, func() error, error) {
 	cfg, err := mysqlConfig(source)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	conn, err := mysql.NewConnector(cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return serverPool(sqlx.NewDb(sql.OpenDB(conn), "mysql")), nil
+	return serverPool(sqlx.NewDb(sql.OpenDB(conn), "mysql")), nil, nil
+}
+
+func (*mysqlBackend) raiseNextID(ctx context.Context, s *Store, tx *sqlx.Tx, id int64) error {
+	return raiseCounter(ctx, s, tx, id)
 }
 
 // mysqlConfig turns mysql://USER:PASSWORD@HOST[:PORT]/DATABASE[?PARAMS]

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -29,9 +30,23 @@ type PostInput struct {
 	// Addr is the client's address, or the IPv6 prefix it counts as
 	// (2001:db8:5::/64): rate buckets are kept per Addr, and an address
 	// ban covers it when the banned address or prefix overlaps it.
-	Addr     string
+	Addr string
+	// AddrHash is the keyed hash of Addr (identity.Keeper.AddrHash): the
+	// message keeps it, and bans by message match it.
+	AddrHash string
 	Rate     ratelimit.Rate // per address and per nick; zero is off
 	NickHold time.Duration  // how long an idle nick stays its owner's
+
+	// Key is the client's Idempotency-Key, already checked; empty when
+	// the post has none. A post whose Key the same nick (NickKey) sent
+	// within KeyWindow is answered with the message that one stored, and
+	// stores nothing; with another room, nick or text it is refused.
+	Key       string
+	KeyWindow time.Duration
+	// NewRooms is how many rooms Addr may start (post the first message
+	// of) within NewRoomsPer; 0 is no cap.
+	NewRooms    int
+	NewRoomsPer time.Duration
 }
 
 // PostResult is a stored message and, when the post claimed its nick
@@ -40,17 +55,39 @@ type PostInput struct {
 type PostResult struct {
 	Message  chat.Message
 	NewClaim int64
+	// Replayed: the post repeated the Idempotency-Key of an earlier one,
+	// whose message (and claim, while it is the nick's current one) this
+	// is; nothing was stored.
+	Replayed bool
 }
 
 // Post stores a message after the checks a public chat needs, all in one
-// transaction, so a refused post changes nothing: bans, nick ownership,
-// then the rate limits of the address and the nick.
+// transaction, so a refused post changes nothing: a repeated
+// Idempotency-Key first (answered with what it stored), then bans, nick
+// ownership, the rate limits of the address and the nick, and the cap on
+// new rooms. Writers queue for the transaction, so a post whose key
+// another request is storing at the same moment waits for it and is then
+// answered as a repeat.
 func (s *Store) Post(ctx context.Context, in PostInput) (PostResult, error) {
 	var res PostResult
-	now := s.Now()
 	key := in.NickKey
 	err := s.withTx(ctx, lockMessages, func(tx *sqlx.Tx) error {
+		// The time is read in the writers' queue, so that it never goes
+		// back from one writer to the next: a claim another process used
+		// a moment ago was used before now.
+		now := s.Now()
+		var pk postKey
+		if in.Key != "" {
+			pk = newPostKey(in)
+			done, err := s.repeat(ctx, tx, pk, in, now, &res)
+			if done || err != nil {
+				return err
+			}
+		}
 		if err := s.checkBans(ctx, tx, in.Addr, key, now); err != nil {
+			return err
+		}
+		if err := s.checkAddressBans(ctx, tx, in.AddrHash, now); err != nil {
 			return err
 		}
 		claim, err := s.claimNick(ctx, tx, in, now)
@@ -60,16 +97,150 @@ func (s *Store) Post(ctx context.Context, in PostInput) (PostResult, error) {
 		if err := s.takeTokens(ctx, tx, in.Rate, now, "addr:"+in.Addr, "nick:"+key); err != nil {
 			return err
 		}
+		if err := s.startRoom(ctx, tx, in, now); err != nil {
+			return err
+		}
 		if res.Message, err = s.insert(ctx, tx, in.Room, in.Nick, in.Text); err != nil {
 			return err
 		}
+		if err := s.keepAddrHash(ctx, tx, res.Message.ID, in.AddrHash); err != nil {
+			return err
+		}
 		res.NewClaim = claim
+		if in.Key != "" {
+			_, err := tx.ExecContext(ctx, s.dialect(upsertPostKey), pk.hash, pk.fingerprint, res.Message.ID, res.Message.Time, claim, unix(now))
+			if err != nil {
+				return fmt.Errorf("store the Idempotency-Key: %w", err)
+			}
+		}
 		return nil
 	})
 	if err != nil {
 		return PostResult{}, internal(err, "post a message")
 	}
 	return res, nil
+}
+
+// postKey is how a post's Idempotency-Key is kept: hash names the key of
+// one nick (two nicks' equal keys are two keys), fingerprint the request
+// it came with. Both are SHA-256 in hex, of fields joined by NUL, which
+// none of them may hold.
+type postKey struct {
+	hash, fingerprint string
+}
+
+func newPostKey(in PostInput) postKey {
+	return postKey{
+		hash:        sha256Hex(in.NickKey, in.Key),
+		fingerprint: sha256Hex(in.Room, in.Nick, in.Text),
+	}
+}
+
+func sha256Hex(fields ...string) string {
+	sum := sha256.Sum256([]byte(strings.Join(fields, "\x00")))
+	return hex.EncodeToString(sum[:])
+}
+
+const selectPostKey = `SELECT fingerprint, message_id, created_at, claim FROM post_keys
+	WHERE key_hash = ? AND stored_at >= ?`
+
+var upsertPostKey = stmt{
+	sqlite: `INSERT INTO post_keys (key_hash, fingerprint, message_id, created_at, claim, stored_at) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (key_hash) DO UPDATE SET fingerprint = excluded.fingerprint, message_id = excluded.message_id,
+		created_at = excluded.created_at, claim = excluded.claim, stored_at = excluded.stored_at`,
+	mysql: `INSERT INTO post_keys (key_hash, fingerprint, message_id, created_at, claim, stored_at) VALUES (?, ?, ?, ?, ?, ?)
+		ON DUPLICATE KEY UPDATE fingerprint = VALUES(fingerprint), message_id = VALUES(message_id),
+		created_at = VALUES(created_at), claim = VALUES(claim), stored_at = VALUES(stored_at)`,
+}
+
+// repeat answers a post whose key was stored within in.KeyWindow: with the
+// message it stored when the request is the same (done), refused when it
+// is not. A key not seen, or seen longer ago, is not done.
+func (s *Store) repeat(ctx context.Context, tx *sqlx.Tx, pk postKey, in PostInput, now time.Time, res *PostResult) (done bool, err error) {
+	var row struct {
+		Fingerprint string `db:"fingerprint"`
+		ID          int64  `db:"message_id"`
+		Time        string `db:"created_at"`
+		Claim       int64  `db:"claim"`
+	}
+	err = tx.GetContext(ctx, &row, s.sql(selectPostKey), pk.hash, unix(now.Add(-in.KeyWindow)))
+	if noRows(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read the Idempotency-Key: %w", err)
+	}
+	if row.Fingerprint != pk.fingerprint {
+		return false, chat.Errorf(chat.EMismatch, "This Idempotency-Key came before with another message. Send each new message with a new key, and a message again with its own.")
+	}
+	// The fingerprint says room, nick and text are the first post's.
+	res.Message = chat.Message{ID: row.ID, Room: in.Room, Nick: in.Nick, Text: in.Text, Time: row.Time, Kind: chat.KindMessage}
+	res.Replayed = true
+	if row.Claim != 0 {
+		// The claim goes to the client again (its first answer may be what
+		// was lost) while it is still the nick's.
+		var issued int64
+		err := tx.GetContext(ctx, &issued, s.sql(selectClaimIssued), in.NickKey)
+		if err != nil && !noRows(err) {
+			return false, fmt.Errorf("read nick claim: %w", err)
+		}
+		if issued == row.Claim {
+			res.NewClaim = row.Claim
+		}
+	}
+	return true, nil
+}
+
+const selectClaimIssued = `SELECT issued FROM nick_claims WHERE nick_key = ?`
+
+const (
+	selectRoomUsed = `SELECT EXISTS (SELECT 1 FROM messages WHERE room = ?)`
+	countStarts    = `SELECT count(*) AS n, COALESCE(MIN(started_at), 0) AS oldest FROM room_starts
+		WHERE addr = ? AND started_at > ?`
+)
+
+var upsertStart = stmt{
+	sqlite: `INSERT INTO room_starts (room, addr, started_at) VALUES (?, ?, ?)
+		ON CONFLICT (room) DO UPDATE SET addr = excluded.addr, started_at = excluded.started_at`,
+	mysql: `INSERT INTO room_starts (room, addr, started_at) VALUES (?, ?, ?)
+		ON DUPLICATE KEY UPDATE addr = VALUES(addr), started_at = VALUES(started_at)`,
+}
+
+// startRoom records that in.Addr starts in.Room when the database holds no
+// row of it, or refuses when the address started in.NewRooms rooms within
+// in.NewRoomsPer already.
+func (s *Store) startRoom(ctx context.Context, tx *sqlx.Tx, in PostInput, now time.Time) error {
+	if in.NewRooms <= 0 {
+		return nil
+	}
+	var used bool
+	if err := tx.GetContext(ctx, &used, s.sql(selectRoomUsed), in.Room); err != nil {
+		return fmt.Errorf("look for the room: %w", err)
+	}
+	if used {
+		return nil
+	}
+	var starts struct {
+		N      int     `db:"n"`
+		Oldest float64 `db:"oldest"`
+	}
+	since := unix(now.Add(-in.NewRoomsPer))
+	if err := tx.GetContext(ctx, &starts, s.sql(countStarts), in.Addr, since); err != nil {
+		return fmt.Errorf("count new rooms: %w", err)
+	}
+	if starts.N >= in.NewRooms {
+		wait := time.Duration((starts.Oldest - since) * float64(time.Second))
+		return &chat.Error{
+			Code: chat.ETooMany,
+			Message: fmt.Sprintf("Your address has started %d new rooms in the last %s, the most it may. Post in a room that already has messages, or start this one later.",
+				starts.N, chat.Duration(in.NewRoomsPer)),
+			RetryAfter: max(wait, time.Second),
+		}
+	}
+	if _, err := tx.ExecContext(ctx, s.dialect(upsertStart), in.Room, in.Addr, unix(now)); err != nil {
+		return fmt.Errorf("record the new room: %w", err)
+	}
+	return nil
 }
 
 const selectBans = `SELECT COALESCE(nick, '') AS nick, COALESCE(addr, '') AS addr, COALESCE(until, '') AS until

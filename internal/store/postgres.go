@@ -44,11 +44,11 @@ func (*postgresBackend) text(q stmt) string {
 
 // open opens a pool for a postgres:// URL, which may carry any of libpq's
 // parameters (sslmode=require, host=/run/postgresql, …).
-func (*postgresBackend) open(source string) (*sqlx.DB, error) {
+func (*postgresBackend) open(source string) (*sqlx.DB, func() error, error) {
 	cfg, err := pgx.ParseConfig(source)
 	if err != nil {
 		// pgx's error would quote the URL, password and all.
-		return nil, fmt.Errorf("not a PostgreSQL URL: postgres://USER:PASSWORD@HOST:PORT/DATABASE")
+		return nil, nil, fmt.Errorf("not a PostgreSQL URL: postgres://USER:PASSWORD@HOST:PORT/DATABASE")
 	}
 	if _, ok := cfg.RuntimeParams["lock_timeout"]; !ok {
 		cfg.RuntimeParams["lock_timeout"] = fmt.Sprint(BusyTimeout.Milliseconds())
@@ -56,7 +56,11 @@ func (*postgresBackend) open(source string) (*sqlx.DB, error) {
 	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
 		cfg.RuntimeParams["application_name"] = "cgichat"
 	}
-	return serverPool(sqlx.NewDb(stdlib.OpenDB(*cfg), "pgx")), nil
+	return serverPool(sqlx.NewDb(stdlib.OpenDB(*cfg), "pgx")), nil, nil
+}
+
+func (*postgresBackend) raiseNextID(ctx context.Context, s *Store, tx *sqlx.Tx, id int64) error {
+	return raiseCounter(ctx, s, tx, id)
 }
 
 func (*postgresBackend) begin(ctx context.Context, s *Store, lock string) (*sqlx.Tx, error) {

@@ -56,6 +56,14 @@ func beginLocked(ctx context.Context, s *Store, opts *sql.TxOptions, lock string
 	return tx, nil
 }
 
+const raiseMessagesCounter = `UPDATE counters SET value = ? WHERE name = 'messages' AND value < ?`
+
+// raiseCounter makes the next id the counters row gives above id.
+func raiseCounter(ctx context.Context, s *Store, tx *sqlx.Tx, id int64) error {
+	_, err := tx.ExecContext(ctx, s.sql(raiseMessagesCounter), id, id)
+	return err
+}
+
 // noQueue: a server queues its writers itself, on the lock row.
 func noQueue() {}
 

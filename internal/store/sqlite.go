@@ -2,15 +2,19 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"database/sql/driver"
 	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
+	"syscall"
 
 	"cgichat"
 
 	"github.com/jmoiron/sqlx"
-	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
+	"github.com/mattn/go-sqlite3"
 )
 
 // sqliteBackend is a SQLite file: every connection in WAL mode with
@@ -39,9 +43,80 @@ func (*sqliteBackend) prepare(path string) error {
 	return nil
 }
 
-// open opens the file at path; SQLite creates it on first use.
-func (*sqliteBackend) open(path string) (*sqlx.DB, error) {
-	return sqlx.Open("sqlite3", sqliteDSN(path))
+// open opens the file at path; SQLite creates it on first use. Every
+// connection of the pool opens the file that the first one opened, or
+// fails: a pool never spans two files that were at the path in turn.
+func (*sqliteBackend) open(path string) (*sqlx.DB, func() error, error) {
+	c := &fileConnector{path: path, dsn: sqliteDSN(path), driver: &sqlite3.SQLiteDriver{}}
+	return sqlx.NewDb(sql.OpenDB(c), "sqlite3"), c.check, nil
+}
+
+// fileID names a file: its device and inode.
+type fileID struct{ dev, ino uint64 }
+
+// statID returns the file at path's fileID.
+func statID(path string) (fileID, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return fileID{}, err
+	}
+	return fileID{dev: uint64(st.Dev), ino: uint64(st.Ino)}, nil
+}
+
+// fileConnector opens connections on the SQLite file at path, all on one
+// file: the one the first connection found there. A process that keeps
+// its connections (a daemon, mod_fcgid) would otherwise go on writing to a
+// file that was moved away or deleted (its data lost to anyone who opens
+// the path), or mix connections on the old file and the new one.
+type fileConnector struct {
+	path, dsn string
+	driver    *sqlite3.SQLiteDriver
+
+	mu   sync.Mutex
+	file fileID // zero until the first connection
+}
+
+// Connect opens a connection and checks which file it opened: the one at
+// the path before and after the open (a file replaced in between fails
+// it), and the pool's.
+func (c *fileConnector) Connect(context.Context) (driver.Conn, error) {
+	before, berr := statID(c.path)
+	conn, err := c.driver.Open(c.dsn)
+	if err != nil {
+		return nil, err
+	}
+	after, aerr := statID(c.path)
+	if aerr != nil || (berr == nil && before != after) {
+		conn.Close()
+		return nil, errReplaced
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.file == (fileID{}) {
+		c.file = after
+	}
+	if c.file != after {
+		conn.Close()
+		return nil, errReplaced
+	}
+	return conn, nil
+}
+
+func (c *fileConnector) Driver() driver.Driver { return c.driver }
+
+// check returns errReplaced when the path names a file other than the
+// pool's, or none. Before the first connection any file will do.
+func (c *fileConnector) check() error {
+	c.mu.Lock()
+	want := c.file
+	c.mu.Unlock()
+	if want == (fileID{}) {
+		return nil
+	}
+	if got, err := statID(c.path); err != nil || got != want {
+		return errReplaced
+	}
+	return nil
 }
 
 // poolSize leaves room, even in a one-request process, for the connection
@@ -75,6 +150,22 @@ func (*sqliteBackend) insertID(ctx context.Context, tx *sqlx.Tx, query string, a
 
 func (b *sqliteBackend) insertMessage(ctx context.Context, s *Store, tx *sqlx.Tx, args ...any) (int64, error) {
 	return plainInsertID(ctx, tx, s.dialect(insertMessage), args...)
+}
+
+const (
+	raiseSequence = `UPDATE sqlite_sequence SET seq = ? WHERE name = 'messages' AND seq < ?`
+	startSequence = `INSERT INTO sqlite_sequence (name, seq)
+		SELECT 'messages', ? WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'messages')`
+)
+
+// raiseNextID sets AUTOINCREMENT's record of the highest id, which has no
+// row until the first insert.
+func (*sqliteBackend) raiseNextID(ctx context.Context, _ *Store, tx *sqlx.Tx, id int64) error {
+	if _, err := tx.ExecContext(ctx, raiseSequence, id, id); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, startSequence, id)
+	return err
 }
 
 func (*sqliteBackend) deleteMessage() string { return "DELETE FROM messages WHERE id = ?" }
@@ -126,6 +217,11 @@ func (*sqliteBackend) changes(ctx context.Context, s *Store) (*Changes, error) {
 	var version int64
 	c := &Changes{close: conn.Close}
 	c.check = func(ctx context.Context) (bool, error) {
+		// A stream on a file that is no longer at the path would wait
+		// for messages that go elsewhere: Replaced ends it.
+		if err := s.Current(); err != nil {
+			return false, err
+		}
 		var v int64
 		if err := conn.QueryRowContext(ctx, "PRAGMA data_version").Scan(&v); err != nil {
 			return false, internal(err, "read data_version")

@@ -69,6 +69,12 @@ type Store struct {
 	backend backend
 	opts    Options
 
+	// same returns errReplaced once source names another database than
+	// the one opened (nil: it cannot); replaced ends when a check saw it.
+	same        func() error
+	replaced    context.Context
+	setReplaced context.CancelFunc
+
 	// writeMu serialises this process's writers, so they queue here instead
 	// of in the database; lockWrites queues them behind other processes'
 	// writers too.
@@ -90,12 +96,13 @@ func Open(ctx context.Context, source string, o Options) (*Store, error) {
 		return nil, fmt.Errorf("store: open %s: %w", redact(source), err)
 	}
 	s := &Store{source: source, backend: b, opts: o, Now: time.Now}
+	s.replaced, s.setReplaced = context.WithCancel(context.Background())
 	if p, ok := b.(preparer); ok {
 		if err := p.prepare(source); err != nil {
 			return nil, fmt.Errorf("store: open %s: %w", s.Name(), err)
 		}
 	}
-	if s.db, err = b.open(source); err != nil {
+	if s.db, s.same, err = b.open(source); err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", s.Name(), err)
 	}
 	n := b.poolSize(o)
@@ -117,9 +124,13 @@ func (s *Store) DB() string { return s.source }
 func (s *Store) Name() string { return redact(s.source) }
 
 // exec runs one write statement outside a transaction, run again when the
-// database chose it as a deadlock's victim.
+// database chose it as a deadlock's victim, and only while the database is
+// current (see Current).
 func (s *Store) exec(ctx context.Context, query string, args ...any) error {
 	defer s.lockWrites()()
+	if err := s.Current(); err != nil {
+		return err
+	}
 	var err error
 	for range deadlockTries {
 		if _, err = s.db.ExecContext(ctx, query, args...); !s.backend.deadlock(err) {
@@ -130,7 +141,46 @@ func (s *Store) exec(ctx context.Context, query string, args ...any) error {
 }
 
 // Close closes every connection.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.setReplaced()
+	return s.db.Close()
+}
+
+// errReplaced is the cause of the error Current returns.
+var errReplaced = errors.New("the database file was replaced or removed since it was opened")
+
+// Current returns an error when CHAT_DB's path no longer names the SQLite
+// file the store opened: the file was moved away, replaced (a backup moved
+// over it) or deleted. What the store would write then would go where
+// nobody reads it, so every write transaction checks this before it
+// begins and after it commits, and fails when it finds it; a process that
+// keeps its store (a daemon, mod_fcgid) must open the path anew. A
+// database server (and a nil Store) is always current. It costs one stat.
+func (s *Store) Current() error {
+	if s == nil || s.same == nil {
+		return nil
+	}
+	if err := s.same(); err != nil {
+		s.setReplaced()
+		return internal(err, "%s", s.Name())
+	}
+	return nil
+}
+
+// Replaced returns a context that ends when Current first fails, or the
+// store is closed: what reads the store for a while (a stream) stops
+// then, and its reader comes back to a store opened anew.
+func (s *Store) Replaced() context.Context { return s.replaced }
+
+// KeepIDsAbove makes every message id from now on greater than id: a
+// database that replaced another (a backup restored) continues its ids,
+// so that readers resuming from an id they saw miss nothing.
+func (s *Store) KeepIDsAbove(ctx context.Context, id int64) error {
+	err := s.withTx(ctx, lockMessages, func(tx *sqlx.Tx) error {
+		return s.backend.raiseNextID(ctx, s, tx, id)
+	})
+	return internal(err, "continue the message ids above %d", id)
+}
 
 // Locks: the lock a writer takes first among the writers of the database.
 const (
@@ -139,20 +189,28 @@ const (
 )
 
 // withTx runs fn in a write transaction holding lock and commits it when
-// fn succeeds.
+// fn succeeds. It fails unless the database is current (see Current)
+// before it begins and after it commits: a commit to a file that was
+// replaced meanwhile is reported as the failure it is.
 //
 // A transaction the database chose as a deadlock's victim (a server's
 // writers without the lock row, such as a stream's renewal, can meet one
 // that holds it) is run again, up to deadlockTries times in all.
 func (s *Store) withTx(ctx context.Context, lock string, fn func(*sqlx.Tx) error) error {
 	defer s.lockWrites()()
+	if err := s.Current(); err != nil {
+		return err
+	}
 	var err error
 	for range deadlockTries {
 		if err = s.tx(ctx, lock, fn); !s.backend.deadlock(err) {
-			return err
+			break
 		}
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return s.Current()
 }
 
 // deadlockTries bounds how often a transaction runs when deadlocks keep
@@ -216,7 +274,8 @@ func Connect(source string) (*sqlx.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	return b.open(source)
+	db, _, err := b.open(source)
+	return db, err
 }
 
 // ModeratorDelete returns the statement that deletes the message whose id

@@ -31,7 +31,8 @@ type StreamInput struct {
 	NickKey  string
 	Held     []int64
 	NickHold time.Duration
-	// Cap is how many open streams one address may hold; 0 is no cap.
+	// Cap is how many readers one address may hold: its open streams, and
+	// the readers that polled within PollWindow; 0 is no cap.
 	Cap int
 	// Budget is how many live streams Host may hold at once; past it the
 	// stream is granted as a poll. 0 is no budget.
@@ -67,24 +68,31 @@ func PollReserve(budget int) int { return budget / 4 }
 
 const (
 	deleteStaleStreams = `DELETE FROM streams WHERE seen_at < ? AND (kind = 'live' OR seen_at < ?)`
-	countOpenStreams   = `SELECT count(*) FROM streams WHERE addr = ? AND open = 1 AND kind = 'live'`
-	countLiveStreams   = `SELECT count(*) FROM streams WHERE host = ? AND open = 1 AND kind = 'live'`
-	selectPollers      = `SELECT count(*), COALESCE(AVG(cost), 0) FROM streams WHERE kind = 'poll' AND host = ? AND seen_at >= ?`
+	// An address's readers: its open live streams, and the readers that
+	// polled within the poll window, but for the poll row of the reader
+	// asking (its own, which it renews).
+	countReaders = `SELECT count(*) FROM streams WHERE addr = ? AND id <> ?
+		AND ((kind = 'live' AND open = 1) OR (kind = 'poll' AND seen_at >= ?))`
+	countLiveStreams = `SELECT count(*) FROM streams WHERE host = ? AND open = 1 AND kind = 'live'`
+	selectPollers    = `SELECT count(*), COALESCE(AVG(cost), 0) FROM streams WHERE kind = 'poll' AND host = ? AND seen_at >= ?`
 	// A reader's older rows leave presence (its nick may have changed;
 	// the new row lists it) and its open streams are asked to end.
 	forgetReaderNick = `UPDATE streams SET nick = NULL WHERE reader = ?`
 	supersedeReader  = `UPDATE streams SET open = 2, seen_at = ? WHERE reader = ? AND open = 1 AND kind = 'live'`
-	selectPollRow    = `SELECT id FROM streams WHERE reader = ? AND kind = 'poll'`
-	renewPoll        = `UPDATE streams SET owner = ?, room = ?, nick = NULLIF(?, ''), addr = ?, open = 1, seen_at = ? WHERE id = ?`
-	forgetPoll       = `DELETE FROM streams WHERE reader = ? AND kind = 'poll'`
+	// A reader's poll row is found by its id; the polls of clients that
+	// send none share one row per address, room and nick.
+	selectPollRow     = `SELECT id FROM streams WHERE reader = ? AND kind = 'poll'`
+	selectAnonPollRow = `SELECT id FROM streams WHERE reader IS NULL AND kind = 'poll' AND addr = ? AND room = ? AND COALESCE(nick, '') = ?`
+	renewPoll         = `UPDATE streams SET owner = ?, room = ?, nick = NULLIF(?, ''), host = ?, addr = ?, open = 1, seen_at = ? WHERE id = ?`
+	forgetPoll        = `DELETE FROM streams WHERE id = ?`
 )
 
 var insertStream = stmt{sqlite: `INSERT INTO streams (owner, room, nick, reader, host, addr, kind, open, seen_at)
 	VALUES (?, ?, NULLIF(?, ''), NULLIF(?, ''), ?, ?, ?, 1, ?)`}
 
 // OpenStream records a new stream: it supersedes the reader's older
-// streams, refuses the stream when its address already holds Cap open
-// streams, and grants it as a poll when the host's live streams fill the
+// streams, refuses the stream when its address already holds Cap readers
+// (open streams and recent pollers), and grants it as a poll when the host's live streams fill the
 // Budget but for its PollReserve.
 func (s *Store) OpenStream(ctx context.Context, in StreamInput) (StreamGrant, error) {
 	now := unix(s.Now())
@@ -104,9 +112,25 @@ func (s *Store) OpenStream(ctx context.Context, in StreamInput) (StreamGrant, er
 			n, _ := res.RowsAffected()
 			g.Superseded = int(n)
 		}
+		nick := in.Nick
+		if nick != "" {
+			mine, err := s.ownsNick(ctx, tx, in.Held, in.NickKey, s.Now(), in.NickHold)
+			if err != nil {
+				return err
+			}
+			if !mine {
+				nick = "" // reads, but is not listed under another's nick
+			}
+		}
+		pollRow, err := s.pollRow(ctx, tx, in, nick)
+		if err != nil {
+			return fmt.Errorf("find poll: %w", err)
+		}
 		if in.Cap > 0 {
+			// Pollers are readers too: a flood of new reader ids is
+			// refused here, not piled up among the host's pollers.
 			var n int
-			if err := tx.GetContext(ctx, &n, s.sql(countOpenStreams), in.Addr); err != nil {
+			if err := tx.GetContext(ctx, &n, s.sql(countReaders), in.Addr, pollRow, now-max(in.Stale, in.PollWindow).Seconds()); err != nil {
 				return fmt.Errorf("count streams: %w", err)
 			}
 			if n >= in.Cap {
@@ -124,27 +148,19 @@ func (s *Store) OpenStream(ctx context.Context, in StreamInput) (StreamGrant, er
 			}
 			g.Poll = n >= in.Budget-PollReserve(in.Budget)
 		}
-		nick := in.Nick
-		if nick != "" {
-			mine, err := s.ownsNick(ctx, tx, in.Held, in.NickKey, s.Now(), in.NickHold)
-			if err != nil {
-				return err
-			}
-			if !mine {
-				nick = "" // reads, but is not listed under another's nick
-			}
-		}
-		var err error
-		if g.Poll {
-			if g.ID, err = s.recordPoll(ctx, tx, in, nick, now); err == nil {
-				var cost float64
-				err = tx.QueryRowxContext(ctx, s.sql(selectPollers), in.Host, now-max(in.Stale, in.PollWindow).Seconds()).Scan(&g.Pollers, &cost)
-				g.PollCost = time.Duration(cost * float64(time.Second))
-			}
-		} else {
+		switch {
+		case g.Poll && pollRow != 0:
+			// A reader's one poll row is renewed, so that it stays
+			// present and counts once among the pollers.
+			g.ID = pollRow
+			_, err = tx.ExecContext(ctx, s.sql(renewPoll), in.Owner, in.Room, nick, in.Host, in.Addr, now, pollRow)
+		case g.Poll:
+			g.ID, err = s.backend.insertID(ctx, tx, s.dialect(insertStream),
+				in.Owner, in.Room, nick, in.Reader, in.Host, in.Addr, "poll", now)
+		default:
 			// A reader who polled and now streams polls no more.
-			if in.Reader != "" {
-				if _, err := tx.ExecContext(ctx, s.sql(forgetPoll), in.Reader); err != nil {
+			if pollRow != 0 {
+				if _, err := tx.ExecContext(ctx, s.sql(forgetPoll), pollRow); err != nil {
 					return fmt.Errorf("record stream: %w", err)
 				}
 			}
@@ -154,6 +170,13 @@ func (s *Store) OpenStream(ctx context.Context, in StreamInput) (StreamGrant, er
 		if err != nil {
 			return fmt.Errorf("record stream: %w", err)
 		}
+		if g.Poll {
+			var cost float64
+			if err := tx.QueryRowxContext(ctx, s.sql(selectPollers), in.Host, now-max(in.Stale, in.PollWindow).Seconds()).Scan(&g.Pollers, &cost); err != nil {
+				return fmt.Errorf("count pollers: %w", err)
+			}
+			g.PollCost = time.Duration(cost * float64(time.Second))
+		}
 		return nil
 	})
 	if err != nil {
@@ -162,23 +185,21 @@ func (s *Store) OpenStream(ctx context.Context, in StreamInput) (StreamGrant, er
 	return g, nil
 }
 
-// recordPoll records a poll, open while it runs: a reader's one poll row
-// is renewed, so that it stays present and counts once among the
-// pollers; a poll without a reader id gets a row of its own.
-func (s *Store) recordPoll(ctx context.Context, tx *sqlx.Tx, in StreamInput, nick string, now float64) (int64, error) {
+// pollRow returns the id of the poll row the reader of in renews, 0 when
+// it has none: its reader id's, or, for a client that sends none, the one
+// its address shares in the room under its nick.
+func (s *Store) pollRow(ctx context.Context, tx *sqlx.Tx, in StreamInput, nick string) (int64, error) {
+	var id int64
+	var err error
 	if in.Reader != "" {
-		var id int64
-		err := tx.GetContext(ctx, &id, s.sql(selectPollRow), in.Reader)
-		if err == nil {
-			_, err = tx.ExecContext(ctx, s.sql(renewPoll), in.Owner, in.Room, nick, in.Addr, now, id)
-			return id, err
-		}
-		if !noRows(err) {
-			return 0, err
-		}
+		err = tx.GetContext(ctx, &id, s.sql(selectPollRow), in.Reader)
+	} else {
+		err = tx.GetContext(ctx, &id, s.sql(selectAnonPollRow), in.Addr, in.Room, nick)
 	}
-	return s.backend.insertID(ctx, tx, s.dialect(insertStream),
-		in.Owner, in.Room, nick, in.Reader, in.Host, in.Addr, "poll", now)
+	if noRows(err) {
+		return 0, nil
+	}
+	return id, err
 }
 
 const selectSuperseded = `SELECT id FROM streams WHERE owner = ? AND open = 2`

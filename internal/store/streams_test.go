@@ -154,6 +154,75 @@ func TestStreamBudgetAndReaders(t *testing.T) {
 	})
 }
 
+// TestPollersCountAsReaders checks that the cap per address counts the
+// readers that poll, not their polls: a flood of new reader ids (or of
+// nicks, from clients that send no reader id) from one address is refused
+// at the cap instead of piling up rows among the host's pollers, whose
+// number sets every poller's interval; a reader polling again, or a
+// client without a reader id polling under one nick, is one reader.
+func TestPollersCountAsReaders(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b dbtest.Backend) {
+		s := MustOpen(t, b)
+		c := withClock(s)
+		ctx := context.Background()
+		tests := []struct {
+			name, reader, nick, addr string
+			advance                  time.Duration
+			refused, poll            bool
+			pollers                  int
+		}{
+			{"The one live stream", "r1", "", "10.0.0.1", 0, false, false, 0},
+			{"A poller", "r2", "", "10.0.0.1", 0, false, true, 1},
+			{"A client without reader id polls", "", "", "10.0.0.1", 0, false, true, 2},
+			{"It polls again: the same reader", "", "", "10.0.0.1", time.Second, false, true, 2},
+			{"And again", "", "", "10.0.0.1", time.Second, false, true, 2},
+			{"The poller polls again", "r2", "", "10.0.0.1", time.Second, false, true, 2},
+			{"A new reader id past the cap", "r3", "", "10.0.0.1", 0, true, false, 0},
+			{"Another new reader id", "r4", "", "10.0.0.1", 0, true, false, 0},
+			{"A client without reader id under another nick", "", "eve", "10.0.0.1", 0, true, false, 0},
+			{"Another address", "r5", "", "10.0.0.2", 0, false, true, 3},
+			{"The first address's pollers stopped a poll window ago", "r3", "", "10.0.0.1", 41 * time.Second, false, true, 1},
+		}
+		for _, tt := range tests {
+			c.advance(tt.advance)
+			// The live stream's process renews it.
+			if err := s.TouchStreams(ctx, "p"); err != nil {
+				t.Fatal(err)
+			}
+			if tt.advance > 40*time.Second {
+				// Before the window passes: one row per reader, however
+				// often each polled.
+				var rows int
+				if err := s.db.GetContext(ctx, &rows, s.sql(`SELECT count(*) FROM streams WHERE kind = 'poll' AND addr = '10.0.0.1'`)); err != nil {
+					t.Fatal(err)
+				}
+				if rows != 2 {
+					t.Errorf("poll rows of the first address: %d, want 2 (r2, the client without reader id)", rows)
+				}
+			}
+			g, err := s.OpenStream(ctx, StreamInput{Owner: "p", Room: "lobby", Nick: tt.nick, NickKey: tt.nick, Reader: tt.reader,
+				Host: "h", Addr: tt.addr, Cap: 3, Budget: 1, Stale: 20 * time.Second, PollWindow: 40 * time.Second})
+			if tt.refused {
+				if codeOf(err) != chat.ETooMany {
+					t.Errorf("%s: %+v, %v; want too many", tt.name, g, err)
+				}
+				continue
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", tt.name, err)
+			}
+			if g.Poll != tt.poll || g.Pollers != tt.pollers {
+				t.Errorf("%s: poll %v among %d pollers; want %v among %d", tt.name, g.Poll, g.Pollers, tt.poll, tt.pollers)
+			}
+			if g.Poll {
+				if err := s.CloseStream(ctx, g.ID, 10*time.Millisecond); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	})
+}
+
 // TestPollerStaysPresent checks that a reader who polls is in the room
 // between its polls, longer apart than a live stream's row may go
 // unrenewed, and leaves once it stops polling.

@@ -5,6 +5,11 @@
 // to the database; a notifier sends one byte to every socket there. A
 // socket whose process died (a refused send) is removed by the notifier.
 // Wake-ups are hints: a lost one only delays delivery until the next poll.
+//
+// A listener binds its socket again when the socket or the directory
+// vanish (someone removed them), within a second; what keeps the directory
+// from being used (it belongs to another user, who ran a program once by
+// hand as root) is logged once, not at every post (trouble.go).
 package wake
 
 import (
@@ -12,11 +17,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // maxSocketPath is the longest path a Unix socket address can hold on Linux
@@ -26,27 +33,69 @@ const maxSocketPath = 107
 // Dir returns the wake-up directory for the database at dbPath.
 func Dir(dbPath string) string { return dbPath + "-wake" }
 
+// watchEvery is how often a listening Listener checks that its socket is
+// still in the directory, and binds a new one when it is not.
+const watchEvery = time.Second
+
 // Listener receives wake-ups on its own socket.
 type Listener struct {
 	dir string
 	c   chan struct{}
+	log *slog.Logger // nil: errors are returned, not logged
 
-	mu   sync.Mutex
-	conn *net.UnixConn // nil while paused or closed
-	path string
+	mu     sync.Mutex
+	conn   *net.UnixConn // nil while paused, closed, or not yet bound
+	path   string
+	file   os.FileInfo // the socket file as bound
+	watch  *time.Timer // runs check while the listener should listen
+	paused bool
+	closed bool
 }
 
 // Listen binds a new socket in dir, creating dir when missing. Its C
-// channel receives a value after one or more wake-ups.
+// channel receives a value after one or more wake-ups. When the socket
+// vanishes, the listener binds a new one within a second (see Start).
 func Listen(dir string) (*Listener, error) {
-	l := &Listener{dir: dir, c: make(chan struct{}, 1)}
+	l := newListener(dir, nil)
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if err := l.bind(); err != nil {
+		l.closed = true
 		return nil, err
 	}
 	return l, nil
 }
 
-// bind listens on a new socket in l.dir; l.mu is held or l not yet shared.
+// Start returns a listener in dir, as Listen does, that also survives the
+// directory: when it cannot bind a socket (the directory belongs to another
+// user, or is a file) it logs why, once (trouble.go), and tries again every
+// second until it can, so a directory that was fixed or removed is used
+// again without a restart. The programs listen so.
+func Start(dir string, log *slog.Logger) *Listener {
+	l := newListener(dir, log)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.bindOrReport()
+	return l
+}
+
+func newListener(dir string, log *slog.Logger) *Listener {
+	l := &Listener{dir: dir, c: make(chan struct{}, 1), log: log}
+	l.watch = time.AfterFunc(time.Hour, l.check)
+	l.watch.Stop()
+	return l
+}
+
+// bindOrReport binds, or reports why it cannot; either way the watch
+// keeps the listener bound from then on. l.mu is held.
+func (l *Listener) bindOrReport() {
+	if err := l.bind(); err != nil {
+		report(l.log, l.dir, err)
+		l.watch.Reset(watchEvery)
+	}
+}
+
+// bind listens on a new socket in l.dir; l.mu is held.
 func (l *Listener) bind() error {
 	if err := os.MkdirAll(l.dir, 0o770); err != nil {
 		return fmt.Errorf("wake: create %s: %w", l.dir, err)
@@ -59,11 +108,42 @@ func (l *Listener) bind() error {
 	}
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
 	if err != nil {
-		return fmt.Errorf("wake: listen: %w", err)
+		return fmt.Errorf("wake: listen in %s: %w", l.dir, err)
 	}
-	l.conn, l.path = conn, path
+	file, err := os.Lstat(path)
+	if err != nil {
+		conn.Close()
+		return fmt.Errorf("wake: listen in %s: %w", l.dir, err)
+	}
+	l.conn, l.path, l.file = conn, path, file
+	fine(l.log, l.dir)
 	go l.receive(conn)
+	l.watch.Reset(watchEvery)
 	return nil
+}
+
+// check binds a new socket when the listener's is no longer in the
+// directory (the directory or the file was removed: no notifier can reach
+// it), and then signals C for what it may have missed.
+func (l *Listener) check() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed || l.paused {
+		return
+	}
+	if l.conn != nil {
+		if now, err := os.Lstat(l.path); err == nil && os.SameFile(now, l.file) {
+			l.watch.Reset(watchEvery)
+			return
+		}
+		// The file is gone, or another's now: closing leaves it alone.
+		l.conn.Close()
+		l.conn = nil
+	}
+	l.bindOrReport()
+	if l.conn != nil {
+		l.signal()
+	}
 }
 
 // C returns the channel that receives after wake-ups. Several wake-ups
@@ -94,20 +174,28 @@ func (l *Listener) signal() {
 // sending to this process. A process with no stream to wake (an idle
 // mod_fcgid process, kept for the next request) then costs a post nothing;
 // listening, every such process would be woken by every post
-// (docs/performance.md).
+// (docs/performance.md). A paused listener does not watch its directory.
 func (l *Listener) Pause() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.paused = true
+	l.watch.Stop()
 	return l.closeLocked()
 }
 
 // Resume listens again, on a new socket, and signals C once: wake-ups sent
-// while the listener was paused were missed.
+// while the listener was paused were missed. A listener made by Start
+// returns no error: it reports it once and keeps trying.
 func (l *Listener) Resume() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	defer l.signal()
-	if l.conn != nil {
+	l.paused = false
+	if l.conn != nil || l.closed {
+		return nil
+	}
+	if l.log != nil {
+		l.bindOrReport()
 		return nil
 	}
 	return l.bind()
@@ -117,6 +205,8 @@ func (l *Listener) Resume() error {
 func (l *Listener) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.closed = true
+	l.watch.Stop()
 	return l.closeLocked()
 }
 
@@ -124,9 +214,13 @@ func (l *Listener) closeLocked() error {
 	if l.conn == nil {
 		return nil
 	}
+	// Remove the file only while it is the one bound: the directory may
+	// have been made anew, and the name taken by nobody or another.
 	err := l.conn.Close()
-	if rerr := os.Remove(l.path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) && err == nil {
-		err = rerr
+	if now, serr := os.Lstat(l.path); serr == nil && os.SameFile(now, l.file) {
+		if rerr := os.Remove(l.path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) && err == nil {
+			err = rerr
+		}
 	}
 	l.conn = nil
 	return err
@@ -136,6 +230,9 @@ func (l *Listener) closeLocked() error {
 type Notifier struct {
 	dir string
 	fd  int
+	// Log, when set, is where Notify reports a directory it cannot read,
+	// once (trouble.go), instead of returning the error every time.
+	Log *slog.Logger
 }
 
 // NewNotifier returns a notifier for dir; it holds one unbound socket.
@@ -153,10 +250,19 @@ func NewNotifier(dir string) (*Notifier, error) {
 func (n *Notifier) Notify() (int, error) {
 	entries, err := os.ReadDir(n.dir)
 	if errors.Is(err, os.ErrNotExist) {
+		// Removed: the listeners make it again and bind anew.
 		return 0, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("wake: %w", err)
+		err = fmt.Errorf("wake: %w", err)
+		if n.Log == nil {
+			return 0, err
+		}
+		report(n.Log, n.dir, err)
+		return 0, nil
+	}
+	if n.Log != nil {
+		fine(n.Log, n.dir)
 	}
 	sent := 0
 	for _, e := range entries {

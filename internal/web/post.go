@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
+	"time"
 	"unicode/utf8"
 
 	"cgichat/internal/chat"
@@ -66,8 +68,11 @@ func buildPost(ctx context.Context, db config.Database, env hosting.Env) (instan
 		st.Close()
 		return nil, err
 	}
+	n.Log = env.Log
 	return &postHandler{store: st, ids: ids, wake: n, log: env.Log}, nil
 }
+
+func (h *postHandler) db() *store.Store { return h.store }
 
 func (h *postHandler) Close() error {
 	return errors.Join(h.wake.Close(), h.store.Close())
@@ -85,7 +90,15 @@ func (h *postHandler) serve(w http.ResponseWriter, r *http.Request, cfg config.C
 		fail(w, r, h.log, err)
 		return
 	}
+	if h.serveAction(w, r, cfg, fe) {
+		return
+	}
 	in, err := readPost(r)
+	if err != nil {
+		fail(w, r, h.log, err)
+		return
+	}
+	idemKey, err := idempotencyKey(r.Header)
 	if err != nil {
 		fail(w, r, h.log, err)
 		return
@@ -93,36 +106,105 @@ func (h *postHandler) serve(w http.ResponseWriter, r *http.Request, cfg config.C
 	ctx := r.Context()
 	claims := h.ids.Read(r)
 	key := identity.Key(in.nick)
+	addr := clientID(r, cfg)
 	res, err := h.store.Post(ctx, store.PostInput{
 		Room: in.room, Nick: in.nick, Text: in.text,
-		NickKey:  key,
-		Held:     claims.Held(key),
-		Addr:     clientID(r, cfg),
-		Rate:     cfg.RateLimit,
-		NickHold: cfg.NickHold,
+		NickKey:     key,
+		Held:        claims.Held(key),
+		Addr:        addr,
+		AddrHash:    h.ids.AddrHash(addr),
+		Rate:        cfg.RateLimit,
+		NickHold:    cfg.NickHold,
+		Key:         idemKey,
+		KeyWindow:   KeyWindow,
+		NewRooms:    cfg.RoomsPerDay,
+		NewRoomsPer: roomsWindow,
 	})
 	if err != nil {
 		fail(w, r, h.log, err)
 		return
 	}
-	// The message is committed; a failed wake-up only delays it until the
-	// streams' next poll.
+	// The message is committed (a repeat too: its first answer may have
+	// been lost before the wake-up); a failed wake-up only delays it until
+	// the streams' next poll.
 	if _, err := h.wake.Notify(); err != nil {
 		h.log.Warn("wake-up failed", "err", err)
 	}
 	if res.NewClaim != 0 {
 		http.SetCookie(w, h.ids.Cookie(claims, identity.Claim{Key: key, Issued: res.NewClaim}, fe.https))
 	}
-	if res.Message.ID%pruneEvery == 0 {
+	if res.Replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
+	} else if res.Message.ID%pruneEvery == 0 {
 		h.prune(ctx, in.room, cfg)
 	}
 	writeJSON(w, http.StatusCreated, res.Message)
 }
 
+// KeyWindow is how long post remembers an Idempotency-Key: a repeat within
+// it is answered with the first post's message. A day covers a page's
+// retries and a phone that comes back online the next morning.
+const KeyWindow = 24 * time.Hour
+
+// roomsWindow is the "day" of CHAT_ROOMS_PER_DAY: the last 24 hours.
+const roomsWindow = 24 * time.Hour
+
+// trimmedFor is how long the trim mark of a room that holds no messages
+// any more is kept, for readers coming back to it.
+const trimmedFor = 7 * 24 * time.Hour
+
+// The length of an Idempotency-Key: enough for a random key not to be
+// guessed (a UUID is 36), little to store.
+const (
+	minKeyLen = 16
+	maxKeyLen = 128
+)
+
+// idempotencyKey reads the request's Idempotency-Key (the IETF httpapi
+// draft): one Structured Field string, "8e03978e-40d5-43e8-bc93-6894a57f9324",
+// or the same without quotes as many clients send it, of minKeyLen to
+// maxKeyLen letters, digits and -_.:~+/=. It returns "" when there is none.
+func idempotencyKey(h http.Header) (string, error) {
+	vs := h.Values("Idempotency-Key")
+	if len(vs) == 0 {
+		return "", nil
+	}
+	// A web server joins repeated headers with commas (CGI has one
+	// variable per name), which no key holds.
+	if len(vs) > 1 || strings.Contains(vs[0], ",") {
+		return "", chat.Errorf(chat.EInvalid, "Send one Idempotency-Key per request.")
+	}
+	v := strings.TrimSpace(vs[0])
+	if q, ok := strings.CutPrefix(v, `"`); ok {
+		if v, ok = strings.CutSuffix(q, `"`); !ok {
+			v = "" // an unterminated string
+		}
+	}
+	bad := chat.Errorf(chat.EInvalid, "The Idempotency-Key must be a quoted string of %d to %d letters, digits and -_.:~+/= characters, such as \"8e03978e-40d5-43e8-bc93-6894a57f9324\".", minKeyLen, maxKeyLen)
+	if len(v) < minKeyLen || len(v) > maxKeyLen {
+		return "", bad
+	}
+	for _, c := range []byte(v) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-_.:~+/=", c) >= 0) {
+			return "", bad
+		}
+	}
+	return v, nil
+}
+
 // prune applies the retention rules, during normal operation: the message
 // is stored already, so a failure is only logged.
 func (h *postHandler) prune(ctx context.Context, room string, cfg config.Config) {
-	keep := store.Retention{Messages: cfg.KeepMessages, Days: cfg.KeepDays}
+	keep := store.Retention{
+		Messages:   cfg.KeepMessages,
+		Days:       cfg.KeepDays,
+		TotalBytes: int64(cfg.KeepTotalMB) << 20,
+		// With CHAT_NICK_HOURS=0 no claim holds: forget them soon.
+		ClaimIdle:     max(cfg.NickHold, time.Minute),
+		KeysFor:       KeyWindow,
+		RoomStartsFor: roomsWindow,
+		TrimmedFor:    trimmedFor,
+	}
 	n, err := h.store.Prune(ctx, room, keep, 2*cfg.RateLimit.Per)
 	if err != nil {
 		h.log.Warn("pruning failed", "err", err)

@@ -3,6 +3,7 @@ package web
 import (
 	"fmt"
 	"io"
+	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
@@ -176,5 +177,47 @@ func TestBodyShorterThanAnnounced(t *testing.T) {
 		if chat.ErrorCode(err) != chat.EInvalid || !strings.Contains(err.Error(), fmt.Sprintf("%d of the 40 bytes", len(body))) {
 			t.Errorf("%q announced as 40 bytes: %v, want one saying the body did not arrive whole", body, err)
 		}
+	}
+}
+
+func TestIdempotencyKey(t *testing.T) {
+	const uuid = "8e03978e-40d5-43e8-bc93-6894a57f9324"
+	tests := []struct {
+		name    string
+		values  []string
+		want    string
+		wantErr string // part of the message; empty: accepted
+	}{
+		{"none", nil, "", ""},
+		{"structured string", []string{`"` + uuid + `"`}, uuid, ""},
+		{"bare", []string{uuid}, uuid, ""},
+		{"white space around", []string{"  \"" + uuid + "\" "}, uuid, ""},
+		{"base64 characters", []string{`"ab+/=cd_-.:~0123456"`}, "ab+/=cd_-.:~0123456", ""},
+		{"shortest", []string{strings.Repeat("k", minKeyLen)}, strings.Repeat("k", minKeyLen), ""},
+		{"longest", []string{strings.Repeat("k", maxKeyLen)}, strings.Repeat("k", maxKeyLen), ""},
+		{"too short", []string{`"` + strings.Repeat("k", minKeyLen-1) + `"`}, "", "16 to 128"},
+		{"too long", []string{strings.Repeat("k", maxKeyLen+1)}, "", "16 to 128"},
+		{"empty string", []string{`""`}, "", "16 to 128"},
+		{"unterminated", []string{`"` + uuid}, "", "quoted string"},
+		{"escape", []string{`"` + uuid + `\""`}, "", "quoted string"},
+		{"space inside", []string{`"` + uuid + ` x"`}, "", "quoted string"},
+		{"not ASCII", []string{`"` + uuid + `é"`}, "", "quoted string"},
+		{"two headers", []string{uuid, uuid}, "", "one Idempotency-Key"},
+		{"joined by a server", []string{uuid + ", " + uuid}, "", "one Idempotency-Key"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := http.Header{}
+			for _, v := range tt.values {
+				h.Add("Idempotency-Key", v)
+			}
+			got, err := idempotencyKey(h)
+			switch {
+			case tt.wantErr == "" && (err != nil || got != tt.want):
+				t.Errorf("got %q, %v; want %q", got, err, tt.want)
+			case tt.wantErr != "" && (err == nil || chat.ErrorCode(err) != chat.EInvalid || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("got %q, %v; want an invalid-request error containing %q", got, err, tt.wantErr)
+			}
+		})
 	}
 }

@@ -38,14 +38,26 @@ func readFrontEnd(r *http.Request, vars func(string) string, trusted []netip.Pre
 // here, so Host and Origin agree), or that a browser sent from another
 // site's page.
 func checkSite(r *http.Request, cfg config.Config, fe frontEnd) error {
-	if !hostAllowed(r, cfg.AllowedHostList(), cfg.TrustedPrefixes()) {
-		name, _ := splitHost(r.Host)
-		return chat.Errorf(chat.EForbidden, "This chat is not served under the name %q; its owner can list the names it is served under in CHAT_ALLOWED_HOSTS.", name)
+	if err := checkHost(r, cfg); err != nil {
+		return err
 	}
 	if !fromOwnPage(r, fe, cfg.AllowedOriginList()) {
 		return chat.Errorf(chat.EForbidden, "Messages are accepted only from this chat's own page.")
 	}
 	return nil
+}
+
+// checkHost refuses a request, a post or a stream, that names a host this
+// chat is not served under: a page of a foreign site whose name was made
+// to point here (DNS rebinding) would post as its own origin, and read
+// the stream as its own, so the history of a chat on a private network or
+// on the reader's own machine would be another site's to read.
+func checkHost(r *http.Request, cfg config.Config) error {
+	if hostAllowed(r, cfg.AllowedHostList(), cfg.TrustedPrefixes()) {
+		return nil
+	}
+	name, _ := splitHost(r.Host)
+	return chat.Errorf(chat.EForbidden, "This chat is not served under the name %q; its owner can list the names it is served under in CHAT_ALLOWED_HOSTS.", name)
 }
 
 // hostAllowed reports whether r names a host this chat is served under:

@@ -51,6 +51,11 @@ func buildStream(ctx context.Context, db config.Database, env hosting.Env) (inst
 	return &streamHandler{store: st, ids: ids, feed: f, log: env.Log, mode: env.Mode}, nil
 }
 
+func (h *streamHandler) db() *store.Store { return h.store }
+
+// errFileReplaced is why a stream on a replaced database file ended.
+var errFileReplaced = errors.New("the database file was replaced")
+
 func (h *streamHandler) Close() error {
 	return errors.Join(h.feed.Close(), h.store.Close())
 }
@@ -124,9 +129,23 @@ func (h *streamHandler) serve(w http.ResponseWriter, r *http.Request, cfg config
 		methodNotAllowed(w, r, h.log, "GET, HEAD")
 		return
 	}
+	if err := checkHost(r, cfg); err != nil {
+		fail(w, r, h.log, err)
+		return
+	}
+	if r.URL.Query().Has("before") {
+		h.serveHistory(w, r)
+		return
+	}
 	req, err := parseStream(r, cfg)
 	if err != nil {
 		fail(w, r, h.log, err)
+		return
+	}
+	if r.Method == http.MethodHead {
+		// HEAD is safe: it opens no stream, so it neither counts against
+		// the caps nor ends the reader's stream.
+		streamHeaders(w)
 		return
 	}
 	// The reader is shown under their nick only if nobody else holds it;
@@ -139,25 +158,31 @@ func (h *streamHandler) serve(w http.ResponseWriter, r *http.Request, cfg config
 	req.Addr, req.Cap = clientID(r, cfg), cfg.StreamsPerClient
 	req.Budget = cfg.StreamBudget(h.mode.Concurrent())
 	req.Started = hosting.RequestStart(h.mode)
-	ctx := r.Context()
+	// A stream on a database file that was replaced ends, and its reader
+	// resumes on the file at the path.
+	ctx, cancel := context.WithCancelCause(r.Context())
+	defer cancel(nil)
+	defer context.AfterFunc(h.store.Replaced(), func() { cancel(errFileReplaced) })()
 	sess, err := h.feed.Open(ctx, req)
 	if err != nil {
 		fail(w, r, h.log, err)
 		return
 	}
 	defer sess.Close()
+	streamHeaders(w)
+	reason := h.write(ctx, w, sess)
+	h.log.Debug("stream ended", "room", req.Room, "mode", req.Mode, "reason", reason,
+		"seconds", sess.Elapsed().Seconds(), "messages", sess.Sent())
+}
+
+// streamHeaders answers 200 with the headers of an event stream.
+func streamHeaders(w http.ResponseWriter) {
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream; charset=utf-8")
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("X-Accel-Buffering", "no")
 	secure(hdr)
 	w.WriteHeader(http.StatusOK)
-	if r.Method == http.MethodHead {
-		return
-	}
-	reason := h.write(ctx, w, sess)
-	h.log.Debug("stream ended", "room", req.Room, "mode", req.Mode, "reason", reason,
-		"seconds", sess.Elapsed().Seconds(), "messages", sess.Sent())
 }
 
 // writeTimeout bounds one write to the client: a reader that reads

@@ -14,6 +14,7 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,6 +31,9 @@ import (
 type Deployment struct {
 	URL string // base URL: the programs answer at URL/cgi-bin/post and URL/cgi-bin/stream
 	DB  string // CHAT_DB of the programs: a SQLite path or a server URL
+	// WakeDir is CHAT_WAKE_DIR of the programs when set; "" is its
+	// default, beside the SQLite file.
+	WakeDir string
 
 	jar http.CookieJar // Post's cookies: it keeps its nick claims, as a browser does
 }
@@ -147,6 +151,14 @@ type Stream struct {
 	events chan sse.Event
 	done   chan error
 	cancel context.CancelFunc
+	lastID atomic.Value // string: the last event id the reader saw
+}
+
+// LastID returns the stream's last event id, as EventSource would send it
+// as Last-Event-ID on its next request.
+func (s *Stream) LastID() string {
+	id, _ := s.lastID.Load().(string)
+	return id
 }
 
 // Open starts a GET of url with the given headers and fails the test unless
@@ -174,6 +186,7 @@ func Open(t testing.TB, url string, header http.Header) *Stream {
 		r := sse.NewReader(bufio.NewReader(res.Body))
 		for i := 0; ; i++ {
 			ev, err := r.Next()
+			s.lastID.Store(r.LastID())
 			if err != nil {
 				close(s.events)
 				s.done <- err

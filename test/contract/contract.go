@@ -50,7 +50,7 @@ var moreTests = []contractTest{
 // Run runs every contract test against deployments made by start. Each
 // test starts its own deployment, on its own database.
 func Run(t *testing.T, start Start) {
-	run(t, start, slices.Concat(coreTests, moreTests, abuseTests, requestTests))
+	run(t, start, slices.Concat(coreTests, moreTests, abuseTests, requestTests, moderationTests, boundsTests))
 }
 
 // RunCore runs only the core of the contract (coreTests), for deployments
@@ -161,6 +161,8 @@ func testPostBadInput(t *testing.T, start Start) {
 		{"Nick of a variation selector", "POST", js, `{"nick":"\ufe0f","text":"hi"}`, false, 400, "nickname"},
 		{"Nick of Khmer inherent vowels", "POST", js, `{"nick":"\u17b4\u17b5","text":"hi"}`, false, 400, "nickname"},
 		{"Nick of Mongolian selectors", "POST", js, `{"nick":"\u180b\u180c\u180d","text":"hi"}`, false, 400, "nickname"},
+		{"Nick of a braille blank", "POST", js, `{"nick":"\u2800","text":"hi"}`, false, 400, "nickname"},
+		{"Text of braille blanks", "POST", js, `{"nick":"a","text":"\u2800 \u2800"}`, false, 400, "empty"},
 		{"Long text", "POST", js, `{"nick":"a","text":"` + strings.Repeat("é", 2001) + `"}`, false, 400, "too long"},
 		{"Control in text", "POST", form, "nick=a&text=a%00b", false, 400, "control"},
 		{"Invalid UTF-8 in form", "POST", form, "nick=a&text=%C3%28", false, 400, "UTF-8"},
@@ -255,16 +257,37 @@ func testStreamBadInput(t *testing.T, start Start) {
 	}
 }
 
+// testStreamHead asks for a stream's headers. HEAD is safe: with the id of
+// a reader whose stream is open it neither ends that stream nor takes a
+// place of the address's, nor does one for a bad room pass.
 func testStreamHead(t *testing.T, start Start) {
-	d := start(t, nil)
+	d := start(t, map[string]string{"CHAT_STREAMS_PER_CLIENT": "1"})
 	d.Post(t, "lobby", "ada", "hi")
-	res, err := http.Head(d.StreamURL(nil))
-	if err != nil {
-		t.Fatal(err)
+	s := Open(t, d.StreamURL(url.Values{"reader": {"r1"}}), nil)
+	readyOf(t, s)
+	tests := []struct {
+		name  string
+		query url.Values
+		want  int
+	}{
+		{"The open stream's reader", url.Values{"reader": {"r1"}}, 200},
+		{"Another reader of the address", url.Values{"reader": {"r2"}}, 200},
+		{"No reader", nil, 200},
+		{"A bad room", url.Values{"room": {"a/b"}}, 400},
 	}
-	res.Body.Close()
-	if res.StatusCode != 200 || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream") {
-		t.Errorf("HEAD: status %d, type %q; want 200 text/event-stream", res.StatusCode, res.Header.Get("Content-Type"))
+	for _, tt := range tests {
+		res, err := http.Head(d.StreamURL(tt.query))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if tt.want == 200 && !strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream") || res.StatusCode != tt.want {
+			t.Errorf("HEAD, %s: status %d, type %q; want %d (text/event-stream for 200)", tt.name, res.StatusCode, res.Header.Get("Content-Type"), tt.want)
+		}
+	}
+	want := d.Post(t, "lobby", "bob", "still here")
+	if m := s.NextMessage(t, 10*time.Second); m != want {
+		t.Errorf("after the HEADs the open stream got %+v, want %+v: it must stay open", m, want)
 	}
 }
 
@@ -441,6 +464,25 @@ func testBatch(t *testing.T, start Start) {
 		}
 		if len(ms) != 1 || ms[0] != m {
 			t.Errorf("batch response = %+v, want just %+v", ms, m)
+		}
+	})
+	t.Run("An empty room answers at once", func(t *testing.T) {
+		// A first request in a room with nothing to show ends with its
+		// ready event, not after a long poll a buffering host would hold
+		// it for, and sets Last-Event-ID to 0 (an id without an event).
+		d := start(t, map[string]string{"CHAT_STREAM_MODE": "batch"})
+		s := Open(t, d.StreamURL(url.Values{"room": {"empty"}}), nil)
+		if ms := s.Until(t, "ready", 5*time.Second); len(ms) != 0 {
+			t.Errorf("an empty room's first answer holds %+v", ms)
+		}
+		s.Rest(t, 5*time.Second)
+		next := Open(t, d.StreamURL(url.Values{"room": {"empty"}}), http.Header{"Last-Event-Id": {s.LastID()}})
+		if got := s.LastID(); got != "0" {
+			t.Errorf("Last-Event-ID after the first answer = %q, want 0", got)
+		}
+		m := d.Post(t, "empty", "ada", "first")
+		if ms, _ := next.Rest(t, 5*time.Second); len(ms) != 1 || ms[0] != m {
+			t.Errorf("the next answer = %+v, want just %+v", ms, m)
 		}
 	})
 	t.Run("Waits for the first new message", func(t *testing.T) {

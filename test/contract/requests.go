@@ -217,10 +217,12 @@ func testFetchMetadata(t *testing.T, start Start) {
 	}
 }
 
-// testDNSRebinding posts as a page of a foreign site whose name was made to
-// resolve to the chat: Host and Origin agree, and name that site. The test
-// client is on this machine, so without CHAT_ALLOWED_HOSTS the host must be
-// named by address or as localhost; with it, only the names listed pass.
+// testDNSRebinding posts and reads as a page of a foreign site whose name
+// was made to resolve to the chat: Host and Origin agree, and name that
+// site. The test client is on this machine, so without CHAT_ALLOWED_HOSTS
+// the host must be named by address or as localhost; with it, only the
+// names listed pass. A stream that names a foreign host is refused as a
+// post is: such a page reads it as its own.
 func testDNSRebinding(t *testing.T, start Start) {
 	tests := []struct {
 		name    string
@@ -266,6 +268,19 @@ func testDNSRebinding(t *testing.T, start Start) {
 		}
 		if tt.want == 201 {
 			created[tt.allowed]++
+		}
+		// The stream and its older history, by the same name.
+		for _, query := range []url.Values{nil, {"before": {"1000"}}} {
+			req, _ := http.NewRequest("GET", d.StreamURL(query), nil)
+			req.Host = host
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			if want := map[int]int{201: 200, 403: 403}[tt.want]; res.StatusCode != want {
+				t.Errorf("%s: the stream (%s) answered %d, want %d", tt.name, query.Encode(), res.StatusCode, want)
+			}
 		}
 	}
 	for allowed, d := range deployments {
@@ -360,6 +375,7 @@ func testNicksByTheStandards(t *testing.T, start Start) {
 		{"Variation selector inside", "a\ufe00da", http.DefaultClient, 400, "U+FE00"},
 		{"Khmer inherent vowel", "ada\u17b5", http.DefaultClient, 400, "U+17B5"},
 		{"Zero-width space", "A\u200bda", http.DefaultClient, 400, "U+200B"},
+		{"Braille blank after", "ada\u2800", http.DefaultClient, 400, "U+2800"},
 		{"The owner, in Cyrillic", "\u0430DA", owner, 201, ""},
 		{"Banned, Cyrillic о", "tr\u043ell", http.DefaultClient, 403, "may not post"},
 		{"Banned, capitals", "TROLL", http.DefaultClient, 403, "may not post"},

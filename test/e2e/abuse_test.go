@@ -126,7 +126,7 @@ func TestHostileMessages(t *testing.T) {
 		}
 		// The browser asked for nothing but the page, its files and the
 		// two programs (an <img src=x> would have asked for x).
-		files := []string{"", "index.html", "chat.css", "chat.js", "feed.js", "stream.js", "format.js", "icon.svg", "cgi-bin/post", "cgi-bin/stream"}
+		files := []string{"", "index.html", "chat.css", "chat.js", "feed.js", "stream.js", "answers.js", "format.js", "icon.svg", "cgi-bin/post", "cgi-bin/stream"}
 		d.requests.mu.Lock()
 		for _, r := range d.requests.list {
 			if !slices.Contains(files, r.Path) {

@@ -115,7 +115,7 @@ func TestOutage(t *testing.T) {
 		if !countsDown(seen) {
 			t.Errorf("the countdown showed %v, want it to count down a second at a time", seen)
 		}
-		want := "This site's host limits how many requests the site may run at once, and that limit is reached for now. (HTTP 508)"
+		want := "This site is busy: its web host limits how many requests the site may run at once, and that limit is reached for now."
 		if got := tb.trouble(); got != want {
 			t.Errorf("under the header the page says %q, want %q", got, want)
 		}
@@ -181,7 +181,12 @@ func TestOutage(t *testing.T) {
 		if got := tb.state(); strings.Contains(got, "503") || strings.Contains(got, "HTTP") {
 			t.Errorf("the header says %q: no status codes there", got)
 		}
-		refused := since(d.requests.streams("update"), start)
+		// The tries (EventSource's requests) keep to Retry-After; the
+		// page read the 503 once, with fetch, to learn it.
+		if n := len(since(d.requests.streams("update"), start)) - len(since(d.requests.tries("update"), start)); n != 1 {
+			t.Errorf("the page read why the stream failed %d times, want once for the whole outage", n)
+		}
+		refused := since(d.requests.tries("update"), start)
 		for i := 1; i < len(refused); i++ {
 			if gap := refused[i].At.Sub(refused[i-1].At); gap < unavailableWait*time.Second {
 				t.Errorf("tries %s apart, want at least the Retry-After of %d s", gap.Round(time.Millisecond), unavailableWait)

@@ -56,6 +56,10 @@ type deployment struct {
 	// streamRefusal, while not 0, is the status every new stream request
 	// gets instead of a stream (see refuseWith).
 	streamRefusal atomic.Int32
+	// postPage and streamPage, while set, are what every post or every
+	// stream request gets instead of the program's answer: a page of the
+	// host's, or of something between the browser and it (see answerWith).
+	postPage, streamPage atomic.Pointer[hostPage]
 
 	// clients holds one cookie-keeping client per nick posting from Go,
 	// so each keeps its nick claim as a browser would.
@@ -104,11 +108,13 @@ func deploy(t *testing.T, s setup) *deployment {
 	}
 	stream = dropWhile(&d.streamDown, stream)
 	stream = refuseWith(&d.streamRefusal, stream)
+	stream = answerWith(&d.streamPage, stream)
 	mux := http.NewServeMux()
 	var post http.Handler = cgihost.Handler(filepath.Join(binDir, "post"), env)
 	if s.postGate != nil {
 		post = gated(post, s.postGate)
 	}
+	post = answerWith(&d.postPage, post)
 	mux.Handle(basePath+"cgi-bin/post", post)
 	mux.Handle(basePath+"cgi-bin/stream", stream)
 	mux.Handle(basePath, http.StripPrefix(basePath, http.FileServer(http.Dir(filepath.Join(repoRoot, "public")))))
@@ -232,7 +238,21 @@ type request struct {
 	Path        string // below the chat's folder, e.g. "cgi-bin/stream"
 	Query       url.Values
 	LastEventID string // the Last-Event-ID header
-	At          time.Time
+	// Accept is the Accept header: EventSource sends exactly
+	// "text/event-stream"; the page's fetch that reads why a stream
+	// failed says it takes JSON or a page too (see tries).
+	Accept string
+	At     time.Time
+}
+
+// resumesAfter returns the id a stream request resumes after: its
+// Last-Event-ID header (an EventSource reconnecting by itself), else its
+// lastEventId parameter (a new EventSource), else "".
+func (r request) resumesAfter() string {
+	if r.LastEventID != "" {
+		return r.LastEventID
+	}
+	return r.Query.Get("lastEventId")
 }
 
 // requestLog records every request the test server receives.
@@ -248,6 +268,7 @@ func (l *requestLog) wrap(h http.Handler) http.Handler {
 			Path:        strings.TrimPrefix(r.URL.Path, basePath),
 			Query:       r.URL.Query(),
 			LastEventID: r.Header.Get("Last-Event-ID"),
+			Accept:      r.Header.Get("Accept"),
 			At:          time.Now(),
 		})
 		l.mu.Unlock()
@@ -272,6 +293,15 @@ func (l *requestLog) to(path string) []request {
 func (l *requestLog) streams(room string) []request {
 	return slices.DeleteFunc(l.to("cgi-bin/stream"), func(r request) bool {
 		return r.Query.Get("room") != room
+	})
+}
+
+// tries returns the stream requests for room that the page's EventSource
+// made, oldest first: the page's tries to get a stream, without the
+// requests that read why a try failed.
+func (l *requestLog) tries(room string) []request {
+	return slices.DeleteFunc(l.streams(room), func(r request) bool {
+		return r.Accept != "text/event-stream"
 	})
 }
 
@@ -373,9 +403,33 @@ func refuseWith(status *atomic.Int32, h http.Handler) http.Handler {
 	})
 }
 
+// hostPage is an answer that does not come from the chat's programs.
+type hostPage struct {
+	Status int
+	Type   string // Content-Type
+	Body   string
+}
+
+// answerWith serves h, except that while page is set it answers every
+// request with that page instead.
+func answerWith(page *atomic.Pointer[hostPage], h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := page.Load()
+		if p == nil {
+			h.ServeHTTP(w, r)
+			return
+		}
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", p.Type)
+		w.WriteHeader(p.Status)
+		io.WriteString(w, p.Body)
+	})
+}
+
 // asPoll serves the stream program h as a server in poll mode answers: it
 // passes the response on up to the end of its "ready" event, with retry:
-// set to every and "ready" saying {"mode":"poll"}, then ends it (the CGI
+// set to every and "ready" saying {"mode":"poll","retry":every in ms}, then
+// ends it (the CGI
 // host stops the program when the request's context ends).
 func asPoll(h http.Handler, every time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -416,7 +470,7 @@ func (p *pollWriter) Write(b []byte) (int, error) {
 		case line == "event: ready":
 			p.inReady = true
 		case p.inReady && strings.HasPrefix(line, "data:"):
-			line = `data: {"mode":"poll"}`
+			line = fmt.Sprintf(`data: {"mode":"poll","retry":%d}`, p.retry)
 		case p.inReady && line == "":
 			p.done = true
 		}

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"cgichat/test/hostkit"
+
 	"github.com/chromedp/chromedp"
 )
 
@@ -47,6 +49,9 @@ func run(m *testing.M) int {
 	if _, err := os.Stat(chromiumPath); err != nil {
 		return fail(fmt.Errorf("these tests need Chromium at %s (test/run installs the Debian package chromium): %w", chromiumPath, err))
 	}
+
+	// The copy of the checkout that TestRealHosts deploys from.
+	defer hostkit.RemoveSource()
 
 	tmp, err := os.MkdirTemp("", "cgichat-e2e-")
 	if err != nil {

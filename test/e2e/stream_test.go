@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+	"regexp"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -24,6 +26,28 @@ func postEvery(d *deployment, room string, lines []line, interval time.Duration)
 		done <- nil
 	}()
 	return done
+}
+
+// readerID is what the page sends as reader=: 32 hex digits.
+var readerID = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
+// readers returns the distinct reader ids of rs, in order, with "(none)"
+// or "(bad: …)" for requests without a well-formed one.
+func readers(rs []request) []string {
+	var out []string
+	for _, r := range rs {
+		id := r.Query.Get("reader")
+		switch {
+		case id == "":
+			id = "(none)"
+		case !readerID.MatchString(id):
+			id = "(bad: " + id + ")"
+		}
+		if !slices.Contains(out, id) {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // numbered makes n lines by nick: "text 1", "text 2", …
@@ -94,11 +118,13 @@ func TestReconnecting(t *testing.T) {
 	tb.waitMessages(len(want))
 	tb.waitLive()
 	checkLog(t, tb, want)
-	// Every request after the first, failed or not, was a reconnect of the
-	// same EventSource, resuming after the last message it had.
+	// Every request after the first, failed or not, resumed after the
+	// last message the page had: EventSource's own reconnects with
+	// Last-Event-ID, the page's new EventSource after a failure with
+	// lastEventId.
 	for i, r := range d.requests.streams("down")[1:] {
-		if _, err := strconv.Atoi(r.LastEventID); err != nil {
-			t.Errorf("reconnect %d: Last-Event-ID %q, want the id of the last message received", i+1, r.LastEventID)
+		if _, err := strconv.Atoi(r.resumesAfter()); err != nil {
+			t.Errorf("reconnect %d: Last-Event-ID %q, lastEventId %q, want the id of the last message received", i+1, r.LastEventID, r.Query.Get("lastEventId"))
 		}
 	}
 }
@@ -157,6 +183,12 @@ func TestBufferingHostFallsBackToBatch(t *testing.T) {
 			if r.Query.Get("mode") != "batch" {
 				t.Errorf("loaded again, stream request %d asks for mode %q, want batch from the start", i+1, r.Query.Get("mode"))
 			}
+		}
+		// One reader id for the tab: the live stream the host held back
+		// and the batch ones after it (so the server ends the held one),
+		// before and after the reload.
+		if got := readers(d.requests.streams("slow")); len(got) != 1 {
+			t.Errorf("the stream requests came with reader ids %v, want one, kept across the fallback and the reload", got)
 		}
 	})
 }
@@ -218,6 +250,9 @@ func TestTabsOverPlainHTTP(t *testing.T) {
 	}
 	if got := d.requests.streams("plain"); len(got) != 2 {
 		t.Errorf("2 tabs over plain HTTP made %d stream requests, want 2", len(got))
+	}
+	if got := readers(d.requests.streams("plain")); len(got) != 2 {
+		t.Errorf("2 tabs over plain HTTP sent reader ids %v, want one each", got)
 	}
 	d.post(t, "plain", "zed", "one stream per tab here")
 	tabs[1].say("cy", "and it still works")

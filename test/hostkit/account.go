@@ -182,11 +182,19 @@ func (a *Account) Target(docroot string) string {
 // remote command here as the account, with a shared host's umask 022.
 func (a *Account) DeployEnv(t T) []string {
 	t.Helper()
-	dir := t.TempDir()
-	rsh := filepath.Join(dir, "ssh-as-"+a.Name)
-	MustWrite(t, rsh, `#!/bin/sh
-# Stands in for ssh to a shared host: skips the options and the host name,
-# and runs the command here as the account, in its home.
+	rsh := filepath.Join(t.TempDir(), "ssh-as-"+a.Name)
+	// A shared host: the command runs as the account, in its home.
+	StandInSSH(t, rsh, `exec /usr/sbin/runuser -u `+a.Name+` -- /bin/sh -c "umask 022; cd; $*"`)
+	return []string{"RSYNC_RSH=" + rsh}
+}
+
+// StandInSSH writes at path a stand-in for ssh, for deploy.sh's RSYNC_RSH:
+// it skips ssh's options and the host name, then runs run, a shell line in
+// which "$*" is the remote command.
+func StandInSSH(t T, path, run string) {
+	t.Helper()
+	MustWrite(t, path, `#!/bin/sh
+# Stands in for ssh: skips the options and the host name, runs the command.
 while [ $# -gt 0 ]; do
   case $1 in
     -l | -p | -i | -o) shift 2 ;;
@@ -195,9 +203,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 shift
-exec /usr/sbin/runuser -u `+a.Name+` -- /bin/sh -c "umask 022; cd; $*"
-`, 0o755)
-	return []string{"RSYNC_RSH=" + rsh}
+`+run+"\n", 0o755)
 }
 
 // SuexecLog returns the lines of suEXEC's own log (it refuses programs

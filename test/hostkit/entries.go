@@ -124,8 +124,16 @@ func (e *EntryLimit) handler(next http.Handler) http.Handler {
 			}
 		}}
 		// Deferred: the proxy panics with http.ErrAbortHandler when the
-		// client has left.
-		defer func() { e.leave(port) }()
+		// client has left. A response that ended by itself ended its
+		// request, as Apache ends one when the program's output does; a
+		// client that left leaves its program running until Apache
+		// notices, and the entry with it.
+		defer func() {
+			if r.Context().Err() == nil {
+				port = 0
+			}
+			e.leave(port)
+		}()
 		next.ServeHTTP(w, r.WithContext(httptrace.WithClientTrace(r.Context(), trace)))
 	})
 }
@@ -143,9 +151,9 @@ func (e *EntryLimit) enter() bool {
 	return true
 }
 
-// leave ends an entry at once, or, on a CGI setup whose program still
-// runs (a stream whose reader left), hands it to release to end when its
-// program does.
+// leave ends an entry at once, or, given the port of a request whose
+// client left, on a CGI setup whose program still runs (a stream whose
+// reader left), hands it to release to end when its program does.
 func (e *EntryLimit) leave(port int) {
 	running := port != 0 && e.host.Setup.CGI && e.programRuns(port)
 	e.mu.Lock()

@@ -106,6 +106,12 @@ func (e *EventSource) connect(ctx context.Context, client *http.Client, lastID *
 	r := sse.NewReader(resp.Body)
 	for {
 		ev, err := r.Next()
+		// The last event id persists across responses: a response that
+		// set none (its opening, a poll without messages) keeps it; an id
+		// that came without an event sets it too, as in a browser.
+		if id := r.LastID(); id != "" {
+			*lastID = id
+		}
 		if err == io.EOF {
 			return nil
 		}
@@ -114,11 +120,6 @@ func (e *EventSource) connect(ctx context.Context, client *http.Client, lastID *
 		}
 		if ev.Retry > 0 {
 			*retry = time.Duration(ev.Retry) * time.Millisecond
-		}
-		// The last event id persists across responses: a response that
-		// set none yet (its opening, a poll without messages) keeps it.
-		if ev.ID != "" {
-			*lastID = ev.ID
 		}
 		if e.OnEvent != nil {
 			e.OnEvent(ev, time.Now())

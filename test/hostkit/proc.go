@@ -185,6 +185,17 @@ func HasEnv(pid int, kv string) bool {
 	return false
 }
 
+// HasOpen reports whether process pid holds the file path open.
+func HasOpen(pid int, path string) bool {
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	for _, fd := range fds {
+		if link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); err == nil && link == path {
+			return true
+		}
+	}
+	return false
+}
+
 // ConnectedSockets returns the inodes of the connected Unix stream sockets
 // that the processes running the executable path hold: one for every
 // request a FastCGI program is serving.

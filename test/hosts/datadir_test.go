@@ -43,6 +43,10 @@ func TestDeployDataDirDefaults(t *testing.T) {
 		{"UnderPublicHTMLWithoutHome", "", "home/public_html/chat", system, "TARGET's parent "},
 		{"UnderWWW", "", "www/chat", system, "is named like a document root, so it may be served"},
 		{"DeepUnderHtdocs", "", "htdocs/sites/chat", system, "named like a document root, so it may be served"},
+		// Arch Linux's Apache and nginx serve /srv/http; Laravel, Symfony
+		// and Rails apps their public/.
+		{"UnderArchSrvHTTP", "", "srv/http/chat", system, "named like a document root, so it may be served"},
+		{"UnderAnAppsPublic", "", "app/public/chat", system, "named like a document root, so it may be served"},
 		// As www-data's home is /var/www on Debian.
 		{"HomeServed", "srv/www", "srv/www/html/chat", system, "home "},
 	}

@@ -35,7 +35,7 @@ func TestDeployHelp(t *testing.T) {
 			"--mode cgi|fcgid|daemon", "--stream-mode live|batch", "--db PATH",
 			"--web-user USER", "--env NAME=VALUE", "--dry-run", "FcgidOutputBufferSize 0",
 			"--arch amd64|arm64|arm", "gcc-aarch64-linux-gnu", "Raspberry Pi",
-			"public_html, www,\n                htdocs, httpdocs, html or web", "/var/lib/cgichat",
+			"public_html, www,\n                htdocs, httpdocs, html, web, public, http or wwwroot", "/var/lib/cgichat",
 		} {
 			if !strings.Contains(out, want) {
 				t.Errorf("deploy.sh %s: the help does not mention %q:\n%s", flag, want, out)
@@ -164,7 +164,7 @@ func TestDeployInstalls(t *testing.T) {
 		lines map[string][]string
 	}{
 		{"cgi", nil, "cgi-script", "live", []string{"nginx-fcgiwrap.conf", "fcgiwrap.default", "lighttpd-cgi.conf"}, map[string][]string{
-			"lighttpd-cgi.conf": {`$SERVER["socket"] == ":80" {}`, `"CHAT_STREAM_MODE" => "live",`},
+			"lighttpd-cgi.conf": {`$SERVER["socket"] == ":80" {}`},
 		}},
 		{"fcgid", nil, "fcgid-script", "batch", []string{"apache-fcgid-live.conf"}, nil},
 		{"fcgid", []string{"--stream-mode", "live"}, "fcgid-script", "live", []string{"apache-fcgid-live.conf"}, nil},
@@ -200,13 +200,17 @@ func TestDeployInstalls(t *testing.T) {
 				}
 			} else {
 				for _, want := range []string{
-					"\nOptions +ExecCGI\n", "\nSetHandler " + tt.handler + "\n",
-					"\nSetEnv CHAT_DB " + db + "\n", "\nSetEnv CHAT_STREAM_MODE " + tt.streamMode + "\n",
-					"\nSetEnv no-gzip 1\n",
+					"\nOptions +ExecCGI\n", "\nSetHandler " + tt.handler + "\n", "\nSetEnv no-gzip 1\n",
 				} {
 					if !strings.Contains(htaccess, want) {
 						t.Errorf("cgi-bin/.htaccess lacks %q:\n%s", strings.TrimSpace(want), htaccess)
 					}
+				}
+			}
+			settings := readFile(t, filepath.Join(docroot, "cgi-bin", "cgichat.conf"))
+			for _, want := range []string{"\nCHAT_DB=" + db + "\n", "\nCHAT_STREAM_MODE=" + tt.streamMode + "\n"} {
+				if !strings.Contains(settings, want) {
+					t.Errorf("cgi-bin/cgichat.conf lacks %q:\n%s", strings.TrimSpace(want), settings)
 				}
 			}
 			conf := filepath.Join(base, "cgichat-conf")
@@ -242,8 +246,8 @@ func TestDeployInstalls(t *testing.T) {
 }
 
 // TestDeployDatabaseServer checks a deployment on a database server: the
-// URL reaches the programs in every mode (a percent-encoded password
-// intact, systemd's %% included), the data directory beside TARGET is made
+// URL reaches the programs' settings file in every mode (a percent-encoded
+// password intact), the data directory beside TARGET is made
 // for the wake-up sockets, and nothing is taken for a database file.
 func TestDeployDatabaseServer(t *testing.T) {
 	t.Parallel()
@@ -259,12 +263,8 @@ func TestDeployDatabaseServer(t *testing.T) {
 				t.Fatalf("deploy.sh: %v\n%s", err, out)
 			}
 			data := filepath.Join(base, "cgichat-data")
-			file := filepath.Join(docroot, "cgi-bin", ".htaccess")
-			want := []string{"\nSetEnv CHAT_DB " + url + "\n", "\nSetEnv CHAT_WAKE_DIR " + data + "/wake\n"}
-			if mode == "daemon" {
-				file = filepath.Join(base, "cgichat-conf", "cgichat@.service")
-				want = []string{"\nEnvironment=CHAT_DB=" + strings.ReplaceAll(url, "%", "%%") + "\n", "\nEnvironment=CHAT_WAKE_DIR=" + data + "/wake\n"}
-			}
+			file := filepath.Join(docroot, "cgi-bin", "cgichat.conf")
+			want := []string{"\nCHAT_DB=" + url + "\n", "\nCHAT_WAKE_DIR=" + data + "/wake\n"}
 			text := readFile(t, file)
 			for _, w := range want {
 				if !strings.Contains(text, w) {
@@ -326,8 +326,8 @@ func TestDeployDaemonSamples(t *testing.T) {
 			"transport fastcgi",
 		}},
 		{"cgichat@.service", []string{
-			"User=" + hostkit.ServerUser(t).Name, "Environment=CHAT_DB=" + db, "Environment=CHAT_STREAM_MODE=live",
-			"Environment=CHAT_HISTORY=20", "ExecStart=" + docroot + "/cgi-bin/%i -listen unix:" + sockets + "/%i.sock",
+			"User=" + hostkit.ServerUser(t).Name, docroot + "/cgi-bin/cgichat.conf",
+			"ExecStart=" + docroot + "/cgi-bin/%i -listen unix:" + sockets + "/%i.sock",
 		}},
 	} {
 		text := readFile(t, filepath.Join(conf, tt.file))
@@ -336,6 +336,17 @@ func TestDeployDaemonSamples(t *testing.T) {
 				t.Errorf("%s lacks %q:\n%s", tt.file, want, text)
 			}
 		}
+	}
+	// The daemons read their settings from the file, as every mode does;
+	// an Environment= line in the unit would win over it.
+	settings := readFile(t, filepath.Join(docroot, "cgi-bin", "cgichat.conf"))
+	for _, want := range []string{"\nCHAT_DB=" + db + "\n", "\nCHAT_STREAM_MODE=live\n", "\nCHAT_HISTORY=20\n"} {
+		if !strings.Contains(settings, want) {
+			t.Errorf("cgi-bin/cgichat.conf lacks %q:\n%s", strings.TrimSpace(want), settings)
+		}
+	}
+	if unit := readFile(t, filepath.Join(conf, "cgichat@.service")); strings.Contains(unit, "\nEnvironment=CHAT_") {
+		t.Errorf("cgichat@.service sets a CHAT_ variable, which would hide cgichat.conf's:\n%s", unit)
 	}
 	for _, want := range []string{"systemctl enable --now cgichat@post cgichat@stream", "-listen unix:" + sockets + "/post.sock"} {
 		if !strings.Contains(out, want) {
@@ -481,18 +492,8 @@ func fakeSSH(t *testing.T, dir, machine string) []string {
 if [ "$1" = -m ]; then echo %s; else exec %s "$@"; fi
 `, machine, uname), 0o755)
 	rsh := filepath.Join(dir, "fake-ssh")
-	hostkit.MustWrite(t, rsh, `#!/bin/sh
-# Stands in for ssh: skips the options and the host, runs the command here.
-while [ $# -gt 0 ]; do
-  case $1 in
-    -l | -p | -i | -o) shift 2 ;;
-    -*) shift ;;
-    *) break ;;
-  esac
-done
-shift
-PATH=`+bin+`:$PATH exec sh -c "$*"
-`, 0o755)
+	// The command runs here, with the fake uname first in its PATH.
+	hostkit.StandInSSH(t, rsh, `PATH=`+bin+`:$PATH exec sh -c "$*"`)
 	return []string{"RSYNC_RSH=" + rsh, "HOME=" + dir}
 }
 
@@ -521,6 +522,49 @@ func TestDeployRemoteArchRefused(t *testing.T) {
 			}
 			if _, err := os.Stat(docroot); err == nil {
 				t.Errorf("deploy.sh created %s", docroot)
+			}
+		})
+	}
+}
+
+// TestDeployArchMismatch checks that --arch naming another processor than
+// that of TARGET's machine is said before anything is built: the programs
+// would not run there. It is a warning, not a refusal (TARGET may be a card
+// or a share for another machine). The runs stop at the C compiler, which
+// CC names and does not exist.
+func TestDeployArchMismatch(t *testing.T) {
+	t.Parallel()
+	other := "arm64"
+	if runtime.GOARCH == "arm64" {
+		other = "amd64"
+	}
+	for _, tt := range []struct {
+		name, machine, arch string // machine: uname -m over ssh; "" for a local TARGET
+		want                string // in the warning; "" for none
+	}{
+		{"AMD64ForAnARM64Host", "aarch64", "amd64", "building for linux/amd64 (--arch), but me@example.org is aarch64: the programs will not run there"},
+		{"ARM64ForAnAMD64Host", "x86_64", "arm64", "building for linux/arm64 (--arch), but me@example.org is x86_64"},
+		{"ARM64ForAnARM64Host", "aarch64", "arm64", ""},
+		{"ARMForAnARM64Host", "aarch64", "arm", ""},
+		{"AMD64ForAnAMD64Host", "x86_64", "amd64", ""},
+		{"AnotherForThisMachine", "", other, "building for linux/" + other + " (--arch), but this machine is "},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			base := t.TempDir()
+			target := filepath.Join(base, "docroot")
+			env := []string{"HOME=" + base}
+			if tt.machine != "" {
+				env = fakeSSH(t, base, tt.machine)
+				target = "me@example.org:" + target
+			}
+			out, _ := hostkit.RunDeploy(t, append(env, "CC=/nonexistent/cc"), "--dry-run", "--arch", tt.arch, target)
+			if !strings.Contains(out, "no C compiler ('/nonexistent/cc'") {
+				t.Fatalf("deploy.sh did not stop at the C compiler:\n%s", out)
+			}
+			warned := strings.Contains(out, "warning: building for")
+			if tt.want == "" && warned || tt.want != "" && !strings.Contains(out, "warning: "+tt.want) {
+				t.Errorf("got\n%s\nwant a warning saying %q (none if empty)", out, tt.want)
 			}
 		})
 	}

@@ -42,6 +42,9 @@ var testEnv = []string{
 	// Posts come in bursts from one address: a rate limit well above
 	// that keeps its machinery in the path without refusing.
 	"CHAT_RATE_LIMIT=100/10s",
+	// testSettings sees it arrive: 16 messages of history, not the
+	// default 50; more than a resuming reader's first connection needs.
+	"CHAT_HISTORY=16",
 }
 
 func TestMain(m *testing.M) {
@@ -105,6 +108,7 @@ func testSetup(t *testing.T, s hostkit.Setup, b dbtest.Backend) {
 	c := clientFor(h)
 	t.Run("page", func(t *testing.T) { testPage(t, h, c) })
 	t.Run("refused", func(t *testing.T) { testRefused(t, h, c) })
+	t.Run("settings", func(t *testing.T) { testSettings(t, h, c) })
 	t.Run("requests", func(t *testing.T) { testRequests(t, h, c) })
 	t.Run("latency", func(t *testing.T) { testLatency(t, h, c) })
 	t.Run("disconnect", func(t *testing.T) { testDisconnect(t, h, c) })
@@ -197,7 +201,7 @@ func testRefused(t *testing.T, h *hostkit.Host, c *client) {
 	paths := []string{
 		"/.htaccess", "/cgi-bin/.htaccess", "/.env", "/.git/config", "/.git/",
 		"/chat.db", "/cgi-bin/chat.db", "/notes.txt", "/backup/messages.db",
-		"/cgi-bin/", "/" + filepath.ToSlash(dbRel), "/" + filepath.ToSlash(dbRel) + "-wal",
+		"/cgi-bin/", "/cgi-bin/cgichat.conf", "/" + filepath.ToSlash(dbRel), "/" + filepath.ToSlash(dbRel) + "-wal",
 		"/" + filepath.ToSlash(filepath.Dir(dbRel)) + "/.htaccess",
 	}
 	for _, path := range paths {
@@ -205,12 +209,23 @@ func testRefused(t *testing.T, h *hostkit.Host, c *client) {
 		if resp.StatusCode != 403 && resp.StatusCode != 404 {
 			t.Errorf("GET %s: got status %d, want 403 or 404", path, resp.StatusCode)
 		}
-		for _, leak := range []string{secret, "Require", "SQLite format"} {
+		for _, leak := range []string{secret, "Require", "SQLite format", "CHAT_DB="} {
 			if strings.Contains(body, leak) {
 				t.Errorf("GET %s: the body contains %q", path, leak)
 			}
 		}
 	}
+}
+
+// firstWait returns the Last-Event-ID of a request that waits for the
+// first message of a new room: in batch mode the first answer in an empty
+// room ends at once with a Last-Event-ID of 0, and the browser's next
+// request, with it, is the one that waits.
+func firstWait(h *hostkit.Host) string {
+	if h.Setup.Batch {
+		return "0"
+	}
+	return ""
 }
 
 // testLatency opens a stream, then posts, and measures from each 201 to
@@ -219,7 +234,7 @@ func testRefused(t *testing.T, h *hostkit.Host, c *client) {
 func testLatency(t *testing.T, h *hostkit.Host, c *client) {
 	room := hostkit.NewRoom("latency")
 	before := h.Connections(t)
-	s := c.openStream(room, "")
+	s := c.openStream(room, firstWait(h))
 	defer s.close()
 	limit, posts := liveLatency, 3
 	if h.Setup.Batch {
@@ -268,7 +283,7 @@ func testLatency(t *testing.T, h *hostkit.Host, c *client) {
 func testDisconnect(t *testing.T, h *hostkit.Host, c *client) {
 	room := hostkit.NewRoom("gone")
 	before := h.Connections(t)
-	s := c.openStream(room, "")
+	s := c.openStream(room, firstWait(h))
 	defer s.close()
 	if !h.Setup.Batch {
 		if _, ok := s.next("ready", 10*time.Second); !ok {

@@ -60,7 +60,7 @@ func TestModSecurity(t *testing.T) {
 		s := c.openStream(room, "")
 		defer s.close()
 		got, ready := untilReady(t, s, 10*time.Second)
-		if want := `{"mode":"live"}`; ready != want {
+		if want := `{"mode":"live","retry":1000}`; ready != want {
 			t.Errorf("ready: got %s, want %s", ready, want)
 		}
 		if len(got) != len(stored) {

@@ -22,9 +22,9 @@ import (
 // TestDeployRemoteSSH deploys the README's own shared-host example,
 // user@host:public_html/chat, over ssh to a throwaway account served by a
 // real sshd on loopback. The database goes to the account's home, outside
-// public_html, where the deployed post finds it both through CHAT_DB and
-// by itself (as under suEXEC, which drops SetEnv); a second deployment
-// changes nothing.
+// public_html, where the deployed post finds it through the settings file
+// deploy.sh writes beside it (as under suEXEC, which drops SetEnv); a
+// second deployment changes nothing.
 func TestDeployRemoteSSH(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("skipped: needs root, to create a throwaway account and run sshd (CI runs the tests as root)")
@@ -92,14 +92,15 @@ func TestDeployRemoteSSH(t *testing.T) {
 		t.Errorf("the samples are not beside the data directory: %v", err)
 	}
 
-	// The programs find the database: through the settings the
-	// .htaccess passes, and by themselves, as under suEXEC.
+	// The programs find the database: through the settings file beside
+	// them (with its settings in the environment too, or without), as
+	// under suEXEC, which passes no SetEnv.
 	var settings []string
-	for _, m := range regexp.MustCompile(`(?m)^SetEnv (CHAT_\w+) (\S+)$`).FindAllStringSubmatch(readFile(t, filepath.Join(docroot, "cgi-bin", ".htaccess")), -1) {
+	for _, m := range regexp.MustCompile(`(?m)^(CHAT_\w+)=(\S+)$`).FindAllStringSubmatch(readFile(t, filepath.Join(docroot, "cgi-bin", "cgichat.conf")), -1) {
 		settings = append(settings, m[1]+"="+m[2])
 	}
 	if want := "CHAT_DB=" + db; !strings.Contains(strings.Join(settings, " "), want) {
-		t.Errorf("the .htaccess passes %v, want %s", settings, want)
+		t.Errorf("cgi-bin/cgichat.conf sets %v, want %s", settings, want)
 	}
 	for i, env := range [][]string{settings, nil} {
 		cmd := exec.Command(filepath.Join(docroot, "cgi-bin", "post"))
@@ -125,6 +126,17 @@ func TestDeployRemoteSSH(t *testing.T) {
 		t.Errorf("the second deployment does not say it had nothing to change:\n%s", out)
 	}
 	compareSnapshots(t, "the second deployment", before, snapshot(t, acct.home))
+
+	// The same TARGET with the home written out as ~/, as rsync takes it:
+	// no shell expands it after the colon.
+	out, err = hostkit.RunDeploy(t, env, host+":~/public_html/chat")
+	if err != nil {
+		t.Fatalf("deploy.sh %s:~/public_html/chat: %v\n%s", host, err, out)
+	}
+	if !strings.Contains(out, "nothing to change: "+host+":"+docroot+" is up to date") {
+		t.Errorf("deploying to ~/public_html/chat does not say that %s is up to date:\n%s", docroot, out)
+	}
+	compareSnapshots(t, "the deployment to ~/public_html/chat", before, snapshot(t, acct.home))
 }
 
 // account is a throwaway user with a home of its own.

@@ -81,8 +81,8 @@ func settings(t testing.TB, env map[string]string) (db string, kv []string) {
 }
 
 // serve serves post and stream handlers (either may be nil) on a loopback
-// test server.
-func serve(t *testing.T, db string, post, stream http.Handler) *contract.Deployment {
+// test server, for programs with the settings env.
+func serve(t *testing.T, db string, env map[string]string, post, stream http.Handler) *contract.Deployment {
 	mux := http.NewServeMux()
 	if post != nil {
 		mux.Handle("/cgi-bin/post", post)
@@ -92,7 +92,7 @@ func serve(t *testing.T, db string, post, stream http.Handler) *contract.Deploym
 	}
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	return &contract.Deployment{URL: srv.URL, DB: db}
+	return &contract.Deployment{URL: srv.URL, DB: db, WakeDir: env["CHAT_WAKE_DIR"]}
 }
 
 // startInProcess serves the handlers in this process, under the race
@@ -110,7 +110,7 @@ func startInProcess(t *testing.T, env map[string]string) *contract.Deployment {
 	host := hosting.Env{Mode: hosting.Daemon, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	post, stream := web.NewPost(host), web.NewStream(host)
 	post.Getenv, stream.Getenv = lookup, lookup
-	d := serve(t, db, post, stream)
+	d := serve(t, db, env, post, stream)
 	t.Cleanup(func() { post.Close(); stream.Close() })
 	return d
 }
@@ -128,7 +128,7 @@ func startCGI(t *testing.T, env map[string]string) *contract.Deployment {
 		env["CHAT_HEARTBEAT_SECONDS"] = "1"
 	}
 	db, kv := settings(t, env)
-	return serve(t, db, cgihost.Handler(filepath.Join(bin, "post"), kv), cgihost.Handler(filepath.Join(bin, "stream"), kv))
+	return serve(t, db, env, cgihost.Handler(filepath.Join(bin, "post"), kv), cgihost.Handler(filepath.Join(bin, "stream"), kv))
 }
 
 // startFastCGIStdin starts each binary with a listening socket as stdin,
@@ -157,7 +157,7 @@ func startFastCGIStdin(t *testing.T, env map[string]string) *contract.Deployment
 		f.Close()
 		h[prog] = &fcgiclient.Handler{Network: "unix", Address: sock, Stderr: os.Stderr}
 	}
-	return serve(t, db, h["post"], h["stream"])
+	return serve(t, db, env, h["post"], h["stream"])
 }
 
 // startDaemon starts each binary as a FastCGI daemon on a unix socket.
@@ -173,7 +173,7 @@ func startDaemon(t *testing.T, env map[string]string) *contract.Deployment {
 		waitForSocket(t, sock)
 		h[prog] = &fcgiclient.Handler{Network: "unix", Address: sock, Stderr: os.Stderr}
 	}
-	return serve(t, db, h["post"], h["stream"])
+	return serve(t, db, env, h["post"], h["stream"])
 }
 
 // startProcess starts cmd and, when the test ends, stops it with SIGTERM

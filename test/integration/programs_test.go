@@ -117,7 +117,7 @@ func TestDaemonOverTCP(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	d := serve(t, db, &fcgiclient.Handler{Network: "tcp", Address: addr}, nil)
+	d := serve(t, db, nil, &fcgiclient.Handler{Network: "tcp", Address: addr}, nil)
 	if m := d.Post(t, "lobby", "ada", "over tcp"); m.ID != 1 {
 		t.Errorf("id = %d, want 1", m.ID)
 	}
@@ -161,9 +161,9 @@ func TestDaemonSocketFile(t *testing.T) {
 // failed heartbeat write ("client gone").
 func TestDaemonStreamEndsWhenClientLeaves(t *testing.T) {
 	const heartbeat = time.Second
-	// The log level comes as a FastCGI parameter, as nginx's fastcgi_param
-	// and mod_fcgid's SetEnv send it, not in the daemon's environment.
-	d, logs := startDaemonWithLog(t, map[string]string{"CHAT_HEARTBEAT_SECONDS": "1"}, map[string]string{"CHAT_LOG_LEVEL": "debug"})
+	// A daemon takes its settings from its environment (or cgichat.conf),
+	// never from a request's FastCGI parameters.
+	d, logs := startDaemonWithLog(t, map[string]string{"CHAT_HEARTBEAT_SECONDS": "1", "CHAT_LOG_LEVEL": "debug"}, nil)
 	s := contract.Open(t, d.StreamURL(nil), nil)
 	s.Until(t, "ready", 10*time.Second)
 	s.Close()
@@ -203,7 +203,7 @@ func startDaemonWithLog(t *testing.T, env, params map[string]string) (*contract.
 		}
 	}()
 	waitForSocket(t, sock)
-	return serve(t, db, nil, &fcgiclient.Handler{Network: "unix", Address: sock, Params: params}), lines
+	return serve(t, db, nil, nil, &fcgiclient.Handler{Network: "unix", Address: sock, Params: params}), lines
 }
 
 // TestCGIStreamExitsWhenClientLeaves runs stream as a CGI program whose
