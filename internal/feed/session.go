@@ -230,6 +230,9 @@ func (s *Session) Reason() string { return s.reason }
 // Sent returns how many messages the session sent.
 func (s *Session) Sent() int { return s.sent }
 
+// Request returns what the session's reader asked for.
+func (s *Session) Request() Request { return s.req }
+
 // Elapsed returns how long the session has run.
 func (s *Session) Elapsed() time.Duration { return time.Since(s.started) }
 
