@@ -230,7 +230,7 @@ func (h *streamHandler) write(ctx context.Context, w http.ResponseWriter, sess *
 		if len(chunk) > 0 {
 			rc.SetWriteDeadline(time.Now().Add(writeTimeout))
 			if err := flush(w, f, chunk); err != nil {
-				return "client gone"
+				return writeFailed(ctx, err)
 			}
 		}
 		switch {
@@ -241,6 +241,21 @@ func (h *streamHandler) write(ctx context.Context, w http.ResponseWriter, sess *
 			return sess.Reason()
 		}
 	}
+}
+
+// writeFailed says why a stream's write failed: the request's end when
+// the write failed because of it (the web server closed the connection or
+// aborted the request between the chunk's write and its flush, as the
+// session says when it sees that first), else the client is gone.
+func writeFailed(ctx context.Context, err error) string {
+	cause := context.Cause(ctx)
+	switch {
+	case cause == nil || !errors.Is(err, cause):
+		return "client gone"
+	case errors.Is(cause, context.Canceled):
+		return "shutdown"
+	}
+	return cause.Error()
 }
 
 // flush writes b and flushes it to the client. Go's CGI and FastCGI
