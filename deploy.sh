@@ -146,9 +146,19 @@ check_safe() { # what value
 # their own message for 10 minutes). The guide to every verdict is
 # docs/troubleshooting.md. Everything here is named ck_*.
 
+# ck_clean passes text to the terminal without its control characters
+# but tab and line feed: what the checked host answers is printed, and an
+# escape sequence in it could rewrite the report or the terminal's title.
+# C1 controls go too (U+0080 to U+009F, as UTF-8 writes them; a lone
+# byte of theirs is no character to a UTF-8 terminal, and is a part of
+# others such as an em dash).
+ck_clean() {
+  LC_ALL=C sed "s/$ck_c1//g" | LC_ALL=C tr -d '\000-\010\013-\037\177'
+}
+
 # ck_line prints a verdict and counts it.
 ck_line() { # verdict text
-  printf '%-8s %s\n' "$1" "$2"
+  printf '%-8s %s\n' "$1" "$2" | ck_clean
   case $1 in
     problem) ck_problems=$((ck_problems + 1)) ;;
     warning) ck_warnings=$((ck_warnings + 1)) ;;
@@ -156,7 +166,7 @@ ck_line() { # verdict text
 }
 
 # ck_do prints what to do about the line above, indented under it.
-ck_do() { printf '         %s\n' "$@"; }
+ck_do() { printf '         %s\n' "$@" | ck_clean; }
 
 # ck_see points to the troubleshooting guide's section.
 ck_see() { printf '         see %s#%s\n' "$ck_guide" "$1"; }
@@ -827,7 +837,11 @@ ck_cleanup() {
 
 # check_deployment is deploy.sh --check URL.
 check_deployment() { # url
-  set +e
+  # No globbing: words from the host's answers (the page's file names,
+  # the settings) are split into lists, and a * there must not become the
+  # names of this machine's files, sent back to the host as URLs.
+  set +e -f
+  ck_c1=$(printf '\302[\200-\237]')
   local t missing="" hex
   ck_problems=0 ck_warnings=0 ck_stream_pid="" ck_ids="" ck_id=""
   ck_hosting="" ck_budget="" ck_database="" ck_stream_time=40 ck_posted_at=""
@@ -1263,7 +1277,8 @@ from_open() {
   top=${from_name%.tar.gz}
   sums=$(dirname "$from_archive")/SHA256SUMS
   if [ -f "$sums" ]; then
-    want=$(awk -v n="$from_name" '$2 == n || $2 == "*" n { print $1 }' "$sums")
+    # A SHA256SUMS saved on Windows ends its lines with CR.
+    want=$(awk -v n="$from_name" '{ sub(/\r$/, "") } $2 == n || $2 == "*" n { print $1 }' "$sums")
     [ -n "$want" ] || die "$sums does not list $from_name: it is another release's. Put the archive's own SHA256SUMS beside it"
     got=$(sha256 "$from_archive")
     [ "$got" = "$want" ] ||

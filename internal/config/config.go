@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -392,6 +393,9 @@ func intVar(name, s string, def, min, max int, unit string) (int, error) {
 	return n, nil
 }
 
+// urlScheme is what a URL's scheme may be (RFC 3986, section 3.1).
+var urlScheme = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]{0,19}$`)
+
 // Database server URL schemes CHAT_DB accepts besides a SQLite path.
 var serverSchemes = []string{"mysql://", "postgres://", "postgresql://"}
 
@@ -409,6 +413,14 @@ func IsServerURL(db string) bool {
 // database checks CHAT_DB: a server URL, or else a SQLite path.
 func database(s string) (string, error) {
 	s = strings.TrimSpace(s)
+	if scheme, _, ok := strings.Cut(s, "://"); ok && !IsServerURL(s) {
+		// Taken as a path, mariadb://user:password@host/db would be a
+		// SQLite file in a directory named after the password.
+		if !urlScheme.MatchString(scheme) {
+			scheme = "?"
+		}
+		return "", fmt.Errorf("CHAT_DB names a database server by a scheme cgichat does not know (%s://): write mysql:// (MySQL and MariaDB), postgres:// or a SQLite file's path", scheme)
+	}
 	if !IsServerURL(s) {
 		return dbPath(s)
 	}
@@ -422,9 +434,40 @@ func database(s string) (string, error) {
 	q := u.Query()
 	hosted := u.Host != "" || q.Get("socket") != "" || q.Get("host") != ""
 	if !hosted || strings.Trim(u.Path, "/") == "" || strings.Contains(strings.Trim(u.Path, "/"), "/") {
-		return "", fmt.Errorf("CHAT_DB must name a host and a database: %s://user:password@host:port/database, not %s", u.Scheme, u.Redacted())
+		return "", fmt.Errorf("CHAT_DB must name a host and a database: %s://user:password@host:port/database, not %s", u.Scheme, redacted(u))
 	}
 	return s, nil
+}
+
+// redacted returns u with its password hidden, in the user part or in
+// the query (PostgreSQL's ?password=), as url.URL.Redacted hides the first.
+func redacted(u *url.URL) string {
+	v := *u
+	if q := v.Query(); len(q) > 0 {
+		hidden := false
+		for k := range q {
+			if strings.EqualFold(k, "password") {
+				q[k], hidden = []string{"xxxxx"}, true
+			}
+		}
+		if hidden {
+			v.RawQuery = q.Encode()
+		}
+	}
+	return v.Redacted()
+}
+
+// Redacted returns db, a CHAT_DB value, with a database server's password
+// hidden, for people and logs.
+func Redacted(db string) string {
+	if !IsServerURL(db) {
+		return db
+	}
+	u, err := url.Parse(db)
+	if err != nil {
+		return strings.SplitN(db, ":", 2)[0] + "://…"
+	}
+	return redacted(u)
 }
 
 // wakeDir returns CHAT_WAKE_DIR when set. Otherwise the wake-up sockets go

@@ -176,6 +176,9 @@ func TestLoadErrors(t *testing.T) {
 		{"DBURLWithoutHost", "CHAT_DB", "postgres:///chat", "must name a host and a database"},
 		{"DBURLHidesPassword", "CHAT_DB", "postgresql://chat:s3cret@db.example", "postgresql://chat:xxxxx@db.example"},
 		{"DBURLBroken", "CHAT_DB", "mysql://chat:pw@[::1/chat", "CHAT_DB is not a valid URL (mysql://"},
+		{"DBURLHidesQueryPassword", "CHAT_DB", "postgres://chat@/?password=s3cret", "postgres://chat@/?password=xxxxx"},
+		{"DBUnknownScheme", "CHAT_DB", "mariadb://chat:s3cret@db/chat", "CHAT_DB names a database server by a scheme cgichat does not know (mariadb://)"},
+		{"DBMistypedScheme", "CHAT_DB", "mysq://chat:s3cret@db/chat", "(mysq://): write mysql://"},
 		{"WakeDirRelative", "CHAT_WAKE_DIR", "wake", "CHAT_WAKE_DIR must be an absolute path"},
 		{"RateNoSlash", "CHAT_RATE_LIMIT", "5", `CHAT_RATE_LIMIT must be "off" or posts per time`},
 		{"RateZero", "CHAT_RATE_LIMIT", "0/10s", "CHAT_RATE_LIMIT"},
@@ -207,7 +210,37 @@ func TestLoadErrors(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.wantInMessage) {
 				t.Errorf("error = %q, want it to contain %q", err, tt.wantInMessage)
 			}
+			if strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("error = %q, want it without the password", err)
+			}
 		})
+	}
+}
+
+// TestRedacted checks that CHAT_DB as -check, about and the logs show it
+// holds no password, wherever the URL carries it.
+func TestRedacted(t *testing.T) {
+	tests := []struct {
+		db, want string
+	}{
+		{"/srv/chat/chat.db", "/srv/chat/chat.db"},
+		{"mysql://chat:s3cret@db:3306/chat?tls=true", "mysql://chat:xxxxx@db:3306/chat?tls=true"},
+		{"postgres://chat@db/chat?sslmode=require&password=s3cret", "postgres://chat@db/chat?password=xxxxx&sslmode=require"},
+		{"postgresql://chat@db/chat?PASSWORD=s3cret", "postgresql://chat@db/chat?PASSWORD=xxxxx"},
+		{"postgres://db/chat?sslmode=disable", "postgres://db/chat?sslmode=disable"},
+		{"mysql://chat:s3cret@[::1/chat", "mysql://…"},
+	}
+	for _, tt := range tests {
+		if got := config.Redacted(tt.db); got != tt.want {
+			t.Errorf("Redacted(%q) = %q, want %q", tt.db, got, tt.want)
+		}
+	}
+	c, err := config.Load(env(map[string]string{"CHAT_DB": "postgres://chat@db/chat?password=s3cret"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := c.Value("CHAT_DB"); got != "postgres://chat@db/chat?password=xxxxx" {
+		t.Errorf("Value(CHAT_DB) = %q, want the password hidden", got)
 	}
 }
 

@@ -64,6 +64,10 @@ type FileError struct {
 	Path string
 	Line int // 0 when the file as a whole is at fault
 	Err  error
+	// passing: reading failed for a reason of the moment (out of file
+	// descriptors, an I/O error), not for what the file is; a Watched
+	// reads it again at the next request.
+	passing bool
 }
 
 func (e *FileError) Error() string {
@@ -88,6 +92,10 @@ var settingName = regexp.MustCompile(`^CHAT_[A-Z0-9_]+$`)
 // "=", a name that is not one of the settings, a name given twice.
 func ParseFile(path string, data []byte) (*File, error) {
 	f := &File{Path: path, entries: make(map[string]fileEntry)}
+	// Notepad's "Unicode" is UTF-16, whose every other byte is 0.
+	if bytes.HasPrefix(data, []byte{0xFF, 0xFE}) || bytes.HasPrefix(data, []byte{0xFE, 0xFF}) {
+		return nil, &FileError{Path: path, Err: errors.New("it is saved as UTF-16 (\"Unicode\"): save it as UTF-8 or plain text")}
+	}
 	data = bytes.TrimPrefix(data, []byte("\uFEFF"))
 	for i, raw := range strings.Split(string(data), "\n") {
 		n := i + 1
@@ -98,15 +106,23 @@ func ParseFile(path string, data []byte) (*File, error) {
 		bad := func(format string, args ...any) error {
 			return &FileError{Path: path, Line: n, Err: fmt.Errorf(format, args...)}
 		}
+		// An error quotes no more of the line than a name: it reaches
+		// clients in a 500, and the rest may hold a password.
 		name, value, ok := strings.Cut(line, "=")
 		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
 		switch {
 		case !ok:
-			return nil, bad("%q is not a setting: write NAME=value, such as CHAT_HISTORY=50", line)
+			// A word alone may be a password; one that starts as a
+			// setting's name is none.
+			word := strings.TrimRight(strings.Fields(line)[0], ":")
+			if !strings.HasPrefix(strings.ToUpper(word), "CHAT_") {
+				word = ""
+			}
+			return nil, bad("%shas no \"=\": write NAME=value, such as CHAT_HISTORY=50", quoteWord(word, "the line"))
 		case strings.HasPrefix(name, "export "):
-			return nil, bad("%q: write the setting without \"export\", as NAME=value", line)
+			return nil, bad("the line starts with \"export\": write the setting without it, as NAME=value")
 		case !settingName.MatchString(name):
-			return nil, bad("%q is not a setting's name: they are CHAT_ and capitals, such as CHAT_HISTORY", name)
+			return nil, bad("%sis not a setting's name: they are CHAT_ and capitals, such as CHAT_HISTORY", quoteWord(name, `the text before "="`))
 		case !slices.Contains(Names, name):
 			return nil, bad("%s is not one of cgichat's settings (post -h lists them)", name)
 		}
@@ -125,6 +141,20 @@ func ParseFile(path string, data []byte) (*File, error) {
 	return f, nil
 }
 
+// wordLike is text an error may quote from a settings file's line: what
+// could be a name, never a value.
+var wordLike = regexp.MustCompile(`^[A-Za-z0-9_]{1,64}$`)
+
+// quoteWord returns s quoted when it looks like a name, else what (an
+// error then says what is wrong without repeating the text), followed by
+// a space.
+func quoteWord(s, what string) string {
+	if wordLike.MatchString(s) {
+		return fmt.Sprintf("%q ", s)
+	}
+	return what + " "
+}
+
 // ReadFile reads and parses the settings file at path. A missing file sets
 // nothing: it gives an empty File and no error.
 func ReadFile(path string) (*File, error) {
@@ -136,18 +166,34 @@ func ReadFile(path string) (*File, error) {
 		return nil, &FileError{Path: path, Err: errors.New("the user the program runs as may not read it (permission denied)")}
 	}
 	if err != nil {
-		return nil, &FileError{Path: path, Err: err}
+		// The path would tell a client in the 500 where the site lives.
+		var pe *fs.PathError
+		passing := errors.As(err, &pe)
+		if passing {
+			err = pe.Err
+		}
+		return nil, &FileError{Path: path, Err: err, passing: passing}
 	}
 	return ParseFile(path, b)
 }
 
-// readLimited reads at most maxFileSize bytes of path, and fails on more.
+// errWritable refuses a settings file that any user of the host may
+// change: whoever could would choose the database, the trusted proxies,
+// the limits.
+var errWritable = errors.New("every user of this host may change it: take that away with chmod o-w (deploy.sh writes it 0644 or 0600)")
+
+// readLimited reads at most maxFileSize bytes of path, and fails on more
+// or when the file is writable by others.
 func readLimited(path string) ([]byte, error) {
 	fh, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer fh.Close()
+	// The file as opened, a symbolic link's target.
+	if fi, err := fh.Stat(); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o002 != 0 {
+		return nil, errWritable
+	}
 	b, err := io.ReadAll(io.LimitReader(fh, maxFileSize+1))
 	if err != nil {
 		return nil, err
@@ -202,6 +248,9 @@ func (w *Watched) Current() (*File, error) {
 	}
 	w.file, w.err = ReadFile(w.path)
 	w.seen = stamp
+	if fe := (*FileError)(nil); errors.As(w.err, &fe) && fe.passing {
+		w.seen = fileStamp{} // not kept: the next call reads again
+	}
 	return w.file, w.err
 }
 

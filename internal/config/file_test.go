@@ -29,15 +29,19 @@ func TestParseFile(t *testing.T) {
 		{"HashInValue", "CHAT_DB=/srv/a#b.db", map[string]string{"CHAT_DB": "/srv/a#b.db"}, ""},
 		{"EqualsInValue", "CHAT_DB=postgres://chat@db/chat?sslmode=require", map[string]string{"CHAT_DB": "postgres://chat@db/chat?sslmode=require"}, ""},
 		{"WindowsLineEnds", "\uFEFF# saved by Notepad\r\nCHAT_HISTORY=2\r\n", map[string]string{"CHAT_HISTORY": "2"}, ""},
-		{"NoEquals", "# settings\nCHAT_HISTORY 2\n", nil, `cgichat.conf, line 2: "CHAT_HISTORY 2" is not a setting: write NAME=value`},
-		{"Export", "export CHAT_HISTORY=2", nil, `line 1: "export CHAT_HISTORY=2": write the setting without "export"`},
+		{"NoEquals", "# settings\nCHAT_HISTORY 2\n", nil, `cgichat.conf, line 2: "CHAT_HISTORY" has no "=": write NAME=value`},
+		{"Export", "export CHAT_HISTORY=2", nil, `line 1: the line starts with "export": write the setting without it`},
 		{"LowerCase", "\n\nchat_history=2", nil, `line 3: "chat_history" is not a setting's name`},
 		{"NotChat", "HOME=/tmp", nil, `line 1: "HOME" is not a setting's name`},
 		{"Unknown", "CHAT_HISTROY=2", nil, "line 1: CHAT_HISTROY is not one of cgichat's settings"},
 		{"Twice", "CHAT_HISTORY=2\n# again\nCHAT_HISTORY=3", nil, "line 3: CHAT_HISTORY is set twice, on lines 1 and 3"},
 		{"OpenQuote", `CHAT_DB="/srv/chat.db`, nil, `line 1: the value of CHAT_DB opens a quote (") and does not close it`},
 		{"LoneQuote", `CHAT_DB='`, nil, "line 1: the value of CHAT_DB opens a quote (')"},
-		{"NoName", "=2", nil, `line 1: "" is not a setting's name`},
+		{"NoName", "=2", nil, `line 1: the text before "=" is not a setting's name`},
+		{"UTF16", "\xff\xfeC\x00H\x00A\x00T\x00", nil, `cgichat.conf: it is saved as UTF-16 ("Unicode"): save it as UTF-8`},
+		{"ExportHidesPassword", "export CHAT_DB=postgres://chat:s3cret@db.example/chat", nil, `line 1: the line starts with "export": write the setting without it`},
+		{"ColonHidesPassword", "CHAT_DB: mysql://chat:p@ss:w0rd@db.example/chat", nil, `line 1: "CHAT_DB" has no "="`},
+		{"NameHidesPassword", "postgres://chat:s3cret@db/chat?sslmode=require", nil, `line 1: the text before "=" is not a setting's name`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -65,6 +69,34 @@ func TestParseFile(t *testing.T) {
 	}
 }
 
+// TestParseFileHidesValues checks that an error about a line repeats no
+// more of it than a name: the error reaches clients in a 500, and a
+// mistyped line may hold a database's password.
+func TestParseFileHidesValues(t *testing.T) {
+	const secret = "hunter2"
+	tests := []struct {
+		name, text string
+	}{
+		{"NoEquals", "CHAT_DB mysql://chat:hunter2@db/chat"},
+		{"Colon", "CHAT_DB: postgres://chat:hunter2@db/chat?sslmode=require"},
+		{"WordAlone", "hunter2"},
+		{"Export", "export CHAT_DB=mysql://chat:hunter2@db/chat"},
+		{"URLAsName", "mysql://chat:hunter2@db/chat?tls=true"},
+		{"OpenQuote", `CHAT_DB="mysql://chat:hunter2@db/chat`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := config.ParseFile("/srv/www/cgi-bin/cgichat.conf", []byte("# a\n"+tt.text+"\n"))
+			if err == nil || !strings.Contains(err.Error(), "line 2") {
+				t.Fatalf("ParseFile: got error %v, want one naming line 2", err)
+			}
+			if got := err.Error(); strings.Contains(got, secret) {
+				t.Errorf("ParseFile: got error %q, want it without the line's password", got)
+			}
+		})
+	}
+}
+
 func TestReadFile(t *testing.T) {
 	dir := t.TempDir()
 	missing, err := config.ReadFile(filepath.Join(dir, "cgichat.conf"))
@@ -81,6 +113,29 @@ func TestReadFile(t *testing.T) {
 		os.WriteFile(closed, []byte("CHAT_HISTORY=2\n"), 0o000)
 		if _, err := config.ReadFile(closed); err == nil || err.Error() != "closed.conf: the user the program runs as may not read it (permission denied)" {
 			t.Errorf("an unreadable file: got error %v, want one saying so", err)
+		}
+	}
+	// A file any user may change would let them choose the database.
+	for _, mode := range []os.FileMode{0o666, 0o602} {
+		open := filepath.Join(dir, "open.conf")
+		os.WriteFile(open, []byte("CHAT_HISTORY=2\n"), 0o644)
+		os.Chmod(open, mode)
+		if _, err := config.ReadFile(open); err == nil || !strings.Contains(err.Error(), "open.conf: every user of this host may change it") {
+			t.Errorf("a file of mode %04o: got error %v, want it refused as writable by others", mode, err)
+		}
+		link := filepath.Join(dir, "link.conf")
+		os.Remove(link)
+		os.Symlink(open, link)
+		if _, err := config.ReadFile(link); err == nil || !strings.Contains(err.Error(), "every user of this host may change it") {
+			t.Errorf("a link to a file of mode %04o: got error %v, want it refused as writable by others", mode, err)
+		}
+	}
+	for _, mode := range []os.FileMode{0o644, 0o664, 0o600} {
+		kept := filepath.Join(dir, "kept.conf")
+		os.WriteFile(kept, []byte("CHAT_HISTORY=2\n"), 0o600)
+		os.Chmod(kept, mode)
+		if f, err := config.ReadFile(kept); err != nil || len(f.Names()) != 1 {
+			t.Errorf("a file of mode %04o: got %v and error %v, want its one setting", mode, f.Names(), err)
 		}
 	}
 	unreadable := filepath.Join(dir, "dir.conf")

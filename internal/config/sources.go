@@ -3,7 +3,6 @@ package config
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -122,12 +121,7 @@ func (c Config) Value(name string) (value string, ok bool) {
 	itoa := strconv.Itoa
 	switch name {
 	case "CHAT_DB":
-		if IsServerURL(c.DB) {
-			if u, err := url.Parse(c.DB); err == nil {
-				return u.Redacted(), true
-			}
-		}
-		return c.DB, true
+		return Redacted(c.DB), true
 	case "CHAT_WAKE_DIR":
 		return c.WakeDir, true
 	case "CHAT_STREAM_SECONDS":

@@ -108,12 +108,19 @@ const (
 const PollWindow = pollMax + 10*time.Second
 
 // pollRetry returns the retry: for one poll among pollers whose polls take
-// cost each, on a host whose budget keeps reserve requests for polls.
-func pollRetry(pollers int, cost time.Duration, reserve int) time.Duration {
+// cost each, on a host whose budget keeps reserve requests for polls, while
+// busy other polls run. When more polls run at once than the share of the
+// reserve they should keep busy (a slow or crowded machine stretches every
+// request beyond what the programs measure), the interval grows by as much.
+func pollRetry(pollers int, cost time.Duration, reserve, busy int) time.Duration {
 	if cost <= 0 {
 		cost = firstPollCost
 	}
-	d := pollShare * time.Duration(pollers) * cost / time.Duration(max(reserve, 1))
+	reserve = max(reserve, 1)
+	d := pollShare * time.Duration(pollers) * cost / time.Duration(reserve)
+	if busy*pollShare > reserve {
+		d = d * time.Duration(busy*pollShare) / time.Duration(reserve)
+	}
 	d = time.Duration(float64(d) * (0.8 + 0.4*mathrand.Float64()))
 	return min(max(d, pollMin), pollMax)
 }
@@ -180,7 +187,7 @@ func (f *Feed) Open(ctx context.Context, req Request) (*Session, error) {
 	s := &Session{f: f, req: req, row: g.ID, after: req.After, started: req.Started, superseded: make(chan struct{})}
 	if g.Poll {
 		s.poll = true
-		s.req.Mode, s.req.Retry = ModePoll, pollRetry(g.Pollers, g.PollCost, store.PollReserve(req.Budget))
+		s.req.Mode, s.req.Retry = ModePoll, pollRetry(g.Pollers, g.PollCost, store.PollReserve(req.Budget), g.PollsBusy)
 	} else {
 		f.mu.Lock()
 		f.live[s.row] = s

@@ -237,7 +237,10 @@ func (s *Store) Delete(ctx context.Context, in DeleteInput) (Target, error) {
 }
 
 // checkOwn refuses a poster's deletion of t unless the client holds the
-// current claim on its nick and t is younger than the window.
+// current claim on its nick, that claim was made before t was posted, and
+// t is younger than the window. A claim made later is another poster's
+// (the nick was released by a moderator, or, with CHAT_NICK_HOURS=0,
+// taken by the next to post under it): its holder did not post t.
 func (s *Store) checkOwn(ctx context.Context, tx *sqlx.Tx, in DeleteInput, t Target) error {
 	if in.NickKey != s.opts.nickKey(t.Nick) {
 		return chat.Errorf(chat.EForbidden, "You may delete only your own messages.")
@@ -249,7 +252,16 @@ func (s *Store) checkOwn(ctx context.Context, tx *sqlx.Tx, in DeleteInput, t Tar
 	if st != nickHeld {
 		return chat.Errorf(chat.EForbidden, "You may delete only your own messages: this one was posted under a nick this browser does not hold.")
 	}
+	var issued int64
+	if err := tx.GetContext(ctx, &issued, s.sql(selectClaimIssued), in.NickKey); err != nil {
+		return fmt.Errorf("read nick claim: %w", err)
+	}
 	posted, err := time.Parse(chat.TimeFormat, t.Time)
+	// Messages keep milliseconds; a claim is stamped in nanoseconds just
+	// before the post that made it.
+	if err == nil && posted.UnixMilli() < issued/int64(time.Millisecond) {
+		return chat.Errorf(chat.EForbidden, "You may delete only your own messages: this one was posted under the nick before this browser took it.")
+	}
 	if err != nil || s.Now().Sub(posted) > in.Window {
 		return chat.Errorf(chat.EForbidden, "Your own messages can be deleted for %s after posting; this one is older. A moderator can still delete it.", chat.Duration(in.Window))
 	}

@@ -13,11 +13,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net/url"
 	"sync"
 	"time"
 
 	"cgichat/internal/chat"
+	"cgichat/internal/config"
 
 	"github.com/jmoiron/sqlx"
 )
@@ -256,14 +256,9 @@ func internal(err error, format string, args ...any) error {
 // noRows reports whether err says a query found nothing.
 func noRows(err error) bool { return errors.Is(err, sql.ErrNoRows) }
 
-// redact returns a database source fit for logs: a URL loses its password.
-func redact(source string) string {
-	u, err := url.Parse(source)
-	if err != nil || u.User == nil {
-		return source
-	}
-	return u.Redacted()
-}
+// redact returns a database source fit for logs: a URL loses its
+// password, in its user part or its query.
+func redact(source string) string { return config.Redacted(source) }
 
 // Connect opens a pool on source, a SQLite path or a server URL, without
 // creating or migrating anything, for tools and tests that read or change

@@ -57,10 +57,18 @@ type StreamGrant struct {
 	Poll     bool
 	Pollers  int
 	PollCost time.Duration
+	// PollsBusy is how many other polls of the host run at this moment:
+	// what the host really holds for polls, slow machine and all.
+	PollsBusy int
 	// Superseded is how many older streams of the same reader were asked
 	// to end (see Superseded).
 	Superseded int
 }
+
+// pollInFlight is how long an open poll row counts as a poll running now:
+// a poll answers at once, so an older open row is one whose process was
+// killed before it could close it.
+const pollInFlight = 10 * time.Second
 
 // PollReserve returns how much of a budget is kept for polls: a quarter,
 // so that the live streams leave room for the pollers' requests.
@@ -74,7 +82,11 @@ const (
 	countReaders = `SELECT count(*) FROM streams WHERE addr = ? AND id <> ?
 		AND ((kind = 'live' AND open = 1) OR (kind = 'poll' AND seen_at >= ?))`
 	countLiveStreams = `SELECT count(*) FROM streams WHERE host = ? AND open = 1 AND kind = 'live'`
-	selectPollers    = `SELECT count(*), COALESCE(AVG(cost), 0) FROM streams WHERE kind = 'poll' AND host = ? AND seen_at >= ?`
+	// A host's pollers, what their polls took, and how many of the
+	// others' polls run now (open, renewed within pollInFlight).
+	selectPollers = `SELECT count(*), COALESCE(AVG(cost), 0),
+		COALESCE(SUM(CASE WHEN open = 1 AND id <> ? AND seen_at >= ? THEN 1 ELSE 0 END), 0)
+		FROM streams WHERE kind = 'poll' AND host = ? AND seen_at >= ?`
 	// A reader's older rows leave presence (its nick may have changed;
 	// the new row lists it) and its open streams are asked to end.
 	forgetReaderNick = `UPDATE streams SET nick = NULL WHERE reader = ?`
@@ -172,7 +184,8 @@ func (s *Store) OpenStream(ctx context.Context, in StreamInput) (StreamGrant, er
 		}
 		if g.Poll {
 			var cost float64
-			if err := tx.QueryRowxContext(ctx, s.sql(selectPollers), in.Host, now-max(in.Stale, in.PollWindow).Seconds()).Scan(&g.Pollers, &cost); err != nil {
+			if err := tx.QueryRowxContext(ctx, s.sql(selectPollers), g.ID, now-pollInFlight.Seconds(),
+				in.Host, now-max(in.Stale, in.PollWindow).Seconds()).Scan(&g.Pollers, &cost, &g.PollsBusy); err != nil {
 				return fmt.Errorf("count pollers: %w", err)
 			}
 			g.PollCost = time.Duration(cost * float64(time.Second))

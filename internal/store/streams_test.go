@@ -342,3 +342,59 @@ func TestPresenceShowsOnlyOwnNicks(t *testing.T) {
 		}
 	})
 }
+
+// TestPollsBusy checks that a poll is told how many other polls of its host
+// run at that moment: open poll rows, but not its own, not another host's,
+// not one that ended, and not one left open longer than a poll runs.
+func TestPollsBusy(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b dbtest.Backend) {
+		s := MustOpen(t, b)
+		c := withClock(s)
+		ctx := context.Background()
+		open := func(reader, host string) StreamGrant {
+			t.Helper()
+			g, err := s.OpenStream(ctx, StreamInput{Owner: "p-" + host, Room: "lobby", Reader: reader,
+				Host: host, Addr: "10.0.0.1", Budget: 4, Stale: 20 * time.Second, PollWindow: 40 * time.Second})
+			if err != nil {
+				t.Fatalf("open %s on %s: %v", reader, host, err)
+			}
+			return g
+		}
+		for _, host := range []string{"h1", "h2"} {
+			for _, r := range []string{"live1", "live2", "live3"} {
+				if g := open(r+host, host); g.Poll {
+					t.Fatalf("%s on %s: a poll, want live (budget 4 keeps 3 live)", r, host)
+				}
+			}
+		}
+		open("other", "h2") // another host's poll, running
+		p1 := open("p1", "h1")
+		p2 := open("p2", "h1")
+		var p3 StreamGrant
+		tests := []struct {
+			name string
+			step func() StreamGrant
+			want int
+		}{
+			{"The first poll", func() StreamGrant { return p1 }, 0},
+			{"While the first runs", func() StreamGrant { return p2 }, 1},
+			{"The first ended", func() StreamGrant {
+				if err := s.CloseStream(ctx, p1.ID, 30*time.Millisecond); err != nil {
+					t.Fatal(err)
+				}
+				p3 = open("p3", "h1")
+				return p3
+			}, 1},
+			{"Left open longer than a poll runs", func() StreamGrant {
+				c.advance(pollInFlight + time.Second)
+				return open("p4", "h1")
+			}, 0},
+		}
+		for _, tt := range tests {
+			g := tt.step()
+			if !g.Poll || g.PollsBusy != tt.want {
+				t.Errorf("%s: poll %v, other polls running %d; want a poll, %d", tt.name, g.Poll, g.PollsBusy, tt.want)
+			}
+		}
+	})
+}

@@ -214,7 +214,7 @@ func TestSettingsFile(t *testing.T) {
 	}
 
 	for _, tt := range []struct{ text, want string }{
-		{"CHAT_DB=/srv/file.db\nCHAT_HISTORY 5\n", `cgichat.conf, line 2: "CHAT_HISTORY 5" is not a setting`},
+		{"CHAT_DB=/srv/file.db\nCHAT_HISTORY 5\n", `cgichat.conf, line 2: "CHAT_HISTORY" has no "=": write NAME=value`},
 		{"CHAT_DB=/srv/file.db\n\nCHAT_HISTORY=lots\n", `cgichat.conf, line 3: CHAT_HISTORY must be a whole number`},
 	} {
 		os.WriteFile(file, []byte(tt.text), 0o644)

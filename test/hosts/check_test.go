@@ -2,14 +2,21 @@ package hosts
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+	"unicode"
 
 	"cgichat/test/hostkit"
 )
@@ -72,6 +79,7 @@ func TestCheck(t *testing.T) {
 	}
 	hostkit.WarmBuild(t)
 	t.Run("tools and arguments", testCheckTools)
+	t.Run("a hostile host", testCheckHostile)
 	t.Run("buffering, batch, a database left downloadable", func(t *testing.T) {
 		t.Parallel()
 		testCheckFcgid(t)
@@ -139,6 +147,67 @@ func testCheckTools(t *testing.T) {
 	// Nothing answers on the discard port.
 	out, code = runOutsideCheck(t, "http://127.0.0.1:9/chat/", checkPath)
 	wantCheck(t, out, code, 1, "problem  the page: no answer (", "#no-answer-at-all")
+}
+
+// testCheckHostile checks a host that answers as an attacker would: a page
+// naming files with glob characters, which must reach the host as they
+// are and never as the names of the files where the check runs; answers
+// with terminal escape sequences and other control characters in the
+// fields the report prints, which must reach the terminal without them.
+func testCheckHostile(t *testing.T) {
+	t.Parallel()
+	const hostile = "1.0\x1b]0;owned\x07\x1b[2J\r\u009b31m"
+	var mu sync.Mutex
+	var asked []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		asked = append(asked, r.URL.Path)
+		mu.Unlock()
+		switch r.URL.Path {
+		case "/":
+			io.WriteString(w, `<html><script type="module" src="chat.js"></script><link href="*" rel="x"><img src="../*"></html>`)
+		case "/chat.js":
+			w.Header().Set("Content-Type", "text/javascript")
+			io.WriteString(w, `export {};`)
+		case "/cgi-bin/post":
+			w.Header().Set("Content-Type", "application/json")
+			var body struct{ Action string }
+			json.NewDecoder(r.Body).Decode(&body)
+			if body.Action == "about" {
+				io.WriteString(w, `{"program":"post","version":"`+hostile+`","hosting":"cgi","streamMode":"live","maxStreams":8,"history":50,"database":"sqlite","settings":[{"name":"CHAT_LOG_LEVEL","value":"*","from":"file"}]}`)
+				return
+			}
+			w.WriteHeader(http.StatusForbidden)
+			io.WriteString(w, `{"error":"`+hostile+`"}`)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	out, _ := runOutsideCheck(t, srv.URL+"/", checkPath)
+	if i := strings.IndexFunc(out, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }); i >= 0 {
+		t.Errorf("the report holds the control character %q at %d: a host's answer reaches the terminal with its escapes", out[i:min(i+8, len(out))], i)
+	}
+	wantCheck(t, out, 1, 1, "cgichat 1.0]0;owned[2J31m as CGI", "CHAT_LOG_LEVEL=* (cgichat.conf)")
+	// The files of the check's working directory and of the one above.
+	here, err := os.ReadDir(".")
+	above, err2 := os.ReadDir("..")
+	if err != nil || err2 != nil {
+		t.Fatal(err, err2)
+	}
+	here = append(here, above...)
+	mu.Lock()
+	defer mu.Unlock()
+	for _, p := range asked {
+		for _, e := range here {
+			if strings.HasSuffix(p, "/"+e.Name()) {
+				t.Errorf("the check asked the host for %s: a * in the host's page became the name of a file where the check ran", p)
+			}
+		}
+	}
+	if !slices.Contains(asked, "/*") {
+		t.Errorf("the check did not ask for /* as the page names it; it asked for %q", asked)
+	}
 }
 
 // testCheckFcgid deploys into a folder of the docroot (as into

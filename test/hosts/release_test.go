@@ -570,6 +570,12 @@ func testReleaseRefuses(t *testing.T, dist string) {
 	b[len(b)/2] ^= 1
 	hostkit.MustWrite(t, filepath.Join(damaged, own), string(b), 0o644)
 	hostkit.MustWrite(t, filepath.Join(damaged, "SHA256SUMS"), readFile(t, filepath.Join(dist, "SHA256SUMS")), 0o644)
+	// The same, with SHA256SUMS as a Windows editor saves it: its lines
+	// are still read.
+	crlf := filepath.Join(base, "crlf")
+	hostkit.MustMkdir(t, crlf, 0o755)
+	hostkit.MustWrite(t, filepath.Join(crlf, own), string(b), 0o644)
+	hostkit.MustWrite(t, filepath.Join(crlf, "SHA256SUMS"), strings.ReplaceAll(readFile(t, filepath.Join(dist, "SHA256SUMS")), "\n", "\r\n"), 0o644)
 
 	tests := []struct {
 		name   string
@@ -579,6 +585,8 @@ func testReleaseRefuses(t *testing.T, dist string) {
 		want   string
 	}{
 		{"Damaged", nil, []string{"--from", filepath.Join(damaged, own)}, docroot,
+			own + " is damaged or not the released file: its SHA-256 is "},
+		{"DamagedWindowsSums", nil, []string{"--from", filepath.Join(crlf, own)}, docroot,
 			own + " is damaged or not the released file: its SHA-256 is "},
 		{"OtherArch", nil, []string{"--from", filepath.Join(dist, releaseName(other)+".tar.gz")}, docroot,
 			"holds programs for linux/" + other + ", and TARGET needs linux/" + runtime.GOARCH + " (this machine's architecture, " + machine[runtime.GOARCH] + "): use " + own},

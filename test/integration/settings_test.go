@@ -263,21 +263,31 @@ func checkSettings(t *testing.T, out string) map[string]string {
 // 500 in every mode whose JSON error names the file and the line, and
 // that -check says the same and exits with 1.
 func TestInvalidSettingsFile(t *testing.T) {
-	for _, tt := range []struct{ name, text, want string }{
-		{"Syntax", "# the chat\nCHAT_HISTORY: 2\n", `cgichat.conf, line 2: "CHAT_HISTORY: 2" is not a setting`},
-		{"Value", "CHAT_RATE_LIMIT=off\n\n\nCHAT_HISTORY=lots\n", `cgichat.conf, line 4: CHAT_HISTORY must be a whole number`},
+	for _, tt := range []struct {
+		name, text, want string
+		perm             os.FileMode // of the file; 0 leaves it 0644
+	}{
+		{"Syntax", "# the chat\nCHAT_HISTORY: 2\n", `cgichat.conf, line 2: "CHAT_HISTORY" has no "=": write NAME=value`, 0},
+		// A client sees the error: it names the line, not its password.
+		{"SecretKept", "CHAT_DB: mysql://chat:s3cret@db/chat\n", `cgichat.conf, line 1: "CHAT_DB" has no "="`, 0},
+		{"Value", "CHAT_RATE_LIMIT=off\n\n\nCHAT_HISTORY=lots\n", `cgichat.conf, line 4: CHAT_HISTORY must be a whole number`, 0},
+		// Whoever may write it would choose the database and the limits.
+		{"WritableByAll", "CHAT_RATE_LIMIT=off\n", "cgichat.conf: every user of this host may change it: take that away with chmod o-w", 0o666},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			dir := programsIn(t, tt.text)
+			if tt.perm != 0 {
+				os.Chmod(filepath.Join(dir, "cgichat.conf"), tt.perm)
+			}
 			env := []string{"CHAT_DB=" + filepath.Join(t.TempDir(), "chat.db")}
 			for _, mode := range modeNames {
 				post := hostIn(t, dir, "post", mode, env)
 				code, body := call(post, "POST", "/cgi-bin/post", "room=r&nick=ada&text=hi")
 				var e struct{ Error string }
 				json.Unmarshal([]byte(body), &e)
-				if code != 500 || !strings.Contains(e.Error, tt.want) {
-					t.Errorf("%s: got %d %q, want 500 with an error containing %q", mode, code, body, tt.want)
+				if code != 500 || !strings.Contains(e.Error, tt.want) || strings.Contains(body, "s3cret") {
+					t.Errorf("%s: got %d %q, want 500 with an error containing %q and no password", mode, code, body, tt.want)
 				}
 			}
 			cmd := exec.Command(filepath.Join(dir, "post"), "-check")
