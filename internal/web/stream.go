@@ -128,8 +128,8 @@ func validReader(id string) (string, error) {
 // The session is opened by open, in a frame of its own that is gone
 // before the stream waits: the goroutine of an idle stream then uses
 // under 4 KiB of stack, so the garbage collector halves the 16 KiB it
-// grew to while opening (docs/performance.md: half of what an idle
-// stream held in the daemon).
+// grew to while opening, for as long as the stream waits
+// (docs/performance.md).
 func (h *streamHandler) serve(w http.ResponseWriter, r *http.Request, cfg config.Config) {
 	ctx, sess, end := h.open(w, r, cfg)
 	if sess == nil {
