@@ -67,7 +67,7 @@ func TestQuick(t *testing.T) {
 	}
 
 	md := out.String()
-	for _, heading := range []string{"## cgichat benchmark", "### Delivery latency and fan-out", "### Post throughput", "### Idle cost", "### A budget of live streams", "### CGI start cost", "### Targets"} {
+	for _, heading := range []string{"## cgichat benchmark", "### Delivery latency and fan-out", "### Post throughput", "### CPU per delivery", "### Idle cost", "### A budget of live streams", "### Stalled readers", "### CGI start cost", "### Targets"} {
 		if !strings.Contains(md, "\n"+heading) && !strings.HasPrefix(md, heading) {
 			t.Errorf("the Markdown report has no %q section", heading)
 		}
@@ -135,6 +135,9 @@ func checkSetup(t *testing.T, s *setupResult) {
 	if l := r.Latency; l == nil || l.Posts == 0 || l.PostErrors != 0 || l.Lost != 0 || l.Samples != l.Posts*r.Streams {
 		t.Errorf("%s: every post must reach every stream: %+v", s.Setup, l)
 	}
+	if r.LatencyCPU[streamComm] <= 0 || r.Latency != nil && r.Latency.LoadCPUSeconds <= 0 {
+		t.Errorf("%s: no CPU time of the stream program or the load generator during the latency run: %v, %+v", s.Setup, r.LatencyCPU, r.Latency)
+	}
 	if f := r.Fanout; f == nil || f.Lost != 0 || len(f.Times) != f.Posts || f.Posts == 0 {
 		t.Errorf("%s: fan-out incomplete: %+v", s.Setup, f)
 	}
@@ -143,5 +146,22 @@ func checkSetup(t *testing.T, s *setupResult) {
 	}
 	if sc := s.StartCost; sc == nil || sc.Errors != 0 || sc.MaxRSSP50 == 0 {
 		t.Errorf("%s: no CGI start cost: %+v", s.Setup, sc)
+	}
+	kinds := []string{"backlog"}
+	if strings.Contains(s.Setup, "daemon") {
+		kinds = append(kinds, "busy")
+	}
+	if len(s.Stalled) != len(kinds) {
+		t.Fatalf("%s: %d stalled-reader runs, want %v", s.Setup, len(s.Stalled), kinds)
+	}
+	for i, r := range s.Stalled {
+		// A batch response ends after the backlog, which the web server
+		// may take whole before a sample sees it served.
+		if r.Kind != kinds[i] || r.Error != "" || r.Served != r.Readers && s.StreamMode != "batch" || r.Peak == 0 || r.Process == 0 || r.Server == 0 {
+			t.Errorf("%s: stalled readers (%s) not measured: %+v", s.Setup, kinds[i], r)
+		}
+		if r.Kind == "busy" && (r.Messages == 0 || r.PostErrs != 0) {
+			t.Errorf("%s: nothing posted to the busy room: %+v", s.Setup, r)
+		}
 	}
 }

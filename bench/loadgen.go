@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,7 +35,9 @@ const (
 	batchDelivery   = 30 * time.Second // … every batch stream (a reconnect may wait for a slot)
 	pollDelivery    = 90 * time.Second // … every stream that may poll (30 s apart at most, and slow)
 	maxConnects     = 100000           // responses one stream may open in its life
-	maxStreams      = 5000
+	maxStreams      = 20000
+	openAtOnce      = 256              // streams opening at once (not yet ready)
+	openWait        = 30 * time.Second // a stream not ready by then no longer holds its place
 	maxPosters      = 256
 	maxSteps        = 12
 	maxPostsPerStep = 200000
@@ -77,6 +80,7 @@ type loadgen struct {
 	streamTr *http.Transport // one connection per open stream
 	postTr   *http.Transport // shared by posters, each with its own cookies
 	streams  []*stream
+	stalled  []net.Conn // stalled readers: connections that never read
 	// The streams' context: ended by closeStreams.
 	streamsCtx context.Context
 	stopAll    context.CancelFunc
@@ -100,6 +104,10 @@ func (lg *loadgen) do(ctx context.Context, req request) reply {
 		rep.Open, err = lg.open(ctx, req)
 	case "close":
 		lg.closeStreams()
+	case "fill":
+		rep.Fill, err = lg.fill(ctx, req)
+	case "stall":
+		rep.Open, err = lg.stall(ctx, req)
 	case "latency":
 		rep.Latency, err = lg.latency(ctx, req)
 	case "fanout":
@@ -148,13 +156,13 @@ func newStream(lg *loadgen, room string) *stream {
 			case "ready":
 				s.readyOnce.Do(func() { close(s.ready) })
 			case "message":
-				var m struct {
-					ID int64 `json:"id"`
-				}
-				if json.Unmarshal([]byte(ev.Data), &m) == nil && m.ID > 0 {
+				// A message's event id is its id (docs/contract.md): read
+				// from there, not from its JSON, the load generator's own
+				// cost per event stays small beside the host's.
+				if id, err := strconv.ParseInt(ev.ID, 10, 64); err == nil && id > 0 {
 					s.mu.Lock()
-					if _, ok := s.arrived[m.ID]; !ok {
-						s.arrived[m.ID] = at
+					if _, ok := s.arrived[id]; !ok {
+						s.arrived[id] = at
 					}
 					s.mu.Unlock()
 				}
@@ -174,10 +182,29 @@ func (lg *loadgen) open(ctx context.Context, req request) (*openResult, error) {
 		lg.streamsCtx, lg.stopAll = context.WithCancel(context.Background())
 	}
 	began := time.Now()
+	// A few hundred at a time, as many as become ready: thousands of
+	// connections at once would overflow the web server's listen queue.
+	slots := make(chan struct{}, openAtOnce)
+	closed := lg.streamsCtx.Done()
 	for range req.Streams {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return &openResult{Streams: len(lg.streams), Seconds: time.Since(began).Seconds()}, fmt.Errorf("open: %d streams started when the command timed out", len(lg.streams))
+		}
 		s := newStream(lg, req.Room)
 		lg.streams = append(lg.streams, s)
 		lg.streamsWG.Go(func() { s.es.Run(lg.streamsCtx) })
+		go func() {
+			t := time.NewTimer(openWait)
+			defer t.Stop()
+			select {
+			case <-s.ready:
+			case <-t.C:
+			case <-closed:
+			}
+			<-slots
+		}()
 	}
 	res := &openResult{Streams: len(lg.streams)}
 	if !req.WaitReady {
@@ -197,13 +224,17 @@ func (lg *loadgen) open(ctx context.Context, req request) (*openResult, error) {
 	return res, nil
 }
 
-// closeStreams drops every stream's connection, as closing tabs does.
+// closeStreams drops every stream's connection, as closing tabs does,
+// and every stalled reader's.
 func (lg *loadgen) closeStreams() {
 	if lg.stopAll != nil {
 		lg.stopAll()
 		lg.streamsWG.Wait()
 	}
-	lg.streams, lg.streamsCtx, lg.stopAll = nil, nil, nil
+	for _, c := range lg.stalled {
+		c.Close()
+	}
+	lg.streams, lg.stalled, lg.streamsCtx, lg.stopAll = nil, nil, nil, nil
 }
 
 // errorSample returns one stream's last error, if any had one.
@@ -275,6 +306,7 @@ func (lg *loadgen) latency(ctx context.Context, req request) (*latencyResult, er
 		return nil, fmt.Errorf("latency: %d posts is out of bounds", n)
 	}
 	rec0, err0 := lg.counts()
+	cpu0 := selfCPU()
 	posters := newPosters(lg, "lat", min(8, max(2, int(req.Rate/10))))
 	tokens := make(chan int, n)
 	var mu sync.Mutex
@@ -314,6 +346,7 @@ func (lg *loadgen) latency(ctx context.Context, req request) (*latencyResult, er
 	wg.Wait()
 	elapsed := time.Since(began)
 	lost := lg.waitDelivered(ctx, posts, deliveryTimeout(req))
+	loadCPU := (selfCPU() - cpu0).Seconds()
 	var ms, fromSend []float64
 	for _, s := range lg.streams {
 		for _, p := range posts {
@@ -328,6 +361,7 @@ func (lg *loadgen) latency(ctx context.Context, req request) (*latencyResult, er
 		Streams: len(lg.streams), Posts: len(posts), PostErrors: errs,
 		Rate: float64(len(posts)) / elapsed.Seconds(), Samples: len(ms), Lost: lost,
 		Reconnects: rec1 - rec0, StreamErrors: err1 - err0, ErrorSample: errSample,
+		LoadCPUSeconds: loadCPU, LoadCPUPercent: loadCPU / time.Since(began).Seconds() * 100,
 	}
 	if res.ErrorSample == "" && res.StreamErrors > 0 {
 		res.ErrorSample = lg.errorSample()

@@ -59,7 +59,14 @@ type config struct {
 	StartRuns         int      `json:"start_runs"`
 	Budget            int      `json:"budget"`         // CHAT_MAX_STREAMS of the budget setup
 	BudgetReaders     []int    `json:"budget_readers"` // reader counts of the budget setup
+	StallReaders      int      `json:"stall_readers"`  // readers of a room's whole backlog that never read
+	StallMessages     int      `json:"stall_messages"` // in that room
+	StallTextLen      int      `json:"stall_text_len"` // characters per message
+	BusyReaders       int      `json:"busy_readers"`   // live readers that never read, daemon setups
+	BusyRate          float64  `json:"busy_rate"`      // posts/s to their room
+	StallSeconds      float64  `json:"stall_seconds"`  // how long memory is sampled
 	Quick             bool     `json:"quick"`
+	Env               []string `json:"env,omitempty"` // settings beyond the bench's own (-env)
 	JSON              string   `json:"-"`
 	Hold              bool     `json:"-"`
 }
@@ -99,7 +106,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	setups := fs.String("setups", "apache-cgid,apache-fcgid,apache-fcgid-live,nginx-daemon,apache-cgid-budget", "comma-separated setups to measure")
 	streams := fs.String("streams", "10,200", "stream counts for per-process setups (CGI, mod_fcgid, fcgiwrap)")
-	daemonStreams := fs.String("daemon-streams", "10,200,1000", "stream counts for daemon setups")
+	daemonStreams := fs.String("daemon-streams", "10,200,1000,10000", "stream counts for daemon setups")
 	budgetReaders := fs.String("budget-readers", "200,1000", "reader counts for the budget setup")
 	c := config{}
 	fs.Float64Var(&c.Rate, "rate", 5, "posts per second while measuring latency")
@@ -113,8 +120,21 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.Steps, "steps", 6, "throughput steps after the closed-loop probe (at most 12)")
 	fs.IntVar(&c.StartRuns, "start-runs", 20, "fresh post processes timed for the CGI start cost")
 	fs.IntVar(&c.Budget, "budget", 10, "CHAT_MAX_STREAMS of the budget setup")
+	fs.IntVar(&c.StallReaders, "stall-readers", 50, "readers asking a room's whole backlog (lastEventId=0) that never read; 0 skips it")
+	fs.IntVar(&c.StallMessages, "stall-messages", 1000, "messages in their room")
+	fs.IntVar(&c.StallTextLen, "stall-text", 2000, "characters per message in that room, all '<' (the JSON grows with them)")
+	fs.IntVar(&c.BusyReaders, "busy-readers", 200, "live readers that never read, in a room posted to meanwhile (daemon setups); 0 skips it")
+	fs.Float64Var(&c.BusyRate, "busy-rate", 20, "posts per second to the busy room")
+	fs.Float64Var(&c.StallSeconds, "stall-seconds", 10, "how long the stalled readers' memory is sampled")
 	fs.BoolVar(&c.Quick, "quick", false, "a tiny run for CI: apache-cgid, apache-fcgid and nginx-daemon, 3 streams, a few seconds each")
 	fs.BoolVar(&c.Hold, "hold", false, "deploy and start the first setup, print its URL and process ids, and wait for Ctrl-C (for profiling by hand)")
+	fs.Func("env", "a setting NAME=value for every deployment, after the bench's own (repeatable), to measure another value", func(v string) error {
+		if name, _, ok := strings.Cut(v, "="); !ok || !strings.HasPrefix(name, "CHAT_") {
+			return fmt.Errorf("%q is not CHAT_NAME=value", v)
+		}
+		c.Env = append(c.Env, v)
+		return nil
+	})
 	fs.StringVar(&c.JSON, "json", "", "write the report as JSON here (default .local/bench/bench-TIME.json)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -145,6 +165,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		c.LatencySeconds, c.FanoutPosts, c.IdleSeconds, c.SettleSeconds = 1.5, 2, 1, 0.5
 		c.ThroughputStreams, c.Posters, c.StepSeconds, c.Steps = 2, 2, 1, 1
 		c.StartRuns = 3
+		c.StallReaders, c.StallMessages, c.BusyReaders, c.BusyRate, c.StallSeconds = 3, 200, 3, 5, 1.5
 	}
 	switch {
 	case c.Rate <= 0 || c.Rate > 1000:
@@ -160,6 +181,12 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, fmt.Errorf("-throughput-streams must be 0 to %d", maxStreams)
 	case c.Budget < 1 || c.Budget > 1000:
 		return c, fmt.Errorf("-budget must be 1 to 1000")
+	case c.StallReaders < 0 || c.StallReaders > maxStreams, c.BusyReaders < 0 || c.BusyReaders > maxStreams:
+		return c, fmt.Errorf("-stall-readers and -busy-readers must be 0 to %d", maxStreams)
+	case c.StallMessages < 1 || c.StallMessages > maxPostsPerStep, c.StallTextLen < 1 || c.StallTextLen > 2000:
+		return c, fmt.Errorf("-stall-messages must be 1 to %d, -stall-text 1 to 2000", maxPostsPerStep)
+	case c.BusyRate <= 0 || c.BusyRate > 1000, c.StallSeconds <= 0 || c.StallSeconds > 600:
+		return c, fmt.Errorf("-busy-rate must be above 0 and at most 1000, -stall-seconds above 0 and at most 600")
 	}
 	if c.JSON == "" {
 		c.JSON = ".local/bench/bench-" + time.Now().UTC().Format("20060102-150405") + ".json"

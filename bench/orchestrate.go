@@ -73,6 +73,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}()
 
 	rep := &report{Config: cfg, Started: time.Now().UTC()}
+	rep.Files = raiseFileLimit(filesNeeded(mostStreams(cfg), cfg.Posters))
+	for _, n := range rep.Files.Notes {
+		fmt.Fprintf(stderr, "bench: %s\n", n)
+	}
 	top := &runner{log: stderr}
 	err = top.do(func() {
 		hostkit.RequireTools(top, hostkit.ApacheBin, hostkit.NginxBin, hostkit.FcgiwrapBin)
@@ -99,7 +103,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if name == budgetSetup {
 			bench = benchBudget
 		}
-		if err := r.do(func() { bench(ctx, r, cfg, s, res) }); err != nil {
+		if err := r.do(func() { bench(ctx, r, cfg, rep.Files, s, res) }); err != nil {
 			res.Error = err.Error()
 			fmt.Fprintf(stderr, "bench: %s failed: %v\n", name, err)
 		}
@@ -147,6 +151,7 @@ type setupResult struct {
 	Throughput *throughputResult `json:"throughput"`
 	StartCost  *startCost        `json:"cgi_start_cost"`
 	Budget     []*budgetRun      `json:"budget_runs,omitempty"`
+	Stalled    []*stallRun       `json:"stalled,omitempty"`
 	Error      string            `json:"error,omitempty"`
 }
 
@@ -158,23 +163,37 @@ type streamRun struct {
 	Latency      *latencyResult `json:"latency"`
 	Fanout       *fanoutResult  `json:"fanout"`
 	DrainSeconds float64        `json:"drain_seconds"` // after closing, until every stream was freed (before the next run)
-	Error        string         `json:"error,omitempty"`
+	// LatencyCPU is the CPU time the host's processes used during the
+	// latency run, in seconds by process name; with the load generator's
+	// own, what each delivery of a post to a stream cost.
+	LatencyCPU map[string]float64 `json:"latency_cpu_seconds"`
+	Error      string             `json:"error,omitempty"`
+}
+
+// mostStreams returns the most streams any run of cfg opens at once.
+func mostStreams(cfg config) int {
+	return slices.Max([]int{slices.Max(cfg.Streams), slices.Max(cfg.DaemonStreams), slices.Max(cfg.BudgetReaders),
+		cfg.ThroughputStreams, cfg.StallReaders, cfg.BusyReaders})
 }
 
 // benchSetup deploys s, starts it and measures it into res.
-func benchSetup(ctx context.Context, rt *runner, cfg config, s hostkit.Setup, res *setupResult) {
+func benchSetup(ctx context.Context, rt *runner, cfg config, files fileLimit, s hostkit.Setup, res *setupResult) {
 	counts := cfg.Streams
 	if s.Daemon {
 		counts = cfg.DaemonStreams
 	}
-	most := max(slices.Max(counts), cfg.ThroughputStreams)
+	most := slices.Max([]int{slices.Max(counts), cfg.ThroughputStreams, cfg.StallReaders, cfg.BusyReaders})
 	h := hostkit.NewHost(rt, s)
-	h.Env = benchEnv
+	h.Env = slices.Concat(benchEnv, cfg.Env)
 	res.StreamMode = "live"
 	if s.Batch {
 		res.StreamMode = "batch"
 	}
 	h.ApacheConf, h.NginxWorkerConnections, res.Raised = serverLimits(s, most, cfg.Posters)
+	if h.NginxWorkerConnections > 0 {
+		h.NginxRlimitNofile = int(min(uint64(h.NginxWorkerConnections)+fileSlack, files.Hard))
+		res.Raised = append(res.Raised, fmt.Sprintf("nginx worker_rlimit_nofile %d", h.NginxRlimitNofile))
+	}
 	fmt.Fprintf(os.Stderr, "bench: %s: deploying\n", res.Short)
 	h.Deploy(rt)
 	h.Start(rt)
@@ -214,8 +233,10 @@ func benchSetup(ctx context.Context, rt *runner, cfg config, s hostkit.Setup, re
 		time.Sleep(seconds(cfg.SettleSeconds))
 		u := measure(roots, seconds(cfg.IdleSeconds), ctx.Done())
 		run.Idle = &u
+		cpu0 := cpuByName(roots())
 		rep := lg.call(ctx, rt, request{Op: "latency", Room: room, Rate: cfg.Rate, Seconds: cfg.LatencySeconds, Batch: s.Batch})
 		run.Latency = rep.Latency
+		run.LatencyCPU = cpuSince(cpu0, cpuByName(roots()))
 		if rep.Error != "" {
 			run.Error = rep.Error
 		}
@@ -246,9 +267,12 @@ func benchSetup(ctx context.Context, rt *runner, cfg config, s hostkit.Setup, re
 	}
 	res.Throughput = rep.Throughput
 	lg.call(ctx, rt, request{Op: "close"})
+	drain(ctx, rt, h)
+
+	res.Stalled = benchStalled(ctx, rt, cfg, h, lg, roots)
 
 	fmt.Fprintf(os.Stderr, "bench: %s: CGI start cost, %d runs\n", res.Short, cfg.StartRuns)
-	sc := measureStartCost(ctx, h, cfg.StartRuns)
+	sc := measureStartCost(ctx, h, cfg.StartRuns, cfg.Env)
 	res.StartCost = &sc
 }
 
@@ -287,10 +311,10 @@ type budgetRun struct {
 // benchBudget deploys s (mod_cgid) with CHAT_MAX_STREAMS set to the
 // budget, and for each reader count opens that many readers and measures
 // delivery, CPU and the stream programs running at once.
-func benchBudget(ctx context.Context, rt *runner, cfg config, s hostkit.Setup, res *setupResult) {
+func benchBudget(ctx context.Context, rt *runner, cfg config, _ fileLimit, s hostkit.Setup, res *setupResult) {
 	most := slices.Max(cfg.BudgetReaders)
 	h := hostkit.NewHost(rt, s)
-	h.Env = append(slices.DeleteFunc(slices.Clone(benchEnv), func(kv string) bool {
+	h.Env = append(slices.DeleteFunc(slices.Concat(benchEnv, cfg.Env), func(kv string) bool {
 		return strings.HasPrefix(kv, "CHAT_MAX_STREAMS=")
 	}), fmt.Sprintf("CHAT_MAX_STREAMS=%d", cfg.Budget))
 	res.StreamMode = "live, polls past the budget"
@@ -546,7 +570,7 @@ type startCost struct {
 // measureStartCost runs the deployed post program runs times as a CGI
 // program, as the web server's user, against the host's database: wall
 // time from start to exit and peak RSS (getrusage's ru_maxrss).
-func measureStartCost(ctx context.Context, h *hostkit.Host, runs int) startCost {
+func measureStartCost(ctx context.Context, h *hostkit.Host, runs int, env []string) startCost {
 	sc := startCost{Runs: runs}
 	var walls, rss []float64
 	for i := range runs {
@@ -563,7 +587,7 @@ func measureStartCost(ctx context.Context, h *hostkit.Host, runs int) startCost 
 			"REMOTE_ADDR=127.0.0.1", "REMOTE_PORT=40000",
 			"CONTENT_TYPE=application/x-www-form-urlencoded", fmt.Sprintf("CONTENT_LENGTH=%d", len(body)),
 			"CHAT_DB=" + h.DB,
-		}, benchEnv...)
+		}, slices.Concat(benchEnv, env)...)
 		cmd.Stdin = strings.NewReader(body)
 		h.User.RunAs(cmd)
 		began := time.Now()
@@ -585,4 +609,16 @@ func measureStartCost(ctx context.Context, h *hostkit.Host, runs int) startCost 
 	sc.WallP50, _, _, sc.WallMax = percentiles(walls)
 	sc.MaxRSSP50, _, _, sc.MaxRSSMax = percentiles(rss)
 	return sc
+}
+
+// cpuSince returns what each process name used between two cpuByName
+// readings (processes that ended meanwhile are left out).
+func cpuSince(before, after map[string]float64) map[string]float64 {
+	out := make(map[string]float64)
+	for name, v := range after {
+		if d := v - before[name]; d > 0 {
+			out[name] = d
+		}
+	}
+	return out
 }

@@ -214,3 +214,14 @@ wait:
 	u.Comms = strings.Join(parts, ", ")
 	return u
 }
+
+// cpuByName returns the CPU time each process of the family of roots has
+// used, summed by process name (nginx, stream, post…), in seconds.
+func cpuByName(roots []int) map[string]float64 {
+	all := allStats()
+	out := make(map[string]float64)
+	for _, pid := range family(all, roots) {
+		out[all[pid].comm] += float64(all[pid].cpu) / clockTicks
+	}
+	return out
+}

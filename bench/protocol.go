@@ -6,7 +6,7 @@ package main
 
 // request is one command to the load generator.
 type request struct {
-	Op        string  `json:"op"` // open, close, latency, fanout, throughput
+	Op        string  `json:"op"` // open, close, latency, fanout, throughput, fill, stall
 	Room      string  `json:"room,omitempty"`
 	Streams   int     `json:"streams,omitempty"`    // open: how many
 	WaitReady bool    `json:"wait_ready,omitempty"` // open: until each has its ready event
@@ -17,6 +17,8 @@ type request struct {
 	Posts     int     `json:"posts,omitempty"`      // fanout: how many posts, one at a time
 	Posters   int     `json:"posters,omitempty"`    // throughput: concurrent posters
 	Steps     int     `json:"steps,omitempty"`      // throughput: rate steps after the probe
+	TextLen   int     `json:"text_len,omitempty"`   // fill: characters per message
+	Resume    bool    `json:"resume,omitempty"`     // stall: ask from the first message (lastEventId=0)
 }
 
 // reply is the load generator's answer to one request.
@@ -26,6 +28,7 @@ type reply struct {
 	Latency    *latencyResult    `json:"latency,omitempty"`
 	Fanout     *fanoutResult     `json:"fanout,omitempty"`
 	Throughput *throughputResult `json:"throughput,omitempty"`
+	Fill       *fillResult       `json:"fill,omitempty"`
 }
 
 // openResult says how opening the streams went.
@@ -53,6 +56,10 @@ type latencyResult struct {
 	Reconnects   int     `json:"reconnects"`    // stream responses that ended and were reopened
 	StreamErrors int     `json:"stream_errors"` // stream requests that failed
 	ErrorSample  string  `json:"error_sample,omitempty"`
+	// LoadCPUPercent and LoadCPUSeconds are what the load generator
+	// itself used meanwhile: it shares the machine with the host.
+	LoadCPUPercent float64 `json:"load_cpu_percent"`
+	LoadCPUSeconds float64 `json:"load_cpu_seconds"`
 }
 
 // fanoutResult is, for each of several single posts, the time from its 201

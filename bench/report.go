@@ -5,10 +5,12 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,6 +23,7 @@ import (
 type report struct {
 	Machine  machine        `json:"machine"`
 	Config   config         `json:"parameters"`
+	Files    fileLimit      `json:"open_files"`
 	Settings []string       `json:"settings"` // CHAT_* settings beyond the defaults
 	Started  time.Time      `json:"started"`
 	Finished time.Time      `json:"finished"`
@@ -203,7 +206,105 @@ func checkTargets(cfg config, setups []*setupResult) []target {
 				fmt.Sprintf("%.2f MiB, %.4f %% of a core", rss/per, cpu/per), status(rss/per <= 12 && cpu/per <= 0.05))
 		}
 	}
+	for _, s := range setups {
+		hs, _ := hostkit.LookupSetup(s.Setup)
+		if hs.Daemon {
+			ts = append(ts, readersTargets(s)...)
+		}
+		if t, ok := stallTarget(s, hs); ok {
+			ts = append(ts, t)
+		}
+	}
 	return ts
+}
+
+// readersTargets checks the goals of issue 17 for a daemon setup, with
+// latency from each post's request (not its 201) to every reader: at
+// 1,000 readers p50 ≤ 8 ms and p99 ≤ 20 ms; at 10,000 p99 ≤ 100 ms, idle
+// ≤ 3 % of one core and ≤ 300 MiB for every process together.
+func readersTargets(s *setupResult) []target {
+	find := func(n int) *streamRun {
+		for _, r := range s.Runs {
+			if r.Streams == n {
+				return r
+			}
+		}
+		return nil
+	}
+	var ts []target
+	add := func(goal, measured, st string) {
+		ts = append(ts, target{Setup: s.Short, Goal: goal, Measured: measured, Status: st})
+	}
+	goal := "1,000 readers: from each post's request to every reader p50 ≤ 8 ms, p99 ≤ 20 ms, nothing lost"
+	if r := find(1000); r == nil || r.Latency == nil {
+		add(goal, "no run at that count", notMeasured)
+	} else {
+		l := r.Latency
+		add(goal, fmt.Sprintf("p50 %s, p99 %s, %d lost", ms(l.SendP50), ms(l.SendP99), l.Lost),
+			status(l.SendP50 <= 8 && l.SendP99 <= 20 && l.Lost == 0 && l.PostErrors == 0 && l.Posts > 0))
+	}
+	r := find(10000)
+	goal = "10,000 readers: from each post's request to every reader p99 ≤ 100 ms, nothing lost"
+	if r == nil || r.Latency == nil {
+		add(goal, "no run at that count", notMeasured)
+	} else {
+		l := r.Latency
+		add(goal, fmt.Sprintf("p99 %s (p50 %s), %d lost", ms(l.SendP99), ms(l.SendP50), l.Lost),
+			status(l.SendP99 <= 100 && l.Lost == 0 && l.PostErrors == 0 && l.Posts > 0))
+	}
+	goal = "10,000 idle readers ≤ 3 % of one core, ≤ 300 MiB RSS for every process together"
+	if r == nil || r.Idle == nil {
+		add(goal, "no run at that count", notMeasured)
+	} else {
+		u := r.Idle
+		cpu := u.CPUSeconds / u.Seconds * 100
+		add(goal, fmt.Sprintf("%.2f %% of a core, %.1f MiB (%s)", cpu, mib(u.RSSBytes), u.Comms), status(cpu <= 3 && mib(u.RSSBytes) <= 300))
+	}
+	return ts
+}
+
+// stallLimit returns issue 14's bound on what stalled readers of a
+// room's whole backlog cost a setup: the stream daemon in all (64 MB), or
+// each CGI stream process (16 MB); ok is false where it sets none.
+func stallLimit(hs hostkit.Setup) (bytes uint64, what string, ok bool) {
+	switch {
+	case hs.Daemon:
+		return 64e6, "the stream daemon", true
+	case hs.CGI:
+		return 16e6, "each stream process", true
+	}
+	return 0, "", false
+}
+
+// stallTarget checks the bound of stallLimit on the setup's backlog run.
+func stallTarget(s *setupResult, hs hostkit.Setup) (target, bool) {
+	limit, what, ok := stallLimit(hs)
+	if !ok {
+		return target{}, false
+	}
+	var run *stallRun
+	for _, r := range s.Stalled {
+		if r.Kind == "backlog" {
+			run = r
+		}
+	}
+	t := target{Setup: s.Short, Status: notMeasured, Measured: "not run"}
+	if run == nil {
+		t.Goal = fmt.Sprintf("stalled readers of a room's whole backlog: %s ≤ %.0f MB", what, float64(limit)/1e6)
+		return t, true
+	}
+	t.Goal = fmt.Sprintf("%d stalled readers of %s messages of %s '<': %s ≤ %.0f MB", run.Readers, thousands(run.Messages), thousands(run.TextLen), what, float64(limit)/1e6)
+	peak := run.Peak
+	if !hs.Daemon {
+		peak = run.Process
+	}
+	t.Measured = fmt.Sprintf("%.1f MB at most (%d of %d served)", float64(peak)/1e6, run.Served, run.Readers)
+	if run.Error != "" {
+		t.Measured += ": " + oneLine(run.Error)
+		return t, true
+	}
+	t.Status = status(peak <= limit && run.Served == run.Readers)
+	return t, true
 }
 
 // budgetTarget checks the budget issue's goal: 1,000 readers on a budget
@@ -258,7 +359,12 @@ func (r *report) markdown() string {
 	if c.Quick {
 		p(" (-quick)")
 	}
-	p("\n- Settings: %s; everything else at deploy.sh's defaults (heartbeat 5 s, stream life 120 s, poll 250 ms)\n", strings.Join(benchEnv, " "))
+	p("; stalled readers: %d of a room of %s messages of %s '<', %d live in a room posted to at %g/s, %g s each, a %d-byte receive buffer",
+		c.StallReaders, thousands(c.StallMessages), thousands(c.StallTextLen), c.BusyReaders, c.BusyRate, c.StallSeconds, stallRcvBuf)
+	p("\n- Settings: %s; everything else at deploy.sh's defaults (stream life 120 s, poll 250 ms, heartbeat: see docs/configuration.md)\n", strings.Join(slices.Concat(benchEnv, c.Env), " "))
+	for _, n := range r.Files.Notes {
+		p("- %s\n", n)
+	}
 	for _, s := range r.Setups {
 		if len(s.Raised) > 0 {
 			p("- %s, raised by the bench: %s\n", s.Short, strings.Join(s.Raised, "; "))
@@ -272,21 +378,43 @@ func (r *report) markdown() string {
 
 	p("\n### Delivery latency and fan-out\n\n")
 	p("From each post's 201 to the event at every open stream, over all (post, stream) pairs; an event that came before its 201 counts 0. \"From send\": from the moment the post was sent instead, so including the post itself. Fan-out: one post at a time, from its 201 until the last stream has it.\n\n")
-	p("| setup | stream mode | streams | open in | p50 | p95 | p99 | max | from send p50 / p99 | lost | post errors | fan-out median | fan-out worst |\n")
-	p("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	p("| setup | stream mode | streams | open in | p50 | p95 | p99 | max | from send p50 / p99 | lost | post errors | fan-out median | fan-out worst | load generator CPU |\n")
+	p("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, s := range r.Setups {
 		for _, run := range s.Runs {
 			l, f := run.Latency, run.Fanout
 			if l == nil {
-				p("| %s | %s | %s | – | %s |  |  |  |  |  |  |  |  |\n", s.Short, s.StreamMode, thousands(run.Streams), oneLine(run.Error))
+				p("| %s | %s | %s | – | %s |  |  |  |  |  |  |  |  |  |\n", s.Short, s.StreamMode, thousands(run.Streams), oneLine(run.Error))
 				continue
 			}
 			fm, fw := "–", "–"
 			if f != nil && len(f.Times) > 0 {
 				fm, fw = ms(f.Median), ms(f.Worst)
 			}
-			p("| %s | %s | %s | %.1f s | %s | %s | %s | %s | %s / %s | %d | %d | %s | %s |\n", s.Short, s.StreamMode, thousands(run.Streams),
-				run.OpenSeconds, ms(l.P50), ms(l.P95), ms(l.P99), ms(l.Max), ms(l.SendP50), ms(l.SendP99), l.Lost, l.PostErrors, fm, fw)
+			p("| %s | %s | %s | %.1f s | %s | %s | %s | %s | %s / %s | %d | %d | %s | %s | %.0f %% |\n", s.Short, s.StreamMode, thousands(run.Streams),
+				run.OpenSeconds, ms(l.P50), ms(l.P95), ms(l.P99), ms(l.Max), ms(l.SendP50), ms(l.SendP99), l.Lost, l.PostErrors, fm, fw, l.LoadCPUPercent)
+		}
+	}
+
+	p("\n### CPU per delivery\n\n")
+	p("What delivering one post to one stream cost during the latency run, each process's CPU time (user + system) divided by the (post, stream) pairs delivered: a measure of the work per delivery that the machine's other load changes less than latency. Heartbeats and everything else the processes did meanwhile are included.\n\n")
+	p("| setup | streams | deliveries | per delivery, every process | by process |\n")
+	p("|---|---:|---:|---:|---|\n")
+	for _, s := range r.Setups {
+		for _, run := range s.Runs {
+			l := run.Latency
+			if l == nil || l.Samples == 0 || run.LatencyCPU == nil {
+				continue
+			}
+			per := func(sec float64) float64 { return sec / float64(l.Samples) * 1e6 }
+			total := l.LoadCPUSeconds
+			parts := []string{fmt.Sprintf("load generator %.1f µs", per(l.LoadCPUSeconds))}
+			names := slices.Sorted(maps.Keys(run.LatencyCPU))
+			for _, name := range names {
+				total += run.LatencyCPU[name]
+				parts = append(parts, fmt.Sprintf("%s %.1f µs", name, per(run.LatencyCPU[name])))
+			}
+			p("| %s | %s | %s | %.1f µs | %s |\n", s.Short, thousands(run.Streams), thousands(l.Samples), per(total), strings.Join(parts, ", "))
 		}
 	}
 
@@ -356,6 +484,30 @@ func (r *report) markdown() string {
 				}
 				p("| %s | %s | %d | %s | %s | %s | %s | %d | %d | %d | %.0f %% | %d (%d) |\n", s.Short, thousands(run.Readers), run.Budget,
 					ms(l.P50), ms(l.P95), ms(l.P99), ms(l.Max), l.Lost, l.PostErrors, l.StreamErrors, run.CPUPercent, run.MostProcesses, run.MostLive)
+			}
+		}
+	}
+
+	stalled := false
+	for _, s := range r.Setups {
+		stalled = stalled || len(s.Stalled) > 0
+	}
+	if stalled {
+		p("\n### Stalled readers\n\n")
+		p("Connections that ask for a stream and never read it. Backlog: each asks for a room's whole history (`lastEventId=0`). Busy: each reads a room live while it is posted to. The most resident memory seen (sampled every 100 ms): of the stream processes together, of the largest one (a CGI process's own peak, VmHWM), and of every other process (the web server's). MB are 10⁶ bytes.\n\n")
+		p("| setup | kind | readers (served) | messages | stream processes before | stream processes, most | one stream process, most | others, most | processes |\n")
+		p("|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, s := range r.Setups {
+			for _, run := range s.Stalled {
+				msgs := thousands(run.Messages)
+				if run.Kind == "busy" {
+					msgs = fmt.Sprintf("%s at %g/s", msgs, run.Rate)
+				}
+				if run.Error != "" {
+					msgs += " (" + oneLine(run.Error) + ")"
+				}
+				p("| %s | %s | %d (%d) | %s | %.1f MB | %.1f MB | %.1f MB | %.1f MB | %d |\n", s.Short, run.Kind, run.Readers, run.Served, msgs,
+					float64(run.Before)/1e6, float64(run.Peak)/1e6, float64(run.Process)/1e6, float64(run.Server)/1e6, run.Procs)
 			}
 		}
 	}

@@ -36,17 +36,29 @@ const (
 // the delay only of writes no wake-up announces: on SQLite the sqlite3
 // shell's, rare enough for 250 ms; on a database server every other web
 // host's posts, hence 25 ms there (one process per host polls that often).
+//
+// A daemon learns that the web server closed a stream's connection from
+// the read side, within a fraction of a second, so its heartbeat only has
+// to keep the front end's read timeout (nginx's fastcgi_read_timeout,
+// Apache's ProxyTimeout: 60 s) and the proxies on the way from closing an
+// idle stream: 30 s stays at half of those. Every heartbeat is a write per
+// stream through the web server, and at 10,000 streams the 5 s one was
+// most of the idle cost (docs/performance.md).
+// Stream rows are still renewed every DefaultHeartbeatSeconds there, one
+// statement per process, so that a reader who left drops out of presence
+// as soon as under CGI (Renew).
 const (
-	DefaultStreamSeconds    = 120
-	DefaultHeartbeatSeconds = 5
-	DefaultPollMS           = 250
-	DefaultServerPollMS     = 25
-	DefaultHistory          = 50
-	DefaultDBDir            = "cgichat-data"
-	DefaultDBName           = "chat.db"
-	DefaultRateLimit        = "5/10s"
-	DefaultNickHours        = 24
-	DefaultStreamsPerClient = 10
+	DefaultStreamSeconds          = 120
+	DefaultHeartbeatSeconds       = 5
+	DefaultDaemonHeartbeatSeconds = 30
+	DefaultPollMS                 = 250
+	DefaultServerPollMS           = 25
+	DefaultHistory                = 50
+	DefaultDBDir                  = "cgichat-data"
+	DefaultDBName                 = "chat.db"
+	DefaultRateLimit              = "5/10s"
+	DefaultNickHours              = 24
+	DefaultStreamsPerClient       = 10
 	// DefaultMaxStreams is the budget of live streams of a host whose
 	// every stream is a process (CGI, mod_fcgid): 8 of a shared host's
 	// usual 20 entry processes, leaving the rest for posts, polls, the
@@ -76,7 +88,7 @@ type Config struct {
 	DB        string        // CHAT_DB: path of the SQLite file, or a mysql:// or postgres:// URL
 	WakeDir   string        // CHAT_WAKE_DIR: where post wakes the streams of this host
 	Stream    time.Duration // CHAT_STREAM_SECONDS: longest life of one stream response
-	Heartbeat time.Duration // CHAT_HEARTBEAT_SECONDS: a comment line this often
+	Heartbeat time.Duration // CHAT_HEARTBEAT_SECONDS: a comment line this often; 0 the mode's default (HeartbeatFor)
 	Poll      time.Duration // CHAT_POLL_MS: how often a stream checks the database unprompted
 	History   int           // CHAT_HISTORY: messages sent on first join
 	Mode      string        // CHAT_STREAM_MODE: live or batch
@@ -106,7 +118,34 @@ type Database struct {
 	DB        string        // CHAT_DB
 	WakeDir   string        // CHAT_WAKE_DIR
 	Poll      time.Duration // CHAT_POLL_MS
-	Heartbeat time.Duration // CHAT_HEARTBEAT_SECONDS: the feed renews stream rows this often
+	Heartbeat time.Duration // CHAT_HEARTBEAT_SECONDS; 0 the defaults (HeartbeatFor, Renew)
+}
+
+// HeartbeatFor returns how often streams get a heartbeat (a comment
+// line): CHAT_HEARTBEAT_SECONDS, or by default
+// DefaultHeartbeatSeconds where every stream is a process (not
+// concurrent: CGI, mod_fcgid) and DefaultDaemonHeartbeatSeconds for a
+// daemon.
+func (d Database) HeartbeatFor(concurrent bool) time.Duration {
+	switch {
+	case d.Heartbeat > 0:
+		return d.Heartbeat
+	case concurrent:
+		return DefaultDaemonHeartbeatSeconds * time.Second
+	}
+	return DefaultHeartbeatSeconds * time.Second
+}
+
+// Renew returns how often a process renews its streams' rows, which sets
+// how long presence outlives a stream (feed.StaleAfter):
+// DefaultHeartbeatSeconds in every mode, or CHAT_HEARTBEAT_SECONDS when
+// that is shorter. A longer heartbeat then saves writes per stream without
+// keeping a reader who left in the presence list for a minute and more.
+func (d Database) Renew() time.Duration {
+	if d.Heartbeat > 0 {
+		return min(d.Heartbeat, DefaultHeartbeatSeconds*time.Second)
+	}
+	return DefaultHeartbeatSeconds * time.Second
 }
 
 // Database returns the settings c shares with every request on its
@@ -139,7 +178,7 @@ func Load(getenv func(string) string) (Config, error) {
 		set      func(int)
 	}{
 		{"CHAT_STREAM_SECONDS", DefaultStreamSeconds, 1, 299, "seconds", func(n int) { c.Stream = time.Duration(n) * time.Second }},
-		{"CHAT_HEARTBEAT_SECONDS", DefaultHeartbeatSeconds, 1, 30, "seconds", func(n int) { c.Heartbeat = time.Duration(n) * time.Second }},
+		{"CHAT_HEARTBEAT_SECONDS", 0, 1, 30, "seconds", func(n int) { c.Heartbeat = time.Duration(n) * time.Second }},
 		{"CHAT_POLL_MS", pollMS, 5, 10000, "milliseconds", func(n int) { c.Poll = time.Duration(n) * time.Millisecond }},
 		{"CHAT_HISTORY", DefaultHistory, 0, 1000, "messages", func(n int) { c.History = n }},
 		{"CHAT_NICK_HOURS", DefaultNickHours, 0, 24 * 365, "hours", func(n int) { c.NickHold = time.Duration(n) * time.Hour }},
@@ -510,7 +549,8 @@ environment variables (SetEnv, fastcgi_param, systemd), which win over it:
   CHAT_WAKE_DIR           where post wakes this host's streams (default:
                           beside the SQLite file, or ~/cgichat-data/HOST-DB-wake)
   CHAT_STREAM_SECONDS     longest life of one stream response (default %d)
-  CHAT_HEARTBEAT_SECONDS  a comment line this often (default %d)
+  CHAT_HEARTBEAT_SECONDS  a comment line this often (default %d under CGI
+                          and mod_fcgid, %d for the daemons)
   CHAT_POLL_MS            database check without a wake-up (default %d;
                           %d on a database server, for other hosts' posts)
   CHAT_HISTORY            messages sent on first join (default %d)
@@ -537,6 +577,6 @@ environment variables (SetEnv, fastcgi_param, systemd), which win over it:
   CHAT_ROOMS_PER_DAY      new rooms one client address may start in 24
                           hours, 0: no cap (default %d)
   CHAT_LOG_LEVEL          debug, info, warn or error (default info)
-`, DefaultDBDir, DefaultDBName, DefaultStreamSeconds, DefaultHeartbeatSeconds, DefaultPollMS, DefaultServerPollMS, DefaultHistory,
+`, DefaultDBDir, DefaultDBName, DefaultStreamSeconds, DefaultHeartbeatSeconds, DefaultDaemonHeartbeatSeconds, DefaultPollMS, DefaultServerPollMS, DefaultHistory,
 	DefaultRateLimit, DefaultIPv6Prefix, DefaultNickHours, DefaultStreamsPerClient, DefaultMaxStreams, DefaultKeepMessages, DefaultKeepDays,
 	DefaultKeepTotalMB, DefaultRoomsPerDay)

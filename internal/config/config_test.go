@@ -22,7 +22,7 @@ func TestLoadDefaults(t *testing.T) {
 		DB:        "/home/ada/cgichat-data/chat.db",
 		WakeDir:   "/home/ada/cgichat-data/chat.db-wake",
 		Stream:    120 * time.Second,
-		Heartbeat: 5 * time.Second,
+		Heartbeat: 0, // the mode's: HeartbeatFor
 		Poll:      250 * time.Millisecond,
 		History:   50,
 		Mode:      "live",
@@ -123,6 +123,38 @@ func TestStreamBudget(t *testing.T) {
 		}
 		if got := c.StreamBudget(tt.concurrent); got != tt.want {
 			t.Errorf("CHAT_MAX_STREAMS=%q, concurrent %v: budget %d, want %d", tt.set, tt.concurrent, got, tt.want)
+		}
+	}
+}
+
+// TestHeartbeatFor checks the heartbeat: CHAT_HEARTBEAT_SECONDS when set,
+// else 5 s where every stream is a process and 30 s for a daemon; and that
+// rows are renewed every 5 s in both, or as often as the heartbeat where
+// that is shorter.
+func TestHeartbeatFor(t *testing.T) {
+	tests := []struct {
+		set        string
+		concurrent bool
+		want       time.Duration
+		wantRenew  time.Duration
+	}{
+		{"", false, 5 * time.Second, 5 * time.Second},
+		{"", true, 30 * time.Second, 5 * time.Second},
+		{"2", false, 2 * time.Second, 2 * time.Second},
+		{"2", true, 2 * time.Second, 2 * time.Second},
+		{"30", false, 30 * time.Second, 5 * time.Second},
+		{"30", true, 30 * time.Second, 5 * time.Second},
+	}
+	for _, tt := range tests {
+		c, err := config.Load(env(map[string]string{"CHAT_DB": "/srv/x.db", "CHAT_HEARTBEAT_SECONDS": tt.set}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.Database().HeartbeatFor(tt.concurrent); got != tt.want {
+			t.Errorf("CHAT_HEARTBEAT_SECONDS=%q, concurrent %v: heartbeat %v, want %v", tt.set, tt.concurrent, got, tt.want)
+		}
+		if got := c.Database().Renew(); got != tt.wantRenew {
+			t.Errorf("CHAT_HEARTBEAT_SECONDS=%q: rows renewed every %v, want %v", tt.set, got, tt.wantRenew)
 		}
 	}
 }

@@ -367,7 +367,7 @@ func TestTemplate(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := strings.NewReplacer("@MODE@", "cgi", "@SETTINGS@", "CHAT_DB=/srv/chat.db",
-		"@WAKE_DIR@", "/srv/chat.db-wake", "@POLL_MS@", "250", "@MAX_STREAMS@", "8").Replace(string(b))
+		"@WAKE_DIR@", "/srv/chat.db-wake", "@POLL_MS@", "250", "@MAX_STREAMS@", "8", "@HEARTBEAT@", "5").Replace(string(b))
 	if m := regexp.MustCompile(`@[A-Z_]+@`).FindString(text); m != "" {
 		t.Fatalf("the template has a placeholder deploy.sh does not fill: %s", m)
 	}
@@ -391,12 +391,17 @@ func TestTemplate(t *testing.T) {
 		t.Fatal(err)
 	}
 	defaults, _ := config.Load(env(map[string]string{"CHAT_DB": "/srv/chat.db"}))
-	// deploy.sh writes the stream budget the mode has by default (8 under
-	// CGI), where the default itself depends on the mode.
+	// deploy.sh writes the stream budget and heartbeat the mode has by
+	// default (8 and 5 s under CGI), where the default depends on the mode.
 	if g, e := got.StreamBudget(false), defaults.StreamBudget(false); g != e {
 		t.Errorf("the template's CHAT_MAX_STREAMS gives CGI a budget of %d, want the default %d", g, e)
 	}
 	got.MaxStreams = defaults.MaxStreams
+	// So does the heartbeat (5 s under CGI).
+	if g, e := got.Database().HeartbeatFor(false), defaults.Database().HeartbeatFor(false); g != e {
+		t.Errorf("the template's CHAT_HEARTBEAT_SECONDS gives CGI a heartbeat of %v, want the default %v", g, e)
+	}
+	got.Heartbeat = defaults.Heartbeat
 	if got != defaults {
 		t.Errorf("the template's defaults load as %+v, want %+v", got, defaults)
 	}

@@ -127,6 +127,9 @@ func (c Config) Value(name string) (value string, ok bool) {
 	case "CHAT_STREAM_SECONDS":
 		return itoa(int(c.Stream.Seconds())), true
 	case "CHAT_HEARTBEAT_SECONDS":
+		if c.Heartbeat == 0 {
+			return "", true // the hosting mode's default: HeartbeatFor
+		}
 		return itoa(int(c.Heartbeat.Seconds())), true
 	case "CHAT_POLL_MS":
 		return itoa(int(c.Poll.Milliseconds())), true

@@ -463,6 +463,65 @@ func (c *conn) write(b []byte) error {
 	return err
 }
 
+// stdoutBatch bounds the records one writev sends: 16 of the largest make
+// 1 MiB, and a longer Write takes several.
+const stdoutBatch = 16
+
+// stdoutVec is what writeStdout puts together for one writev: the records'
+// headers, and the list of slices (header, content, padding) to send.
+type stdoutVec struct {
+	hdrs [stdoutBatch][record.HeaderLen]byte
+	vec  net.Buffers // per record: header, head's part, body's part, padding
+}
+
+// vecs lends writeStdout its lists, so that an idle request holds none.
+var vecs = sync.Pool{New: func() any { return &stdoutVec{vec: make(net.Buffers, 0, 4*stdoutBatch)} }}
+
+// zeros pads records to a multiple of 8 bytes.
+var zeros [7]byte
+
+// writeStdout sends head followed by body as the request's FCGI_STDOUT
+// records, in as few writev calls as their number allows (one for up to
+// 1 MiB): the records' headers and padding are put around the caller's
+// bytes, which are neither copied nor kept. An event stream's message to a
+// thousand readers is then a thousand system calls and no copy.
+func (c *conn) writeStdout(id uint16, head, body []byte) error {
+	v := vecs.Get().(*stdoutVec)
+	defer func() {
+		clear(v.vec[:cap(v.vec)])
+		v.vec = v.vec[:0]
+		vecs.Put(v)
+	}()
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	for len(head)+len(body) > 0 {
+		v.vec = v.vec[:0]
+		for i := 0; i < stdoutBatch && len(head)+len(body) > 0; i++ {
+			n := min(len(head)+len(body), record.MaxContent)
+			pad := -n & 7
+			v.hdrs[i] = record.Header{Type: record.Stdout, ID: id, Length: n, Padding: pad}.Bytes()
+			v.vec = append(v.vec, v.hdrs[i][:])
+			if h := min(n, len(head)); h > 0 {
+				v.vec = append(v.vec, head[:h])
+				head, n = head[h:], n-h
+			}
+			if n > 0 {
+				v.vec = append(v.vec, body[:n])
+				body = body[n:]
+			}
+			if pad > 0 {
+				v.vec = append(v.vec, zeros[:pad])
+			}
+		}
+		// WriteTo consumes its list; v.vec keeps the slices to clear.
+		vec := v.vec
+		if _, err := vec.WriteTo(c.rwc); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // bufs lends writes the space to put records together, so that each write
 // is one system call and an idle request holds no buffer.
 var bufs = sync.Pool{New: func() any { return new([]byte) }}

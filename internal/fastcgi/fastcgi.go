@@ -9,7 +9,9 @@
 // (docs/performance.md). Here records are read through a pooled buffer
 // that a connection holds only while a record is being read, a request
 // body travels through a pipe only when there is one, and every Write goes
-// out at once as records put together in a pooled buffer too.
+// out at once in one writev: the records' headers and padding around the
+// handler's own bytes, which are not copied. A handler may bound its
+// writes with http.ResponseController's SetWriteDeadline.
 //
 // Each connection is read all the time, also while its request runs, so
 // that the request's context ends the moment the web server aborts it

@@ -4,11 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -260,4 +263,115 @@ func readEnd(t *testing.T, r *bufio.Reader, id uint16) raw {
 	}
 	t.Fatal("no FCGI_END_REQUEST")
 	return raw{}
+}
+
+// beginGet sends a GET request with query q as request id, on a kept
+// connection.
+func beginGet(t *testing.T, c net.Conn, id uint16, q string) {
+	t.Helper()
+	writeRaw(t, c, record.BeginRequest, id, []byte{0, record.RoleResponder, record.FlagKeepConn, 0, 0, 0, 0, 0})
+	writeRaw(t, c, record.Params, id, record.AppendPairs(nil, "REQUEST_METHOD", "GET", "SERVER_PROTOCOL", "HTTP/1.1", "QUERY_STRING", q, "REQUEST_URI", "/?"+q))
+	writeRaw(t, c, record.Params, id, nil)
+	writeRaw(t, c, record.Stdin, id, nil)
+}
+
+// TestStdoutRecords checks the records a Write becomes, byte for byte:
+// the CGI header and the content share records of at most 65,535 bytes,
+// each padded to a multiple of 8, and the content is the caller's bytes.
+func TestStdoutRecords(t *testing.T) {
+	sizes := map[string]int{"empty": 0, "small": 5, "one record": record.MaxContent, "several": 3*record.MaxContent + 11, "over a batch": (stdoutBatch+2)*record.MaxContent + 3}
+	sock := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := sizes[r.URL.Query().Get("size")]
+		w.Header().Set("Content-Type", "text/plain")
+		w.Write(bytes.Repeat([]byte{'x'}, n))
+		w.Write([]byte("end"))
+	}))
+	for name, n := range sizes {
+		t.Run(name, func(t *testing.T) {
+			c, err := net.Dial("unix", sock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			r := bufio.NewReader(c)
+			beginGet(t, c, 1, "size="+url.QueryEscape(name))
+			var out []byte
+			for {
+				h, err := record.ReadHeader(r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b := make([]byte, h.Length+h.Padding)
+				if _, err := io.ReadFull(r, b); err != nil {
+					t.Fatal(err)
+				}
+				if h.Type == record.EndRequest {
+					break
+				}
+				if h.Type != record.Stdout || h.ID != 1 || h.Length > record.MaxContent || (h.Length+h.Padding)%8 != 0 || h.Padding > 7 {
+					t.Fatalf("record %+v: want FCGI_STDOUT of request 1, at most %d bytes, padded to a multiple of 8 and no further", h, record.MaxContent)
+				}
+				out = append(out, b[:h.Length]...)
+			}
+			_, body, ok := bytes.Cut(out, []byte("\r\n\r\n"))
+			if want := append(bytes.Repeat([]byte{'x'}, n), "end"...); !ok || !bytes.HasPrefix(out, []byte("Status: 200 OK\r\n")) || !bytes.Equal(body, want) {
+				t.Errorf("got %d bytes starting %.80q; want the header and %d bytes of body", len(out), out, len(want))
+			}
+		})
+	}
+}
+
+// TestWriteDeadline checks that a Write to a web server that reads nothing
+// fails once the deadline set through http.ResponseController passes (as
+// a stream's does for a reader who stopped reading), and that the
+// connection, which may hold a cut record, is then closed.
+func TestWriteDeadline(t *testing.T) {
+	failed := make(chan error, 1)
+	srv := &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		chunk := bytes.Repeat([]byte{'x'}, 64<<10)
+		for range 1000 { // 64 MiB: far more than the socket's buffers
+			if err := rc.SetWriteDeadline(time.Now().Add(200 * time.Millisecond)); err != nil {
+				failed <- err
+				return
+			}
+			if _, err := w.Write(chunk); err != nil {
+				failed <- err
+				return
+			}
+		}
+		failed <- nil
+	})}
+	c, err := net.Dial("unix", serveWith(t, srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	beginGet(t, c, 1, "")
+	select {
+	case err := <-failed:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("the handler's Write failed with %v, want os.ErrDeadlineExceeded", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler still writes 10 s after its client stopped reading")
+	}
+	// The server lets the connection go without waiting for this client
+	// to read; what was sent can still be read, then its end.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		srv.mu.Lock()
+		open := len(srv.conns)
+		srv.mu.Unlock()
+		if open == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the server still holds the connection 10 s after the write failed, waiting for a client that reads nothing")
+		}
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.Copy(io.Discard, c); err != nil {
+		t.Errorf("reading to the end of the connection: %v, want its close", err)
+	}
 }

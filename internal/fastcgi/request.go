@@ -1,13 +1,15 @@
 package fastcgi
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/cgi"
+	"os"
 	"runtime/debug"
-	"strings"
 	"time"
 
 	"cgichat/internal/fastcgi/record"
@@ -64,8 +66,18 @@ func (r *request) endBody(err error) {
 func (c *conn) run(req *request, body io.ReadCloser) {
 	w := &response{c: c, req: req, header: http.Header{}}
 	broken := c.serveHTTP(w, req, body)
+	// A Write cut short by the handler's deadline may have sent half a
+	// record to a web server that reads nothing: the connection ends,
+	// with nothing more written (which could wait for ever). Otherwise
+	// the end of the request is sent without the handler's bound.
+	cut := errors.Is(w.err, os.ErrDeadlineExceeded)
+	if w.deadline && !cut {
+		c.rwc.SetWriteDeadline(time.Time{})
+	}
 	// Something is always answered, even when the handler wrote nothing.
-	w.Write(nil)
+	if !cut {
+		w.Write(nil)
+	}
 	req.cancel(nil)
 	// Wait for what is left of the body, which the reader drops, so that
 	// the web server is not still writing when the connection closes
@@ -84,17 +96,19 @@ func (c *conn) run(req *request, body io.ReadCloser) {
 	}
 	c.mu.Lock()
 	c.req = nil
-	closeConn := broken || !req.keep || c.closing
+	closeConn := broken || cut || !req.keep || c.closing
 	c.mu.Unlock()
 	// The empty record that ends FCGI_STDOUT, and the end of the request,
 	// after which the web server may begin another (section 3.3).
-	end := [8]byte{4: record.StatusRequestComplete}
-	b := record.Append(getBuf(), record.Stdout, req.id, nil)
-	b = record.Append(b, record.EndRequest, req.id, end[:])
-	if err := c.write(b); err != nil {
-		closeConn = true
+	if !cut {
+		end := [8]byte{4: record.StatusRequestComplete}
+		b := record.Append(getBuf(), record.Stdout, req.id, nil)
+		b = record.Append(b, record.EndRequest, req.id, end[:])
+		if err := c.write(b); err != nil {
+			closeConn = true
+		}
+		putBuf(b)
 	}
-	putBuf(b)
 	if closeConn {
 		c.shut()
 	}
@@ -139,10 +153,11 @@ func (c *conn) serveHTTP(w *response, req *request, body io.ReadCloser) (broken 
 }
 
 // response is the http.ResponseWriter of one request. Every Write is sent
-// at once, as FCGI_STDOUT records; the CGI header goes with the first.
-// Like net/http/fcgi's, Flush reports no error, but the next Write does.
-// Once the request's context ended (an abort, the connection gone), Write
-// fails with the cause.
+// at once, as FCGI_STDOUT records around the caller's bytes, which are not
+// copied (writeStdout); the CGI header goes with the first. Like
+// net/http/fcgi's, Flush reports no error, but the next Write does. Once
+// the request's context ended (an abort, the connection gone), Write fails
+// with the cause.
 type response struct {
 	c           *conn
 	req         *request
@@ -150,10 +165,19 @@ type response struct {
 	code        int
 	wroteHeader bool // WriteHeader was called
 	sentHeader  bool // the CGI header was sent
+	deadline    bool // SetWriteDeadline was called
 	err         error
 }
 
-func (w *response) Header() http.Header { return w.header }
+// Header returns the header to send; once it is sent, a fresh map that
+// nothing reads, so that a long response (an event stream) does not keep
+// the one it sent.
+func (w *response) Header() http.Header {
+	if w.header == nil {
+		w.header = http.Header{}
+	}
+	return w.header
+}
 
 func (w *response) WriteHeader(code int) {
 	if w.wroteHeader {
@@ -183,32 +207,41 @@ func (w *response) Write(p []byte) (int, error) {
 	if len(p) == 0 && w.sentHeader {
 		return 0, nil
 	}
-	b := getBuf()
-	defer func() { putBuf(b) }()
-	content := p
+	var head []byte
 	if !w.sentHeader {
 		w.sentHeader = true
-		if _, ok := w.header["Content-Type"]; !ok && w.code != http.StatusNotModified {
-			w.header.Set("Content-Type", http.DetectContentType(p))
-		}
-		var head strings.Builder
-		fmt.Fprintf(&head, "Status: %d %s\r\n", w.code, http.StatusText(w.code))
-		w.header.Write(&head)
-		head.WriteString("\r\n")
-		content = append([]byte(head.String()), p...)
+		head = w.cgiHeader(p)
+		w.header = nil
 	}
-	for len(content) > 0 {
-		n := min(len(content), record.MaxContent)
-		b = record.Append(b, record.Stdout, w.req.id, content[:n])
-		content = content[n:]
-	}
-	if err := w.c.write(b); err != nil {
+	if err := w.c.writeStdout(w.req.id, head, p); err != nil {
 		w.err = err
 		return 0, err
 	}
 	return len(p), nil
 }
 
+// cgiHeader returns the CGI header of the response, whose body starts with
+// p.
+func (w *response) cgiHeader(p []byte) []byte {
+	if _, ok := w.header["Content-Type"]; !ok && w.code != http.StatusNotModified {
+		w.header.Set("Content-Type", http.DetectContentType(p))
+	}
+	var head bytes.Buffer
+	fmt.Fprintf(&head, "Status: %d %s\r\n", w.code, http.StatusText(w.code))
+	w.header.Write(&head)
+	head.WriteString("\r\n")
+	return head.Bytes()
+}
+
 // Flush sends the CGI header if nothing was written yet; writes are never
 // held back.
 func (w *response) Flush() { w.Write(nil) }
+
+// SetWriteDeadline bounds the Writes that follow (through
+// http.ResponseController): one that cannot send by t fails, and the
+// connection is closed once the request ends, since a record may be cut.
+// The zero time removes the bound.
+func (w *response) SetWriteDeadline(t time.Time) error {
+	w.deadline = true
+	return w.c.rwc.SetWriteDeadline(t)
+}

@@ -31,10 +31,13 @@ const (
 // while pages come back full.
 const pageSize = 500
 
-// subBuffer is how many frames a stream may fall behind before it is told
-// to catch up from the database instead. The channel holds pointers to
-// frames shared by every subscriber, not copies.
-const subBuffer = 256
+// roomFrames is how many of a room's latest frames the feed keeps for its
+// subscribers: one that falls further behind is told to catch up from the
+// database instead. The frames are shared by every subscriber of the
+// room, each of which keeps only its place among them; a buffer per
+// subscriber (256 pointers, 2 KiB) was a tenth of what an idle stream
+// held (docs/performance.md).
+const roomFrames = 256
 
 // Frame is one event encoded once, ready to be written to any number of
 // clients. ID is 0 for events without an id (presence).
@@ -96,18 +99,20 @@ type Feed struct {
 	log     *slog.Logger
 
 	// owner names this feed's rows in the streams table; renew is how
-	// often they are renewed, stale how long presence outlives a stream.
+	// often they are renewed, and every beats-th renewal every subscriber
+	// gets a heartbeat; stale is how long presence outlives a stream.
 	// host names the web host, for the budget of live streams.
 	owner        string
 	host         string
 	renew, stale time.Duration
+	beats        int
 
 	// live holds the sessions that hold their process, by row, so that
 	// the ones whose readers opened a newer stream can be told to end.
 	live map[int64]*Session
 
 	mu     sync.Mutex
-	rooms  map[string]map[*Sub]struct{}
+	rooms  map[string]*room
 	n      int   // subscribers in all rooms
 	last   int64 // highest id read and handed out
 	active chan struct{}
@@ -179,9 +184,10 @@ func (f *Feed) interval() time.Duration {
 
 // New returns a feed over st that asks changes whether anything was
 // committed, every poll interval and whenever wake receives (wake may be
-// nil: polling only). It renews its streams' rows every renew interval and
-// counts a reader present until stale after its stream. Run drives it and
-// closes changes at its end.
+// nil: polling only). It renews its streams' rows and hands every
+// subscriber a heartbeat every renew interval (SetHeartbeat makes that
+// rarer), and counts a reader present until stale after its stream. Run
+// drives it and closes changes at its end.
 func New(st *store.Store, changes *store.Changes, poll, renew, stale time.Duration, wake <-chan struct{}, log *slog.Logger) *Feed {
 	var id [8]byte
 	rand.Read(id[:])
@@ -196,10 +202,21 @@ func New(st *store.Store, changes *store.Changes, poll, renew, stale time.Durati
 		live:     make(map[int64]*Session),
 		renew:    renew,
 		stale:    stale,
-		rooms:    make(map[string]map[*Sub]struct{}),
+		beats:    1,
+		rooms:    make(map[string]*room),
 		active:   make(chan struct{}, 1),
 		presence: make(map[string]string),
 	}
+}
+
+// SetHeartbeat has the feed tell its subscribers that a heartbeat is due
+// about every d instead of at every renewal of their rows: every
+// renewal nearest d, at least one. A daemon, which learns from the read
+// side that a stream's connection closed, needs a heartbeat far less often
+// than a stream's row must be renewed for presence to be right. Call it
+// before Run.
+func (f *Feed) SetHeartbeat(d time.Duration) {
+	f.beats = max(1, int((d+f.renew/2)/f.renew))
 }
 
 // Owner returns the name under which this feed renews stream rows.
@@ -239,26 +256,76 @@ func (f *Feed) endSuperseded(ctx context.Context) {
 	}
 }
 
-// Sub is one stream's subscription to a room.
-type Sub struct {
-	room   string
-	c      chan *Frame
-	lagged atomic.Bool
+// room is one room's subscribers and its latest frames, in a ring.
+type room struct {
+	name string
+	subs map[*Sub]struct{} // under Feed.mu
+
+	// The ring: written by handOut under Feed.mu and mu, read by the
+	// subscribers under mu.
+	mu     sync.RWMutex
+	frames [roomFrames]*Frame
+	next   uint64 // the sequence number the next frame gets
 }
 
-// C delivers the room's new frames in id order. It may repeat frames the
-// subscriber already read from the database; compare ids. Frames are
-// shared: read them, never change them.
-func (s *Sub) C() <-chan *Frame { return s.c }
+// Sub is one stream's subscription to a room.
+type Sub struct {
+	room *room
+	next uint64        // the sequence number of the next frame to read: the reader's alone
+	wake chan struct{} // signalled when there is something to read
+	beat atomic.Bool   // a heartbeat is due
+}
 
-// Lagged reports, once, that frames were dropped because C was full; the
-// subscriber must then read what it missed from the database.
-func (s *Sub) Lagged() bool { return s.lagged.Swap(false) }
+// Wake receives when the room has frames the subscriber has not read, or a
+// heartbeat is due (Beat). Several at once make one signal.
+func (s *Sub) Wake() <-chan struct{} { return s.wake }
+
+// Read calls add with each of the room's frames that the subscriber has not
+// read yet, in id order, until add returns false (the frame it was given
+// counts as read); the rest stay for the next Read, and Wake signals
+// again. Frames are shared: read them, never
+// change them. It may repeat frames the subscriber already read from the
+// database; compare ids. It reports lagged when the subscriber fell more
+// than roomFrames behind: it gets none of those frames and must read what
+// it missed from the database.
+func (s *Sub) Read(add func(*Frame) bool) (lagged bool) {
+	r := s.room
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.next-s.next > roomFrames {
+		// Every frame handed out so far was committed first: the
+		// database has them, and the subscriber reads on from here.
+		s.next = r.next
+		return true
+	}
+	for s.next < r.next {
+		fr := r.frames[s.next%roomFrames]
+		s.next++
+		if !add(fr) {
+			if s.next < r.next {
+				s.signal()
+			}
+			break
+		}
+	}
+	return false
+}
+
+// Beat reports, once, that a heartbeat is due.
+func (s *Sub) Beat() bool { return s.beat.Swap(false) }
+
+// signal makes Wake receive, unless a signal is pending already.
+func (s *Sub) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
 
 // Subscribe registers interest in room. Every message committed after
-// Subscribe returns reaches C (or sets Lagged), so a subscriber that reads
-// the database afterwards misses nothing.
-func (f *Feed) Subscribe(ctx context.Context, room string) (*Sub, error) {
+// Subscribe returns can be read (or Read reports lagged), so a subscriber
+// that reads the database afterwards misses nothing.
+func (f *Feed) Subscribe(ctx context.Context, name string) (*Sub, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.n == 0 {
@@ -273,25 +340,29 @@ func (f *Feed) Subscribe(ctx context.Context, room string) (*Sub, error) {
 		default:
 		}
 	}
-	s := &Sub{room: room, c: make(chan *Frame, subBuffer)}
-	if f.rooms[room] == nil {
-		f.rooms[room] = make(map[*Sub]struct{})
+	r := f.rooms[name]
+	if r == nil {
+		r = &room{name: name, subs: make(map[*Sub]struct{})}
+		f.rooms[name] = r
 	}
-	f.rooms[room][s] = struct{}{}
+	// handOut, the only writer of next, waits for f.mu.
+	s := &Sub{room: r, next: r.next, wake: make(chan struct{}, 1)}
+	r.subs[s] = struct{}{}
 	f.n++
 	return s, nil
 }
 
-// Unsubscribe removes s; its channel receives nothing more.
+// Unsubscribe removes s; it is handed nothing more.
 func (f *Feed) Unsubscribe(s *Sub) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if _, ok := f.rooms[s.room][s]; !ok {
+	r := s.room
+	if _, ok := r.subs[s]; !ok {
 		return
 	}
-	delete(f.rooms[s.room], s)
-	if len(f.rooms[s.room]) == 0 {
-		delete(f.rooms, s.room)
+	delete(r.subs, s)
+	if len(r.subs) == 0 && f.rooms[r.name] == r {
+		delete(f.rooms, r.name)
 	}
 	f.n--
 }
@@ -306,6 +377,7 @@ func (f *Feed) Run(ctx context.Context) {
 	defer tick.Stop()
 	renew := time.NewTicker(f.renew)
 	defer renew.Stop()
+	renewals := 0
 	// Reads run under a context that is never cancelled: database/sql and
 	// go-sqlite3 then start no goroutine per query to watch it (which
 	// costs an idle process wake-ups), and a read takes microseconds, so
@@ -349,6 +421,9 @@ func (f *Feed) Run(ctx context.Context) {
 		case <-tick.C:
 			polled = true
 		case <-renew.C:
+			if renewals++; renewals%f.beats == 0 {
+				f.beat()
+			}
 			if err := f.store.TouchStreams(ctx, f.owner); err != nil {
 				f.log.Warn("feed: renewing streams failed", "err", err)
 			}
@@ -437,11 +512,27 @@ func (f *Feed) readNew(ctx context.Context) int {
 	}
 }
 
-// handOut delivers frames in order without ever blocking: a subscriber
-// whose buffer is full is marked lagged instead.
+// beat tells every subscriber at once that a heartbeat is due, so that the
+// writes of all the process's streams come together (a web server in
+// front then handles them in a few wake-ups, not one each) and no stream
+// needs a timer of its own.
+func (f *Feed) beat() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range f.rooms {
+		for s := range r.subs {
+			s.beat.Store(true)
+			s.signal()
+		}
+	}
+}
+
+// handOut puts frames in their rooms' rings, in order, and wakes the
+// rooms' subscribers; it never waits for them.
 func (f *Feed) handOut(frames []Frame) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	woken := make(map[*room]bool)
 	for i := range frames {
 		fr := &frames[i]
 		if fr.ID != 0 {
@@ -450,15 +541,22 @@ func (f *Feed) handOut(frames []Frame) {
 			}
 			f.last = fr.ID
 		}
-		for s := range f.rooms[fr.Room] {
-			select {
-			case s.c <- fr:
-			default:
-				s.lagged.Store(true)
-			}
+		r := f.rooms[fr.Room]
+		if r == nil {
+			continue
+		}
+		r.mu.Lock()
+		r.frames[r.next%roomFrames] = fr
+		r.next++
+		r.mu.Unlock()
+		woken[r] = true
+	}
+	for r := range woken {
+		for s := range r.subs {
+			s.signal()
 		}
 	}
 }
 
 // Room returns the room s is subscribed to.
-func (s *Sub) Room() string { return s.room }
+func (s *Sub) Room() string { return s.room.name }

@@ -77,14 +77,50 @@ func insert(t *testing.T, st *store.Store, room, text string) chat.Message {
 	return m
 }
 
+// receive returns the subscriber's next frame, waiting up to 3 s for it.
 func receive(t *testing.T, s *feed.Sub) feed.Frame {
 	t.Helper()
-	select {
-	case fr := <-s.C():
-		return *fr
-	case <-time.After(3 * time.Second):
-		t.Fatal("no frame within 3 s")
-		return feed.Frame{}
+	timeout := time.After(3 * time.Second)
+	for {
+		if fr, ok := next(s); ok {
+			return fr
+		}
+		select {
+		case <-s.Wake():
+		case <-timeout:
+			t.Fatal("no frame within 3 s")
+			return feed.Frame{}
+		}
+	}
+}
+
+// next returns the subscriber's next frame, if it has one now.
+func next(s *feed.Sub) (feed.Frame, bool) {
+	var got *feed.Frame
+	s.Read(func(fr *feed.Frame) bool {
+		got = fr
+		return false
+	})
+	if got == nil {
+		return feed.Frame{}, false
+	}
+	return *got, true
+}
+
+// none checks that the subscriber gets no frame within d.
+func none(t *testing.T, s *feed.Sub, d time.Duration, why string) {
+	t.Helper()
+	timeout := time.After(d)
+	for {
+		if fr, ok := next(s); ok {
+			t.Errorf("%s: got frame %d %q", why, fr.ID, fr.Bytes)
+			return
+		}
+		select {
+		case <-s.Wake():
+		case <-timeout:
+			return
+		}
 	}
 }
 
@@ -115,11 +151,7 @@ func TestPollingDeliversToTheRightRoom(t *testing.T) {
 	if got := receive(t, b); got.ID != m.ID-1 || !strings.Contains(string(got.Bytes), "for b") {
 		t.Errorf("room b got %q, want the message for b", got.Bytes)
 	}
-	select {
-	case fr := <-a.C():
-		t.Errorf("room a got another frame: %q", fr.Bytes)
-	case <-time.After(50 * time.Millisecond):
-	}
+	none(t, a, 50*time.Millisecond, "room a got another frame")
 }
 
 func TestWakeUpBeatsSlowPoll(t *testing.T) {
@@ -146,37 +178,64 @@ func TestNothingFromBeforeSubscribing(t *testing.T) {
 func TestSlowSubscriberIsToldItLagged(t *testing.T) {
 	st, f := start(t, 5*time.Millisecond, nil)
 	s := mustSubscribe(t, f, "lobby")
-	// More messages than the subscription buffers, never read.
-	var last chat.Message
+	// More messages than the room keeps, never read.
 	for i := 0; i < 300; i++ {
-		last = insert(t, st, "lobby", "x")
+		insert(t, st, "lobby", "x")
 	}
-	deadline := time.Now().Add(3 * time.Second)
-	for !s.Lagged() {
-		if time.Now().After(deadline) {
-			t.Fatal("subscriber not marked lagged after 300 unread messages")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	// What it holds is in order and ends before the last message; the rest
-	// must come from the database.
-	prev := int64(0)
-	for done := false; !done; {
-		select {
-		case fr := <-s.C():
-			if fr.ID == 0 {
-				continue // presence
-			}
-			if fr.ID <= prev {
-				t.Fatalf("frame %d after %d: out of order", fr.ID, prev)
-			}
-			prev = fr.ID
-		default:
-			done = true
+	// Once a subscriber that came later has the next message, the feed
+	// has handed out every one before it.
+	probe := mustSubscribe(t, f, "lobby")
+	marker := insert(t, st, "lobby", "marker")
+	for {
+		if fr := receive(t, probe); fr.ID == marker.ID {
+			break
 		}
 	}
-	if prev >= last.ID {
-		t.Errorf("buffered frames reach id %d; want fewer than all %d", prev, last.ID)
+	var got []int64
+	lagged := s.Read(func(fr *feed.Frame) bool {
+		got = append(got, fr.ID)
+		return true
+	})
+	// It is handed none of what it missed: all of that is for the
+	// database to give.
+	if !lagged || len(got) != 0 {
+		t.Fatalf("after 301 unread messages: lagged %v with frames %v; want lagged and none", lagged, got)
+	}
+	// What comes after, it is handed again.
+	m := insert(t, st, "lobby", "after")
+	if fr := receive(t, s); fr.ID != m.ID {
+		t.Errorf("after lagging: frame %d, want %d", fr.ID, m.ID)
+	}
+}
+
+// TestReadStopsWhereAsked checks that a subscriber reads its frames in
+// order, in as many Reads as it likes, and is woken for those it left.
+func TestReadStopsWhereAsked(t *testing.T) {
+	st, f := start(t, 10*time.Millisecond, nil)
+	s := mustSubscribe(t, f, "lobby")
+	probe := mustSubscribe(t, f, "lobby")
+	var want []int64
+	for i := range 5 {
+		want = append(want, insert(t, st, "lobby", fmt.Sprint(i)).ID)
+	}
+	for fr := receive(t, probe); fr.ID != want[4]; fr = receive(t, probe) {
+	}
+	var got []int64
+	s.Read(func(fr *feed.Frame) bool {
+		got = append(got, fr.ID)
+		return len(got) < 2
+	})
+	select {
+	case <-s.Wake():
+	default:
+		t.Error("no wake-up for the frames left unread")
+	}
+	s.Read(func(fr *feed.Frame) bool {
+		got = append(got, fr.ID)
+		return true
+	})
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("read %v, want %v", got, want)
 	}
 }
 
@@ -278,11 +337,7 @@ func TestFollowerPollsOnceASecond(t *testing.T) {
 	})
 	s := mustSubscribe(t, f, "lobby")
 	m := insert(t, st, "lobby", "from the shell")
-	select {
-	case fr := <-s.C():
-		t.Fatalf("a follower read frame %d within 500 ms; it should poll once a second", fr.ID)
-	case <-time.After(500 * time.Millisecond):
-	}
+	none(t, s, 500*time.Millisecond, "a follower read a frame within 500 ms; it should poll once a second")
 	if got := receive(t, s); got.ID != m.ID {
 		t.Errorf("got id %d, want %d", got.ID, m.ID)
 	}
@@ -382,5 +437,81 @@ func TestSessionWritesTheBacklogInChunks(t *testing.T) {
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("the backlog sent %d ids, want the %d messages once, in order", len(got), len(want))
+	}
+}
+
+// TestHeartbeatReachesEverySubscriber checks that the feed tells every
+// subscriber, in every room, that a heartbeat is due each renew interval.
+func TestHeartbeatReachesEverySubscriber(t *testing.T) {
+	f := runRenewing(t, 50*time.Millisecond, 0)
+	subs := []*feed.Sub{mustSubscribe(t, f, "a"), mustSubscribe(t, f, "a"), mustSubscribe(t, f, "b")}
+	for i, s := range subs {
+		for n := range 2 {
+			select {
+			case <-s.Wake():
+			case <-time.After(3 * time.Second):
+				t.Fatalf("subscriber %d: no wake-up within 3 s for heartbeat %d", i, n)
+			}
+			if !s.Beat() {
+				t.Errorf("subscriber %d: woken without a heartbeat due", i)
+			}
+			if s.Beat() {
+				t.Errorf("subscriber %d: one heartbeat reported twice", i)
+			}
+		}
+	}
+}
+
+// runRenewing runs a feed that renews its rows every renew and, unless
+// heartbeat is 0, has a heartbeat about every heartbeat.
+func runRenewing(t *testing.T, renew, heartbeat time.Duration) *feed.Feed {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "chat.db"), store.Options{Concurrent: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := st.Changes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := feed.New(st, ch, time.Hour, renew, time.Minute, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if heartbeat > 0 {
+		f.SetHeartbeat(heartbeat)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		st.Close()
+	})
+	return f
+}
+
+// TestHeartbeatRarerThanRenewal checks that a feed given a heartbeat of
+// fifteen renew intervals tells its subscriber only every fifteenth time,
+// as a daemon's 30 s heartbeat over 5 s renewals does.
+func TestHeartbeatRarerThanRenewal(t *testing.T) {
+	f := runRenewing(t, 20*time.Millisecond, 300*time.Millisecond)
+	s := mustSubscribe(t, f, "a")
+	for n := range 2 {
+		select {
+		case <-s.Wake():
+		case <-time.After(3 * time.Second):
+			t.Fatalf("no wake-up within 3 s for heartbeat %d", n)
+		}
+		if !s.Beat() {
+			t.Fatalf("heartbeat %d: woken without a heartbeat due", n)
+		}
+		// The next renewals, 20 ms apart, bring none.
+		select {
+		case <-s.Wake():
+			t.Fatalf("another wake-up within 150 ms of heartbeat %d (heartbeat due: %v); want the next one 300 ms later", n, s.Beat())
+		case <-time.After(150 * time.Millisecond):
+		}
 	}
 }

@@ -149,7 +149,6 @@ type Session struct {
 	reason   string
 	started  time.Time
 	end      *time.Timer
-	beat     *time.Ticker
 	catching bool // the subscription lagged: read pages until caught up
 }
 
@@ -223,7 +222,6 @@ func (s *Session) Close() {
 	s.f.mu.Unlock()
 	if s.end != nil {
 		s.end.Stop()
-		s.beat.Stop()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -237,6 +235,9 @@ func (s *Session) Reason() string { return s.reason }
 
 // Sent returns how many messages the session sent.
 func (s *Session) Sent() int { return s.sent }
+
+// Request returns what the session's reader asked for.
+func (s *Session) Request() Request { return s.req }
 
 // Elapsed returns how long the session has run.
 func (s *Session) Elapsed() time.Duration { return time.Since(s.started) }
@@ -354,10 +355,9 @@ func (s *Session) ready(ctx context.Context) {
 		return
 	}
 	s.end = time.NewTimer(s.req.Lifetime)
-	s.beat = time.NewTicker(s.f.renew)
 }
 
-// live waits for the next frames or heartbeat.
+// live waits for the next frames, heartbeats among them (Feed.beat).
 func (s *Session) live(ctx context.Context) ([]byte, error) {
 	if s.catching {
 		if err := s.page(ctx); err != nil {
@@ -381,21 +381,17 @@ func (s *Session) live(ctx context.Context) ([]byte, error) {
 			return s.stop("long poll ended")
 		}
 		return s.stop("lifetime")
-	case <-s.beat.C:
-		s.buf = sse.AppendComment(s.buf, "ping")
-		return s.buf, nil
-	case fr := <-s.sub.C():
-		s.frame(fr)
-		for more := true; more && len(s.buf) < chunkBytes; {
-			select {
-			case fr := <-s.sub.C():
-				s.frame(fr)
-			default:
-				more = false
-			}
+	case <-s.sub.Wake():
+		lagged := s.sub.Read(func(fr *Frame) bool {
+			s.frame(fr)
+			return len(s.buf) < chunkBytes
+		})
+		if s.sub.Beat() && len(s.buf) == 0 {
+			// Anything written keeps the connection alive as well.
+			s.buf = sse.AppendComment(s.buf, "ping")
 		}
-		if s.sub.Lagged() {
-			// The feed dropped frames for this reader: read what it
+		if lagged {
+			// The reader fell behind the room's frames: read what it
 			// missed from the database, page by page.
 			s.catching = true
 			if err := s.page(ctx); err != nil {

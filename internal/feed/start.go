@@ -15,10 +15,12 @@ type Options struct {
 	// Poll is how often the database is checked without a wake-up
 	// (CHAT_POLL_MS).
 	Poll time.Duration
-	// Heartbeat is how often streams write a comment and renew their rows
-	// (CHAT_HEARTBEAT_SECONDS); presence outlives a stream by StaleAfter
-	// of it.
+	// Heartbeat is how often streams write a comment
+	// (CHAT_HEARTBEAT_SECONDS, or the daemons' longer default).
 	Heartbeat time.Duration
+	// Renew is how often the feed renews its streams' rows; presence
+	// outlives a stream by StaleAfter of it. 0: Heartbeat.
+	Renew time.Duration
 	// WakeDir is where this host's posts wake its streams (CHAT_WAKE_DIR).
 	WakeDir string
 	Log     *slog.Logger
@@ -48,7 +50,12 @@ func Start(ctx context.Context, st *store.Store, o Options) (*Feed, error) {
 	} else {
 		wakeC = listener.C()
 	}
-	f := New(st, changes, o.Poll, o.Heartbeat, StaleAfter(o.Heartbeat), wakeC, o.Log)
+	renew := o.Renew
+	if renew <= 0 {
+		renew = o.Heartbeat
+	}
+	f := New(st, changes, o.Poll, renew, StaleAfter(renew), wakeC, o.Log)
+	f.SetHeartbeat(o.Heartbeat)
 	if listener != nil {
 		f.PauseWakeUps(listener)
 		lead := wake.NewLead(o.WakeDir)

@@ -56,9 +56,12 @@ func Check(p Program, listen string, out io.Writer) int {
 	}
 	settings := l.Settings(c)
 	for i, s := range settings {
-		// The budget's default depends on the mode.
-		if s.Name == "CHAT_MAX_STREAMS" && s.Value == "" {
+		// The budget's and the heartbeat's defaults depend on the mode.
+		switch {
+		case s.Name == "CHAT_MAX_STREAMS" && s.Value == "":
 			settings[i].Value = strconv.Itoa(c.StreamBudget(mode.Concurrent()))
+		case s.Name == "CHAT_HEARTBEAT_SECONDS" && s.Value == "":
+			settings[i].Value = strconv.Itoa(int(c.Database().HeartbeatFor(mode.Concurrent()).Seconds()))
 		}
 	}
 	width := 0

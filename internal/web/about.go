@@ -82,9 +82,12 @@ func (h *postHandler) about(c *actionCall) (any, error) {
 	}
 	for _, s := range src.layers.Settings(c.cfg) {
 		a := aboutSetting{Name: s.Name, From: s.From.String()}
-		if s.Name == "CHAT_MAX_STREAMS" && s.Value == "" {
-			// The hosting mode's default.
+		// The hosting mode's defaults.
+		switch {
+		case s.Name == "CHAT_MAX_STREAMS" && s.Value == "":
 			s.Value = strconv.Itoa(res.MaxStreams)
+		case s.Name == "CHAT_HEARTBEAT_SECONDS" && s.Value == "":
+			s.Value = strconv.Itoa(int(c.cfg.Database().HeartbeatFor(src.mode.Concurrent()).Seconds()))
 		}
 		if !hiddenSettings[s.Name] {
 			a.Value = &s.Value

@@ -43,7 +43,7 @@ func buildStream(ctx context.Context, db config.Database, env hosting.Env) (inst
 	if err != nil {
 		return nil, err
 	}
-	f, err := feed.Start(ctx, st, feed.Options{Poll: db.Poll, Heartbeat: db.Heartbeat, WakeDir: db.WakeDir, Log: env.Log})
+	f, err := feed.Start(ctx, st, feed.Options{Poll: db.Poll, Heartbeat: db.HeartbeatFor(env.Mode.Concurrent()), Renew: db.Renew(), WakeDir: db.WakeDir, Log: env.Log})
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -124,7 +124,27 @@ func validReader(id string) (string, error) {
 
 // serve handles GET cgi-bin/stream: the reader's session, written as it
 // comes until it ends or the client leaves.
+//
+// The session is opened by open, in a frame of its own that is gone
+// before the stream waits: the goroutine of an idle stream then uses
+// under 4 KiB of stack, so the garbage collector halves the 16 KiB it
+// grew to while opening, for as long as the stream waits
+// (docs/performance.md).
 func (h *streamHandler) serve(w http.ResponseWriter, r *http.Request, cfg config.Config) {
+	ctx, sess, end := h.open(w, r, cfg)
+	if sess == nil {
+		return
+	}
+	defer end()
+	h.ended(sess, h.write(ctx, w, sess))
+}
+
+// open checks the request and opens its session, with the headers of an
+// event stream sent; sess is nil when it answered otherwise. end releases
+// what the session holds.
+//
+//go:noinline
+func (h *streamHandler) open(w http.ResponseWriter, r *http.Request, cfg config.Config) (ctx context.Context, sess *feed.Session, end func()) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		methodNotAllowed(w, r, h.log, "GET, HEAD")
 		return
@@ -161,16 +181,25 @@ func (h *streamHandler) serve(w http.ResponseWriter, r *http.Request, cfg config
 	// A stream on a database file that was replaced ends, and its reader
 	// resumes on the file at the path.
 	ctx, cancel := context.WithCancelCause(r.Context())
-	defer cancel(nil)
-	defer context.AfterFunc(h.store.Replaced(), func() { cancel(errFileReplaced) })()
-	sess, err := h.feed.Open(ctx, req)
+	stop := context.AfterFunc(h.store.Replaced(), func() { cancel(errFileReplaced) })
+	sess, err = h.feed.Open(ctx, req)
 	if err != nil {
+		stop()
+		cancel(nil)
 		fail(w, r, h.log, err)
-		return
+		return nil, nil, nil
 	}
-	defer sess.Close()
 	streamHeaders(w)
-	reason := h.write(ctx, w, sess)
+	return ctx, sess, func() {
+		sess.Close()
+		stop()
+		cancel(nil)
+	}
+}
+
+// ended logs why a stream ended.
+func (h *streamHandler) ended(sess *feed.Session, reason string) {
+	req := sess.Request()
 	h.log.Debug("stream ended", "room", req.Room, "mode", req.Mode, "reason", reason,
 		"seconds", sess.Elapsed().Seconds(), "messages", sess.Sent())
 }
@@ -201,7 +230,7 @@ func (h *streamHandler) write(ctx context.Context, w http.ResponseWriter, sess *
 		if len(chunk) > 0 {
 			rc.SetWriteDeadline(time.Now().Add(writeTimeout))
 			if err := flush(w, f, chunk); err != nil {
-				return "client gone"
+				return writeFailed(ctx, err)
 			}
 		}
 		switch {
@@ -212,6 +241,21 @@ func (h *streamHandler) write(ctx context.Context, w http.ResponseWriter, sess *
 			return sess.Reason()
 		}
 	}
+}
+
+// writeFailed says why a stream's write failed: the request's end when
+// the write failed because of it (the web server closed the connection or
+// aborted the request between the chunk's write and its flush, as the
+// session says when it sees that first), else the client is gone.
+func writeFailed(ctx context.Context, err error) string {
+	cause := context.Cause(ctx)
+	switch {
+	case cause == nil || !errors.Is(err, cause):
+		return "client gone"
+	case errors.Is(cause, context.Canceled):
+		return "shutdown"
+	}
+	return cause.Error()
 }
 
 // flush writes b and flushes it to the client. Go's CGI and FastCGI

@@ -113,6 +113,9 @@ type Host struct {
 	// NginxWorkerConnections replaces nginx's worker_connections (256)
 	// when set.
 	NginxWorkerConnections int
+	// NginxRlimitNofile, when set, is nginx's worker_rlimit_nofile: the
+	// open-file limit of its workers.
+	NginxRlimitNofile int
 
 	procs []*Proc
 	logs  []string // shown when the caller fails

@@ -23,7 +23,7 @@ const (
 const nginxBase = `daemon off;
 master_process on;
 worker_processes 2;
-{{user}}
+{{rlimit}}{{user}}
 pid {{base}}/nginx/nginx.pid;
 error_log {{base}}/logs/nginx-error.log info;
 events {
@@ -64,8 +64,13 @@ func startNginx(t T, h *Host, sample string) *Proc {
 	if h.NginxWorkerConnections > 0 {
 		connections = h.NginxWorkerConnections
 	}
+	rlimit := ""
+	if h.NginxRlimitNofile > 0 {
+		rlimit = fmt.Sprintf("worker_rlimit_nofile %d;\n", h.NginxRlimitNofile)
+	}
 	conf := expand(nginxBase, map[string]string{
 		"base":        h.Base,
+		"rlimit":      rlimit,
 		"user":        user,
 		"connections": fmt.Sprint(connections),
 		"sample":      filepath.Join(h.ConfDir, sample),

@@ -75,11 +75,18 @@ func ParseHeader(b [HeaderLen]byte) (Header, error) {
 	}, nil
 }
 
+// Bytes encodes the header, of a record of at most MaxContent bytes of
+// content and 255 of padding.
+func (h Header) Bytes() [HeaderLen]byte {
+	return [HeaderLen]byte{1, h.Type, byte(h.ID >> 8), byte(h.ID), byte(h.Length >> 8), byte(h.Length), byte(h.Padding), 0}
+}
+
 // Append appends a record (header, content, padding to a multiple of 8)
 // of at most MaxContent bytes of content.
 func Append(b []byte, typ byte, id uint16, content []byte) []byte {
 	pad := -len(content) & 7
-	b = append(b, 1, typ, byte(id>>8), byte(id), byte(len(content)>>8), byte(len(content)), byte(pad), 0)
+	h := Header{Type: typ, ID: id, Length: len(content), Padding: pad}.Bytes()
+	b = append(b, h[:]...)
 	b = append(b, content...)
 	return append(b, make([]byte, pad)...)
 }
