@@ -809,21 +809,25 @@ async function loadOlder() {
     return;
   }
   keepPlace(() => {
-    prependOlder(got.messages);
+    prependOlder(got.messages, before);
     setOlder(got.more === false ? "beginning" : "more");
   });
   // Still near the top (a short page, a tall screen): the next one.
   checkTop();
 }
 
-// prependOlder puts older messages (oldest first) above the first shown,
-// with their day lines, and not read out by screen readers.
-function prependOlder(messages) {
+// prependOlder puts the messages before the id before above the first
+// shown, oldest first, with their day lines, and not read out by screen
+// readers. Whatever else the answer holds is left out: a message of
+// another room, or one as new as those shown (it would stand out of
+// order, and its id taken would keep the real one out of the log).
+function prependOlder(messages, before) {
   const added = document.createDocumentFragment();
   let day = "";
   let n = 0;
-  for (const m of messages) {
-    if (!validMessage(m) || m.room !== page.room || page.shown.has(m.id)) {
+  const older = messages.filter((m) => validMessage(m) && m.id < before && m.room === page.room);
+  for (const m of older.sort((a, b) => a.id - b.id)) {
+    if (page.shown.has(m.id)) {
       continue;
     }
     page.shown.add(m.id);
@@ -863,7 +867,8 @@ function validMessage(m) {
     typeof m.room === "string" &&
     typeof m.nick === "string" &&
     typeof m.text === "string" &&
-    typeof m.time === "string"
+    typeof m.time === "string" &&
+    !Number.isNaN(Date.parse(m.time))
   );
 }
 
