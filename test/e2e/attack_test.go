@@ -14,6 +14,7 @@ import (
 // make it open, and against a browser that cannot keep what it should.
 // A message sent while localStorage is full still goes out. An answer for
 // older messages that holds new or broken ones shows only the older ones.
+// Links that read as one site and lead to another are not links.
 func TestHostileInput(t *testing.T) {
 	// No timing of its own: runs beside the waiting of the others.
 	t.Parallel()
@@ -103,5 +104,19 @@ func TestHostileInput(t *testing.T) {
 		}
 		amy.waitMessages(len(want) + 1)
 		checkLog(t, amy, append(want, line{"zed", "message 4"}))
+	})
+
+	t.Run("links that read as one site and lead to another", func(t *testing.T) {
+		const room = "links"
+		d.post(t, room, "zed", "log in at https://bank.example@evil.example/login now")
+		d.post(t, room, "zed", "see https://evil.example/\u202Egro.elpmaxe")
+		bo := newPerson(t, "bo").open(d.URL + "#" + room)
+		bo.waitMessages(2)
+		type link struct{ Text, Href string }
+		got := eval[[]link](bo, `[...document.querySelectorAll("#log .msg .text a")].map((a) => ({text: a.textContent, href: a.href}))`)
+		want := []link{{"https://evil.example/", "https://evil.example/"}}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("the links are %+v, want %+v", got, want)
+		}
 	})
 }
