@@ -1606,14 +1606,27 @@ el.redeemForm.addEventListener("submit", async (e) => {
 
 // A link from another device: #transfer=CODE (and &room=ROOM). The code
 // leaves the address at once; the nick is this browser's once the chat
-// took the code.
+// took the code. A reader who writes under a nick already is asked first:
+// anyone can send a link with a code of theirs, and opening it must not
+// make the reader write under someone else's nick unawares.
 function transferFromAddress() {
   const m = /^#transfer=([^&]*)(?:&room=([A-Za-z0-9_-]{1,32}))?$/.exec(location.hash);
   if (m === null) {
     return false;
   }
   history.replaceState(null, "", location.pathname + location.search + (m[2] ? "#" + m[2] : ""));
-  const code = decodeURIComponent(m[1]);
+  let code = "";
+  try {
+    code = decodeURIComponent(m[1]);
+  } catch {
+    // A malformed escape: no code the chat could know.
+  }
+  if (page.nick !== "") {
+    askNick(null);
+    el.redeemInput.value = code;
+    el.redeemStatus.textContent = `The link you opened carries a nickname from another device. You write as ${page.nick} here; to write under the link's nickname instead, choose Use the code.`;
+    return true;
+  }
   redeem(code).then((r) => {
     if (r.ok) {
       sayDone(`You write as ${r.data.nick} on this device now, as on the other.`);

@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"testing"
 	"time"
 
@@ -14,7 +17,9 @@ import (
 // make it open, and against a browser that cannot keep what it should.
 // A message sent while localStorage is full still goes out. An answer for
 // older messages that holds new or broken ones shows only the older ones.
-// Links that read as one site and lead to another are not links.
+// Links that read as one site and lead to another are not links. A transfer
+// link does not change the nick of a reader who has one, and a malformed
+// one does not stop the page.
 func TestHostileInput(t *testing.T) {
 	// No timing of its own: runs beside the waiting of the others.
 	t.Parallel()
@@ -117,6 +122,48 @@ func TestHostileInput(t *testing.T) {
 		want := []link{{"https://evil.example/", "https://evil.example/"}}
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("the links are %+v, want %+v", got, want)
+		}
+	})
+
+	t.Run("a transfer link", func(t *testing.T) {
+		const room = "transfer"
+		// Mallory holds her nick and makes a code for it.
+		d.post(t, room, "mallory", "hello")
+		in := bytes.NewReader([]byte(`{"action":"transfer","nick":"mallory"}`))
+		res, err := d.client("mallory").Post(d.URL+"cgi-bin/post", "application/json", in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		var c struct{ Code string }
+		if res.StatusCode != http.StatusOK || json.Unmarshal(out, &c) != nil || c.Code == "" {
+			t.Fatalf("transfer: %d %s", res.StatusCode, out)
+		}
+
+		cy := newPerson(t, "cy").open(d.URL + "#" + room)
+		cy.say("cy", "I am cy")
+		// Mallory's link, opened by cy: cy writes as cy until cy says
+		// otherwise.
+		cy.do("open mallory's link", chromedp.Navigate(d.URL+"#transfer="+c.Code+"&room="+room))
+		cy.waitFor("the nickname dialog", `document.querySelector("#nick-dialog").open`, waitTimeout)
+		if got := eval[string](cy, `document.querySelector("#nick-button").textContent`); got != "cy" {
+			t.Errorf("after mallory's link, cy writes as %q", got)
+		}
+		if got := eval[string](cy, `document.querySelector("#redeem-input").value`); got != c.Code {
+			t.Errorf("the dialog holds the code %q, want %q", got, c.Code)
+		}
+		t.Logf("the dialog says %q", eval[string](cy, `document.querySelector("#redeem-status").textContent`))
+		cy.do("use the code", chromedp.Click(chromedp.CSS(`#redeem-form button[type=submit]`)))
+		cy.waitFor("the nick from the link", `document.querySelector("#nick-button").textContent === "mallory"`, waitTimeout)
+
+		// A malformed link: the page starts all the same.
+		dee := newPerson(t, "dee").openTab()
+		dee.expectConsoleError("status of 400")
+		dee.goTo(d.URL + "#transfer=%E0%A4&room=" + room)
+		dee.waitFor("the nickname dialog", `document.querySelector("#nick-dialog").open`, waitTimeout)
+		if got := eval[string](dee, `location.hash`); got != "#"+room {
+			t.Errorf("the address ends in %q, want #%s", got, room)
 		}
 	})
 }
