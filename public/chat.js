@@ -1734,20 +1734,64 @@ document.addEventListener("visibilitychange", () => {
   }
 });
 
+// framedByOthers reports whether the page is shown inside a page from
+// another origin. The browser sends the chat's cookies (SameSite=Strict)
+// to a frame whose top page is of the same site — another subdomain of a
+// shared host's domain, say —, and the programs' frame-ancestors header
+// covers their answers only, not this page, which the web host serves. Such
+// a page could lay the chat out unseen under its own and have a moderator
+// click Ban, or anyone type into the message box.
+function framedByOthers() {
+  if (window.top === window.self) {
+    return false;
+  }
+  const ancestors = location.ancestorOrigins;
+  if (ancestors !== undefined) {
+    return [...ancestors].some((o) => o !== location.origin);
+  }
+  try {
+    return window.top.location.origin !== location.origin;
+  } catch {
+    return true; // another origin's: its address is not ours to read
+  }
+}
+
+// showFramed puts, in place of the chat, a link that opens it in a tab
+// of its own.
+function showFramed() {
+  const note = document.createElement("p");
+  note.className = "notice";
+  note.append("This chat works only in a tab of its own, not inside another site's page. ");
+  const a = document.createElement("a");
+  a.href = location.href;
+  a.target = "_blank";
+  a.rel = "noopener noreferrer";
+  a.textContent = "Open the chat";
+  note.append(a, ".");
+  const main = document.createElement("main");
+  main.append(note);
+  document.body.replaceChildren(main);
+  document.title = "cgichat";
+}
+
 // The page starts in three short tasks rather than one long one: the
 // modules' own code; the first time formatted, which loads the browser's
 // locale data (tens of milliseconds on a phone or a busy machine), with the
 // page's first layout; then the room.
 const nextTask = () => new Promise((resolve) => setTimeout(resolve, 0));
-await nextTask();
-fitTimeColumn();
-await nextTask();
-showNick();
-showAlerts();
-updateSend();
-transferFromAddress();
-enterRoom(roomFromAddress(location));
-startOutbox(readerId(), page.room, outboxEvents);
-outboxStarted = true;
-showOutbox();
-startModeration({ log: el.log, button: el.modButton, nick: () => page.nick, unshow, say: sayDone });
+if (framedByOthers()) {
+  showFramed();
+} else {
+  await nextTask();
+  fitTimeColumn();
+  await nextTask();
+  showNick();
+  showAlerts();
+  updateSend();
+  transferFromAddress();
+  enterRoom(roomFromAddress(location));
+  startOutbox(readerId(), page.room, outboxEvents);
+  outboxStarted = true;
+  showOutbox();
+  startModeration({ log: el.log, button: el.modButton, nick: () => page.nick, unshow, say: sayDone });
+}

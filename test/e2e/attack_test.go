@@ -2,10 +2,13 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,12 +17,13 @@ import (
 )
 
 // TestHostileInput: the page holds against what a stranger can send it or
-// make it open, and against a browser that cannot keep what it should.
-// A message sent while localStorage is full still goes out. An answer for
-// older messages that holds new or broken ones shows only the older ones.
-// Links that read as one site and lead to another are not links. A transfer
-// link does not change the nick of a reader who has one, and a malformed
-// one does not stop the page.
+// make it open, and against a browser that cannot keep what it should. A
+// message sent while localStorage is full still goes out; an answer for
+// older messages that holds new or broken ones shows only the older ones;
+// links that read as one site and lead to another are not links; a
+// transfer link does not change the nick of a reader who has one, and a
+// malformed one does not stop the page; and a page of another origin that
+// frames the chat gets no chat to lay out under its own.
 func TestHostileInput(t *testing.T) {
 	// No timing of its own: runs beside the waiting of the others.
 	t.Parallel()
@@ -164,6 +168,43 @@ func TestHostileInput(t *testing.T) {
 		dee.waitFor("the nickname dialog", `document.querySelector("#nick-dialog").open`, waitTimeout)
 		if got := eval[string](dee, `location.hash`); got != "#"+room {
 			t.Errorf("the address ends in %q, want #%s", got, room)
+		}
+	})
+
+	t.Run("framed by a page of another origin", func(t *testing.T) {
+		const room = "framed"
+		// Another site on the same host name (another subdomain of a shared
+		// host's domain, say): the browser sends the chat's cookies to the
+		// frame.
+		other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			fmt.Fprintf(w, `<!doctype html><title>a game</title><iframe src="%s#%s" style="opacity:0.01"></iframe>`, d.URL, room)
+		}))
+		t.Cleanup(other.Close)
+		eve := newPerson(t, "eve").openTab()
+		eve.do("open the other site", chromedp.Navigate(other.URL))
+		ctx, cancel := context.WithTimeout(eve.ctx, stepTimeout)
+		defer cancel()
+		frames, err := chromedp.Run(ctx, chromedp.Nodes(chromedp.CSS("iframe")))
+		if err != nil || len(frames) != 1 {
+			t.Fatalf("the frame: %v (%d)", err, len(frames))
+		}
+		const says = "This chat works only in a tab of its own, not inside another site's page. Open the chat."
+		deadline := time.Now().Add(waitTimeout)
+		for {
+			ctx, cancel := context.WithTimeout(eve.ctx, stepTimeout)
+			got, err := chromedp.Run(ctx, chromedp.TextContent(chromedp.CSS("body"), chromedp.FromNode(frames[0])))
+			cancel()
+			if err == nil && strings.TrimSpace(got) == says {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the framed chat shows %q (%v), want %q", got, err, says)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if n := len(d.requests.streams(room)); n != 0 {
+			t.Errorf("the framed chat asked for the stream %d times, want none", n)
 		}
 	})
 }
