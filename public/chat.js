@@ -809,21 +809,25 @@ async function loadOlder() {
     return;
   }
   keepPlace(() => {
-    prependOlder(got.messages);
+    prependOlder(got.messages, before);
     setOlder(got.more === false ? "beginning" : "more");
   });
   // Still near the top (a short page, a tall screen): the next one.
   checkTop();
 }
 
-// prependOlder puts older messages (oldest first) above the first shown,
-// with their day lines, and not read out by screen readers.
-function prependOlder(messages) {
+// prependOlder puts the messages before the id before above the first
+// shown, oldest first, with their day lines, and not read out by screen
+// readers. Whatever else the answer holds is left out: a message of
+// another room, or one as new as those shown (it would stand out of
+// order, and its id taken would keep the real one out of the log).
+function prependOlder(messages, before) {
   const added = document.createDocumentFragment();
   let day = "";
   let n = 0;
-  for (const m of messages) {
-    if (!validMessage(m) || m.room !== page.room || page.shown.has(m.id)) {
+  const older = messages.filter((m) => validMessage(m) && m.id < before && m.room === page.room);
+  for (const m of older.sort((a, b) => a.id - b.id)) {
+    if (page.shown.has(m.id)) {
       continue;
     }
     page.shown.add(m.id);
@@ -863,7 +867,8 @@ function validMessage(m) {
     typeof m.room === "string" &&
     typeof m.nick === "string" &&
     typeof m.text === "string" &&
-    typeof m.time === "string"
+    typeof m.time === "string" &&
+    !Number.isNaN(Date.parse(m.time))
   );
 }
 
@@ -1601,14 +1606,27 @@ el.redeemForm.addEventListener("submit", async (e) => {
 
 // A link from another device: #transfer=CODE (and &room=ROOM). The code
 // leaves the address at once; the nick is this browser's once the chat
-// took the code.
+// took the code. A reader who writes under a nick already is asked first:
+// anyone can send a link with a code of theirs, and opening it must not
+// make the reader write under someone else's nick unawares.
 function transferFromAddress() {
   const m = /^#transfer=([^&]*)(?:&room=([A-Za-z0-9_-]{1,32}))?$/.exec(location.hash);
   if (m === null) {
     return false;
   }
   history.replaceState(null, "", location.pathname + location.search + (m[2] ? "#" + m[2] : ""));
-  const code = decodeURIComponent(m[1]);
+  let code = "";
+  try {
+    code = decodeURIComponent(m[1]);
+  } catch {
+    // A malformed escape: no code the chat could know.
+  }
+  if (page.nick !== "") {
+    askNick(null);
+    el.redeemInput.value = code;
+    el.redeemStatus.textContent = `The link you opened carries a nickname from another device. You write as ${page.nick} here; to write under the link's nickname instead, choose Use the code.`;
+    return true;
+  }
   redeem(code).then((r) => {
     if (r.ok) {
       sayDone(`You write as ${r.data.nick} on this device now, as on the other.`);
@@ -1716,20 +1734,64 @@ document.addEventListener("visibilitychange", () => {
   }
 });
 
+// framedByOthers reports whether the page is shown inside a page from
+// another origin. The browser sends the chat's cookies (SameSite=Strict)
+// to a frame whose top page is of the same site — another subdomain of a
+// shared host's domain, say —, and the programs' frame-ancestors header
+// covers their answers only, not this page, which the web host serves. Such
+// a page could lay the chat out unseen under its own and have a moderator
+// click Ban, or anyone type into the message box.
+function framedByOthers() {
+  if (window.top === window.self) {
+    return false;
+  }
+  const ancestors = location.ancestorOrigins;
+  if (ancestors !== undefined) {
+    return [...ancestors].some((o) => o !== location.origin);
+  }
+  try {
+    return window.top.location.origin !== location.origin;
+  } catch {
+    return true; // another origin's: its address is not ours to read
+  }
+}
+
+// showFramed puts, in place of the chat, a link that opens it in a tab
+// of its own.
+function showFramed() {
+  const note = document.createElement("p");
+  note.className = "notice";
+  note.append("This chat works only in a tab of its own, not inside another site's page. ");
+  const a = document.createElement("a");
+  a.href = location.href;
+  a.target = "_blank";
+  a.rel = "noopener noreferrer";
+  a.textContent = "Open the chat";
+  note.append(a, ".");
+  const main = document.createElement("main");
+  main.append(note);
+  document.body.replaceChildren(main);
+  document.title = "cgichat";
+}
+
 // The page starts in three short tasks rather than one long one: the
 // modules' own code; the first time formatted, which loads the browser's
 // locale data (tens of milliseconds on a phone or a busy machine), with the
 // page's first layout; then the room.
 const nextTask = () => new Promise((resolve) => setTimeout(resolve, 0));
-await nextTask();
-fitTimeColumn();
-await nextTask();
-showNick();
-showAlerts();
-updateSend();
-transferFromAddress();
-enterRoom(roomFromAddress(location));
-startOutbox(readerId(), page.room, outboxEvents);
-outboxStarted = true;
-showOutbox();
-startModeration({ log: el.log, button: el.modButton, nick: () => page.nick, unshow, say: sayDone });
+if (framedByOthers()) {
+  showFramed();
+} else {
+  await nextTask();
+  fitTimeColumn();
+  await nextTask();
+  showNick();
+  showAlerts();
+  updateSend();
+  transferFromAddress();
+  enterRoom(roomFromAddress(location));
+  startOutbox(readerId(), page.room, outboxEvents);
+  outboxStarted = true;
+  showOutbox();
+  startModeration({ log: el.log, button: el.modButton, nick: () => page.nick, unshow, say: sayDone });
+}

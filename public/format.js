@@ -28,9 +28,11 @@ export function roomFromAddress(loc) {
   return new URLSearchParams(loc.search).get("room") || defaultRoom;
 }
 
-// Candidates for links: a scheme, then everything up to white space or a
-// character that rarely ends a URL in running text.
-const linkCandidate = /\bhttps?:\/\/[^\s<>"]+/gi;
+// Candidates for links: a scheme, then everything up to white space, a
+// character that rarely ends a URL in running text, or a format character
+// (a direction override inside a link would show its text reordered:
+// "https://evil.example/\u202Egro.elpmaxe" as if it ended in example.org).
+const linkCandidate = /\bhttps?:\/\/[^\s<>"\p{Cf}]+/giu;
 
 // Characters that end a sentence rather than a URL.
 const trailingPunctuation = /[.,;:!?'*]+$/;
@@ -56,10 +58,15 @@ function count(s, ch) {
   return s.split(ch).length - 1;
 }
 
-// safeURL returns the absolute http(s) URL s stands for, or null.
+// safeURL returns the absolute http(s) URL s stands for, or null. A URL
+// with a user name or password is no link: "https://bank.example@evil.example/"
+// reads as the bank's and leads elsewhere (it stays as text).
 function safeURL(s) {
   try {
     const u = new URL(s);
+    if (u.username !== "" || u.password !== "") {
+      return null;
+    }
     return u.protocol === "http:" || u.protocol === "https:" ? u.href : null;
   } catch {
     return null;

@@ -50,10 +50,17 @@ function storageKey() {
   return "cgichat.outbox " + new URL("cgi-bin/post", document.baseURI).href;
 }
 
-// memory holds the outbox where localStorage cannot.
+// memory holds the outbox where localStorage cannot: when it is disabled,
+// and from the moment a change could not be written to it (it is full)
+// until one can again. Read from storage then, the outbox would lose the
+// change: a message just queued would vanish, one just sent go again.
 let memory = [];
+let inMemory = false;
 
 function load() {
+  if (inMemory) {
+    return memory;
+  }
   try {
     const list = JSON.parse(localStorage.getItem(storageKey()) ?? "[]");
     return Array.isArray(list) ? list.filter(valid) : [];
@@ -82,8 +89,10 @@ function save(list) {
     } else {
       localStorage.setItem(storageKey(), JSON.stringify(list));
     }
+    inMemory = false;
   } catch {
-    // Kept for as long as the page is open.
+    // Kept for as long as the page is open (and in storage as it was).
+    inMemory = true;
   }
 }
 
