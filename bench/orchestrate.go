@@ -343,12 +343,8 @@ func benchBudget(ctx context.Context, rt *runner, cfg config, _ fileLimit, s hos
 		res.Budget = append(res.Budget, run)
 		fmt.Fprintf(os.Stderr, "bench: %s: %d readers, budget %d\n", res.Short, n, cfg.Budget)
 		room := hostkit.NewRoom("budget")
-		all := hostkit.Sample(rt, h.StreamProcesses)
-		live := hostkit.Sample(rt, func() int { return hostkit.OlderThan(hostkit.PIDsRunning(h.StreamBin), 2*time.Second) })
 		if rep := lg.call(ctx, rt, request{Op: "open", Room: room, Streams: n, WaitReady: true}); rep.Error != "" {
 			run.Error = rep.Error
-			all.Stop()
-			live.Stop()
 			lg.call(ctx, rt, request{Op: "close"})
 			continue
 		}
@@ -361,6 +357,8 @@ func benchBudget(ctx context.Context, rt *runner, cfg config, _ fileLimit, s hos
 			settle, measure = max(settle, budgetSettle), max(measure, budgetMeasure)
 		}
 		time.Sleep(settle)
+		all := hostkit.Sample(rt, h.StreamProcesses)
+		live := hostkit.Sample(rt, func() int { return hostkit.OlderThan(hostkit.PIDsRunning(h.StreamBin), 2*time.Second) })
 		cpu0, at0 := cpuTotal(roots()), time.Now()
 		rep := lg.call(ctx, rt, request{Op: "latency", Room: room, Rate: cfg.Rate, Seconds: measure.Seconds(), Poll: true})
 		run.CPUPercent = (cpuTotal(roots()) - cpu0).Seconds() / time.Since(at0).Seconds() * 100

@@ -472,7 +472,7 @@ func (r *report) markdown() string {
 	}
 	if budget {
 		p("\n### A budget of live streams\n\n")
-		p("Apache mod_cgid with CHAT_MAX_STREAMS: the readers past the live streams the budget allows poll, at the interval the stream works out. The readers come all at once; the measurement begins 40 s later, once each has polled again at its own pace, and lasts 60 s (the -quick run: at once, briefly). Latency from each post's 201 to the event at every reader, live or polling; CPU of every process of the host while the posts were delivered, CGI programs included; the stream programs running at once, sampled every 100 ms (live: those that had run 2 s or more).\n\n")
+		p("Apache mod_cgid with CHAT_MAX_STREAMS: the readers past the live streams the budget allows poll, at the interval the stream works out. The readers come all at once; the measurement begins 40 s later, once each has polled again at its own pace, and lasts 60 s (the -quick run: at once, briefly). Latency from each post's 201 to the event at every reader, live or polling; CPU of every process of the host while the posts were delivered, CGI programs included; the stream programs running at once during the measurement, sampled every 100 ms (live: those that had run 2 s or more).\n\n")
 		p("| setup | readers | budget | p50 | p95 | p99 | max | lost | post errors | stream errors | CPU, %% of one core | stream programs at once (live) |\n")
 		p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, s := range r.Setups {
