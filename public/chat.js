@@ -1252,6 +1252,9 @@ const outboxEvents = {
   // until then), and a nick asked for on the way is the reader's now.
   sent(item, message) {
     page.confirmed.delete(item.key);
+    // A message stored under a nick may have made it this browser's: what
+    // a check said of it before (free) no longer holds.
+    nickChecks.clear();
     if (page.nick === item.nick && loadNick() !== item.nick) {
       saveNick(item.nick);
     }
