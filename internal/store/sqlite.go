@@ -4,12 +4,14 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
 	"syscall"
+	"time"
 
 	"cgichat"
 
@@ -180,7 +182,7 @@ func (*sqliteBackend) deadlock(error) bool { return false }
 func (*sqliteBackend) migrate(ctx context.Context, s *Store, steps []step) error {
 	latest := steps[len(steps)-1].version
 	var v int
-	if err := s.db.GetContext(ctx, &v, "PRAGMA user_version"); err != nil {
+	if err := whileBusy(ctx, func() error { return s.db.GetContext(ctx, &v, "PRAGMA user_version") }); err != nil {
 		return fmt.Errorf("read schema version: %w", err)
 	}
 	if v > latest {
@@ -205,6 +207,27 @@ func (*sqliteBackend) migrate(ctx context.Context, s *Store, steps []step) error
 		}
 		return nil
 	})
+}
+
+// whileBusy runs f, a pool's first statement, again while SQLite answers
+// that the database is locked, for up to BusyTimeout. Connections that
+// open a new file together are refused at once, not after the busy
+// timeout: the one turning it to WAL needs it alone, and SQLite does not
+// wait where waiting could deadlock.
+func whileBusy(ctx context.Context, f func() error) error {
+	deadline := time.Now().Add(BusyTimeout)
+	for pause := time.Millisecond; ; pause = min(2*pause, 100*time.Millisecond) {
+		err := f()
+		var se sqlite3.Error
+		if !errors.As(err, &se) || (se.Code != sqlite3.ErrBusy && se.Code != sqlite3.ErrLocked) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(pause):
+		}
+	}
 }
 
 // changes keeps one connection of the pool for PRAGMA data_version, which
