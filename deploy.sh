@@ -1040,8 +1040,8 @@ render() { # template destination [NAME=VALUE...]
   text=${text//@POLL_MS@/"$poll_default"}
   # config.DefaultMaxStreams under CGI and mod_fcgid; a daemon has no budget.
   text=${text//@MAX_STREAMS@/"$([ "$mode" = daemon ] && echo 0 || echo 8)"}
-  # config.DefaultHeartbeatSeconds, and DefaultDaemonHeartbeatSeconds.
-  text=${text//@HEARTBEAT@/"$([ "$mode" = daemon ] && echo 30 || echo 5)"}
+  # config.DefaultHeartbeatSeconds, in every mode.
+  text=${text//@HEARTBEAT@/5}
   text=${text//@LIGHTTPD_SOCKET@/"$listen_host:$listen_port"}
   text=${text//@LISTEN_PORT@/"$listen_port"}
   text=${text//@CADDY_BIND@/"${listen_host:+bind $listen_host}"}

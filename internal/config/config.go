@@ -37,20 +37,20 @@ const (
 // shell's, rare enough for 250 ms; on a database server every other web
 // host's posts, hence 25 ms there (one process per host polls that often).
 //
-// A daemon learns that the web server closed a stream's connection from
-// the read side, within a fraction of a second, so its heartbeat only has
-// to keep the front end's read timeout (nginx's fastcgi_read_timeout,
-// Apache's ProxyTimeout: 60 s) and the proxies on the way from closing an
-// idle stream: 30 s stays at half of those. Every heartbeat is a write per
-// stream through the web server, and at 10,000 streams the 5 s one was
-// most of the idle cost (docs/performance.md).
-// Stream rows are still renewed every DefaultHeartbeatSeconds there, one
-// statement per process, so that a reader who left drops out of presence
-// as soon as under CGI (Renew).
+// A daemon behind nginx learns that a reader left from the read side
+// (nginx closes the stream's FastCGI connection), so there its heartbeat
+// need only keep the front end's 60 s read timeout, and 30 s cuts most of
+// the idle cost at 10,000 streams (docs/performance.md). Apache
+// mod_proxy_fcgi and Caddy keep the connection until a write fails, so
+// behind them only the heartbeat finds a reader who left: the daemons'
+// default stays at DefaultHeartbeatSeconds, and docs/configuration.md says
+// to set 30 behind nginx. Stream rows are renewed every
+// DefaultHeartbeatSeconds in every mode (Renew), so a longer heartbeat
+// does not keep a reader who left in the presence list.
 const (
 	DefaultStreamSeconds          = 120
 	DefaultHeartbeatSeconds       = 5
-	DefaultDaemonHeartbeatSeconds = 30
+	DefaultDaemonHeartbeatSeconds = DefaultHeartbeatSeconds
 	DefaultPollMS                 = 250
 	DefaultServerPollMS           = 25
 	DefaultHistory                = 50
@@ -549,8 +549,8 @@ environment variables (SetEnv, fastcgi_param, systemd), which win over it:
   CHAT_WAKE_DIR           where post wakes this host's streams (default:
                           beside the SQLite file, or ~/cgichat-data/HOST-DB-wake)
   CHAT_STREAM_SECONDS     longest life of one stream response (default %d)
-  CHAT_HEARTBEAT_SECONDS  a comment line this often (default %d under CGI
-                          and mod_fcgid, %d for the daemons)
+  CHAT_HEARTBEAT_SECONDS  a comment line this often (default %d; daemons
+                          behind nginx: 30 saves CPU, see docs)
   CHAT_POLL_MS            database check without a wake-up (default %d;
                           %d on a database server, for other hosts' posts)
   CHAT_HISTORY            messages sent on first join (default %d)
@@ -577,6 +577,6 @@ environment variables (SetEnv, fastcgi_param, systemd), which win over it:
   CHAT_ROOMS_PER_DAY      new rooms one client address may start in 24
                           hours, 0: no cap (default %d)
   CHAT_LOG_LEVEL          debug, info, warn or error (default info)
-`, DefaultDBDir, DefaultDBName, DefaultStreamSeconds, DefaultHeartbeatSeconds, DefaultDaemonHeartbeatSeconds, DefaultPollMS, DefaultServerPollMS, DefaultHistory,
+`, DefaultDBDir, DefaultDBName, DefaultStreamSeconds, DefaultHeartbeatSeconds, DefaultPollMS, DefaultServerPollMS, DefaultHistory,
 	DefaultRateLimit, DefaultIPv6Prefix, DefaultNickHours, DefaultStreamsPerClient, DefaultMaxStreams, DefaultKeepMessages, DefaultKeepDays,
 	DefaultKeepTotalMB, DefaultRoomsPerDay)

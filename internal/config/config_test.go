@@ -128,9 +128,9 @@ func TestStreamBudget(t *testing.T) {
 }
 
 // TestHeartbeatFor checks the heartbeat: CHAT_HEARTBEAT_SECONDS when set,
-// else 5 s where every stream is a process and 30 s for a daemon; and that
-// rows are renewed every 5 s in both, or as often as the heartbeat where
-// that is shorter.
+// else 5 s in every mode (a daemon behind Apache mod_proxy_fcgi or Caddy
+// learns of a reader who left only by a write); and that rows are renewed
+// every 5 s, or as often as the heartbeat where that is shorter.
 func TestHeartbeatFor(t *testing.T) {
 	tests := []struct {
 		set        string
@@ -139,7 +139,7 @@ func TestHeartbeatFor(t *testing.T) {
 		wantRenew  time.Duration
 	}{
 		{"", false, 5 * time.Second, 5 * time.Second},
-		{"", true, 30 * time.Second, 5 * time.Second},
+		{"", true, 5 * time.Second, 5 * time.Second},
 		{"2", false, 2 * time.Second, 2 * time.Second},
 		{"2", true, 2 * time.Second, 2 * time.Second},
 		{"30", false, 30 * time.Second, 5 * time.Second},
