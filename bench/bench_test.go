@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -107,8 +108,11 @@ func checkBudget(t *testing.T, s *setupResult) {
 	if l := r.Latency; r.Error != "" || l == nil || l.Posts == 0 || l.PostErrors != 0 || l.Lost != 0 || l.Samples != l.Posts*r.Readers {
 		t.Errorf("%s: every post must reach every reader: %+v, %s", s.Short, l, r.Error)
 	}
-	if r.MostProcesses < 1 || r.CPUPercent <= 0 {
-		t.Errorf("%s: no stream program or no CPU seen: %+v", s.Short, r)
+	// CPU is counted in clock ticks (10 ms), and a quick run's few CGI
+	// programs may all be reaped after it: only a value that cannot be is
+	// wrong.
+	if r.MostProcesses < 1 || r.CPUPercent < 0 || math.IsNaN(r.CPUPercent) {
+		t.Errorf("%s: no stream program seen, or no CPU figure: %+v", s.Short, r)
 	}
 }
 
@@ -135,8 +139,11 @@ func checkSetup(t *testing.T, s *setupResult) {
 	if l := r.Latency; l == nil || l.Posts == 0 || l.PostErrors != 0 || l.Lost != 0 || l.Samples != l.Posts*r.Streams {
 		t.Errorf("%s: every post must reach every stream: %+v", s.Setup, l)
 	}
-	if r.LatencyCPU[streamComm] <= 0 || r.Latency != nil && r.Latency.LoadCPUSeconds <= 0 {
-		t.Errorf("%s: no CPU time of the stream program or the load generator during the latency run: %v, %+v", s.Setup, r.LatencyCPU, r.Latency)
+	// A quick run delivers a few dozen events, far less than the 10 ms
+	// clock tick CPU time is counted in, so a program's share may be
+	// none; the load generator, which also posts, always has some.
+	if r.LatencyCPU == nil || r.Latency != nil && r.Latency.LoadCPUSeconds <= 0 {
+		t.Errorf("%s: no CPU figures, or none for the load generator, during the latency run: %v, %+v", s.Setup, r.LatencyCPU, r.Latency)
 	}
 	if f := r.Fanout; f == nil || f.Lost != 0 || len(f.Times) != f.Posts || f.Posts == 0 {
 		t.Errorf("%s: fan-out incomplete: %+v", s.Setup, f)
