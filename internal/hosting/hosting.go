@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -94,11 +95,25 @@ func Vars(r *http.Request, env func(string) string) func(string) string {
 }
 
 // oneAtATime sets the process up for serving one request at a time, as
-// under CGI and mod_fcgid: one processor for Go code. With more
-// processors, every timer and every SQLite call of an idle stream may wake
-// other threads that find nothing to do, which hundreds of stream
-// processes pay for (docs/performance.md).
-func oneAtATime() { runtime.GOMAXPROCS(1) }
+// under CGI and mod_fcgid: one processor for Go code, and a soft memory
+// limit of oneRequestMemory. With more processors, every timer and every
+// SQLite call of an idle stream may wake other threads that find nothing
+// to do, which hundreds of stream processes pay for; without the limit, a
+// stream writing a long backlog to a reader that stalls let its heap grow
+// to twice what it held before the collector ran, in every such process
+// (docs/performance.md). A GOMEMLIMIT in the environment still decides.
+func oneAtATime() {
+	runtime.GOMAXPROCS(1)
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(oneRequestMemory)
+	}
+}
+
+// oneRequestMemory is the soft limit (bytes, runtime/debug.SetMemoryLimit)
+// on what the Go runtime holds in a process that serves one request at a
+// time: the collector works harder near it, and never spends more than
+// about half the process's CPU on it.
+const oneRequestMemory = 8 << 20
 
 // Program is one of cgichat's programs: its name and summary for the usage
 // text, and how its handler is built once the mode is known.
