@@ -103,7 +103,9 @@ func testRequests(t *testing.T, h *hostkit.Host, c *client) {
 	// a kept-alive connection that the server closed as it was reused
 	// (Apache's KeepAliveTimeout is 5 s), which is a client's race, not
 	// what is tested here.
-	fresh := &http.Client{Timeout: c.http.Timeout, Transport: &http.Transport{DisableKeepAlives: true}}
+	tr := c.http.Transport.(*http.Transport).Clone() // HTTP/2 for an h2c host
+	tr.DisableKeepAlives = true
+	fresh := &http.Client{Timeout: c.http.Timeout, Transport: tr}
 	for _, tt := range tests {
 		resp, body := tt.do(t, fresh, h.URL)
 		switch {
