@@ -105,7 +105,7 @@ func testRequests(t *testing.T, h *hostkit.Host, c *client) {
 	// what is tested here.
 	tr := c.http.Transport.(*http.Transport).Clone() // HTTP/2 for an h2c host
 	tr.DisableKeepAlives = true
-	fresh := &http.Client{Timeout: c.http.Timeout, Transport: tr}
+	fresh := &http.Client{Timeout: c.http.Timeout, Transport: tr, Jar: c.http.Jar}
 	for _, tt := range tests {
 		resp, body := tt.do(t, fresh, h.URL)
 		switch {
