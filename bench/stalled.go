@@ -41,39 +41,21 @@ const (
 	postComm   = "post"
 )
 
-// memPeaks samples the memory of a host's processes every 100 ms until
-// stopped, keeping the largest values.
+// memPeaks samples the memory of a host's processes every
+// hostkit.SampleEvery until stopped, keeping the largest values.
 type memPeaks struct {
 	roots func() []int
 	since uint64 // clock ticks since boot: processes started after it report their VmHWM
-	stop  chan struct{}
-	done  chan struct{}
+	r     *hostkit.Repeater
 
 	mu                     sync.Mutex
 	stream, process, other uint64
 	procs                  int
 }
 
-func sampleMemory(roots func() []int) *memPeaks {
-	m := &memPeaks{roots: roots, since: bootTicks(), stop: make(chan struct{}), done: make(chan struct{})}
-	m.take()
-	go func() {
-		defer close(m.done)
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		limit := time.After(callTimeout)
-		for {
-			select {
-			case <-tick.C:
-				m.take()
-			case <-m.stop:
-				m.take()
-				return
-			case <-limit:
-				return
-			}
-		}
-	}()
+func sampleMemory(t hostkit.T, roots func() []int) *memPeaks {
+	m := &memPeaks{roots: roots, since: bootTicks()}
+	m.r = hostkit.Repeat(t, m.take)
 	return m
 }
 
@@ -104,12 +86,7 @@ func (m *memPeaks) take() {
 
 // Stop ends the sampling and returns the peaks.
 func (m *memPeaks) Stop() (stream, process, other uint64, procs int) {
-	select {
-	case <-m.stop:
-	default:
-		close(m.stop)
-	}
-	<-m.done
+	m.r.Stop()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.stream, m.process, m.other, m.procs
@@ -204,8 +181,8 @@ func stallAndSample(ctx context.Context, rt *runner, cfg config, h *hostkit.Host
 	h.Start(rt)
 	time.Sleep(seconds(cfg.SettleSeconds))
 	before := h.Connections(rt)
-	_, run.Before, _, _ = sampleMemory(roots).Stop()
-	mem := sampleMemory(roots)
+	_, run.Before, _, _ = sampleMemory(rt, roots).Stop()
+	mem := sampleMemory(rt, roots)
 	began := time.Now()
 	served := hostkit.Sample(rt, func() int { return servingRoom(rt, h, room, before) })
 	rep := lg.call(ctx, rt, request{Op: "stall", Room: room, Streams: run.Readers, Resume: resume})

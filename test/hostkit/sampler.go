@@ -16,14 +16,57 @@ const SampleEvery = 100 * time.Millisecond
 // samplerLimit bounds a Sampler's life should nobody stop it.
 const samplerLimit = 15 * time.Minute
 
+// Repeater calls a function every SampleEvery in the background, from
+// before Repeat returns until Stop, t's cleanups or samplerLimit, and once
+// more as it stops.
+type Repeater struct {
+	take func()
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+// Repeat starts calling take.
+func Repeat(t T, take func()) *Repeater {
+	r := &Repeater{take: take, stop: make(chan struct{}), done: make(chan struct{})}
+	take()
+	go r.run()
+	t.Cleanup(r.Stop)
+	return r
+}
+
+func (r *Repeater) run() {
+	defer close(r.done)
+	tick := time.NewTicker(SampleEvery)
+	defer tick.Stop()
+	limit := time.After(samplerLimit)
+	for {
+		select {
+		case <-tick.C:
+			r.take()
+		case <-r.stop:
+			return
+		case <-limit:
+			return
+		}
+	}
+}
+
+// Stop ends the calls after a last one.
+func (r *Repeater) Stop() {
+	r.once.Do(func() {
+		close(r.stop)
+		<-r.done
+		r.take()
+	})
+}
+
 // Sampler counts something (an account's processes, a host's stream
 // processes) every SampleEvery in the background and keeps the largest
 // count seen.
 type Sampler struct {
 	count func() int
-	stop  chan struct{}
-	done  chan struct{}
-	once  sync.Once
+	r     *Repeater
 
 	mu      sync.Mutex
 	max     int
@@ -33,28 +76,9 @@ type Sampler struct {
 // Sample starts counting with count until Stop, t's cleanups, or
 // samplerLimit; the first count is taken before it returns.
 func Sample(t T, count func() int) *Sampler {
-	s := &Sampler{count: count, stop: make(chan struct{}), done: make(chan struct{})}
-	s.take()
-	go s.run()
-	t.Cleanup(func() { s.Stop() })
+	s := &Sampler{count: count}
+	s.r = Repeat(t, s.take)
 	return s
-}
-
-func (s *Sampler) run() {
-	defer close(s.done)
-	tick := time.NewTicker(SampleEvery)
-	defer tick.Stop()
-	limit := time.After(samplerLimit)
-	for {
-		select {
-		case <-tick.C:
-			s.take()
-		case <-s.stop:
-			return
-		case <-limit:
-			return
-		}
-	}
 }
 
 func (s *Sampler) take() {
@@ -75,11 +99,7 @@ func (s *Sampler) Max() (largest, samples int) {
 
 // Stop ends the counting, takes a last count, and returns Max.
 func (s *Sampler) Stop() (largest, samples int) {
-	s.once.Do(func() {
-		close(s.stop)
-		<-s.done
-		s.take()
-	})
+	s.r.Stop()
 	return s.Max()
 }
 
