@@ -163,9 +163,12 @@ func TestHTTP2Bodies(t *testing.T) {
 					// mod_fcgid 2.3.9 under mod_http2 sets CONTENT_LENGTH to
 					// the size of a body sent without one but passes no
 					// byte of it (FCGI_STDIN is empty; seen with raw
-					// records), and larger such bodies now and then get
-					// Apache's own 500: no program can answer 201. The
-					// program says what happened.
+					// records): no program can answer 201. The program
+					// says what happened, unless Apache answers first:
+					// on a loaded machine mod_fcgid now and then fails to
+					// write to the program that has already answered
+					// ("error writing data to FastCGI server") and sends
+					// its own 500 instead.
 					tests = append(tests[:1:1], h2Case{"Without content-length", postRequest{body: jsonPost(room, "ada", "h2 streamed"), chunked: true}, 400, "did not arrive whole"})
 				}
 				for _, tt := range tests {
@@ -173,9 +176,21 @@ func TestHTTP2Bodies(t *testing.T) {
 					if resp.ProtoMajor != 2 {
 						t.Fatalf("%s: answered over %s, want HTTP/2", tt.name, resp.Proto)
 					}
-					if resp.StatusCode != tt.want || !strings.Contains(body, tt.wantError) {
+					apacheOwn := name == "apache-mod_fcgid" && resp.StatusCode == http.StatusInternalServerError && strings.Contains(body, "<title>500 Internal Server Error</title>")
+					if (resp.StatusCode != tt.want || !strings.Contains(body, tt.wantError)) && !(tt.want == 400 && apacheOwn) {
 						t.Errorf("%s: status %d (%.200s), want %d %s", tt.name, resp.StatusCode, body, tt.want, tt.wantError)
 					}
+				}
+				// Whatever answered, the room holds exactly the posts
+				// that got a 201.
+				var stored int
+				for _, tt := range tests {
+					if tt.want == http.StatusCreated {
+						stored++
+					}
+				}
+				if got := sqliteRows(t, h, "SELECT count(*) FROM messages WHERE room = '"+room+"'"); len(got) != 1 || got[0] != fmt.Sprint(stored) {
+					t.Errorf("the room holds %v messages, want %d (the posts answered 201)", got, stored)
 				}
 			})
 		})
