@@ -1702,6 +1702,34 @@ prepare_data_dir() { # dir db user group dry_run served
   fi
 }
 
+# prepare_tail_dir creates the chat's tail/ folder, writable by the
+# programs' user: there they keep, for readers past the stream budget, a
+# file per room that the web server serves itself, so that those readers
+# poll without starting a program each time. Without it they do.
+prepare_tail_dir() { # docroot user group dry_run
+  local dir=$1/tail user=$2 group=$3 act=run how
+  [ "$4" = 0 ] || act=would
+  if [ -d "$dir" ]; then
+    if [ "$(stat -c %U "$dir")" != "$user" ] && [ "$(id -u)" = 0 ]; then
+      echo "deploy: $act: chown $user:$group $dir (the programs write the rooms' tail files there)"
+      [ "$act" != run ] || chown "$user:$group" "$dir"
+    fi
+    return 0
+  fi
+  if [ "$(id -u)" = 0 ]; then
+    how=(-m 0755 -o "$user" -g "$group")
+  elif [ "$(id -un)" = "$user" ]; then
+    how=(-m 0755)
+  elif id -Gn | tr ' ' '\n' | grep -qx "$group"; then
+    how=(-m 2775 -g "$group")
+  else
+    echo "deploy: note: cannot give $dir to $user (not root, not in group $group): readers past the stream budget will start a program at every poll. As root: install -d -m 0755 -o $user -g $group $dir" >&2
+    return 0
+  fi
+  echo "deploy: $act: install -d ${how[*]} $dir (the rooms' tail files, which readers past the stream budget poll)"
+  [ "$act" != run ] || install -d "${how[@]}" "$dir"
+}
+
 # active_settings prints the lines of a settings file that set something.
 active_settings() { # file
   [ ! -f "$1" ] || grep -E '^[[:space:]]*CHAT_' "$1" || true
@@ -1777,7 +1805,7 @@ on_target() { # function args...
   if [ -z "$remote_host" ]; then
     "$@"
   else
-    "${rsh[@]}" "$remote_host" bash -s <<<"$(declare -f resolve_target foreign_htaccess served_by served_words data_facts prepare_data_dir active_settings suexec_tree run_check)
+    "${rsh[@]}" "$remote_host" bash -s <<<"$(declare -f resolve_target foreign_htaccess served_by served_words data_facts prepare_data_dir prepare_tail_dir active_settings suexec_tree run_check)
 $(printf '%q ' "$@")"
   fi
 }
@@ -2075,6 +2103,9 @@ db_file=$db
 [ -z "$db_url" ] || db_file=""
 on_target prepare_data_dir "$data_dir" "$db_file" "$web_user" "$web_group" "$dry_run" "$(served_by "$data_dir" "$docroot")"
 on_target suexec_tree "$docroot" "$data_dir" "$web_user" "$web_group" "$dry_run"
+# Tail files: for SQLite (one web host) and the modes with a stream budget.
+[ -n "$db_url" ] || [ "$mode" = daemon ] ||
+  on_target prepare_tail_dir "$docroot" "$web_user" "$web_group" "$dry_run"
 
 # What the programs will run with, as they see it there.
 if [ "$dry_run" = 0 ]; then

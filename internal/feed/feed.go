@@ -132,6 +132,11 @@ type Feed struct {
 	// Set by Start: wakes the host's other stream processes.
 	wakeOthers func()
 
+	// Set by SetTails: the room files pollers read between polls, and
+	// how often they read them.
+	tails     Tails
+	tailEvery time.Duration
+
 	// Set by Start: what ends Run, and what Close releases.
 	stop    context.CancelFunc
 	done    chan struct{}
@@ -161,6 +166,17 @@ type Leader interface {
 // shell), it calls notify to wake the others. Hundreds of processes then
 // do not all wake four times a second. Call it before Run.
 func (f *Feed) Share(lead Leader, notify func()) { f.lead, f.notify = lead, notify }
+
+// Tails keeps the static tail files that pollers read between their polls
+// (tail.Dir).
+type Tails interface {
+	// Ensure makes room's tail file current and returns its URL,
+	// relative to the stream program's.
+	Ensure(ctx context.Context, room string) (string, error)
+}
+
+// SetTails gives pollers t's files, to be read every interval.
+func (f *Feed) SetTails(t Tails, every time.Duration) { f.tails, f.tailEvery = t, every }
 
 // Waker is the listener behind the feed's wake channel (wake.Listener).
 type Waker interface {

@@ -48,6 +48,11 @@ type Request struct {
 	Resume  bool
 	History int    // messages sent on first join, without Resume
 	Mode    string // named in the ready event (live, batch; poll when granted so)
+	// Tail, for a poll, is the URL of the room's tail file (relative to
+	// the stream's), and TailEvery how often to read it; "" when the host
+	// keeps none (see package tail).
+	Tail      string
+	TailEvery time.Duration
 
 	// Retry is the reconnection delay sent first (retry:).
 	Retry time.Duration
@@ -187,6 +192,14 @@ func (f *Feed) Open(ctx context.Context, req Request) (*Session, error) {
 	if g.Poll {
 		s.poll = true
 		s.req.Mode, s.req.Retry = ModePoll, pollRetry(g.Pollers, g.PollCost, store.PollReserve(req.Budget), g.PollsBusy)
+		if f.tails != nil {
+			// Without a tail the reader polls as before: nothing is lost.
+			if s.req.Tail, err = f.tails.Ensure(ctx, req.Room); err != nil {
+				f.log.Warn("stream: the room's tail file could not be written", "err", err)
+			} else {
+				s.req.TailEvery = f.tailEvery
+			}
+		}
 	} else {
 		f.mu.Lock()
 		f.live[s.row] = s
@@ -323,7 +336,12 @@ func (s *Session) page(ctx context.Context) error {
 // part; a stream that ends after messages ends here when the backlog had
 // some.
 func (s *Session) ready(ctx context.Context) {
-	s.buf = sse.AppendEvent(s.buf, 0, EventReady, fmt.Sprintf(`{"mode":%q,"retry":%d}`, s.req.Mode, s.req.Retry.Milliseconds()))
+	if s.req.Tail != "" {
+		s.buf = sse.AppendEvent(s.buf, 0, EventReady, fmt.Sprintf(`{"mode":%q,"retry":%d,"tail":%q,"every":%d}`,
+			s.req.Mode, s.req.Retry.Milliseconds(), s.req.Tail, s.req.TailEvery.Milliseconds()))
+	} else {
+		s.buf = sse.AppendEvent(s.buf, 0, EventReady, fmt.Sprintf(`{"mode":%q,"retry":%d}`, s.req.Mode, s.req.Retry.Milliseconds()))
+	}
 	if nicks, err := s.f.store.Presence(ctx, s.req.Room, s.f.stale, PollWindow); err == nil {
 		fr := EncodePresence(s.req.Room, nicks)
 		s.frame(&fr)

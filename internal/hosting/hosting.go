@@ -75,6 +75,9 @@ type Env struct {
 	// Level is the logger's level, which each request's CHAT_LOG_LEVEL may
 	// set: under FastCGI settings arrive with the request.
 	Level *slog.LevelVar
+	// Dir is the program's folder (cgi-bin), which holds its settings
+	// file; the chat's page is in the folder above.
+	Dir string
 }
 
 // Vars returns the lookup of r's variables beyond its headers: those the

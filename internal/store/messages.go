@@ -84,3 +84,34 @@ func (s *Store) MaxID(ctx context.Context) (int64, error) {
 	}
 	return id, nil
 }
+
+const selectRoomLastID = `SELECT COALESCE(MAX(id), 0) FROM messages WHERE room = ?`
+
+// LastID returns the highest id of room's rows (messages and tombstones),
+// or 0 when it has none.
+func (s *Store) LastID(ctx context.Context, room string) (int64, error) {
+	var id int64
+	if err := s.db.GetContext(ctx, &id, s.sql(selectRoomLastID), room); err != nil {
+		return 0, internal(err, "read the highest id of %s", room)
+	}
+	return id, nil
+}
+
+const selectTail = `SELECT * FROM (
+	SELECT ` + messageColumns + ` FROM messages WHERE room = ? ORDER BY id DESC LIMIT ?
+) AS tail ORDER BY id`
+
+// WithTail calls use with the last n rows of room (messages and
+// tombstones), oldest first, within a write transaction: whatever use does
+// with them (writing a file) happens in commit order, after every write
+// committed before and before every write after. An error from use rolls
+// back nothing but is returned.
+func (s *Store) WithTail(ctx context.Context, room string, n int, use func([]chat.Message) error) error {
+	return s.withTx(ctx, lockMessages, func(tx *sqlx.Tx) error {
+		var ms []chat.Message
+		if err := tx.SelectContext(ctx, &ms, s.sql(selectTail), room, n); err != nil {
+			return internal(err, "read the last rows of %s", room)
+		}
+		return use(ms)
+	})
+}

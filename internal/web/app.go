@@ -19,6 +19,7 @@ import (
 	"cgichat/internal/hosting"
 	"cgichat/internal/identity"
 	"cgichat/internal/store"
+	"cgichat/internal/tail"
 )
 
 // The programs, for their thin mains.
@@ -237,7 +238,9 @@ func (a *App) instance(db config.Database) (*opened, error) {
 	if a.ctx.Err() != nil {
 		return nil, errors.New("web: app is closed")
 	}
-	h, err := a.build(a.ctx, db, a.env)
+	env := a.env
+	env.Dir = a.dir()
+	h, err := a.build(a.ctx, db, env)
 	if err != nil {
 		return nil, err
 	}
@@ -281,6 +284,15 @@ func (a *App) Close() error {
 		delete(a.instances, db)
 	}
 	return errors.Join(errs...)
+}
+
+// openTails returns the tail folder beside env's cgi-bin for st, or nil
+// when there is none or db is a database server (see package tail).
+func openTails(db config.Database, env hosting.Env, st *store.Store) *tail.Dir {
+	if config.IsServerURL(db.DB) || env.Dir == "" {
+		return nil
+	}
+	return tail.Open(filepath.Join(env.Dir, "..", tail.DirName), st)
 }
 
 // openStore opens db's store as a process of env's mode opens it, and the

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"time"
@@ -120,15 +121,22 @@ func (h *postHandler) delete(c *actionCall) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	h.notify()
+	h.changed(ctx, t.Room)
 	return deleteResult{Deleted: t.ID, Room: t.Room}, nil
 }
 
-// notify wakes the streams after a deletion; a failed wake-up only delays
-// it until their next poll.
-func (h *postHandler) notify() {
+// changed wakes the streams after room changed (a post, a deletion, a
+// pruning) and rewrites its tail file. The change is committed: a failed
+// wake-up only delays it until the streams' next poll, a tail file not
+// written until the room's next poll.
+func (h *postHandler) changed(ctx context.Context, room string) {
 	if _, err := h.wake.Notify(); err != nil {
 		h.log.Warn("wake-up failed", "err", err)
+	}
+	if h.tails != nil {
+		if err := h.tails.Refresh(ctx, room); err != nil {
+			h.log.Warn("the room's tail file could not be written", "err", err)
+		}
 	}
 }
 

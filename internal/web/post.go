@@ -20,6 +20,7 @@ import (
 	"cgichat/internal/hosting"
 	"cgichat/internal/identity"
 	"cgichat/internal/store"
+	"cgichat/internal/tail"
 	"cgichat/internal/wake"
 )
 
@@ -55,6 +56,7 @@ type postHandler struct {
 	store *store.Store
 	ids   *identity.Keeper
 	wake  *wake.Notifier
+	tails *tail.Dir // nil: none
 	log   *slog.Logger
 }
 
@@ -69,7 +71,7 @@ func buildPost(ctx context.Context, db config.Database, env hosting.Env) (instan
 		return nil, err
 	}
 	n.Log = env.Log
-	return &postHandler{store: st, ids: ids, wake: n, log: env.Log}, nil
+	return &postHandler{store: st, ids: ids, wake: n, tails: openTails(db, env, st), log: env.Log}, nil
 }
 
 func (h *postHandler) db() *store.Store { return h.store }
@@ -125,11 +127,8 @@ func (h *postHandler) serve(w http.ResponseWriter, r *http.Request, cfg config.C
 		return
 	}
 	// The message is committed (a repeat too: its first answer may have
-	// been lost before the wake-up); a failed wake-up only delays it until
-	// the streams' next poll.
-	if _, err := h.wake.Notify(); err != nil {
-		h.log.Warn("wake-up failed", "err", err)
-	}
+	// been lost before the wake-up).
+	h.changed(ctx, in.room)
 	if res.NewClaim != 0 {
 		http.SetCookie(w, h.ids.Cookie(claims, identity.Claim{Key: key, Issued: res.NewClaim}, fe.https))
 	}
@@ -212,7 +211,7 @@ func (h *postHandler) prune(ctx context.Context, room string, cfg config.Config)
 	}
 	if n > 0 {
 		h.log.Info("pruned old messages", "room", room, "rows", n)
-		h.wake.Notify()
+		h.changed(ctx, room)
 	}
 }
 

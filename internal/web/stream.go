@@ -15,6 +15,7 @@ import (
 	"cgichat/internal/hosting"
 	"cgichat/internal/identity"
 	"cgichat/internal/store"
+	"cgichat/internal/tail"
 )
 
 // Reconnection delays sent as retry:, and the longest wait of a batch
@@ -47,6 +48,9 @@ func buildStream(ctx context.Context, db config.Database, env hosting.Env) (inst
 	if err != nil {
 		st.Close()
 		return nil, err
+	}
+	if t := openTails(db, env, st); t != nil {
+		f.SetTails(t, tail.Every)
 	}
 	return &streamHandler{store: st, ids: ids, feed: f, log: env.Log, mode: env.Mode}, nil
 }

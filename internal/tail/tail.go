@@ -1,0 +1,232 @@
+// Package tail keeps, for the rooms that pollers read, a static file of
+// each room's latest events in a folder the web server serves itself.
+//
+// A poller is a reader whom the host's stream budget (CHAT_MAX_STREAMS)
+// answers with polls. Each poll is a run of the stream program, one of the
+// few dynamic requests a shared host lets an account run at once; a static
+// file costs none of them, and the web server answers an unchanged one
+// with 304 from its ETag. So a poller reads the room's tail file every few
+// seconds and calls the program only at its retry: (for presence and a
+// live stream when one is free) or when the file does not reach back to
+// the last event it has.
+//
+// A tail file is text/event-stream (WHATWG HTML, "Server-sent events"):
+// first an event of type "tail", without an id, whose data is
+// {"room":R,"after":A,"last":L}; then every row of the room with an id
+// above A, up to L, messages and deletions, in id order, each as the
+// stream sends it. It holds the room's last Rows rows, or fewer when they
+// would pass MaxBytes. It is replaced whole (written beside it, then
+// renamed over it) inside a write transaction of the database, so that
+// the files follow the order of commits.
+//
+// Tail files exist only where a folder named DirName is beside the
+// programs' cgi-bin and the programs may write in it (deploy.sh makes it;
+// see Open), and only for SQLite: several web hosts sharing a database server would
+// each need their own.
+package tail
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"cgichat/internal/chat"
+	"cgichat/internal/feed"
+	"cgichat/internal/store"
+)
+
+// DirName is the tail folder's name, beside cgi-bin in the chat's folder.
+const DirName = "tail"
+
+// The bounds of one file: the room's last Rows rows, fewer when they
+// would take more than MaxBytes. A poller that falls further behind
+// between two reads calls the program.
+const (
+	Rows     = 50
+	MaxBytes = 32 << 10
+)
+
+// Every is how often a poller reads the tail file; pollers spread each
+// wait by a fifth either way.
+const Every = 2 * time.Second
+
+// EventTail is the type of a tail file's first event.
+const EventTail = "tail"
+
+// Head is the data of a tail file's first event.
+type Head struct {
+	Room string `json:"room"`
+	// After: the file holds every row of Room with an id above After.
+	After int64 `json:"after"`
+	// Last is the highest id in the file (0 for an empty room).
+	Last int64 `json:"last"`
+}
+
+// headBytes bounds what is read of a file to find its Head: the event's
+// two lines with the longest room name.
+const headBytes = 512
+
+// Dir is a tail folder and the database whose rooms it shows.
+type Dir struct {
+	path  string
+	store *store.Store
+}
+
+// Open returns the tail folder at path for st, or nil when there is none:
+// path is not a folder the process may write in. A missing folder is made
+// when the folder above belongs to the process's user, as the chat's
+// folder does on a suEXEC host (where a release archive is uploaded by
+// FTP, and deploy.sh did not run).
+func Open(path string, st *store.Store) *Dir {
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) && ownDir(filepath.Dir(path)) {
+		os.Mkdir(path, 0o755) // a folder made meanwhile does as well
+		fi, err = os.Stat(path)
+	}
+	if err != nil || !fi.IsDir() {
+		return nil
+	}
+	f, err := os.CreateTemp(path, ".probe-*")
+	if err != nil {
+		return nil
+	}
+	f.Close()
+	os.Remove(f.Name())
+	return &Dir{path: path, store: st}
+}
+
+// Path returns the folder's path.
+func (d *Dir) Path() string { return d.path }
+
+// Name returns the file name of room's tail: 32 hexadecimal digits of a
+// hash of the name, so that the folder's names do not list the rooms.
+func Name(room string) string {
+	sum := sha256.Sum256([]byte("cgichat tail\x00" + room))
+	return hex.EncodeToString(sum[:16]) + ".txt"
+}
+
+// URL returns the address of room's tail relative to the stream program's
+// (cgi-bin/stream), as a Location header is.
+func URL(room string) string { return "../" + DirName + "/" + Name(room) }
+
+// Refresh rewrites room's tail file after a change to the room, if the
+// room has one (a poller asked for it).
+func (d *Dir) Refresh(ctx context.Context, room string) error {
+	if _, err := os.Stat(d.file(room)); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return d.write(ctx, room)
+}
+
+// Ensure makes room's tail file current — writing it when it is missing,
+// or older than the room's last row (a deletion from the sqlite3 shell, a
+// post whose process ended before it wrote) — and returns its URL (see
+// URL).
+func (d *Dir) Ensure(ctx context.Context, room string) (string, error) {
+	last, err := d.store.LastID(ctx, room)
+	if err != nil {
+		return "", err
+	}
+	if h, err := ReadHead(d.file(room)); err != nil || h.Room != room || h.Last != last {
+		if err := d.write(ctx, room); err != nil {
+			return "", err
+		}
+	}
+	return URL(room), nil
+}
+
+func (d *Dir) file(room string) string { return filepath.Join(d.path, Name(room)) }
+
+// write replaces room's tail file with the room's last rows.
+func (d *Dir) write(ctx context.Context, room string) error {
+	return d.store.WithTail(ctx, room, Rows, func(ms []chat.Message) error {
+		return d.replace(room, Encode(room, ms))
+	})
+}
+
+// Encode returns the tail file of room whose last rows are ms, oldest
+// first: as many of the newest as fit in MaxBytes, at least one.
+func Encode(room string, ms []chat.Message) []byte {
+	frames := make([][]byte, len(ms))
+	first, size := len(ms), 0
+	for i := len(ms) - 1; i >= 0; i-- {
+		frames[i] = feed.Encode(ms[i]).Bytes
+		if size += len(frames[i]); size > MaxBytes && i < len(ms)-1 {
+			break
+		}
+		first = i
+	}
+	h := Head{Room: room}
+	if first < len(ms) {
+		h.After, h.Last = ms[first].ID-1, ms[len(ms)-1].ID
+	}
+	head, _ := json.Marshal(h) // strings and integers: cannot fail
+	b := fmt.Appendf(nil, "event: %s\ndata: %s\n\n", EventTail, head)
+	for _, f := range frames[first:] {
+		b = append(b, f...)
+	}
+	return b
+}
+
+// replace writes b as room's file: beside it under a dot name (which the
+// web server does not serve), then renamed over it, so that a reader gets
+// the old file or the new one whole.
+func (d *Dir) replace(room string, b []byte) error {
+	f, err := os.CreateTemp(d.path, ".tail-*")
+	if err != nil {
+		return fmt.Errorf("tail: %w", err)
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		// The web server's user reads it: under suEXEC the programs run as
+		// the account, the server as another user.
+		err = f.Chmod(0o644)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), d.file(room))
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("tail: write %s: %w", d.file(room), err)
+	}
+	return nil
+}
+
+// ReadHead reads the Head of the tail file at path.
+func ReadHead(path string) (Head, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Head{}, err
+	}
+	defer f.Close()
+	b := make([]byte, headBytes)
+	n, err := io.ReadFull(f, b)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return Head{}, err
+	}
+	return ParseHead(b[:n])
+}
+
+// ParseHead reads the Head from the start of a tail file.
+func ParseHead(b []byte) (Head, error) {
+	var h Head
+	prefix := []byte("event: " + EventTail + "\ndata: ")
+	rest, ok := bytes.CutPrefix(b, prefix)
+	line, _, found := bytes.Cut(rest, []byte("\n"))
+	if !ok || !found || json.Unmarshal(line, &h) != nil {
+		return Head{}, errors.New("tail: the file does not start with its tail event")
+	}
+	return h, nil
+}

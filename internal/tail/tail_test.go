@@ -1,0 +1,212 @@
+package tail
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"cgichat/internal/chat"
+	"cgichat/internal/feed"
+	"cgichat/internal/sse"
+	"cgichat/internal/store"
+)
+
+func openStore(t *testing.T) *store.Store {
+	t.Helper()
+	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "chat.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// event is one event of a tail file as a reader parses it.
+type event struct {
+	id, typ string
+}
+
+// parse reads a tail file with the project's SSE reader, as pollers do.
+func parse(t *testing.T, b []byte) (Head, []event) {
+	t.Helper()
+	h, err := ParseHead(b)
+	if err != nil {
+		t.Fatalf("%v:\n%.300s", err, b)
+	}
+	r := sse.NewReader(bytes.NewReader(b))
+	var evs []event
+	for {
+		ev, err := r.Next()
+		if err != nil {
+			break
+		}
+		evs = append(evs, event{ev.ID, ev.Type})
+	}
+	if len(evs) == 0 || evs[0].typ != EventTail || evs[0].id != "" {
+		t.Fatalf("first event %v, want a tail event without id", evs)
+	}
+	return h, evs[1:]
+}
+
+// TestEncode checks the bounds of a file: the last rows, as many as fit,
+// at least one, and a head that says from where it holds every row.
+func TestEncode(t *testing.T) {
+	msg := func(id int64, size int) chat.Message {
+		return chat.Message{ID: id, Room: "r", Nick: "ada", Text: strings.Repeat("x", size), Time: "2026-11-30T12:00:00.000Z", Kind: chat.KindMessage}
+	}
+	rows := func(n, size int) []chat.Message {
+		var ms []chat.Message
+		for i := range n {
+			ms = append(ms, msg(int64(10+i), size))
+		}
+		return ms
+	}
+	// Frames of 1,000-byte texts with two-digit ids are all one size.
+	fit := MaxBytes / len(feed.Encode(msg(10, 1000)).Bytes)
+	if fit >= Rows {
+		t.Fatalf("%d rows of 1,000 bytes fit: the case does not reach the byte bound", fit)
+	}
+	tests := []struct {
+		name      string
+		ms        []chat.Message
+		wantAfter int64
+		wantLast  int64
+		wantRows  int
+	}{
+		{"An empty room", nil, 0, 0, 0},
+		{"A few rows", rows(3, 10), 9, 12, 3},
+		{"Rows that fill the bound", rows(Rows, 1000), int64(10 + Rows - 1 - fit), 10 + Rows - 1, fit},
+		{"One row beyond the bound", []chat.Message{msg(7, MaxBytes+100)}, 6, 7, 1},
+	}
+	for _, tt := range tests {
+		b := Encode("r", tt.ms)
+		h, evs := parse(t, b)
+		if h.Room != "r" || h.After != tt.wantAfter || h.Last != tt.wantLast || len(evs) != tt.wantRows {
+			t.Errorf("%s: head %+v with %d rows, want after %d, last %d, %d rows", tt.name, h, len(evs), tt.wantAfter, tt.wantLast, tt.wantRows)
+		}
+		if len(evs) > 1 && len(b) > MaxBytes+200 {
+			t.Errorf("%s: %d bytes, want at most %d", tt.name, len(b), MaxBytes)
+		}
+	}
+}
+
+// TestDir follows a room's file through posts, a deletion from the sqlite3
+// shell (a row no program wrote a file for) and a refresh: each time the
+// file holds every row after its head's after, the same the stream sends.
+func TestDir(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	notDir := filepath.Join(t.TempDir(), DirName)
+	os.WriteFile(notDir, nil, 0o644)
+	if d := Open(notDir, st); d != nil {
+		t.Fatal("Open of a file gave a Dir, want none")
+	}
+	// A missing folder in a folder of the process's own is made.
+	path := filepath.Join(t.TempDir(), DirName)
+	d := Open(path, st)
+	if fi, err := os.Stat(path); d == nil || err != nil || fi.Mode().Perm() != 0o755 {
+		t.Fatalf("Open of a missing folder in one of our own: %v, %v; want it made, 0755", d, err)
+	}
+	file := filepath.Join(path, Name("r"))
+
+	m1, _ := st.Insert(ctx, "r", "ada", "one")
+	if err := d.Refresh(ctx, "r"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(file); err == nil {
+		t.Error("Refresh wrote a file no poller asked for")
+	}
+	u, err := d.Ensure(ctx, "r")
+	if err != nil || u != "../tail/"+Name("r") {
+		t.Fatalf("Ensure = %q, %v", u, err)
+	}
+	check := func(when string, wantIDs ...int64) {
+		t.Helper()
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, evs := parse(t, b)
+		var got []int64
+		for _, ev := range evs {
+			var id int64
+			for _, c := range ev.id {
+				id = id*10 + int64(c-'0')
+			}
+			got = append(got, id)
+		}
+		if len(got) != len(wantIDs) || h.Last != wantIDs[len(wantIDs)-1] {
+			t.Fatalf("%s: file holds %v (head %+v), want %v", when, got, h, wantIDs)
+		}
+		for i := range got {
+			if got[i] != wantIDs[i] {
+				t.Fatalf("%s: file holds %v, want %v", when, got, wantIDs)
+			}
+		}
+	}
+	check("first poll", m1.ID)
+
+	m2, _ := st.Insert(ctx, "r", "ada", "two")
+	if err := d.Refresh(ctx, "r"); err != nil {
+		t.Fatal(err)
+	}
+	check("after a post", m1.ID, m2.ID)
+
+	// A deletion nobody wrote a file for: the next poll finds the file
+	// behind and rewrites it; the tombstone has the next id.
+	if _, err := st.Insert(ctx, "other", "bob", "elsewhere"); err != nil {
+		t.Fatal(err)
+	}
+	if err := deleteRow(st, m1.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Ensure(ctx, "r"); err != nil {
+		t.Fatal(err)
+	}
+	last, _ := st.LastID(ctx, "r")
+	check("after a deletion", m2.ID, last)
+
+	if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Errorf("file mode %v, %v; want 0644, readable by the web server", fi.Mode(), err)
+	}
+	left, _ := filepath.Glob(filepath.Join(path, ".*"))
+	if len(left) > 0 {
+		t.Errorf("files left beside the tails: %v", left)
+	}
+}
+
+// TestParseHead refuses what is not a tail file.
+func TestParseHead(t *testing.T) {
+	tests := []struct {
+		in   string
+		want bool
+	}{
+		{"event: tail\ndata: {\"room\":\"r\",\"after\":3,\"last\":9}\n\n", true},
+		{"", false},
+		{"<!DOCTYPE html>", false},
+		{"event: tail\ndata: {\"room\":", false},
+		{"event: message\ndata: {}\n\n", false},
+	}
+	for _, tt := range tests {
+		_, err := ParseHead([]byte(tt.in))
+		if got := err == nil; got != tt.want {
+			t.Errorf("ParseHead(%q) ok = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
+
+// deleteRow deletes message id as a moderator does in the sqlite3 shell,
+// outside the programs.
+func deleteRow(st *store.Store, id int64) error {
+	db, err := sql.Open("sqlite3", st.DB())
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	_, err = db.Exec(`DELETE FROM messages WHERE id = ?`, id)
+	return err
+}
