@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"cgichat/internal/config"
+	"cgichat/internal/tail"
 )
 
 // Check prints, for a person over SSH or for deploy.sh, the settings
@@ -73,7 +74,7 @@ func Check(p Program, listen string, out io.Writer) int {
 		fmt.Fprintf(out, "%-*s  [%s]\n", width, kv, s.Where())
 	}
 	fmt.Fprintln(out)
-	for _, line := range placeLines(c) {
+	for _, line := range placeLines(c, dir, mode) {
 		fmt.Fprintln(out, line)
 	}
 	for _, w := range htaccessWarnings(ht, mode) {
@@ -127,9 +128,11 @@ func requestRule(m Mode) string {
 	return "Under CGI the environment wins over the file; under mod_fcgid each request's variables do too, except the database's; a daemon ignores them."
 }
 
-// placeLines say whether the programs can use the database's and the
-// wake-ups' places, as far as this user can tell without opening them.
-func placeLines(c config.Config) []string {
+// placeLines say whether the programs can use the database's, the
+// wake-ups' and the tail files' places (the tail folder beside dir, the
+// programs' folder, in a mode with a stream budget), as far as this user
+// can tell without opening them.
+func placeLines(c config.Config, dir string, m Mode) []string {
 	var lines []string
 	if config.IsServerURL(c.DB) {
 		lines = append(lines, "database: on a database server (not contacted by -check)")
@@ -145,6 +148,10 @@ func placeLines(c config.Config) []string {
 		lines = append(lines, "          "+writable(filepath.Dir(c.DB)))
 	}
 	lines = append(lines, "wake-ups: "+writable(c.WakeDir))
+	if !config.IsServerURL(c.DB) && c.StreamBudget(m.Concurrent()) > 0 {
+		lines = append(lines, "tail files: "+writable(filepath.Join(dir, "..", tail.DirName)),
+			"          (readers past the stream budget read them between polls; without them they start a program at every poll)")
+	}
 	return lines
 }
 
