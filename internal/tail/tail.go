@@ -28,6 +28,7 @@ package tail
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -79,14 +80,16 @@ const headBytes = 512
 type Dir struct {
 	path  string
 	store *store.Store
+	key   []byte
 }
 
-// Open returns the tail folder at path for st, or nil when there is none:
+// Open returns the tail folder at path for st, whose file names are keyed
+// with key (see Name), or nil when there is none:
 // path is not a folder the process may write in. A missing folder is made
 // when the folder above belongs to the process's user, as the chat's
 // folder does on a suEXEC host (where a release archive is uploaded by
 // FTP, and deploy.sh did not run).
-func Open(path string, st *store.Store) *Dir {
+func Open(path string, st *store.Store, key []byte) *Dir {
 	fi, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) && ownDir(filepath.Dir(path)) {
 		os.Mkdir(path, 0o755) // a folder made meanwhile does as well
@@ -101,22 +104,26 @@ func Open(path string, st *store.Store) *Dir {
 	}
 	f.Close()
 	os.Remove(f.Name())
-	return &Dir{path: path, store: st}
+	return &Dir{path: path, store: st, key: key}
 }
 
 // Path returns the folder's path.
 func (d *Dir) Path() string { return d.path }
 
-// Name returns the file name of room's tail: 32 hexadecimal digits of a
-// hash of the name, so that the folder's names do not list the rooms.
-func Name(room string) string {
-	sum := sha256.Sum256([]byte("cgichat tail\x00" + room))
-	return hex.EncodeToString(sum[:16]) + ".txt"
+// Name returns the file name of room's tail: 32 hexadecimal digits of an
+// HMAC-SHA256 of the room under the Dir's key (the database's secret). It
+// is learnt from a poll, which checks the request's Host: a page of
+// another site that rebinds its name to the chat's address (DNS
+// rebinding) cannot compute it, nor does the folder list the rooms.
+func (d *Dir) Name(room string) string {
+	mac := hmac.New(sha256.New, d.key)
+	mac.Write([]byte("cgichat tail\x00" + room))
+	return hex.EncodeToString(mac.Sum(nil)[:16]) + ".txt"
 }
 
 // URL returns the address of room's tail relative to the stream program's
 // (cgi-bin/stream), as a Location header is.
-func URL(room string) string { return "../" + DirName + "/" + Name(room) }
+func (d *Dir) URL(room string) string { return "../" + DirName + "/" + d.Name(room) }
 
 // Refresh rewrites room's tail file after a change to the room, if the
 // room has one (a poller asked for it).
@@ -130,10 +137,11 @@ func (d *Dir) Refresh(ctx context.Context, room string) error {
 // Ensure makes room's tail file current — writing it when it is missing,
 // or older than the room's last row (a deletion from the sqlite3 shell, a
 // post whose process ended before it wrote) — and returns its URL (see
-// URL).
+// URL). A room without rows gets none, and "": polls of made-up rooms
+// leave no files.
 func (d *Dir) Ensure(ctx context.Context, room string) (string, error) {
 	last, err := d.store.LastID(ctx, room)
-	if err != nil {
+	if err != nil || last == 0 {
 		return "", err
 	}
 	if h, err := ReadHead(d.file(room)); err != nil || h.Room != room || h.Last != last {
@@ -141,10 +149,10 @@ func (d *Dir) Ensure(ctx context.Context, room string) (string, error) {
 			return "", err
 		}
 	}
-	return URL(room), nil
+	return d.URL(room), nil
 }
 
-func (d *Dir) file(room string) string { return filepath.Join(d.path, Name(room)) }
+func (d *Dir) file(room string) string { return filepath.Join(d.path, d.Name(room)) }
 
 // write replaces room's tail file with the room's last rows.
 func (d *Dir) write(ctx context.Context, room string) error {

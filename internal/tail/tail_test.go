@@ -100,18 +100,30 @@ func TestEncode(t *testing.T) {
 func TestDir(t *testing.T) {
 	ctx := context.Background()
 	st := openStore(t)
+	key := []byte("the database's secret")
 	notDir := filepath.Join(t.TempDir(), DirName)
 	os.WriteFile(notDir, nil, 0o644)
-	if d := Open(notDir, st); d != nil {
+	if d := Open(notDir, st, key); d != nil {
 		t.Fatal("Open of a file gave a Dir, want none")
 	}
 	// A missing folder in a folder of the process's own is made.
 	path := filepath.Join(t.TempDir(), DirName)
-	d := Open(path, st)
+	d := Open(path, st, key)
 	if fi, err := os.Stat(path); d == nil || err != nil || fi.Mode().Perm() != 0o755 {
 		t.Fatalf("Open of a missing folder in one of our own: %v, %v; want it made, 0755", d, err)
 	}
-	file := filepath.Join(path, Name("r"))
+	file := filepath.Join(path, d.Name("r"))
+
+	// A room without rows: no file (polls of made-up rooms leave none).
+	if u, err := d.Ensure(ctx, "r"); u != "" || err != nil {
+		t.Errorf("Ensure of an empty room = %q, %v; want no tail", u, err)
+	}
+	if names, _ := os.ReadDir(path); len(names) != 0 {
+		t.Errorf("an empty room left %v", names)
+	}
+	if other := Open(path, st, []byte("another secret")); other.Name("r") == d.Name("r") {
+		t.Error("another key names the room's file alike, want the name keyed")
+	}
 
 	m1, _ := st.Insert(ctx, "r", "ada", "one")
 	if err := d.Refresh(ctx, "r"); err != nil {
@@ -121,7 +133,7 @@ func TestDir(t *testing.T) {
 		t.Error("Refresh wrote a file no poller asked for")
 	}
 	u, err := d.Ensure(ctx, "r")
-	if err != nil || u != "../tail/"+Name("r") {
+	if err != nil || u != "../tail/"+d.Name("r") {
 		t.Fatalf("Ensure = %q, %v", u, err)
 	}
 	check := func(when string, wantIDs ...int64) {

@@ -286,13 +286,19 @@ func (a *App) Close() error {
 	return errors.Join(errs...)
 }
 
-// openTails returns the tail folder beside env's cgi-bin for st, or nil
-// when there is none or db is a database server (see package tail).
-func openTails(db config.Database, env hosting.Env, st *store.Store) *tail.Dir {
+// openTails returns the tail folder beside env's cgi-bin for st, its file
+// names keyed with the database's secret, or nil when there is none or db
+// is a database server (see package tail).
+func openTails(ctx context.Context, db config.Database, env hosting.Env, st *store.Store) *tail.Dir {
 	if config.IsServerURL(db.DB) || env.Dir == "" {
 		return nil
 	}
-	return tail.Open(filepath.Join(env.Dir, "..", tail.DirName), st)
+	secret, err := st.Secret(ctx)
+	if err != nil {
+		env.Log.Warn("no tail files: the database's secret could not be read", "err", err)
+		return nil
+	}
+	return tail.Open(filepath.Join(env.Dir, "..", tail.DirName), st, secret)
 }
 
 // openStore opens db's store as a process of env's mode opens it, and the

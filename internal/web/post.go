@@ -71,7 +71,7 @@ func buildPost(ctx context.Context, db config.Database, env hosting.Env) (instan
 		return nil, err
 	}
 	n.Log = env.Log
-	return &postHandler{store: st, ids: ids, wake: n, tails: openTails(db, env, st), log: env.Log}, nil
+	return &postHandler{store: st, ids: ids, wake: n, tails: openTails(ctx, db, env, st), log: env.Log}, nil
 }
 
 func (h *postHandler) db() *store.Store { return h.store }

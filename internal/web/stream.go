@@ -49,7 +49,7 @@ func buildStream(ctx context.Context, db config.Database, env hosting.Env) (inst
 		st.Close()
 		return nil, err
 	}
-	if t := openTails(db, env, st); t != nil {
+	if t := openTails(ctx, db, env, st); t != nil {
 		f.SetTails(t, tail.Every)
 	}
 	return &streamHandler{store: st, ids: ids, feed: f, log: env.Log, mode: env.Mode}, nil

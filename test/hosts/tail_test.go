@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -124,7 +125,7 @@ func testTail(t *testing.T, h *hostkit.Host, c *client) {
 			t.Errorf("GET /%s/%s: status %d, want it refused", tail.DirName, name, resp.StatusCode)
 		}
 	}
-	if resp, got := c.get(t, "/"+tail.DirName+"/"); strings.Contains(got, tail.Name(room)) {
+	if resp, got := c.get(t, "/"+tail.DirName+"/"); strings.Contains(got, path.Base(ready.Tail)) {
 		t.Errorf("GET /%s/: status %d lists the files", tail.DirName, resp.StatusCode)
 	}
 }
