@@ -10,6 +10,13 @@
 // a row, and opens a new one that resumes with the lastEventId parameter.
 // Why it failed — the chat's sentence, or the web host's own page — is
 // read once per run of failures with fetch (see diagnose).
+//
+// In poll mode the server may name a tail file: a static copy of the
+// room's latest events, which the web server answers itself, without a
+// program run (docs/contract.md). The page then closes the EventSource at
+// the end of the poll, reads the tail every few seconds (see readTail),
+// and calls the program again only after the server's retry:, to be
+// counted as present and to get a stream when one frees.
 
 import { hostAnswer, readAnswer } from "./answers.js";
 
@@ -23,6 +30,7 @@ const retryAfterMax = 300000; // the longest Retry-After the page waits for
 const defaultRetry = 1000; // before the server said its retry:
 const diagnoseWait = 10000; // the longest a look at a failed answer may take
 const rememberBuffering = 7 * 24 * 3600 * 1000; // how long "this host buffers" holds
+const tailWaitMax = 10000; // the longest a read of the tail file may take
 
 // A live stream needs a few failures in a row before the page calls
 // itself offline: a blip reconnects within a couple of seconds.
@@ -121,7 +129,8 @@ window.addEventListener("pageshow", (e) => {
 //   mode    how messages arrive: "live" (a stream), "batch" (long polls, on
 //           a host that holds streams back) or "poll" (short polls, when
 //           the server has no stream to spare);
-//   every   in poll mode, how often the page asks (ms, the server's retry:);
+//   every   in poll mode, how often the page looks for new messages (ms):
+//           the tail's rhythm while it reads one, else the server's retry:;
 //   detail  when offline, why: {text, help}, in the chat's words when it
 //           said any, else what the web host's answer means; help says that
 //           the text ends in "see" and the troubleshooting guide follows;
@@ -151,6 +160,9 @@ export class Source {
     this.timers = {};
     this.closed = false;
     this.again = false; // asked to retry now while a try was under way
+    this.tailSaid = null; // the tail the current poll named: {url, every}
+    this.tail = null; // the tail being read: {url, every, stop, timer}
+    this.rushedFrom = -1; // the last id the page asked the program from because a tail was short
     this.online = () => this.retryNow();
     window.addEventListener("online", this.online);
     this.open();
@@ -175,6 +187,8 @@ export class Source {
 
   open() {
     this.clear("next");
+    this.stopTail();
+    this.tailSaid = null;
     this.again = false;
     const es = new EventSource(this.url());
     this.es = es;
@@ -198,23 +212,29 @@ export class Source {
     if (es !== this.es) {
       return;
     }
-    if (/^\d+$/.test(e.lastEventId)) {
-      this.lastId = Math.max(this.lastId, Number(e.lastEventId));
-    }
     if (!this.ready) {
       // A long backlog is arriving: the host lets the stream through.
       this.watch(es);
     }
+    this.take(e.type, e.lastEventId, e.data);
+  }
+
+  // take passes on one event, from the stream or from a tail file: its
+  // type, its id (a string, "" for none) and its data.
+  take(type, id, data) {
+    if (/^\d+$/.test(id)) {
+      this.lastId = Math.max(this.lastId, Number(id));
+    }
     let d;
     try {
-      d = JSON.parse(e.data);
+      d = JSON.parse(data);
     } catch {
       return;
     }
     if (d === null || typeof d !== "object") {
       return;
     }
-    switch (e.type) {
+    switch (type) {
       case "message":
         this.sink.message(d);
         break;
@@ -252,6 +272,7 @@ export class Source {
     this.looking = null;
     this.clear("fallback", "grace");
     let mode = this.ask;
+    this.tailSaid = null;
     try {
       const said = JSON.parse(data);
       if (said.mode === "live" || said.mode === "batch" || said.mode === "poll") {
@@ -259,6 +280,11 @@ export class Source {
       }
       if (Number.isSafeInteger(said.retry) && said.retry >= 0) {
         this.retry = said.retry;
+      }
+      if (mode === "poll" && typeof said.tail === "string" && Number.isSafeInteger(said.every) && said.every > 0) {
+        // Relative to the stream's URL, as a Location header is.
+        const url = new URL(said.tail, new URL(this.url(), document.baseURI)).href;
+        this.tailSaid = { url, every: said.every };
       }
     } catch {
       // An old server without a mode in "ready": what was asked for.
@@ -280,6 +306,17 @@ export class Source {
   // came.
   error(es) {
     if (es !== this.es) {
+      return;
+    }
+    if (this.ready && es.readyState === EventSource.CONNECTING && this.tailSaid !== null) {
+      // The end of a poll that named a tail: the page reads the tail and
+      // calls the program itself after retry:. Not at "ready", which the
+      // poll's presence follows.
+      es.close();
+      this.es = null;
+      this.ready = false;
+      this.later(this.retry);
+      this.startTail(this.tailSaid);
       return;
     }
     if (this.ready && es.readyState === EventSource.CONNECTING) {
@@ -457,12 +494,91 @@ export class Source {
     }
   }
 
+  // startTail reads the tail t names every t.every ms (each wait ±20 %)
+  // until stopTail: the only loop of its kind, begun when a poll ends.
+  startTail(t) {
+    this.stopTail();
+    this.tailSaid = t;
+    this.tail = { url: t.url, every: t.every, stop: new AbortController(), timer: 0 };
+    this.nextTail(this.tail);
+  }
+
+  nextTail(tail) {
+    const wait = tail.every * (1 - jitter + 2 * jitter * Math.random());
+    tail.timer = setTimeout(() => this.readTail(tail), Math.round(wait));
+  }
+
+  // stopTail ends the tail loop, if one runs, and a read under way. When
+  // the loop stopped by itself (a missing or broken file), the header
+  // says the program's rhythm again.
+  stopTail(say = false) {
+    const tail = this.tail;
+    if (tail === null) {
+      return;
+    }
+    this.tail = null;
+    this.tailSaid = null;
+    clearTimeout(tail.timer);
+    tail.stop.abort();
+    if (say && !this.closed) {
+      this.report("live");
+    }
+  }
+
+  // readTail reads the tail file once. "no-cache" lets the browser
+  // revalidate its copy (the web server answers 304 while the file is
+  // unchanged) rather than fetch it whole each time, or not at all.
+  async readTail(tail) {
+    const timer = setTimeout(() => tail.stop.abort(), tailWaitMax);
+    let text = null;
+    try {
+      const res = await fetch(tail.url, { cache: "no-cache", signal: tail.stop.signal });
+      if (res.ok) {
+        text = await res.text();
+      }
+    } catch {
+      // A network error, or stopped: no tail this time.
+    } finally {
+      clearTimeout(timer);
+    }
+    if (this.tail !== tail) {
+      return; // stopped meanwhile
+    }
+    const events = text === null ? [] : parseEvents(text);
+    const head = tailHead(events[0], this.room);
+    if (head === null) {
+      // No tail (gone, or never made on this host), or not one: the
+      // program says at its next retry: whether there is one now.
+      this.stopTail(true);
+      return;
+    }
+    const from = this.lastId;
+    if (from < head.after) {
+      // The tail does not reach back to the last event the page has:
+      // the program sends what is missing, now. Once only: if its answer
+      // left the page where it was, the tail waits for the next retry:.
+      if (this.rushedFrom === from) {
+        this.stopTail(true);
+        return;
+      }
+      this.rushedFrom = from;
+      this.tryAgain();
+      return;
+    }
+    for (const e of events.slice(1)) {
+      if (/^\d+$/.test(e.id) && Number(e.id) > from) {
+        this.take(e.type, e.id, e.data);
+      }
+    }
+    this.nextTail(tail);
+  }
+
   report(status, retryAt = 0) {
     this.clear("grace");
     this.sink.state({
       status,
       mode: this.mode,
-      every: this.retry || defaultRetry,
+      every: this.tailSaid?.every || this.retry || defaultRetry,
       detail: status === "offline" ? this.detail : null,
       retryAt,
     });
@@ -481,7 +597,73 @@ export class Source {
     this.clear(...Object.keys(this.timers));
     this.looking?.abort();
     this.looking = null;
+    this.stopTail();
     this.es?.close();
     this.es = null;
   }
+}
+
+// tailHead returns the data of a tail file's first event, {after}, when e
+// is a tail event of room, else null.
+function tailHead(e, room) {
+  if (e === undefined || e.type !== "tail") {
+    return null;
+  }
+  try {
+    const d = JSON.parse(e.data);
+    if (d !== null && d.room === room && Number.isSafeInteger(d.after) && d.after >= 0) {
+      return { after: d.after };
+    }
+  } catch {
+    // Not JSON: not a tail.
+  }
+  return null;
+}
+
+// parseEvents reads Server-Sent Events text as EventSource would, into
+// [{id, type, data}] (id "" when the event has none): events end at a
+// blank line, data lines are joined with "\n", lines end in CRLF, LF or
+// CR, and a last event without its blank line is left out (the file was
+// cut short).
+export function parseEvents(text) {
+  const out = [];
+  let e = { id: "", type: "", data: [] };
+  let fields = 0;
+  const lines = text.replace(/^\uFEFF/, "").split(/\r\n|\r|\n/);
+  // The text after the last line end is not a whole line.
+  lines.pop();
+  for (const line of lines) {
+    if (line === "") {
+      if (fields > 0) {
+        out.push({ id: e.id, type: e.type || "message", data: e.data.join("\n") });
+      }
+      e = { id: "", type: "", data: [] };
+      fields = 0;
+      continue;
+    }
+    if (line.startsWith(":")) {
+      continue; // a comment
+    }
+    const colon = line.indexOf(":");
+    const name = colon < 0 ? line : line.slice(0, colon);
+    let value = colon < 0 ? "" : line.slice(colon + 1);
+    if (value.startsWith(" ")) {
+      value = value.slice(1);
+    }
+    switch (name) {
+      case "id":
+        e.id = value;
+        break;
+      case "event":
+        e.type = value;
+        break;
+      case "data":
+        e.data.push(value);
+        break;
+      default:
+        continue; // retry: and unknown fields say nothing about an event
+    }
+    fields++;
+  }
+  return out;
 }
