@@ -13,7 +13,7 @@
 //
 // In poll mode the server may name a tail file: a static copy of the
 // room's latest events, which the web server answers itself, without a
-// program run (docs/contract.md). The page then closes the EventSource at
+// program run (docs/page.md). The page then closes the EventSource at
 // the end of the poll, reads the tail every few seconds (see readTail),
 // and calls the program again only after the server's retry:, to be
 // counted as present and to get a stream when one frees.
