@@ -11,6 +11,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -50,11 +51,15 @@ type setup struct {
 type deployment struct {
 	URL      string // the page's folder, ending in "/"
 	DB       string // the SQLite file (CHAT_DB)
+	Tails    string // the folder of the rooms' tail files (tail/ beside cgi-bin/)
 	requests *requestLog
 	// streamDown, while set, makes the server drop every new stream
 	// connection without an answer, as a host that is restarting would;
 	// postDown does the same to posts (and actions).
 	streamDown, postDown atomic.Bool
+	// tailsHeld, while set, holds every request for a tail file until
+	// the channel closes (see holdTails).
+	tailsHeld atomic.Pointer[chan struct{}]
 	// loseAnswers, while above 0, is how many more posts the program
 	// stores and answers while the connection drops before its answer
 	// leaves: the client sees no answer for a message that is stored.
@@ -96,9 +101,27 @@ func (d *deployment) client(nick string) *http.Client {
 // host (test/cgihost) runs the real built programs as CGI children, as
 // cmd/devserver does. A real web server from test/hosts can take its
 // place without changing any test.
+//
+// Each deployment has a chat folder of its own, laid out as deploy.sh
+// lays it out: the programs in cgi-bin/, and beside it tail/, where they
+// keep the rooms' tail files, which the server serves as static files.
 func deploy(t *testing.T, s setup) *deployment {
 	t.Helper()
 	db := filepath.Join(t.TempDir(), "chat.db")
+	chatDir := t.TempDir()
+	tails := filepath.Join(chatDir, "tail")
+	for _, dir := range []string{filepath.Join(chatDir, "cgi-bin"), tails} {
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	prog := func(name string) string {
+		path := filepath.Join(chatDir, "cgi-bin", name)
+		if err := linkOrCopy(filepath.Join(binDir, name), path); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
 	env := append([]string{
 		"CHAT_DB=" + db,
 		// A short heartbeat lets a stream whose tab closed end quickly.
@@ -106,8 +129,8 @@ func deploy(t *testing.T, s setup) *deployment {
 		// The tests post faster than people do.
 		"CHAT_RATE_LIMIT=off",
 	}, s.env...)
-	d := &deployment{DB: db, requests: &requestLog{}}
-	var stream http.Handler = cgihost.Handler(filepath.Join(binDir, "stream"), env)
+	d := &deployment{DB: db, Tails: tails, requests: &requestLog{}}
+	var stream http.Handler = cgihost.Handler(prog("stream"), env)
 	if s.holdBackStream {
 		stream = holdBack(stream)
 	}
@@ -118,7 +141,7 @@ func deploy(t *testing.T, s setup) *deployment {
 	stream = refuseWith(&d.streamRefusal, stream)
 	stream = answerWith(&d.streamPage, stream)
 	mux := http.NewServeMux()
-	var post http.Handler = cgihost.Handler(filepath.Join(binDir, "post"), env)
+	var post http.Handler = cgihost.Handler(prog("post"), env)
 	if s.postGate != nil {
 		post = gated(post, s.postGate)
 	}
@@ -127,6 +150,7 @@ func deploy(t *testing.T, s setup) *deployment {
 	post = dropWhile(&d.postDown, post)
 	mux.Handle(basePath+"cgi-bin/post", post)
 	mux.Handle(basePath+"cgi-bin/stream", stream)
+	mux.Handle(basePath+"tail/", http.StripPrefix(basePath+"tail/", tailFiles(tails, &d.tailsHeld)))
 	mux.Handle(basePath, http.StripPrefix(basePath, http.FileServer(http.Dir(filepath.Join(repoRoot, "public")))))
 
 	srv := httptest.NewServer(d.requests.wrap(mux))
@@ -138,6 +162,19 @@ func deploy(t *testing.T, s setup) *deployment {
 	})
 	d.URL = srv.URL + basePath
 	return d
+}
+
+// linkOrCopy puts the file at from also at to: a hard link, or a copy
+// where the two are on different file systems.
+func linkOrCopy(from, to string) error {
+	if os.Link(from, to) == nil {
+		return nil
+	}
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(to, b, 0o755)
 }
 
 // exec runs SQL on the deployment's database as a moderator would in the
@@ -267,7 +304,10 @@ type request struct {
 	// a post's body.
 	IdempotencyKey string
 	Body           []byte
-	At             time.Time
+	// IfNoneMatch is the If-None-Match header: the ETag of the copy the
+	// browser has, which it asks the server to confirm.
+	IfNoneMatch string
+	At          time.Time
 }
 
 // resumesAfter returns the id a stream request resumes after: its
@@ -303,6 +343,7 @@ func (l *requestLog) wrap(h http.Handler) http.Handler {
 			// A post's key, as sent (a quoted string).
 			IdempotencyKey: r.Header.Get("Idempotency-Key"),
 			Body:           body,
+			IfNoneMatch:    r.Header.Get("If-None-Match"),
 		})
 		l.mu.Unlock()
 		h.ServeHTTP(w, r)
