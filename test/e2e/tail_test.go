@@ -184,7 +184,9 @@ func TestTailPolling(t *testing.T) {
 	d.post(t, room, want[0].Nick, want[0].Text)
 	holdLiveSlot(t, d)
 	d.crowd(t, 1000)
-	// What a poll says now, asked from Go in the crowd's room.
+	// What a poll says now, asked from Go in the crowd's room (which
+	// needs a message to have a tail file).
+	d.post(t, "elsewhere", "zed", "in the crowd's room")
 	data, res, err := readyData(t.Context(), d, "elsewhere", "probe")
 	if err != nil {
 		t.Fatal(err)
