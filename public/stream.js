@@ -130,7 +130,8 @@ window.addEventListener("pageshow", (e) => {
 //           a host that holds streams back) or "poll" (short polls, when
 //           the server has no stream to spare);
 //   every   in poll mode, how often the page looks for new messages (ms):
-//           the tail's rhythm while it reads one, else the server's retry:;
+//           the tail's rhythm while it reads one (see every), else the
+//           server's retry:;
 //   detail  when offline, why: {text, help}, in the chat's words when it
 //           said any, else what the web host's answer means; help says that
 //           the text ends in "see" and the troubleshooting guide follows;
@@ -573,12 +574,20 @@ export class Source {
     this.nextTail(tail);
   }
 
+  // every returns how often the page looks for new messages: the tail's
+  // rhythm while it reads one, unless the program's retry: is shorter
+  // (few pollers: the program asks again before the tail is read).
+  every() {
+    const retry = this.retry || defaultRetry;
+    return this.tailSaid === null ? retry : Math.min(this.tailSaid.every, retry);
+  }
+
   report(status, retryAt = 0) {
     this.clear("grace");
     this.sink.state({
       status,
       mode: this.mode,
-      every: this.tailSaid?.every || this.retry || defaultRetry,
+      every: this.every(),
       detail: status === "offline" ? this.detail : null,
       retryAt,
     });
