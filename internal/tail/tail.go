@@ -189,6 +189,14 @@ func Encode(room string, ms []chat.Message) []byte {
 // web server does not serve), then renamed over it, so that a reader gets
 // the old file or the new one whole.
 func (d *Dir) replace(room string, b []byte) error {
+	if fi, err := os.Stat(d.file(room)); err == nil && fi.Size() == int64(len(b)) {
+		// nginx and lighttpd make a file's ETag of its size and its
+		// modification time in whole seconds: a new file of the same size
+		// within the second would be answered 304 with the old one. A
+		// blank line more makes it differ; in an event stream it is
+		// nothing.
+		b = append(b, '\n')
+	}
 	f, err := os.CreateTemp(d.path, ".tail-*")
 	if err != nil {
 		return fmt.Errorf("tail: %w", err)

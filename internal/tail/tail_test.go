@@ -182,6 +182,17 @@ func TestDir(t *testing.T) {
 	last, _ := st.LastID(ctx, "r")
 	check("after a deletion", m2.ID, last)
 
+	// The same rows again (a refresh with nothing new): a file of
+	// another size, so that no server's ETag of size and second matches.
+	before, _ := os.Stat(file)
+	if err := d.write(ctx, "r"); err != nil {
+		t.Fatal(err)
+	}
+	check("rewritten unchanged", m2.ID, last)
+	if after, _ := os.Stat(file); after.Size() == before.Size() {
+		t.Errorf("a rewritten file kept its size %d: an ETag of size and second would not change", after.Size())
+	}
+
 	if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o644 {
 		t.Errorf("file mode %v, %v; want 0644, readable by the web server", fi.Mode(), err)
 	}
