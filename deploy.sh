@@ -2143,6 +2143,7 @@ case $mode in
     [ -n "$from_archive" ] || {
       say "nginx + fcgiwrap: $conf_dir/nginx-fcgiwrap.conf and $conf_dir/fcgiwrap.default"
       say "lighttpd: $conf_dir/lighttpd-cgi.conf"
+      say "  (install a sample again when an update changed it: a new version may serve more, such as tail/)"
     }
     ;;
   fcgid)

@@ -136,6 +136,10 @@ type Feed struct {
 	// how often they read them.
 	tails     Tails
 	tailEvery time.Duration
+	// tailWarned is when a failed tail file was last logged (unix ns):
+	// once a minute is enough for a folder that went away or a full disk,
+	// which would otherwise be logged at every poll.
+	tailWarned atomic.Int64
 
 	// Set by Start: what ends Run, and what Close releases.
 	stop    context.CancelFunc
@@ -171,8 +175,10 @@ func (f *Feed) Share(lead Leader, notify func()) { f.lead, f.notify = lead, noti
 // (tail.Dir).
 type Tails interface {
 	// Ensure makes room's tail file current and returns its URL,
-	// relative to the stream program's.
+	// relative to the stream program's; "" when the room has none.
 	Ensure(ctx context.Context, room string) (string, error)
+	// Refresh rewrites room's tail file, if it has one.
+	Refresh(ctx context.Context, room string) error
 }
 
 // SetTails gives pollers t's files, to be read every interval.
@@ -521,9 +527,40 @@ func (f *Feed) readNew(ctx context.Context) int {
 			frames[i] = Encode(m)
 		}
 		f.handOut(frames)
+		f.refreshTails(ctx, ms)
 		n += len(ms)
 		if len(ms) < pageSize {
 			return n
+		}
+	}
+}
+
+// tailFailed logs that a tail file could not be written, at most once a
+// minute; its readers poll meanwhile.
+func (f *Feed) tailFailed(err error) {
+	now := time.Now().UnixNano()
+	last := f.tailWarned.Load()
+	if now-last < int64(time.Minute) || !f.tailWarned.CompareAndSwap(last, now) {
+		return
+	}
+	f.log.Warn("stream: a room's tail file could not be written; its pollers start the program at every poll until it can", "err", err)
+}
+
+// refreshTails rewrites the tail files of the rooms of the deletions among
+// ms: a deletion made in the sqlite3 shell reaches no post program, and the
+// message would stay in its file until the room's next poll.
+func (f *Feed) refreshTails(ctx context.Context, ms []chat.Message) {
+	if f.tails == nil {
+		return
+	}
+	done := map[string]bool{}
+	for _, m := range ms {
+		if m.Kind != chat.KindDelete || done[m.Room] {
+			continue
+		}
+		done[m.Room] = true
+		if err := f.tails.Refresh(ctx, m.Room); err != nil {
+			f.tailFailed(err)
 		}
 	}
 }

@@ -195,7 +195,7 @@ func (f *Feed) Open(ctx context.Context, req Request) (*Session, error) {
 		if f.tails != nil {
 			// Without a tail the reader polls as before: nothing is lost.
 			if s.req.Tail, err = f.tails.Ensure(ctx, req.Room); err != nil {
-				f.log.Warn("stream: the room's tail file could not be written", "err", err)
+				f.tailFailed(err)
 			} else if s.req.Tail != "" {
 				s.req.TailEvery = f.tailEvery
 			}

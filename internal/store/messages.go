@@ -101,17 +101,12 @@ const selectTail = `SELECT * FROM (
 	SELECT ` + messageColumns + ` FROM messages WHERE room = ? ORDER BY id DESC LIMIT ?
 ) AS tail ORDER BY id`
 
-// WithTail calls use with the last n rows of room (messages and
-// tombstones), oldest first, within a write transaction: whatever use does
-// with them (writing a file) happens in commit order, after every write
-// committed before and before every write after. An error from use rolls
-// back nothing but is returned.
-func (s *Store) WithTail(ctx context.Context, room string, n int, use func([]chat.Message) error) error {
-	return s.withTx(ctx, lockMessages, func(tx *sqlx.Tx) error {
-		var ms []chat.Message
-		if err := tx.SelectContext(ctx, &ms, s.sql(selectTail), room, n); err != nil {
-			return internal(err, "read the last rows of %s", room)
-		}
-		return use(ms)
-	})
+// Tail returns the last n rows of room (messages and tombstones), oldest
+// first.
+func (s *Store) Tail(ctx context.Context, room string, n int) ([]chat.Message, error) {
+	var ms []chat.Message
+	if err := s.db.SelectContext(ctx, &ms, s.sql(selectTail), room, n); err != nil {
+		return nil, internal(err, "read the last rows of %s", room)
+	}
+	return ms, nil
 }

@@ -16,8 +16,12 @@
 // above A, up to L, messages and deletions, in id order, each as the
 // stream sends it. It holds the room's last Rows rows, or fewer when they
 // would pass MaxBytes. It is replaced whole (written beside it, then
-// renamed over it) inside a write transaction of the database, so that
-// the files follow the order of commits.
+// renamed over it), outside any lock of the database, so that a slow disk
+// never holds up a post; whoever renames a file then reads the room's last
+// id again and writes once more when it moved, so that an older file that
+// landed over a newer one does not stay. Sweep removes what should no
+// longer be read: the files of rooms pruned empty, of another secret, and
+// rows pruned.
 //
 // Tail files exist only where a folder named DirName is beside the
 // programs' cgi-bin and the programs may write in it (deploy.sh makes it;
@@ -38,6 +42,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"time"
 
 	"cgichat/internal/chat"
@@ -72,6 +77,10 @@ type Head struct {
 	Last int64 `json:"last"`
 }
 
+// maxAhead bounds how far ahead of the clock a file's modification time
+// goes when it is rewritten several times a second (see replace).
+const maxAhead = 5 * time.Second
+
 // headBytes bounds what is read of a file to find its Head: the event's
 // two lines with the longest room name.
 const headBytes = 512
@@ -92,7 +101,11 @@ type Dir struct {
 func Open(path string, st *store.Store, key []byte) *Dir {
 	fi, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) && ownDir(filepath.Dir(path)) {
-		os.Mkdir(path, 0o755) // a folder made meanwhile does as well
+		// Readable by the web server's user whatever the umask; a folder
+		// made meanwhile does as well.
+		if os.Mkdir(path, 0o755) == nil {
+			os.Chmod(path, 0o755)
+		}
 		fi, err = os.Stat(path)
 	}
 	if err != nil || !fi.IsDir() {
@@ -154,12 +167,76 @@ func (d *Dir) Ensure(ctx context.Context, room string) (string, error) {
 
 func (d *Dir) file(room string) string { return filepath.Join(d.path, d.Name(room)) }
 
-// write replaces room's tail file with the room's last rows.
+// writeTries bounds how often write writes a file whose room moved on
+// meanwhile; the next poll brings a file still behind up to date.
+const writeTries = 3
+
+// write replaces room's tail file with the room's last rows, and removes
+// it when the room has none. When it cannot, it removes the file, so that
+// nothing stale (a message deleted since) is served: its readers poll.
 func (d *Dir) write(ctx context.Context, room string) error {
-	return d.store.WithTail(ctx, room, Rows, func(ms []chat.Message) error {
-		return d.replace(room, Encode(room, ms))
-	})
+	for range writeTries {
+		ms, err := d.store.Tail(ctx, room, Rows)
+		if err != nil {
+			return err
+		}
+		if len(ms) == 0 {
+			return d.remove(room)
+		}
+		if err := d.replace(room, Encode(room, ms)); err != nil {
+			d.remove(room)
+			return err
+		}
+		last, err := d.store.LastID(ctx, room)
+		if err != nil || last == ms[len(ms)-1].ID {
+			return err
+		}
+	}
+	return nil
 }
+
+// remove removes room's file, if it has one.
+func (d *Dir) remove(room string) error {
+	if err := os.Remove(d.file(room)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("tail: %w", err)
+	}
+	return nil
+}
+
+// Sweep goes through the folder after retention pruned the database (or
+// the database's secret changed): it removes the files of rooms without
+// rows and the files whose names are not their room's under the current
+// secret, and rewrites the others, which may hold pruned rows. It returns
+// the first error, after trying every file.
+func (d *Dir) Sweep(ctx context.Context) error {
+	entries, err := os.ReadDir(d.path)
+	if err != nil {
+		return fmt.Errorf("tail: %w", err)
+	}
+	var first error
+	for _, e := range entries {
+		name := e.Name()
+		if !fileName.MatchString(name) {
+			continue
+		}
+		path := filepath.Join(d.path, name)
+		h, err := ReadHead(path)
+		if err == nil && d.Name(h.Room) == name {
+			err = d.write(ctx, h.Room)
+		} else if rerr := os.Remove(path); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			err = rerr
+		} else {
+			err = nil
+		}
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// fileName matches the names of tail files.
+var fileName = regexp.MustCompile(`^[0-9a-f]{32}\.txt$`)
 
 // Encode returns the tail file of room whose last rows are ms, oldest
 // first: as many of the newest as fit in MaxBytes, at least one.
@@ -189,13 +266,23 @@ func Encode(room string, ms []chat.Message) []byte {
 // web server does not serve), then renamed over it, so that a reader gets
 // the old file or the new one whole.
 func (d *Dir) replace(room string, b []byte) error {
-	if fi, err := os.Stat(d.file(room)); err == nil && fi.Size() == int64(len(b)) {
-		// nginx and lighttpd make a file's ETag of its size and its
-		// modification time in whole seconds: a new file of the same size
-		// within the second would be answered 304 with the old one. A
-		// blank line more makes it differ; in an event stream it is
-		// nothing.
-		b = append(b, '\n')
+	// nginx and lighttpd make a file's ETag of its size and its
+	// modification time in whole seconds: a new file of the same size in
+	// the same second would be answered 304 with an old one. Each version
+	// gets a second of its own (up to maxAhead ahead of the clock while
+	// writes come faster than one a second) and never the size of the one
+	// it replaces (a blank line more, which is nothing in an event stream).
+	now := time.Now()
+	mtime := now
+	if fi, err := os.Stat(d.file(room)); err == nil {
+		if prev := fi.ModTime().Truncate(time.Second); !prev.Before(now.Truncate(time.Second)) {
+			if next := prev.Add(time.Second); next.Before(now.Add(maxAhead)) {
+				mtime = next
+			}
+		}
+		if fi.Size() == int64(len(b)) {
+			b = append(b, '\n')
+		}
 	}
 	f, err := os.CreateTemp(d.path, ".tail-*")
 	if err != nil {
@@ -209,6 +296,9 @@ func (d *Dir) replace(room string, b []byte) error {
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil {
+		err = os.Chtimes(f.Name(), mtime, mtime)
 	}
 	if err == nil {
 		err = os.Rename(f.Name(), d.file(room))

@@ -211,7 +211,16 @@ func (h *postHandler) prune(ctx context.Context, room string, cfg config.Config)
 	}
 	if n > 0 {
 		h.log.Info("pruned old messages", "room", room, "rows", n)
-		h.changed(ctx, room)
+		if _, err := h.wake.Notify(); err != nil {
+			h.log.Warn("wake-up failed", "err", err)
+		}
+	}
+	// Retention prunes every room, without tombstones, and a new secret
+	// renames every file: no tail file may go on showing what is gone.
+	if h.tails != nil {
+		if err := h.tails.Sweep(ctx); err != nil {
+			h.log.Warn("the tail files could not all be brought up to date", "err", err)
+		}
 	}
 }
 

@@ -39,6 +39,7 @@ LoadModule env_module {{modules}}/mod_env.so
 LoadModule setenvif_module {{modules}}/mod_setenvif.so
 LoadModule filter_module {{modules}}/mod_filter.so
 LoadModule deflate_module {{modules}}/mod_deflate.so
+LoadModule headers_module {{modules}}/mod_headers.so
 TypesConfig /etc/mime.types
 AddOutputFilterByType DEFLATE text/html text/plain text/css text/javascript application/json text/event-stream
 
