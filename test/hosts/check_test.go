@@ -386,12 +386,16 @@ func modSecurityExclusion(t *testing.T) string {
 }
 
 // sqliteRows runs a query on h's database with the sqlite3 shell, as the
-// programs' user (so that no file of another user is left beside it), and
-// returns its lines.
+// programs' user (the account's, on a host of accounts; so that no file of
+// another user is left beside it), and returns its lines.
 func sqliteRows(t *testing.T, h *hostkit.Host, query string) []string {
 	t.Helper()
 	cmd := exec.Command("sqlite3", h.DB, query)
-	h.User.RunAs(cmd)
+	if h.Account != nil {
+		cmd = h.Account.Command("sqlite3", h.DB, query)
+	} else {
+		h.User.RunAs(cmd)
+	}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("sqlite3 %s: %v\n%s", query, err, out)

@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -25,8 +23,9 @@ import (
 // TestTails deploys the programs where every stream is a process, with a
 // budget of one live stream, behind each web server that runs them so:
 // past the budget a poll names the room's tail file, which the web server
-// serves itself (304 when unchanged), the post program rewrites it, and
-// nothing else in the tail folder is served.
+// serves itself (304 when unchanged, never from a cache), the post program
+// rewrites it, and nothing else shaped like it is served, in tail/ or
+// elsewhere.
 func TestTails(t *testing.T) {
 	hostkit.RequireTools(t, hostkit.ApacheBin, hostkit.NginxBin, hostkit.FcgiwrapBin, hostkit.LighttpdBin)
 	hostkit.WarmBuild(t)
@@ -41,52 +40,26 @@ func TestTails(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			h := newHost(t, s, dbtest.SQLite)
-			h.Env = append(h.Env, "CHAT_MAX_STREAMS=1", "CHAT_STREAMS_PER_CLIENT=0")
+			h.Env = []string{"CHAT_RATE_LIMIT=off", "CHAT_MAX_STREAMS=1", "CHAT_STREAMS_PER_CLIENT=0", "CHAT_LOG_LEVEL=debug"}
 			h.Deploy(t)
 			h.Start(t)
-			testTail(t, h, clientFor(h))
+			c := clientFor(h)
+			room := hostkit.NewRoom("tail")
+			first, _ := c.post(t, room, "ada", "before the poll")
+			tailURL, rel := pollTail(t, h, c, room)
+			t.Run("reads", func(t *testing.T) { testTail(t, h, c, room, first, tailURL, rel) })
+			t.Run("paths", func(t *testing.T) { testTailPaths(t, h, tailURL) })
+			t.Run("headers", func(t *testing.T) { testTailHeaders(t, c, tailURL) })
+			t.Run("validators", func(t *testing.T) { testTailValidators(t, h, c, room, tailURL) })
+			t.Run("browser", func(t *testing.T) { testTailBrowserCache(t, h, c, room, tailURL) })
 		})
 	}
 }
 
-func testTail(t *testing.T, h *hostkit.Host, c *client) {
-	room := hostkit.NewRoom("tail")
-	first, _ := c.post(t, room, "ada", "before the poll")
-	// The one live stream: in a room of its own, resuming after an id to
-	// come, so that a batch stream too waits rather than ends.
-	holder := c.openStream(hostkit.NewRoom("hold"), "1000000000")
-	defer holder.close()
-
-	// Readers until one is answered as a poll (the holder's row counts
-	// once its program has started).
-	var ready struct {
-		Mode  string `json:"mode"`
-		Tail  string `json:"tail"`
-		Every int    `json:"every"`
-	}
-	// mod_fcgid may start the holder's process seconds late, when it has
-	// just started others.
-	deadline := time.Now().Add(30 * time.Second)
-	for try := 0; ready.Mode != "poll"; try++ {
-		if time.Now().After(deadline) {
-			t.Fatalf("no poll after %d readers in 30 s: the last was %+v", try, ready)
-		}
-		s := c.openStream(room, "")
-		ev, ok := s.next("ready", 10*time.Second)
-		s.close()
-		if ok {
-			json.Unmarshal([]byte(ev.Data), &ready)
-		}
-		if ready.Mode != "poll" {
-			time.Sleep(250 * time.Millisecond)
-		}
-	}
-	if ready.Tail == "" || ready.Every != int(tail.Every.Milliseconds()) {
-		t.Fatalf("the poll's ready: %+v, want a tail read every %d ms", ready, tail.Every.Milliseconds())
-	}
-	streamURL, _ := url.Parse(h.URL + "/cgi-bin/stream")
-	tailURL := streamURL.ResolveReference(&url.URL{Path: ready.Tail}).String()
-
+// testTail reads the tail as a poller does: the room's message, a 304
+// when unchanged, the next message after a post; nothing else in the
+// folder is served.
+func testTail(t *testing.T, h *hostkit.Host, c *client, room string, first message, tailURL, rel string) {
 	body, etag := getTail(t, c, tailURL, "", http.StatusOK)
 	checkTail(t, body, room, first.ID)
 
@@ -125,7 +98,7 @@ func testTail(t *testing.T, h *hostkit.Host, c *client) {
 			t.Errorf("GET /%s/%s: status %d, want it refused", tail.DirName, name, resp.StatusCode)
 		}
 	}
-	if resp, got := c.get(t, "/"+tail.DirName+"/"); strings.Contains(got, path.Base(ready.Tail)) {
+	if resp, got := c.get(t, "/"+tail.DirName+"/"); strings.Contains(got, path.Base(rel)) {
 		t.Errorf("GET /%s/: status %d lists the files", tail.DirName, resp.StatusCode)
 	}
 }
