@@ -77,10 +77,6 @@ type Head struct {
 	Last int64 `json:"last"`
 }
 
-// maxAhead bounds how far ahead of the clock a file's modification time
-// goes when it is rewritten several times a second (see replace).
-const maxAhead = 5 * time.Second
-
 // headBytes bounds what is read of a file to find its Head: the event's
 // two lines with the longest room name.
 const headBytes = 512
@@ -266,23 +262,15 @@ func Encode(room string, ms []chat.Message) []byte {
 // web server does not serve), then renamed over it, so that a reader gets
 // the old file or the new one whole.
 func (d *Dir) replace(room string, b []byte) error {
-	// nginx and lighttpd make a file's ETag of its size and its
-	// modification time in whole seconds: a new file of the same size in
-	// the same second would be answered 304 with an old one. Each version
-	// gets a second of its own (up to maxAhead ahead of the clock while
-	// writes come faster than one a second) and never the size of the one
-	// it replaces (a blank line more, which is nothing in an event stream).
-	now := time.Now()
-	mtime := now
-	if fi, err := os.Stat(d.file(room)); err == nil {
-		if prev := fi.ModTime().Truncate(time.Second); !prev.Before(now.Truncate(time.Second)) {
-			if next := prev.Add(time.Second); next.Before(now.Add(maxAhead)) {
-				mtime = next
-			}
-		}
-		if fi.Size() == int64(len(b)) {
-			b = append(b, '\n')
-		}
+	// Web servers make a file's ETag of its size and modification time,
+	// which nginx and lighttpd count in whole seconds: a new version of
+	// the size of an earlier one within the same second would be answered
+	// 304 with the old one. So within a second each version is longer
+	// than the one it replaces, by blank lines, which are nothing in an
+	// event stream.
+	if fi, err := os.Stat(d.file(room)); err == nil && fi.Size() >= int64(len(b)) &&
+		fi.ModTime().Truncate(time.Second).Equal(time.Now().Truncate(time.Second)) {
+		b = append(b, bytes.Repeat([]byte("\n"), int(fi.Size())+1-len(b))...)
 	}
 	f, err := os.CreateTemp(d.path, ".tail-*")
 	if err != nil {
@@ -296,9 +284,6 @@ func (d *Dir) replace(room string, b []byte) error {
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
-	}
-	if err == nil {
-		err = os.Chtimes(f.Name(), mtime, mtime)
 	}
 	if err == nil {
 		err = os.Rename(f.Name(), d.file(room))
