@@ -308,6 +308,9 @@ type budgetRun struct {
 	// CPUPercent is what every process of the host used while posts were
 	// delivered (the web server, its CGI programs), in % of one core.
 	CPUPercent float64 `json:"cpu_percent"`
+	// ServerCPUPercent is the part of it the web server's own processes
+	// used (the tail files' requests among others), not its programs.
+	ServerCPUPercent float64 `json:"server_cpu_percent"`
 	// MostProcesses is the most stream programs seen at once (sampled
 	// every 100 ms); MostLive of them had run 2 s or more (live streams:
 	// a poll's program answers and exits).
@@ -359,9 +362,13 @@ func benchBudget(ctx context.Context, rt *runner, cfg config, _ fileLimit, s hos
 		time.Sleep(settle)
 		all := hostkit.Sample(rt, h.StreamProcesses)
 		live := hostkit.Sample(rt, func() int { return hostkit.OlderThan(hostkit.PIDsRunning(h.StreamBin), 2*time.Second) })
-		cpu0, at0 := cpuTotal(roots()), time.Now()
+		programs := []string{comm(h.StreamBin), comm(h.PostBin)}
+		cpu0, server0 := cpuTotal(roots(), programs...)
+		at0 := time.Now()
 		rep := lg.call(ctx, rt, request{Op: "latency", Room: room, Rate: cfg.Rate, Seconds: measure.Seconds(), Poll: true})
-		run.CPUPercent = (cpuTotal(roots()) - cpu0).Seconds() / time.Since(at0).Seconds() * 100
+		cpu1, server1 := cpuTotal(roots(), programs...)
+		run.CPUPercent = (cpu1 - cpu0).Seconds() / time.Since(at0).Seconds() * 100
+		run.ServerCPUPercent = (server1 - server0).Seconds() / time.Since(at0).Seconds() * 100
 		run.Latency = rep.Latency
 		if rep.Error != "" {
 			run.Error = rep.Error
