@@ -46,10 +46,11 @@ type EventSource struct {
 	// tail file added.
 	OnEvent func(ev sse.Event, at time.Time)
 
-	mu       sync.Mutex
-	stats    EventSourceStats
-	lastErr  string
-	statuses map[int]int
+	mu          sync.Mutex
+	stats       EventSourceStats
+	lastErr     string
+	lastTailErr string
+	statuses    map[int]int
 }
 
 // EventSourceStats is what an EventSource counted.
@@ -253,7 +254,7 @@ func (e *EventSource) readTail(ctx context.Context, client *http.Client, tl tail
 			e.stats.TailGaps++
 		case err != nil:
 			e.stats.TailFailed++
-			e.lastErr = err.Error()
+			e.lastErr, e.lastTailErr = err.Error(), err.Error()
 		}
 		e.mu.Unlock()
 		if errors.Is(err, errTailGap) {
@@ -387,4 +388,11 @@ func (e *EventSource) LastError() string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.lastErr
+}
+
+// LastTailError returns the last failure to read a tail file.
+func (e *EventSource) LastTailError() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.lastTailErr
 }

@@ -346,6 +346,9 @@ func TestEventSourceTail(t *testing.T) {
 			if st := r.es.Stats(); st.TailFailed < 2 || st.TailEvents != 0 || st.TailGaps != 0 {
 				t.Errorf("want every tail fetch failed: %+v", st)
 			}
+			if r.es.LastTailError() == "" {
+				t.Error("no tail error was kept")
+			}
 			if got, want := r.gotRows(), c.rowsOf(); !slices.Equal(got, want) {
 				t.Errorf("got %q, want %q", got, want)
 			}
