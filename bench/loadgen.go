@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -375,6 +376,11 @@ func (lg *loadgen) latency(ctx context.Context, req request) (*latencyResult, er
 	}
 	if res.ErrorSample == "" && res.StreamErrors > 0 {
 		res.ErrorSample = lg.errorSample()
+	}
+	if res.TailFailed > 0 {
+		for _, s := range lg.streams {
+			res.TailErrorSample = cmp.Or(res.TailErrorSample, s.es.LastTailError())
+		}
 	}
 	res.P50, res.P95, res.P99, res.Max = percentiles(ms)
 	res.SendP50, _, res.SendP99, _ = percentiles(fromSend)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -300,6 +301,10 @@ const (
 	budgetMeasure = 60 * time.Second
 )
 
+// budgetHistory is how many messages the budget setup's room holds before
+// its readers come.
+const budgetHistory = 20
+
 // budgetRun is what one count of readers measured on the budget setup.
 type budgetRun struct {
 	Readers int            `json:"readers"`
@@ -363,6 +368,12 @@ func benchBudget(ctx context.Context, rt *runner, cfg config, _ fileLimit, s hos
 		res.Budget = append(res.Budget, run)
 		fmt.Fprintf(os.Stderr, "bench: %s: %d readers, budget %d\n", res.Short, n, cfg.Budget)
 		room := hostkit.NewRoom("budget")
+		// The readers join a room that has a history, as a room people
+		// read has: a poll of a room without rows names no tail.
+		if rep := lg.call(ctx, rt, request{Op: "fill", Room: room, Posts: budgetHistory, Posters: 1, TextLen: 40}); rep.Error != "" || rep.Fill.Errors > 0 {
+			run.Error = "fill: " + cmp.Or(rep.Error, rep.Fill.ErrorSample)
+			continue
+		}
 		if rep := lg.call(ctx, rt, request{Op: "open", Room: room, Streams: n, WaitReady: true}); rep.Error != "" {
 			run.Error = rep.Error
 			lg.call(ctx, rt, request{Op: "close"})

@@ -66,6 +66,8 @@ type latencyResult struct {
 	TailEvents     int `json:"tail_events"`
 	TailGaps       int `json:"tail_gaps"`
 	TailFailed     int `json:"tail_failed"`
+	// TailErrorSample is one stream's last failure to read a tail file.
+	TailErrorSample string `json:"tail_error_sample,omitempty"`
 	// LoadCPUPercent and LoadCPUSeconds are what the load generator
 	// itself used meanwhile: it shares the machine with the host.
 	LoadCPUPercent float64 `json:"load_cpu_percent"`
