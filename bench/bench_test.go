@@ -111,7 +111,7 @@ func checkBudget(t *testing.T, s *setupResult) {
 	// CPU is counted in clock ticks (10 ms), and a quick run's few CGI
 	// programs may all be reaped after it: only a value that cannot be is
 	// wrong.
-	if r.MostProcesses < 1 || r.CPUPercent < 0 || math.IsNaN(r.CPUPercent) {
+	if r.MostProcesses < 1 || r.CPUPercent < 0 || math.IsNaN(r.CPUPercent) || r.ServerCPUPercent < 0 || r.ServerCPUPercent > r.CPUPercent {
 		t.Errorf("%s: no stream program seen, or no CPU figure: %+v", s.Short, r)
 	}
 }

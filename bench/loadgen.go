@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -247,14 +248,21 @@ func (lg *loadgen) errorSample() string {
 	return ""
 }
 
-// counts returns the streams' reconnects and errors so far.
-func (lg *loadgen) counts() (reconnects, errs int) {
+// counts returns what the streams counted so far, summed.
+func (lg *loadgen) counts() hostkit.EventSourceStats {
+	var sum hostkit.EventSourceStats
 	for _, s := range lg.streams {
 		st := s.es.Stats()
-		reconnects += st.Ended
-		errs += st.Failed
+		sum.Requests += st.Requests
+		sum.Ended += st.Ended
+		sum.Failed += st.Failed
+		sum.TailRequests += st.TailRequests
+		sum.TailUnchanged += st.TailUnchanged
+		sum.TailEvents += st.TailEvents
+		sum.TailGaps += st.TailGaps
+		sum.TailFailed += st.TailFailed
 	}
-	return reconnects, errs
+	return sum
 }
 
 // delivered is one post as the poster saw it.
@@ -305,7 +313,7 @@ func (lg *loadgen) latency(ctx context.Context, req request) (*latencyResult, er
 	if n < 1 || n > maxPostsPerStep {
 		return nil, fmt.Errorf("latency: %d posts is out of bounds", n)
 	}
-	rec0, err0 := lg.counts()
+	c0 := lg.counts()
 	cpu0 := selfCPU()
 	posters := newPosters(lg, "lat", min(8, max(2, int(req.Rate/10))))
 	tokens := make(chan int, n)
@@ -356,15 +364,23 @@ func (lg *loadgen) latency(ctx context.Context, req request) (*latencyResult, er
 			}
 		}
 	}
-	rec1, err1 := lg.counts()
+	c1 := lg.counts()
 	res := &latencyResult{
 		Streams: len(lg.streams), Posts: len(posts), PostErrors: errs,
 		Rate: float64(len(posts)) / elapsed.Seconds(), Samples: len(ms), Lost: lost,
-		Reconnects: rec1 - rec0, StreamErrors: err1 - err0, ErrorSample: errSample,
+		Reconnects: c1.Ended - c0.Ended, StreamErrors: c1.Failed - c0.Failed, ErrorSample: errSample,
+		StreamRequests: c1.Requests - c0.Requests,
+		TailRequests:   c1.TailRequests - c0.TailRequests, TailUnchanged: c1.TailUnchanged - c0.TailUnchanged,
+		TailEvents: c1.TailEvents - c0.TailEvents, TailGaps: c1.TailGaps - c0.TailGaps, TailFailed: c1.TailFailed - c0.TailFailed,
 		LoadCPUSeconds: loadCPU, LoadCPUPercent: loadCPU / time.Since(began).Seconds() * 100,
 	}
 	if res.ErrorSample == "" && res.StreamErrors > 0 {
 		res.ErrorSample = lg.errorSample()
+	}
+	if res.TailFailed > 0 {
+		for _, s := range lg.streams {
+			res.TailErrorSample = cmp.Or(res.TailErrorSample, s.es.LastTailError())
+		}
 	}
 	res.P50, res.P95, res.P99, res.Max = percentiles(ms)
 	res.SendP50, _, res.SendP99, _ = percentiles(fromSend)

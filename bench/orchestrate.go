@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -300,6 +301,10 @@ const (
 	budgetMeasure = 60 * time.Second
 )
 
+// budgetHistory is how many messages the budget setup's room holds before
+// its readers come.
+const budgetHistory = 20
+
 // budgetRun is what one count of readers measured on the budget setup.
 type budgetRun struct {
 	Readers int            `json:"readers"`
@@ -307,7 +312,14 @@ type budgetRun struct {
 	Latency *latencyResult `json:"latency"`
 	// CPUPercent is what every process of the host used while posts were
 	// delivered (the web server, its CGI programs), in % of one core.
+	// CPUCounted says how: "cgroup", every process the web server started,
+	// or "/proc", without the CGI programs that exited (mod_cgid waits for
+	// none: a lower bound).
 	CPUPercent float64 `json:"cpu_percent"`
+	CPUCounted string  `json:"cpu_counted"`
+	// ServerCPUPercent is the part of it the web server's own processes
+	// used (the tail files' requests among others), not its programs.
+	ServerCPUPercent float64 `json:"server_cpu_percent"`
 	// MostProcesses is the most stream programs seen at once (sampled
 	// every 100 ms); MostLive of them had run 2 s or more (live streams:
 	// a poll's program answers and exits).
@@ -332,6 +344,19 @@ func benchBudget(ctx context.Context, rt *runner, cfg config, _ fileLimit, s hos
 	h.Start(rt)
 	lg := startLoad(rt, h.URL)
 	roots := serverRoots(h)
+	// The host's processes go into a control group of their own, which
+	// counts the CGI programs mod_cgid starts (its daemon waits for none
+	// of them, so /proc's totals lose them); without one, /proc's totals.
+	group, err := newCPUGroup(fmt.Sprintf("cgichat-bench-%d", os.Getpid()))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %s: the CPU is counted from /proc, without the CGI programs that exited: %v\n", res.Short, err)
+	} else {
+		rt.Cleanup(func() {
+			if err := group.remove(); err != nil {
+				fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+			}
+		})
+	}
 	for i, n := range cfg.BudgetReaders {
 		if ctx.Err() != nil {
 			rt.Fatalf("interrupted")
@@ -343,6 +368,12 @@ func benchBudget(ctx context.Context, rt *runner, cfg config, _ fileLimit, s hos
 		res.Budget = append(res.Budget, run)
 		fmt.Fprintf(os.Stderr, "bench: %s: %d readers, budget %d\n", res.Short, n, cfg.Budget)
 		room := hostkit.NewRoom("budget")
+		// The readers join a room that has a history, as a room people
+		// read has: a poll of a room without rows names no tail.
+		if rep := lg.call(ctx, rt, request{Op: "fill", Room: room, Posts: budgetHistory, Posters: 1, TextLen: 40}); rep.Error != "" || rep.Fill.Errors > 0 {
+			run.Error = "fill: " + cmp.Or(rep.Error, rep.Fill.ErrorSample)
+			continue
+		}
 		if rep := lg.call(ctx, rt, request{Op: "open", Room: room, Streams: n, WaitReady: true}); rep.Error != "" {
 			run.Error = rep.Error
 			lg.call(ctx, rt, request{Op: "close"})
@@ -359,9 +390,29 @@ func benchBudget(ctx context.Context, rt *runner, cfg config, _ fileLimit, s hos
 		time.Sleep(settle)
 		all := hostkit.Sample(rt, h.StreamProcesses)
 		live := hostkit.Sample(rt, func() int { return hostkit.OlderThan(hostkit.PIDsRunning(h.StreamBin), 2*time.Second) })
-		cpu0, at0 := cpuTotal(roots()), time.Now()
+		programs := []string{comm(h.StreamBin), comm(h.PostBin)}
+		cpu := func() (all, server time.Duration) {
+			all, server = cpuTotal(roots(), programs...)
+			if group != nil {
+				if used, err := group.usage(); err == nil {
+					all = used
+				}
+			}
+			return all, server
+		}
+		run.CPUCounted = "/proc"
+		if group != nil {
+			run.CPUCounted = "cgroup"
+			if err := group.add(family(allStats(), roots())); err != nil {
+				rt.Fatalf("%v", err)
+			}
+		}
+		cpu0, server0 := cpu()
+		at0 := time.Now()
 		rep := lg.call(ctx, rt, request{Op: "latency", Room: room, Rate: cfg.Rate, Seconds: measure.Seconds(), Poll: true})
-		run.CPUPercent = (cpuTotal(roots()) - cpu0).Seconds() / time.Since(at0).Seconds() * 100
+		cpu1, server1 := cpu()
+		run.CPUPercent = (cpu1 - cpu0).Seconds() / time.Since(at0).Seconds() * 100
+		run.ServerCPUPercent = (server1 - server0).Seconds() / time.Since(at0).Seconds() * 100
 		run.Latency = rep.Latency
 		if rep.Error != "" {
 			run.Error = rep.Error

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -123,14 +124,28 @@ func memory(pid int) (rss, pss uint64) {
 // that of the children it waited for: under mod_cgid a CGI program that
 // ran and exited between two samples is counted in its parent's (the cgid
 // daemon's) total. The difference of two totals is what the family used
-// in between, short-lived programs included.
-func cpuTotal(roots []int) time.Duration {
-	all := allStats()
-	var ticks uint64
-	for _, pid := range family(all, roots) {
-		ticks += all[pid].cpu + all[pid].children
+// in between, short-lived programs included. Of it, server is what the
+// processes other than the named programs used themselves: the web
+// server's own work (its static files, its 304s), without the programs it
+// ran. Names are commands as /proc shows them (the file's name, cut to 15
+// bytes).
+func cpuTotal(roots []int, programs ...string) (all, server time.Duration) {
+	stats := allStats()
+	var ticks, own uint64
+	for _, pid := range family(stats, roots) {
+		st := stats[pid]
+		ticks += st.cpu + st.children
+		if !slices.Contains(programs, st.comm) {
+			own += st.cpu
+		}
 	}
-	return time.Duration(ticks) * time.Second / clockTicks
+	return time.Duration(ticks) * time.Second / clockTicks, time.Duration(own) * time.Second / clockTicks
+}
+
+// comm returns the command /proc shows for a program at path.
+func comm(path string) string {
+	name := filepath.Base(path)
+	return name[:min(len(name), 15)]
 }
 
 // usage is the cost of a family of processes over a window of time.

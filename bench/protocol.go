@@ -56,6 +56,18 @@ type latencyResult struct {
 	Reconnects   int     `json:"reconnects"`    // stream responses that ended and were reopened
 	StreamErrors int     `json:"stream_errors"` // stream requests that failed
 	ErrorSample  string  `json:"error_sample,omitempty"`
+	// StreamRequests are the stream requests made meanwhile (until every
+	// post was delivered); the tail counts are the fetches of tail files
+	// by pollers, those answered 304, the events they brought, the files
+	// that did not reach back far enough and the fetches that failed.
+	StreamRequests int `json:"stream_requests"`
+	TailRequests   int `json:"tail_requests"`
+	TailUnchanged  int `json:"tail_unchanged"`
+	TailEvents     int `json:"tail_events"`
+	TailGaps       int `json:"tail_gaps"`
+	TailFailed     int `json:"tail_failed"`
+	// TailErrorSample is one stream's last failure to read a tail file.
+	TailErrorSample string `json:"tail_error_sample,omitempty"`
 	// LoadCPUPercent and LoadCPUSeconds are what the load generator
 	// itself used meanwhile: it shares the machine with the host.
 	LoadCPUPercent float64 `json:"load_cpu_percent"`

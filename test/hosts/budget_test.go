@@ -1,6 +1,7 @@
 package hosts
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -27,11 +28,13 @@ const (
 // TestBudgetUnderEntryLimit runs the chat under Apache mod_cgid behind an
 // entry-process limit of 20, as a CloudLinux shared host has, with its
 // budget of 8 live streams: 200 readers (EventSource's rules: retry:,
-// Last-Event-ID, a reader id) and 5 posters for a minute. Posts and the
-// page's files never get a 5xx; no more than the budget of live stream
-// processes runs at once (sampled every 100 ms; a poll's short-lived
-// process, answered at once, is passing through); every reader gets every
-// message once, in order.
+// Last-Event-ID, a reader id; between polls the room's tail file, as the
+// page reads it) and 5 posters for a minute. Posts and the page's files
+// never get a 5xx; no more than the budget of live stream processes runs
+// at once (sampled every 100 ms; a poll's short-lived process, answered at
+// once, is passing through); the pollers read the tail file and get
+// messages from it; every reader gets every message once, in order, from
+// the stream and the tail together.
 func TestBudgetUnderEntryLimit(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a minute of load")
@@ -60,6 +63,7 @@ func TestBudgetUnderEntryLimit(t *testing.T) {
 		ids   []int64
 		ready int // ready events
 		live  int // of which with mode live
+		polls int // of which with mode poll
 	}
 	rs := make([]*reader, readers)
 	var wg sync.WaitGroup
@@ -79,6 +83,9 @@ func TestBudgetUnderEntryLimit(t *testing.T) {
 					r.ready++
 					if strings.Contains(ev.Data, `"mode":"live"`) {
 						r.live++
+					}
+					if strings.Contains(ev.Data, `"mode":"poll"`) {
+						r.polls++
 					}
 				}
 			},
@@ -215,7 +222,7 @@ func TestBudgetUnderEntryLimit(t *testing.T) {
 		t.Errorf("up to %d live stream processes at once (%d samples), want at most the budget, %d, and one in passing", mostLive, samples, planBudget)
 	}
 	sortedPosted := slices.Sorted(slices.Values(posted))
-	lostOrTwice, liveReaders := 0, 0
+	lostOrTwice, liveReaders, pollers := 0, 0, 0
 	for i, r := range rs {
 		r.mu.Lock()
 		if fmt.Sprint(r.ids) != fmt.Sprint(sortedPosted) {
@@ -228,24 +235,52 @@ func TestBudgetUnderEntryLimit(t *testing.T) {
 		if r.live > 0 {
 			liveReaders++
 		}
+		if r.polls > 0 {
+			pollers++
+		}
 		r.mu.Unlock()
 	}
 	if lostOrTwice > 0 {
 		t.Errorf("%d of %d readers missed or repeated messages", lostOrTwice, readers)
 	}
-	requests, failed := 0, 0
+	var sum hostkit.EventSourceStats
+	tailReaders := 0  // readers who got messages from the tail
+	tailFailure := "" // a tail fetch's failure
 	statuses := map[int]int{}
 	for _, r := range rs {
 		st := r.es.Stats()
-		requests += st.Requests
-		failed += st.Failed
+		sum.Requests += st.Requests
+		sum.Failed += st.Failed
+		sum.TailRequests += st.TailRequests
+		sum.TailUnchanged += st.TailUnchanged
+		sum.TailEvents += st.TailEvents
+		sum.TailGaps += st.TailGaps
+		sum.TailFailed += st.TailFailed
+		if st.TailEvents > 0 {
+			tailReaders++
+		}
+		tailFailure = cmp.Or(tailFailure, r.es.LastTailError())
 		for k, v := range r.es.Statuses() {
 			statuses[k] += v
 		}
 	}
-	t.Logf("%d readers, %d posts in %v: live stream processes at most %d (all stream processes %d), %d readers streamed live at some time; "+
-		"entries at most %d of %d, %d refused; %d stream requests, %d failed %v",
-		readers, len(posted), posting, mostLive, mostAll, liveReaders, es.Most, planEntries, es.Denied, requests, failed, statuses)
+	t.Logf("%d readers, %d posts in %v: live stream processes at most %d (all stream processes %d), %d readers streamed live at some time, %d polled; "+
+		"entries at most %d of %d, %d refused; %d stream requests, %d failed %v; "+
+		"%d tail requests, %d answered 304, %d failed (%q), %d did not reach back far enough; %d events from tails, to %d readers",
+		readers, len(posted), posting, mostLive, mostAll, liveReaders, pollers, es.Most, planEntries, es.Denied, sum.Requests, sum.Failed, statuses,
+		sum.TailRequests, sum.TailUnchanged, sum.TailFailed, tailFailure, sum.TailGaps, sum.TailEvents, tailReaders)
+	// The pollers read the room from its tail file between their polls.
+	if pollers == 0 {
+		t.Errorf("no reader polled: the budget of %d never filled with %d readers", planBudget, readers)
+	}
+	if sum.TailRequests == 0 || sum.TailEvents == 0 {
+		lastErr := ""
+		for _, r := range rs {
+			lastErr = cmp.Or(lastErr, r.es.LastError())
+		}
+		t.Errorf("the %d pollers made %d tail requests and got %d events from tails, want both above 0 (a reader's last error: %q)",
+			pollers, sum.TailRequests, sum.TailEvents, lastErr)
+	}
 }
 
 // idsDiff says how got differs from want: ids missing, ids twice, ids out
