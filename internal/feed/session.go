@@ -98,25 +98,28 @@ const ModePoll = "poll"
 // the host beyond its program (the web server's fork and relay, the
 // program's exit, all of it much slower on a busy machine; see
 // docs/deploy.md) and for pollers that come together. Each polls at most
-// once a second and at least every 30 s. Each interval is spread by a
-// fifth either way, so that pollers do not keep coming together.
+// once a second and at least every 30 s, or every 60 s when it reads the
+// room's tail file in between (its polls then only keep it present and
+// find it a live stream). Each interval is spread by a fifth either way,
+// so that pollers do not keep coming together.
 const (
 	pollShare     = 6
 	firstPollCost = 50 * time.Millisecond
 	pollMin       = time.Second
 	pollMax       = 30 * time.Second
+	tailPollMax   = 60 * time.Second
 )
 
 // PollWindow is how long a poll counts its reader as polling and present:
 // longer than the longest poll interval.
-const PollWindow = pollMax + 10*time.Second
+const PollWindow = tailPollMax + 10*time.Second
 
 // pollRetry returns the retry: for one poll among pollers whose polls take
 // cost each, on a host whose budget keeps reserve requests for polls, while
-// busy other polls run. When the polls running fill the reserve by the
-// programs' own measure (a slow or crowded machine stretches every request),
-// the interval grows with them.
-func pollRetry(pollers int, cost time.Duration, reserve, busy int) time.Duration {
+// busy other polls run, at most longest. When the polls running fill the
+// reserve by the programs' own measure (a slow or crowded machine stretches
+// every request), the interval grows with them.
+func pollRetry(pollers int, cost time.Duration, reserve, busy int, longest time.Duration) time.Duration {
 	if cost <= 0 {
 		cost = firstPollCost
 	}
@@ -126,7 +129,7 @@ func pollRetry(pollers int, cost time.Duration, reserve, busy int) time.Duration
 		d = d * time.Duration(busy+1) / time.Duration(reserve)
 	}
 	d = time.Duration(float64(d) * (0.8 + 0.4*mathrand.Float64()))
-	return min(max(d, pollMin), pollMax)
+	return min(max(d, pollMin), longest)
 }
 
 // Session is one reader's stream: its row in the streams table, its
@@ -191,15 +194,16 @@ func (f *Feed) Open(ctx context.Context, req Request) (*Session, error) {
 	s := &Session{f: f, req: req, row: g.ID, after: req.After, started: req.Started, superseded: make(chan struct{})}
 	if g.Poll {
 		s.poll = true
-		s.req.Mode, s.req.Retry = ModePoll, pollRetry(g.Pollers, g.PollCost, store.PollReserve(req.Budget), g.PollsBusy)
+		longest := pollMax
 		if f.tails != nil {
 			// Without a tail the reader polls as before: nothing is lost.
 			if s.req.Tail, err = f.tails.Ensure(ctx, req.Room); err != nil {
 				f.tailFailed(err)
 			} else if s.req.Tail != "" {
-				s.req.TailEvery = f.tailEvery
+				s.req.TailEvery, longest = f.tailEvery, tailPollMax
 			}
 		}
+		s.req.Mode, s.req.Retry = ModePoll, pollRetry(g.Pollers, g.PollCost, store.PollReserve(req.Budget), g.PollsBusy, longest)
 	} else {
 		f.mu.Lock()
 		f.live[s.row] = s
