@@ -162,7 +162,8 @@ export class Source {
     this.closed = false;
     this.again = false; // asked to retry now while a try was under way
     this.tailSaid = null; // the tail the current poll named: {url, every}
-    this.tail = null; // the tail being read: {url, every, stop, timer}
+    this.tail = null; // the tail being read: {url, every, stop, timer, failures}
+    this.lastTail = null; // the tail the last poll named, kept across the next poll
     this.rushedFrom = -1; // the last id the page asked the program from because a tail was short
     this.online = () => this.retryNow();
     window.addEventListener("online", this.online);
@@ -490,6 +491,12 @@ export class Source {
     const wait = this.mode === "live" ? 0 : this.opened + this.retry - Date.now();
     if (wait > 0) {
       this.later(wait);
+      if (this.mode === "poll" && this.lastTail !== null) {
+        // The poll under way was closed: the tail its predecessor named
+        // is read until the next one.
+        this.startTail(this.lastTail);
+        this.report("live");
+      }
     } else {
       this.open();
     }
@@ -500,12 +507,17 @@ export class Source {
   startTail(t) {
     this.stopTail();
     this.tailSaid = t;
-    this.tail = { url: t.url, every: t.every, stop: new AbortController(), timer: 0 };
+    this.lastTail = t;
+    this.tail = { url: t.url, every: t.every, stop: new AbortController(), timer: 0, failures: 0 };
     this.nextTail(this.tail);
   }
 
+  // nextTail waits the tail's rhythm before the next read; after reads
+  // that failed in a row, twice as long each time, up to the program's
+  // retry: (which comes meanwhile anyway).
   nextTail(tail) {
-    const wait = tail.every * (1 - jitter + 2 * jitter * Math.random());
+    const base = Math.min(tail.every * 2 ** tail.failures, Math.max(tail.every, this.retry));
+    const wait = base * (1 - jitter + 2 * jitter * Math.random());
     tail.timer = setTimeout(() => this.readTail(tail), Math.round(wait));
   }
 
@@ -532,19 +544,35 @@ export class Source {
   async readTail(tail) {
     const timer = setTimeout(() => tail.stop.abort(), tailWaitMax);
     let text = null;
+    let status = 0; // 0: no answer (a network error, too slow)
     try {
       const res = await fetch(tail.url, { cache: "no-cache", signal: tail.stop.signal });
+      status = res.status;
       if (res.ok) {
         text = await res.text();
       }
     } catch {
-      // A network error, or stopped: no tail this time.
+      // A network error, too slow, or stopped.
     } finally {
       clearTimeout(timer);
     }
     if (this.tail !== tail) {
       return; // stopped meanwhile
     }
+    if (text === null && (status === 0 || status >= 500)) {
+      // A blip (the network, a busy host): read again later, less often
+      // while it lasts, and say so after a few.
+      tail.failures++;
+      if (tail.failures === offlineAfter) {
+        this.report("reconnecting");
+      }
+      this.nextTail(tail);
+      return;
+    }
+    if (tail.failures >= offlineAfter) {
+      this.report("live");
+    }
+    tail.failures = 0;
     const events = text === null ? [] : parseEvents(text);
     const head = tailHead(events[0], this.room);
     if (head === null) {
@@ -562,8 +590,11 @@ export class Source {
         this.stopTail(true);
         return;
       }
+      // At a moment of its own within the tail's rhythm: a burst of
+      // posts larger than the file sends every poller to the program.
       this.rushedFrom = from;
-      this.tryAgain();
+      this.stopTail();
+      this.later(Math.round(Math.random() * tail.every));
       return;
     }
     for (const e of events.slice(1)) {

@@ -97,6 +97,17 @@ func (s *Store) LastID(ctx context.Context, room string) (int64, error) {
 	return id, nil
 }
 
+const selectSpan = `SELECT count(*), COALESCE(MAX(id), 0) FROM messages WHERE room = ? AND id > ?`
+
+// Span returns how many rows of room (messages and tombstones) have ids
+// above after, and the highest of them (0 when none).
+func (s *Store) Span(ctx context.Context, room string, after int64) (n int, last int64, err error) {
+	if err := s.db.QueryRowxContext(ctx, s.sql(selectSpan), room, after).Scan(&n, &last); err != nil {
+		return 0, 0, internal(err, "count the rows of %s after %d", room, after)
+	}
+	return n, last, nil
+}
+
 const selectTail = `SELECT * FROM (
 	SELECT ` + messageColumns + ` FROM messages WHERE room = ? ORDER BY id DESC LIMIT ?
 ) AS tail ORDER BY id`

@@ -43,6 +43,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"syscall"
 	"time"
 
 	"cgichat/internal/chat"
@@ -54,11 +55,13 @@ import (
 const DirName = "tail"
 
 // The bounds of one file: the room's last Rows rows, fewer when they
-// would take more than MaxBytes. A poller that falls further behind
-// between two reads calls the program.
+// would take more than MaxBytes, which holds a burst of the longest
+// messages that the default rate limit lets one poster send at once
+// (five of 2,000 four-byte characters). A poller that falls further
+// behind between two reads calls the program.
 const (
 	Rows     = 50
-	MaxBytes = 32 << 10
+	MaxBytes = 64 << 10
 )
 
 // Every is how often a poller reads the tail file; pollers spread each
@@ -75,6 +78,8 @@ type Head struct {
 	After int64 `json:"after"`
 	// Last is the highest id in the file (0 for an empty room).
 	Last int64 `json:"last"`
+	// Count is how many rows the file holds.
+	Count int `json:"count"`
 }
 
 // headBytes bounds what is read of a file to find its Head: the event's
@@ -107,13 +112,51 @@ func Open(path string, st *store.Store, key []byte) *Dir {
 	if err != nil || !fi.IsDir() {
 		return nil
 	}
-	f, err := os.CreateTemp(path, ".probe-*")
-	if err != nil {
+	d := &Dir{path: path, store: st, key: key}
+	if err := d.keyed(); err != nil {
 		return nil
 	}
-	f.Close()
-	os.Remove(f.Name())
-	return &Dir{path: path, store: st, key: key}
+	return d
+}
+
+// keyFile names, in the folder, the file that says under which secret
+// its files are named: a hash of it, not the secret.
+const keyFile = ".key"
+
+// keyed checks that the folder's files are named under the Dir's key.
+// When they are not (a new secret: deleting claim_secret is the recovery
+// from a leaked database), it removes them — nothing would write them
+// again, and they would go on showing what is deleted after — and notes
+// the new key. It fails when the process may not write in the folder.
+func (d *Dir) keyed() error {
+	mac := hmac.New(sha256.New, d.key)
+	mac.Write([]byte("cgichat tail key"))
+	id := hex.EncodeToString(mac.Sum(nil)[:8]) + "\n"
+	path := filepath.Join(d.path, keyFile)
+	if b, err := os.ReadFile(path); err == nil && string(b) == id {
+		return syscall.Access(d.path, 2|1) // W_OK|X_OK
+	}
+	names, _ := filepath.Glob(filepath.Join(d.path, "*.txt"))
+	for _, n := range names {
+		if fileName.MatchString(filepath.Base(n)) {
+			os.Remove(n)
+		}
+	}
+	f, err := os.CreateTemp(d.path, ".key-*")
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(id)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
 }
 
 // Path returns the folder's path.
@@ -153,12 +196,23 @@ func (d *Dir) Ensure(ctx context.Context, room string) (string, error) {
 	if err != nil || last == 0 {
 		return "", err
 	}
-	if h, err := ReadHead(d.file(room)); err != nil || h.Room != room || h.Last != last {
+	if !d.current(ctx, room) {
 		if err := d.write(ctx, room); err != nil {
 			return "", err
 		}
 	}
 	return d.URL(room), nil
+}
+
+// current reports whether room's file holds the rows the room has above
+// its after: none added (a post, a deletion's tombstone), none pruned.
+func (d *Dir) current(ctx context.Context, room string) bool {
+	h, err := ReadHead(d.file(room))
+	if err != nil || h.Room != room {
+		return false
+	}
+	n, last, err := d.store.Span(ctx, room, h.After)
+	return err == nil && n == h.Count && last == h.Last
 }
 
 func (d *Dir) file(room string) string { return filepath.Join(d.path, d.Name(room)) }
@@ -172,7 +226,7 @@ const writeTries = 3
 // nothing stale (a message deleted since) is served: its readers poll.
 func (d *Dir) write(ctx context.Context, room string) error {
 	for range writeTries {
-		ms, err := d.store.Tail(ctx, room, Rows)
+		ms, err := d.store.Tail(ctx, room, Rows+1)
 		if err != nil {
 			return err
 		}
@@ -183,9 +237,10 @@ func (d *Dir) write(ctx context.Context, room string) error {
 			d.remove(room)
 			return err
 		}
-		last, err := d.store.LastID(ctx, room)
-		if err != nil || last == ms[len(ms)-1].ID {
-			return err
+		// Another writer's newer file may have landed first, and this one
+		// over it: rows posted or pruned since it read them.
+		if d.current(ctx, room) {
+			return nil
 		}
 	}
 	return nil
@@ -234,21 +289,27 @@ func (d *Dir) Sweep(ctx context.Context) error {
 // fileName matches the names of tail files.
 var fileName = regexp.MustCompile(`^[0-9a-f]{32}\.txt$`)
 
-// Encode returns the tail file of room whose last rows are ms, oldest
-// first: as many of the newest as fit in MaxBytes, at least one.
+// Encode returns the tail file of room whose last rows (up to Rows+1)
+// are ms, oldest first: as many of the newest as fit in Rows and
+// MaxBytes, at least one. Its after is the id of the newest row left out
+// (ids are shared by every room: the one below the first row kept may
+// belong to another), 0 when the file holds every row of the room.
 func Encode(room string, ms []chat.Message) []byte {
 	frames := make([][]byte, len(ms))
 	first, size := len(ms), 0
-	for i := len(ms) - 1; i >= 0; i-- {
+	for i := len(ms) - 1; i >= max(len(ms)-Rows, 0); i-- {
 		frames[i] = feed.Encode(ms[i]).Bytes
 		if size += len(frames[i]); size > MaxBytes && i < len(ms)-1 {
 			break
 		}
 		first = i
 	}
-	h := Head{Room: room}
-	if first < len(ms) {
-		h.After, h.Last = ms[first].ID-1, ms[len(ms)-1].ID
+	h := Head{Room: room, Count: len(ms) - first}
+	if first > 0 {
+		h.After = ms[first-1].ID
+	}
+	if len(ms) > 0 {
+		h.Last = ms[len(ms)-1].ID
 	}
 	head, _ := json.Marshal(h) // strings and integers: cannot fail
 	b := fmt.Appendf(nil, "event: %s\ndata: %s\n\n", EventTail, head)

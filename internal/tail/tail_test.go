@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -66,10 +68,10 @@ func TestEncode(t *testing.T) {
 		}
 		return ms
 	}
-	// Frames of 1,000-byte texts with two-digit ids are all one size.
-	fit := MaxBytes / len(feed.Encode(msg(10, 1000)).Bytes)
+	// Frames of 2,000-byte texts with two-digit ids are all one size.
+	fit := MaxBytes / len(feed.Encode(msg(10, 2000)).Bytes)
 	if fit >= Rows {
-		t.Fatalf("%d rows of 1,000 bytes fit: the case does not reach the byte bound", fit)
+		t.Fatalf("%d rows of 2,000 bytes fit: the case does not reach the byte bound", fit)
 	}
 	tests := []struct {
 		name      string
@@ -79,9 +81,10 @@ func TestEncode(t *testing.T) {
 		wantRows  int
 	}{
 		{"An empty room", nil, 0, 0, 0},
-		{"A few rows", rows(3, 10), 9, 12, 3},
-		{"Rows that fill the bound", rows(Rows, 1000), int64(10 + Rows - 1 - fit), 10 + Rows - 1, fit},
-		{"One row beyond the bound", []chat.Message{msg(7, MaxBytes+100)}, 6, 7, 1},
+		{"A few rows: the whole room", rows(3, 10), 0, 12, 3},
+		{"More rows than a file holds", rows(Rows+1, 10), 10, 10 + Rows, Rows},
+		{"Rows that fill the bound", rows(Rows, 2000), int64(10 + Rows - 1 - fit), 10 + Rows - 1, fit},
+		{"One row beyond the bound", []chat.Message{msg(7, MaxBytes+100)}, 0, 7, 1},
 	}
 	for _, tt := range tests {
 		b := Encode("r", tt.ms)
@@ -119,10 +122,10 @@ func TestDir(t *testing.T) {
 	if u, err := d.Ensure(ctx, "r"); u != "" || err != nil {
 		t.Errorf("Ensure of an empty room = %q, %v; want no tail", u, err)
 	}
-	if names, _ := os.ReadDir(path); len(names) != 0 {
+	if names, _ := filepath.Glob(filepath.Join(path, "*.txt")); len(names) != 0 {
 		t.Errorf("an empty room left %v", names)
 	}
-	if other := Open(path, st, []byte("another secret")); other.Name("r") == d.Name("r") {
+	if other := Open(filepath.Join(t.TempDir(), DirName), st, []byte("another secret")); other.Name("r") == d.Name("r") {
 		t.Error("another key names the room's file alike, want the name keyed")
 	}
 
@@ -204,8 +207,17 @@ func TestDir(t *testing.T) {
 		t.Errorf("file mode %v, %v; want 0644, readable by the web server", fi.Mode(), err)
 	}
 	left, _ := filepath.Glob(filepath.Join(path, ".*"))
-	if len(left) > 0 {
-		t.Errorf("files left beside the tails: %v", left)
+	if len(left) != 1 || filepath.Base(left[0]) != keyFile {
+		t.Errorf("files beside the tails: %v, want only %s", left, keyFile)
+	}
+
+	// Another secret (claim_secret deleted): the files named under the
+	// old one go when a process opens the folder under the new one.
+	if Open(path, st, []byte("a new secret")) == nil {
+		t.Fatal("Open under a new secret gave none")
+	}
+	if _, err := os.Stat(file); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the file named under the old secret: %v, want it removed", err)
 	}
 }
 
