@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"cgichat/internal/chat"
 	"cgichat/internal/feed"
@@ -251,4 +252,72 @@ func deleteRow(st *store.Store, id int64) error {
 	defer db.Close()
 	_, err = db.Exec(`DELETE FROM messages WHERE id = ?`, id)
 	return err
+}
+
+// TestPruneRace: a writer that read the room's rows before retention
+// pruned them renames its file after Sweep rewrote it. The room's last id
+// did not move; the re-check and the next poll must still see that the
+// file holds rows the room no longer has (its head counts them), rather
+// than leave them until the room's next post or the next Sweep.
+func TestPruneRace(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	path := filepath.Join(t.TempDir(), DirName)
+	if err := os.Mkdir(path, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := Open(path, st, []byte("secret"))
+	m1, _ := st.Insert(ctx, "r", "ada", "one, soon pruned")
+	st.Insert(ctx, "r", "ada", "two")
+	if _, err := d.Ensure(ctx, "r"); err != nil {
+		t.Fatal(err)
+	}
+	// A post program's write() has read the rows (its Tail) ...
+	stale, err := st.Tail(ctx, "r", Rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// ... when another post program prunes and sweeps, whole ...
+	if _, err := st.Prune(ctx, "r", store.Retention{Messages: 1}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// ... then the first renames its file, and re-checks the last id,
+	// which did not move: write() returns.
+	if err := d.replace("r", Encode("r", stale)); err != nil {
+		t.Fatal(err)
+	}
+	if last, _ := st.LastID(ctx, "r"); last != stale[len(stale)-1].ID {
+		t.Fatalf("last id moved: the race needs a prune without a new row")
+	}
+	// The next poll.
+	if _, err := d.Ensure(ctx, "r"); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(d.file("r"))
+	if bytes.Contains(b, []byte(fmt.Sprintf("id: %d\n", m1.ID))) {
+		t.Errorf("after retention pruned message %d and a poll came, the tail file still serves it:\n%s", m1.ID, b)
+	}
+}
+
+// TestHoldsOneBurst: one client may post 5 messages at once under the
+// default CHAT_RATE_LIMIT (5/10s). The file must hold them, even at 2,000
+// emoji each: else every reader whose last read came before the burst
+// finds the file short of its last event and calls the program, and one
+// poster makes all 1,000 pollers run it together, every 10 s.
+func TestHoldsOneBurst(t *testing.T) {
+	var ms []chat.Message
+	for i := range 6 {
+		ms = append(ms, chat.Message{ID: int64(100 + i), Room: "r", Nick: "ada", Text: strings.Repeat("😀", chat.MaxTextLen), Time: "2026-11-30T12:00:00.000Z", Kind: chat.KindMessage})
+	}
+	ms[0].Text = "the reader's last event"
+	h, err := ParseHead(Encode("r", ms))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.After > ms[0].ID {
+		t.Errorf("after a burst of 5 messages of %d emoji the file holds ids above %d; a reader at %d calls the program", chat.MaxTextLen, h.After, ms[0].ID)
+	}
 }

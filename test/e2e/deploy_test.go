@@ -60,6 +60,12 @@ type deployment struct {
 	// tailsHeld, while set, holds every request for a tail file until
 	// the channel closes (see holdTails).
 	tailsHeld atomic.Pointer[chan struct{}]
+	// tailsFail is how many of the next requests for a tail file are
+	// answered 503, as a busy host may.
+	tailsFail atomic.Int32
+	// streamsHeld, while set, holds every stream request until the
+	// channel closes.
+	streamsHeld atomic.Pointer[chan struct{}]
 	// loseAnswers, while above 0, is how many more posts the program
 	// stores and answers while the connection drops before its answer
 	// leaves: the client sees no answer for a message that is stored.
@@ -138,6 +144,7 @@ func deploy(t *testing.T, s setup) *deployment {
 		stream = asPoll(stream, s.pollEvery)
 	}
 	stream = dropWhile(&d.streamDown, stream)
+	stream = holdWhile(&d.streamsHeld, stream)
 	stream = refuseWith(&d.streamRefusal, stream)
 	stream = answerWith(&d.streamPage, stream)
 	mux := http.NewServeMux()
@@ -150,7 +157,7 @@ func deploy(t *testing.T, s setup) *deployment {
 	post = dropWhile(&d.postDown, post)
 	mux.Handle(basePath+"cgi-bin/post", post)
 	mux.Handle(basePath+"cgi-bin/stream", stream)
-	mux.Handle(basePath+"tail/", http.StripPrefix(basePath+"tail/", tailFiles(tails, &d.tailsHeld)))
+	mux.Handle(basePath+"tail/", http.StripPrefix(basePath+"tail/", tailFiles(tails, &d.tailsHeld, &d.tailsFail)))
 	mux.Handle(basePath, http.StripPrefix(basePath, http.FileServer(http.Dir(filepath.Join(repoRoot, "public")))))
 
 	srv := httptest.NewServer(d.requests.wrap(mux))

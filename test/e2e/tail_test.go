@@ -29,9 +29,15 @@ const tailEvery = 2 * time.Second
 // sends only Last-Modified, to the second, and would answer 304 to a file
 // rewritten within the second it was last read. While held is set, each
 // request waits for it to be released first.
-func tailFiles(dir string, held *atomic.Pointer[chan struct{}]) http.Handler {
+func tailFiles(dir string, held *atomic.Pointer[chan struct{}], fail *atomic.Int32) http.Handler {
 	files := http.FileServer(http.Dir(dir))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for n := fail.Load(); n > 0; n = fail.Load() {
+			if fail.CompareAndSwap(n, n-1) {
+				http.Error(w, "busy", http.StatusServiceUnavailable)
+				return
+			}
+		}
 		if c := held.Load(); c != nil {
 			select {
 			case <-*c:
@@ -331,4 +337,113 @@ func TestTailPolling(t *testing.T) {
 	if n := len(since(d.requests.streams(room), removed)); n != 0 {
 		t.Errorf("%d stream requests after the tail file was gone, want none before the poll's retry:", n)
 	}
+}
+
+// TestTailTransientFailure: one tail read answered 503 (a busy host, a
+// proxy's hiccup) must cost the page a tail read, not every message until
+// the program's next retry: (30-60 s with 1,000 pollers): the page reads
+// on, less often while reads fail.
+func TestTailTransientFailure(t *testing.T) {
+	t.Parallel()
+	d := deploy(t, setup{env: []string{"CHAT_MAX_STREAMS=1", "CHAT_STREAMS_PER_CLIENT=0"}})
+	const room = "blip"
+	want := []line{{"zed", "before the page opened"}}
+	d.post(t, room, want[0].Nick, want[0].Text)
+	holdLiveSlot(t, d)
+	d.crowd(t, 1000)
+	tb := newPerson(t, "reader").open(d.URL + "#" + room)
+	tb.waitMessages(1)
+	if got, want := tb.state(), "Live, checking every 2 s"; got != want {
+		t.Fatalf("reading the tail, the page says %q, want %q", got, want)
+	}
+	tb.expectConsoleError("status of 503")
+	// The next tail read fails once.
+	d.tailsFail.Store(1)
+	deadline := time.Now().Add(3 * tailEvery)
+	for d.tailsFail.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no tail read within 3 tail periods")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	failed := time.Now()
+	d.post(t, room, "zed", "after the blip")
+	want = append(want, line{"zed", "after the blip"})
+	// Within a few tail periods, not at the program's retry:.
+	state := ""
+	for eval[int](tb, `document.querySelectorAll("#log .msg").length`) < 2 {
+		if time.Since(failed) > 4*tailEvery && state == "" {
+			state = tb.state()
+		}
+		if time.Since(failed) > 90*time.Second {
+			t.Fatalf("the message posted after one failed tail read: not shown within 90 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if took := time.Since(failed); took > 4*tailEvery {
+		t.Errorf("the message posted after one failed tail read was shown %s later, want within %s (a few tail reads); meanwhile the page said %q",
+			took.Round(time.Millisecond), 4*tailEvery, state)
+	}
+	checkLog(t, tb, want)
+}
+
+// holdWhile holds each request while held is set, until its channel
+// closes.
+func holdWhile(held *atomic.Pointer[chan struct{}], h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c := held.Load(); c != nil {
+			select {
+			case <-*c:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// TestTailNickDuringPoll: a nickname chosen while a poll is under way
+// (here one the browser's "online" event started) closes the poll; while
+// the page waits for the poll's retry: (30-60 s) before it asks again, it
+// must read the tail, so that a message posted then shows within seconds.
+func TestTailNickDuringPoll(t *testing.T) {
+	t.Parallel()
+	d := deploy(t, setup{env: []string{"CHAT_MAX_STREAMS=1", "CHAT_STREAMS_PER_CLIENT=0"}})
+	const room = "renamed"
+	want := []line{{"zed", "before the page opened"}}
+	d.post(t, room, want[0].Nick, want[0].Text)
+	holdLiveSlot(t, d)
+	d.crowd(t, 1000)
+	tb := newPerson(t, "reader").open(d.URL + "#" + room)
+	tb.waitMessages(1)
+	if got, want := tb.state(), "Live, checking every 2 s"; got != want {
+		t.Fatalf("reading the tail, the page says %q, want %q", got, want)
+	}
+	c := make(chan struct{})
+	d.streamsHeld.Store(&c)
+	before := len(d.requests.streams(room))
+	eval[bool](tb, `window.dispatchEvent(new Event("online"))`)
+	time.Sleep(time.Second)
+	tb.chooseNick("ada")
+	d.streamsHeld.Store(nil)
+	close(c)
+	t.Logf("%d stream requests since the hold", len(d.requests.streams(room))-before)
+	chosen := time.Now()
+	d.post(t, room, "zed", "after the new nick")
+	want = append(want, line{"zed", "after the new nick"})
+	state := ""
+	for eval[int](tb, `document.querySelectorAll("#log .msg").length`) < 2 {
+		if time.Since(chosen) > 4*tailEvery && state == "" {
+			state = tb.state()
+		}
+		if time.Since(chosen) > 90*time.Second {
+			t.Fatalf("the message posted after the nick change: not shown within 90 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if took := time.Since(chosen); took > 4*tailEvery {
+		t.Errorf("the message posted after a nick chosen during a poll was shown %s later, want within %s; meanwhile the page said %q",
+			took.Round(time.Millisecond), 4*tailEvery, state)
+	}
+	checkLog(t, tb, want)
 }
