@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	mathrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -84,15 +85,41 @@ func (p *Proc) Exited() bool {
 	}
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that nothing listens on now.
+// Ports handed out by FreePort: below Linux's range of ephemeral ports
+// (32768–60999), from which the kernel gives the tests' own outgoing
+// connections their local ports, so that none of those can take a port
+// between FreePort and the server's bind; each port once per process.
+const (
+	portLow  = 20000
+	portHigh = 32767
+)
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
+
+// FreePort returns a TCP port on 127.0.0.1 that nothing listens on now and
+// that no other caller in this process got.
 func FreePort(t T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("%v", err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 1000 {
+		port := portLow + mathrand.IntN(portHigh-portLow+1)
+		if portsGiven[port] {
+			continue
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		portsGiven[port] = true
+		return port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatalf("no free port between %d and %d", portLow, portHigh)
+	return 0
 }
 
 // WaitFor polls ready every 50 ms until it returns true, p exits or timeout
