@@ -339,14 +339,13 @@ func TestTailPolling(t *testing.T) {
 	}
 }
 
-// TestTailTransientFailure: one tail read answered 503 (a busy host, a
-// proxy's hiccup) must cost the page a tail read, not every message until
-// the program's next retry: (30-60 s with 1,000 pollers): the page reads
-// on, less often while reads fail.
-func TestTailTransientFailure(t *testing.T) {
-	t.Parallel()
+// tailReader deploys the programs with a budget of one live stream, held,
+// and a crowd of 1,000 pollers (so that retry: is the longest), and opens
+// a page on room, which holds one message: the page reads the room's tail.
+// It returns the deployment, the page and what its log shows.
+func tailReader(t *testing.T, room string) (*deployment, *tab, []line) {
+	t.Helper()
 	d := deploy(t, setup{env: []string{"CHAT_MAX_STREAMS=1", "CHAT_STREAMS_PER_CLIENT=0"}})
-	const room = "blip"
 	want := []line{{"zed", "before the page opened"}}
 	d.post(t, room, want[0].Nick, want[0].Text)
 	holdLiveSlot(t, d)
@@ -356,6 +355,38 @@ func TestTailTransientFailure(t *testing.T) {
 	if got, want := tb.state(), "Live, checking every 2 s"; got != want {
 		t.Fatalf("reading the tail, the page says %q, want %q", got, want)
 	}
+	return d, tb, want
+}
+
+// shownSoon waits for the log's second message, what was posted at since,
+// and wants it shown within a few tail periods, not at the program's
+// retry:; it says what the page said meanwhile.
+func shownSoon(t *testing.T, tb *tab, since time.Time, what string) {
+	t.Helper()
+	state := ""
+	for eval[int](tb, `document.querySelectorAll("#log .msg").length`) < 2 {
+		if time.Since(since) > 4*tailEvery && state == "" {
+			state = tb.state()
+		}
+		if time.Since(since) > 90*time.Second {
+			t.Fatalf("%s: not shown within 90 s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if took := time.Since(since); took > 4*tailEvery {
+		t.Errorf("%s was shown %s later, want within %s (a few tail reads); meanwhile the page said %q",
+			what, took.Round(time.Millisecond), 4*tailEvery, state)
+	}
+}
+
+// TestTailTransientFailure: one tail read answered 503 (a busy host, a
+// proxy's hiccup) must cost the page a tail read, not every message until
+// the program's next retry: (30-60 s with 1,000 pollers): the page reads
+// on, less often while reads fail.
+func TestTailTransientFailure(t *testing.T) {
+	t.Parallel()
+	const room = "blip"
+	d, tb, want := tailReader(t, room)
 	tb.expectConsoleError("status of 503")
 	// The next tail read fails once.
 	d.tailsFail.Store(1)
@@ -370,20 +401,7 @@ func TestTailTransientFailure(t *testing.T) {
 	d.post(t, room, "zed", "after the blip")
 	want = append(want, line{"zed", "after the blip"})
 	// Within a few tail periods, not at the program's retry:.
-	state := ""
-	for eval[int](tb, `document.querySelectorAll("#log .msg").length`) < 2 {
-		if time.Since(failed) > 4*tailEvery && state == "" {
-			state = tb.state()
-		}
-		if time.Since(failed) > 90*time.Second {
-			t.Fatalf("the message posted after one failed tail read: not shown within 90 s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if took := time.Since(failed); took > 4*tailEvery {
-		t.Errorf("the message posted after one failed tail read was shown %s later, want within %s (a few tail reads); meanwhile the page said %q",
-			took.Round(time.Millisecond), 4*tailEvery, state)
-	}
+	shownSoon(t, tb, failed, "the message posted after one failed tail read")
 	checkLog(t, tb, want)
 }
 
@@ -408,17 +426,8 @@ func holdWhile(held *atomic.Pointer[chan struct{}], h http.Handler) http.Handler
 // must read the tail, so that a message posted then shows within seconds.
 func TestTailNickDuringPoll(t *testing.T) {
 	t.Parallel()
-	d := deploy(t, setup{env: []string{"CHAT_MAX_STREAMS=1", "CHAT_STREAMS_PER_CLIENT=0"}})
 	const room = "renamed"
-	want := []line{{"zed", "before the page opened"}}
-	d.post(t, room, want[0].Nick, want[0].Text)
-	holdLiveSlot(t, d)
-	d.crowd(t, 1000)
-	tb := newPerson(t, "reader").open(d.URL + "#" + room)
-	tb.waitMessages(1)
-	if got, want := tb.state(), "Live, checking every 2 s"; got != want {
-		t.Fatalf("reading the tail, the page says %q, want %q", got, want)
-	}
+	d, tb, want := tailReader(t, room)
 	c := make(chan struct{})
 	d.streamsHeld.Store(&c)
 	before := len(d.requests.streams(room))
@@ -431,19 +440,6 @@ func TestTailNickDuringPoll(t *testing.T) {
 	chosen := time.Now()
 	d.post(t, room, "zed", "after the new nick")
 	want = append(want, line{"zed", "after the new nick"})
-	state := ""
-	for eval[int](tb, `document.querySelectorAll("#log .msg").length`) < 2 {
-		if time.Since(chosen) > 4*tailEvery && state == "" {
-			state = tb.state()
-		}
-		if time.Since(chosen) > 90*time.Second {
-			t.Fatalf("the message posted after the nick change: not shown within 90 s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if took := time.Since(chosen); took > 4*tailEvery {
-		t.Errorf("the message posted after a nick chosen during a poll was shown %s later, want within %s; meanwhile the page said %q",
-			took.Round(time.Millisecond), 4*tailEvery, state)
-	}
+	shownSoon(t, tb, chosen, "the message posted after a nick chosen during a poll")
 	checkLog(t, tb, want)
 }
