@@ -252,15 +252,7 @@ func (lg *loadgen) errorSample() string {
 func (lg *loadgen) counts() hostkit.EventSourceStats {
 	var sum hostkit.EventSourceStats
 	for _, s := range lg.streams {
-		st := s.es.Stats()
-		sum.Requests += st.Requests
-		sum.Ended += st.Ended
-		sum.Failed += st.Failed
-		sum.TailRequests += st.TailRequests
-		sum.TailUnchanged += st.TailUnchanged
-		sum.TailEvents += st.TailEvents
-		sum.TailGaps += st.TailGaps
-		sum.TailFailed += st.TailFailed
+		sum.Add(s.es.Stats())
 	}
 	return sum
 }

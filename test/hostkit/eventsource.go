@@ -66,6 +66,18 @@ type EventSourceStats struct {
 	TailFailed    int // fetches that failed: an error, a status, a bad file
 }
 
+// Add adds o's counts to s, for the sum over many readers.
+func (s *EventSourceStats) Add(o EventSourceStats) {
+	s.Requests += o.Requests
+	s.Ended += o.Ended
+	s.Failed += o.Failed
+	s.TailRequests += o.TailRequests
+	s.TailUnchanged += o.TailUnchanged
+	s.TailEvents += o.TailEvents
+	s.TailGaps += o.TailGaps
+	s.TailFailed += o.TailFailed
+}
+
 // tail is where and how often a poll response said to read the room's
 // tail file.
 type tail struct {

@@ -249,13 +249,7 @@ func TestBudgetUnderEntryLimit(t *testing.T) {
 	statuses := map[int]int{}
 	for _, r := range rs {
 		st := r.es.Stats()
-		sum.Requests += st.Requests
-		sum.Failed += st.Failed
-		sum.TailRequests += st.TailRequests
-		sum.TailUnchanged += st.TailUnchanged
-		sum.TailEvents += st.TailEvents
-		sum.TailGaps += st.TailGaps
-		sum.TailFailed += st.TailFailed
+		sum.Add(st)
 		if st.TailEvents > 0 {
 			tailReaders++
 		}
