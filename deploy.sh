@@ -1649,6 +1649,22 @@ data_facts() { # docroot user
   echo "why=$why_home; $why_parent"
 }
 
+# writable_dir_args sets how (in the caller's scope) to the options of
+# install -d that make a directory user may write in: as root, owned by
+# user:group with mode; as user, with mode; as a member of group, setgid
+# to group with group_mode. It fails when this user can do none of these.
+writable_dir_args() { # mode group_mode user group
+  if [ "$(id -u)" = 0 ]; then
+    how=(-m "$1" -o "$3" -g "$4")
+  elif [ "$(id -un)" = "$3" ]; then
+    how=(-m "$1")
+  elif id -Gn | tr ' ' '\n' | grep -qx "$4"; then
+    how=(-m "$2" -g "$4")
+  else
+    return 1
+  fi
+}
+
 # prepare_data_dir creates the database's directory writable by the web
 # server's user, or reports on the one it finds, which it leaves as it is
 # (but for a missing deny-all .htaccess when the directory may be served).
@@ -1667,13 +1683,7 @@ prepare_data_dir() { # dir db user group dry_run served
     fi
   else
     local how
-    if [ "$(id -u)" = 0 ]; then
-      how=(-m 0750 -o "$user" -g "$group")
-    elif [ "$(id -un)" = "$user" ]; then
-      how=(-m 0750)
-    elif id -Gn | tr ' ' '\n' | grep -qx "$group"; then
-      how=(-m 2770 -g "$group")
-    else
+    if ! writable_dir_args 0750 2770 "$user" "$group"; then
       echo "deploy: warning: cannot give $dir to $user (not root, not in group $group):" \
         "making it writable by everyone. Better, as root: chown $user:$group $dir && chmod 0750 $dir" >&2
       how=(-m 0777)
@@ -1716,13 +1726,7 @@ prepare_tail_dir() { # docroot user group dry_run
     fi
     return 0
   fi
-  if [ "$(id -u)" = 0 ]; then
-    how=(-m 0755 -o "$user" -g "$group")
-  elif [ "$(id -un)" = "$user" ]; then
-    how=(-m 0755)
-  elif id -Gn | tr ' ' '\n' | grep -qx "$group"; then
-    how=(-m 2775 -g "$group")
-  else
+  if ! writable_dir_args 0755 2775 "$user" "$group"; then
     echo "deploy: note: cannot give $dir to $user (not root, not in group $group): readers past the stream budget will start a program at every poll. As root: install -d -m 0755 -o $user -g $group $dir" >&2
     return 0
   fi
@@ -1805,7 +1809,7 @@ on_target() { # function args...
   if [ -z "$remote_host" ]; then
     "$@"
   else
-    "${rsh[@]}" "$remote_host" bash -s <<<"$(declare -f resolve_target foreign_htaccess served_by served_words data_facts prepare_data_dir prepare_tail_dir active_settings suexec_tree run_check)
+    "${rsh[@]}" "$remote_host" bash -s <<<"$(declare -f resolve_target foreign_htaccess served_by served_words data_facts writable_dir_args prepare_data_dir prepare_tail_dir active_settings suexec_tree run_check)
 $(printf '%q ' "$@")"
   fi
 }
