@@ -85,18 +85,6 @@ func (s *Store) MaxID(ctx context.Context) (int64, error) {
 	return id, nil
 }
 
-const selectRoomLastID = `SELECT COALESCE(MAX(id), 0) FROM messages WHERE room = ?`
-
-// LastID returns the highest id of room's rows (messages and tombstones),
-// or 0 when it has none.
-func (s *Store) LastID(ctx context.Context, room string) (int64, error) {
-	var id int64
-	if err := s.db.GetContext(ctx, &id, s.sql(selectRoomLastID), room); err != nil {
-		return 0, internal(err, "read the highest id of %s", room)
-	}
-	return id, nil
-}
-
 const selectSpan = `SELECT count(*), COALESCE(MAX(id), 0) FROM messages WHERE room = ? AND id > ?`
 
 // Span returns how many rows of room (messages and tombstones) have ids

@@ -159,9 +159,6 @@ func (d *Dir) keyed() error {
 	return err
 }
 
-// Path returns the folder's path.
-func (d *Dir) Path() string { return d.path }
-
 // Name returns the file name of room's tail: 32 hexadecimal digits of an
 // HMAC-SHA256 of the room under the Dir's key (the database's secret). It
 // is learnt from a poll, which checks the request's Host: a page of
@@ -183,21 +180,18 @@ func (d *Dir) Refresh(ctx context.Context, room string) error {
 	if _, err := os.Stat(d.file(room)); errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
-	return d.write(ctx, room)
+	_, err := d.write(ctx, room)
+	return err
 }
 
-// Ensure makes room's tail file current — writing it when it is missing,
-// or older than the room's last row (a deletion from the sqlite3 shell, a
-// post whose process ended before it wrote) — and returns its URL (see
+// Ensure makes room's tail file current — writing it when it is missing
+// or behind the room (a deletion from the sqlite3 shell, a post whose
+// process ended before it wrote, a prune) — and returns its URL (see
 // URL). A room without rows gets none, and "": polls of made-up rooms
 // leave no files.
 func (d *Dir) Ensure(ctx context.Context, room string) (string, error) {
-	last, err := d.store.LastID(ctx, room)
-	if err != nil || last == 0 {
-		return "", err
-	}
 	if !d.current(ctx, room) {
-		if err := d.write(ctx, room); err != nil {
+		if held, err := d.write(ctx, room); !held || err != nil {
 			return "", err
 		}
 	}
@@ -222,28 +216,29 @@ func (d *Dir) file(room string) string { return filepath.Join(d.path, d.Name(roo
 const writeTries = 3
 
 // write replaces room's tail file with the room's last rows, and removes
-// it when the room has none. When it cannot, it removes the file, so that
+// it when the room has none (held reports whether it has). When it cannot
+// write, it removes the file, so that
 // nothing stale (a message deleted since) is served: its readers poll.
-func (d *Dir) write(ctx context.Context, room string) error {
+func (d *Dir) write(ctx context.Context, room string) (held bool, err error) {
 	for range writeTries {
 		ms, err := d.store.Tail(ctx, room, Rows+1)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if len(ms) == 0 {
-			return d.remove(room)
+			return false, d.remove(room)
 		}
 		if err := d.replace(room, Encode(room, ms)); err != nil {
 			d.remove(room)
-			return err
+			return false, err
 		}
 		// Another writer's newer file may have landed first, and this one
 		// over it: rows posted or pruned since it read them.
 		if d.current(ctx, room) {
-			return nil
+			break
 		}
 	}
-	return nil
+	return true, nil
 }
 
 // remove removes room's file, if it has one.
@@ -273,7 +268,7 @@ func (d *Dir) Sweep(ctx context.Context) error {
 		path := filepath.Join(d.path, name)
 		h, err := ReadHead(path)
 		if err == nil && d.Name(h.Room) == name {
-			err = d.write(ctx, h.Room)
+			_, err = d.write(ctx, h.Room)
 		} else if rerr := os.Remove(path); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
 			err = rerr
 		} else {

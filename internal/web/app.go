@@ -286,27 +286,20 @@ func (a *App) Close() error {
 	return errors.Join(errs...)
 }
 
-// openTails returns the tail folder beside env's cgi-bin for st, its file
-// names keyed with the database's secret, or nil when there is none or db
-// is a database server (see package tail).
-func openTails(ctx context.Context, db config.Database, env hosting.Env, st *store.Store) *tail.Dir {
-	if config.IsServerURL(db.DB) || env.Dir == "" {
-		return nil
-	}
-	secret, err := st.Secret(ctx)
-	if err != nil {
-		env.Log.Warn("no tail files: the database's secret could not be read", "err", err)
-		return nil
-	}
-	return tail.Open(filepath.Join(env.Dir, "..", tail.DirName), st, secret)
+// openedDB is what a handler opens for its database.
+type openedDB struct {
+	store *store.Store
+	ids   *identity.Keeper // readers' identity, signed with the database's secret
+	tails *tail.Dir        // nil: none (see tailsPath)
 }
 
-// openStore opens db's store as a process of env's mode opens it, and the
-// identity of its readers, signed with the database's secret.
-func openStore(ctx context.Context, db config.Database, env hosting.Env) (*store.Store, *identity.Keeper, error) {
+// openStore opens db's store as a process of env's mode opens it, the
+// identity of its readers, signed with the database's secret, and the tail
+// folder, its file names keyed with the same secret.
+func openStore(ctx context.Context, db config.Database, env hosting.Env) (openedDB, error) {
 	st, err := store.Open(ctx, db.DB, store.Options{Concurrent: env.Mode.Concurrent(), NickKey: identity.Key})
 	if err != nil {
-		return nil, nil, err
+		return openedDB{}, err
 	}
 	secret, err := st.Secret(ctx)
 	if err == nil {
@@ -315,7 +308,20 @@ func openStore(ctx context.Context, db config.Database, env hosting.Env) (*store
 	}
 	if err != nil {
 		st.Close()
-		return nil, nil, err
+		return openedDB{}, err
 	}
-	return st, identity.New(secret), nil
+	o := openedDB{store: st, ids: identity.New(secret)}
+	if path := tailsPath(db, env); path != "" {
+		o.tails = tail.Open(path, st, secret)
+	}
+	return o, nil
+}
+
+// tailsPath returns the tail folder beside env's cgi-bin, or "" when db is
+// a database server, which several web hosts share (see package tail).
+func tailsPath(db config.Database, env hosting.Env) string {
+	if config.IsServerURL(db.DB) || env.Dir == "" {
+		return ""
+	}
+	return filepath.Join(env.Dir, "..", tail.DirName)
 }

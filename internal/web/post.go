@@ -61,17 +61,17 @@ type postHandler struct {
 }
 
 func buildPost(ctx context.Context, db config.Database, env hosting.Env) (instance, error) {
-	st, ids, err := openStore(ctx, db, env)
+	o, err := openStore(ctx, db, env)
 	if err != nil {
 		return nil, err
 	}
 	n, err := wake.NewNotifier(db.WakeDir)
 	if err != nil {
-		st.Close()
+		o.store.Close()
 		return nil, err
 	}
 	n.Log = env.Log
-	return &postHandler{store: st, ids: ids, wake: n, tails: openTails(ctx, db, env, st), log: env.Log}, nil
+	return &postHandler{store: o.store, ids: o.ids, wake: n, tails: o.tails, log: env.Log}, nil
 }
 
 func (h *postHandler) db() *store.Store { return h.store }

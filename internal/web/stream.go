@@ -40,19 +40,19 @@ type streamHandler struct {
 }
 
 func buildStream(ctx context.Context, db config.Database, env hosting.Env) (instance, error) {
-	st, ids, err := openStore(ctx, db, env)
+	o, err := openStore(ctx, db, env)
 	if err != nil {
 		return nil, err
 	}
-	f, err := feed.Start(ctx, st, feed.Options{Poll: db.Poll, Heartbeat: db.HeartbeatFor(env.Mode.Concurrent()), Renew: db.Renew(), WakeDir: db.WakeDir, Log: env.Log})
+	f, err := feed.Start(ctx, o.store, feed.Options{Poll: db.Poll, Heartbeat: db.HeartbeatFor(env.Mode.Concurrent()), Renew: db.Renew(), WakeDir: db.WakeDir, Log: env.Log})
 	if err != nil {
-		st.Close()
+		o.store.Close()
 		return nil, err
 	}
-	if t := openTails(ctx, db, env, st); t != nil {
-		f.SetTails(t, tail.Every)
+	if o.tails != nil { // a nil *tail.Dir would be a Tails that is not nil
+		f.SetTails(o.tails, tail.Every)
 	}
-	return &streamHandler{store: st, ids: ids, feed: f, log: env.Log, mode: env.Mode}, nil
+	return &streamHandler{store: o.store, ids: o.ids, feed: f, log: env.Log, mode: env.Mode}, nil
 }
 
 func (h *streamHandler) db() *store.Store { return h.store }

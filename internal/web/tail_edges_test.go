@@ -142,8 +142,8 @@ func TestTailShellDeletionNoPoll(t *testing.T) {
 
 // TestTailSecretRotation: the recovery troubleshooting.md gives for a
 // leaked database (a new claim_secret) renames every room's file; the
-// files of the old names must go at the next prune, not keep serving what
-// was deleted afterwards.
+// files of the old names must go (when a process opens the folder under
+// the new secret), not keep serving what was deleted afterwards.
 func TestTailSecretRotation(t *testing.T) {
 	post, stream, dir, db := attackApps(t, nil)
 	p, s := post(), stream()
