@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// withLengthlessBody gives a CGI request its body when the web server
+// withCGIBody gives a CGI request its body when the web server
 // passed one without CONTENT_LENGTH. A chunked upload (curl -T -, many
 // HTTP libraries) and an HTTP/2 request without content-length reach a CGI
 // program under Apache mod_cgid that way: the body on stdin,
@@ -21,15 +21,29 @@ import (
 // and goes on reading the answer; when the client went it closes the
 // connection outright. hungUp reports the latter, which makes the body's
 // end an error (io.ErrUnexpectedEOF), so that no half a message is stored.
-func withLengthlessBody(h http.Handler, stdin io.Reader, getenv func(string) string, hungUp func() bool) http.Handler {
+//
+// What the handler leaves of a body is then read and dropped, up to
+// maxDrain bytes, before the answer goes out: a CGI program that exits
+// with input unread makes the web server's next read of its socket fail
+// (ECONNRESET, Apache's AH00574), and the answer is lost. Under Apache
+// mod_cgid over HTTP/2 a post refused before its body was read then
+// ended in a 500, or in a 403 whose stream never ended.
+func withCGIBody(h http.Handler, stdin io.Reader, getenv func(string) string, hungUp func() bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if lengthlessBody(getenv) {
 			r.Body = io.NopCloser(wholeBody{stdin, hungUp})
 			r.ContentLength = -1
 		}
 		h.ServeHTTP(w, r)
+		if r.Body != nil {
+			io.CopyN(io.Discard, r.Body, maxDrain)
+		}
 	})
 }
+
+// maxDrain bounds how much of a body left unread by the handler is read
+// and dropped (bytes); a body longer still is cut off by the exit.
+const maxDrain = 1 << 20
 
 // wholeBody reads a body without a length to its end, which it reports as
 // io.ErrUnexpectedEOF when the web server hung up: the body was cut short.

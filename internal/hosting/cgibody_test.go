@@ -48,7 +48,7 @@ func TestLengthlessBody(t *testing.T) {
 		}
 		var got string
 		var readErr error
-		h := withLengthlessBody(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := withCGIBody(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			var b []byte
 			b, readErr = io.ReadAll(r.Body)
 			got = string(b)
@@ -56,6 +56,48 @@ func TestLengthlessBody(t *testing.T) {
 		h.ServeHTTP(httptest.NewRecorder(), r)
 		if got != tt.want || readErr != tt.wantErr {
 			t.Errorf("%s: the handler read %q, %v; want %q, %v", tt.name, got, readErr, tt.want, tt.wantErr)
+		}
+	}
+}
+
+// TestCGIBodyDrained serves requests whose handler reads nothing, as a
+// post refused before its body is read, and checks how much of stdin is
+// left when the answer goes out.
+func TestCGIBodyDrained(t *testing.T) {
+	tests := []struct {
+		name     string
+		vars     map[string]string
+		body     int // bytes on stdin
+		wantLeft int
+	}{
+		{"Length given", map[string]string{"CONTENT_LENGTH": "5000"}, 5000, 0},
+		{"Chunked, no length", map[string]string{"HTTP_TRANSFER_ENCODING": "chunked"}, 5000, 0},
+		{"HTTP/2 without content-length", map[string]string{"SERVER_PROTOCOL": "HTTP/2.0"}, 5000, 0},
+		{"No body", nil, 0, 0},
+		{"Longer than what is drained", map[string]string{"HTTP_TRANSFER_ENCODING": "chunked"}, maxDrain + 10, 10},
+	}
+	for _, tt := range tests {
+		vars := map[string]string{"REQUEST_METHOD": "POST", "SERVER_PROTOCOL": "HTTP/1.1", "HTTP_HOST": "chat.example", "REQUEST_URI": "/cgi-bin/post"}
+		for k, v := range tt.vars {
+			vars[k] = v
+		}
+		r, err := cgi.RequestFromMap(vars)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stdin := strings.NewReader(strings.Repeat("x", tt.body))
+		r.Body = http.NoBody
+		if r.ContentLength > 0 {
+			r.Body = io.NopCloser(io.LimitReader(stdin, r.ContentLength))
+		}
+		h := withCGIBody(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusForbidden)
+		}), stdin, func(k string) string { return vars[k] }, func() bool { return false })
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		left := stdin.Len()
+		if left != tt.wantLeft || rec.Code != http.StatusForbidden {
+			t.Errorf("%s: answered %d with %d bytes of stdin unread, want %d with %d", tt.name, rec.Code, left, http.StatusForbidden, tt.wantLeft)
 		}
 	}
 }

@@ -150,7 +150,7 @@ func Main(p Program, args []string) int {
 		oneAtATime()
 		h := p.Build(env)
 		defer h.Close()
-		err := cgi.Serve(withBase(ctx, withLengthlessBody(h, os.Stdin, os.Getenv, func() bool { return hungUp(os.Stdout) })))
+		err := cgi.Serve(withBase(ctx, withCGIBody(h, os.Stdin, os.Getenv, func() bool { return hungUp(os.Stdout) })))
 		switch {
 		case err == nil, errors.Is(err, syscall.EPIPE):
 			// EPIPE: the web server hung up, as when the client left.

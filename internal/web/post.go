@@ -238,7 +238,6 @@ func readPost(r *http.Request) (postInput, error) {
 	tooLarge := chat.Errorf(chat.ETooLarge, "The request is too large: at most %d bytes.", MaxBody)
 	// Refuse before reading when the length is announced.
 	if r.ContentLength > MaxBody {
-		drain(r.Body)
 		return postInput{}, tooLarge
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBody+1))
@@ -246,7 +245,6 @@ func readPost(r *http.Request) (postInput, error) {
 		return postInput{}, chat.Errorf(chat.EInvalid, "The request body could not be read.")
 	}
 	if len(body) > MaxBody {
-		drain(r.Body)
 		return postInput{}, tooLarge
 	}
 	if r.ContentLength > 0 && int64(len(body)) < r.ContentLength {
@@ -273,15 +271,6 @@ func readPost(r *http.Request) (postInput, error) {
 	}
 	return in, nil
 }
-
-// drainLimit bounds how much of a refused body is read and dropped.
-const drainLimit = 1 << 20
-
-// drain reads what is left of a refused body, up to drainLimit, so that a
-// web server still writing it is not reset before it reads the answer: a
-// CGI program that exits with input unread resets the socket mod_cgid
-// writes into (AH00574, ECONNRESET), and the answer can be lost.
-func drain(body io.Reader) { io.CopyN(io.Discard, body, drainLimit) }
 
 // postFields are the fields post reads; others are ignored.
 var postFields = map[string]bool{"room": true, "nick": true, "text": true}
