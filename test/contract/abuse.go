@@ -3,7 +3,6 @@ package contract
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -45,7 +44,7 @@ func (d *Deployment) postAs(t testing.TB, client *http.Client, header http.Heade
 	}
 	defer res.Body.Close()
 	var e struct{ Error string }
-	b, _ := io.ReadAll(res.Body)
+	b := readAnswer(t, res)
 	json.Unmarshal(b, &e)
 	return res, e.Error
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -44,7 +43,7 @@ func (d *Deployment) PostWithKey(t testing.TB, client *http.Client, key, room, n
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
+	b := readAnswer(t, res)
 	return res, b
 }
 

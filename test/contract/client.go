@@ -81,6 +81,17 @@ func (d *Deployment) StreamURL(query url.Values) string {
 	return u
 }
 
+// readAnswer reads an answer's body, failing the test when it did not
+// arrive whole (a web server that lost the program's output cuts it).
+func readAnswer(t testing.TB, res *http.Response) []byte {
+	t.Helper()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Errorf("the answer %d did not arrive whole: %v", res.StatusCode, err)
+	}
+	return b
+}
+
 // Post sends a JSON message and returns the stored message, failing the
 // test unless the answer is 201.
 func (d *Deployment) Post(t testing.TB, room, nick, text string) chat.Message {
@@ -91,7 +102,7 @@ func (d *Deployment) Post(t testing.TB, room, nick, text string) chat.Message {
 		t.Fatalf("post: %v", err)
 	}
 	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
+	b := readAnswer(t, res)
 	if res.StatusCode != http.StatusCreated {
 		t.Fatalf("post: status %d, body %s; want 201", res.StatusCode, b)
 	}

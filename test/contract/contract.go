@@ -206,7 +206,7 @@ func checkErrorBody(t *testing.T, res *http.Response, want string) {
 		t.Errorf("Content-Type %q, want application/json", ct)
 	}
 	var e struct{ Error string }
-	b, _ := io.ReadAll(res.Body)
+	b := readAnswer(t, res)
 	if err := json.Unmarshal(b, &e); err != nil || e.Error == "" {
 		t.Fatalf("body %s: want {\"error\": ...}", b)
 	}

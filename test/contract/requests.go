@@ -65,7 +65,7 @@ func (d *Deployment) send(t testing.TB, client *http.Client, s sent) (*http.Resp
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
+	b := readAnswer(t, res)
 	return res, b
 }
 

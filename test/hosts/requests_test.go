@@ -52,7 +52,10 @@ func (p postRequest) do(t *testing.T, hc *http.Client, base string) (*http.Respo
 		t.Fatalf("post: %v", err)
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Errorf("post: the answer %d did not arrive whole: %v", resp.StatusCode, err)
+	}
 	return resp, string(b)
 }
 
@@ -106,13 +109,23 @@ func testRequests(t *testing.T, h *hostkit.Host, c *client) {
 	tr := c.http.Transport.(*http.Transport).Clone() // HTTP/2 for an h2c host
 	tr.DisableKeepAlives = true
 	fresh := &http.Client{Timeout: c.http.Timeout, Transport: tr, Jar: c.http.Jar}
+	// A refusal is sent several times: a program that exits before it
+	// read the body loses its answer now and then, not every time (under
+	// mod_cgid over HTTP/2 a 500, or a 403 whose stream never ends).
+	const refusals = 8
 	for _, tt := range tests {
-		resp, body := tt.do(t, fresh, h.URL)
-		switch {
-		case tt.want == notStored && resp.StatusCode == http.StatusCreated:
-			t.Errorf("%s: status 201 (%.200s), want it refused", tt.name, body)
-		case tt.want != notStored && resp.StatusCode != tt.want:
-			t.Errorf("%s: status %d (%.200s), want %d", tt.name, resp.StatusCode, body, tt.want)
+		times := 1
+		if tt.want != http.StatusCreated {
+			times = refusals
+		}
+		for range times {
+			resp, body := tt.do(t, fresh, h.URL)
+			switch {
+			case tt.want == notStored && resp.StatusCode == http.StatusCreated:
+				t.Errorf("%s: status 201 (%.200s), want it refused", tt.name, body)
+			case tt.want != notStored && resp.StatusCode != tt.want:
+				t.Errorf("%s: status %d (%.200s), want %d", tt.name, resp.StatusCode, body, tt.want)
+			}
 		}
 	}
 }
