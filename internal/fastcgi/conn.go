@@ -15,11 +15,13 @@ import (
 	"cgichat/internal/fastcgi/record"
 )
 
-// Bounds on what a web server may send.
-const (
-	maxParams = 1 << 20   // all of a request's parameters
-	maxDrain  = 100 << 20 // body left unread by the handler, read and dropped
-)
+// maxParams bounds all of a request's parameters (bytes).
+const maxParams = 1 << 20
+
+// MaxDrain bounds how much of a body left unread by the handler is read
+// and dropped (bytes), so that the web server, still sending it, is not
+// reset before it has read the answer.
+const MaxDrain = 100 << 20
 
 // Reasons the reader stops without a failure of the connection.
 var (
@@ -309,7 +311,7 @@ func (c *conn) stdin(h record.Header, req *request) error {
 
 // pipe hands n bytes of body to the handler as it reads them, straight
 // from the read buffer. Once the handler has closed the body (or
-// returned), the rest is read and dropped, up to maxDrain. While the
+// returned), the rest is read and dropped, up to MaxDrain. While the
 // handler leaves the body unread, the connection is read no further.
 func (c *conn) pipe(req *request, n int) error {
 	r := c.reader()
@@ -326,7 +328,7 @@ func (c *conn) pipe(req *request, n int) error {
 			}
 		}
 		if req.bodyClosed {
-			if req.dropped += len(chunk); req.dropped > maxDrain {
+			if req.dropped += len(chunk); req.dropped > MaxDrain {
 				return errors.New("fastcgi: body left unread is too long")
 			}
 		}

@@ -15,9 +15,10 @@ import (
 	"cgichat/internal/fastcgi/record"
 )
 
-// drainWindow bounds the wait, after the handler returned, for the rest
-// of a body it left unread.
-const drainWindow = 10 * time.Second
+// DrainWindow bounds the wait, after the handler returned, for the rest
+// of a body it left unread: a client that sends it slower than this holds
+// no program for it.
+const DrainWindow = 10 * time.Second
 
 // request is one request, from its FCGI_BEGIN_REQUEST to its
 // FCGI_END_REQUEST.
@@ -86,7 +87,7 @@ func (c *conn) run(req *request, body io.ReadCloser) {
 	select {
 	case <-req.stdinDone:
 	default:
-		t := time.NewTimer(drainWindow)
+		t := time.NewTimer(DrainWindow)
 		select {
 		case <-req.stdinDone:
 		case <-t.C:

@@ -1,9 +1,13 @@
 package hosting
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"strings"
+	"time"
+
+	"cgichat/internal/fastcgi"
 )
 
 // withCGIBody gives a CGI request its body when the web server
@@ -22,12 +26,16 @@ import (
 // connection outright. hungUp reports the latter, which makes the body's
 // end an error (io.ErrUnexpectedEOF), so that no half a message is stored.
 //
-// What the handler leaves of a body is then read and dropped, up to
-// maxDrain bytes, before the answer goes out: a CGI program that exits
-// with input unread makes the web server's next read of its socket fail
-// (ECONNRESET, Apache's AH00574), and the answer is lost. Under Apache
-// mod_cgid over HTTP/2 a post refused before its body was read then
-// ended in a 500, or in a 403 whose stream never ended.
+// What the handler leaves of a body is then read and dropped, with the
+// FastCGI server's bounds (fastcgi.MaxDrain bytes, fastcgi.DrainWindow),
+// before net/http/cgi sends the answer it holds until the handler returns:
+// a CGI program that exits with input unread makes the web server's next
+// read of its socket fail (ECONNRESET, Apache's AH00574), and the answer
+// is lost. Under Apache mod_cgid a post refused before its body was read
+// arrived cut short, or over HTTP/2 as a 500 or a 403 whose stream never
+// ended. The wait also ends with the request's context (SIGTERM), so that
+// a client trickling a body holds no process for it; such a client, or a
+// longer body, may then lose the answer.
 func withCGIBody(h http.Handler, stdin io.Reader, getenv func(string) string, hungUp func() bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if lengthlessBody(getenv) {
@@ -35,15 +43,28 @@ func withCGIBody(h http.Handler, stdin io.Reader, getenv func(string) string, hu
 			r.ContentLength = -1
 		}
 		h.ServeHTTP(w, r)
-		if r.Body != nil {
-			io.CopyN(io.Discard, r.Body, maxDrain)
+		if r.Body != nil && r.Body != http.NoBody {
+			drain(r.Context(), r.Body, fastcgi.MaxDrain, fastcgi.DrainWindow)
 		}
 	})
 }
 
-// maxDrain bounds how much of a body left unread by the handler is read
-// and dropped (bytes); a body longer still is cut off by the exit.
-const maxDrain = 1 << 20
+// drain reads and drops body up to max bytes, for at most window or until
+// ctx ends. A read still blocked then is left to the process's exit.
+func drain(ctx context.Context, body io.Reader, max int64, window time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		io.CopyN(io.Discard, body, max)
+	}()
+	t := time.NewTimer(window)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
 
 // wholeBody reads a body without a length to its end, which it reports as
 // io.ErrUnexpectedEOF when the web server hung up: the body was cut short.

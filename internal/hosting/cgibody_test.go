@@ -1,12 +1,14 @@
 package hosting
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestLengthlessBody serves requests built as Go's CGI code builds them
@@ -61,20 +63,19 @@ func TestLengthlessBody(t *testing.T) {
 }
 
 // TestCGIBodyDrained serves requests whose handler reads nothing, as a
-// post refused before its body is read, and checks how much of stdin is
-// left when the answer goes out.
+// post refused before its body is read, and checks that stdin is read to
+// its end before the answer goes out.
 func TestCGIBodyDrained(t *testing.T) {
 	tests := []struct {
-		name     string
-		vars     map[string]string
-		body     int // bytes on stdin
-		wantLeft int
+		name string
+		vars map[string]string
+		body int // bytes on stdin
 	}{
-		{"Length given", map[string]string{"CONTENT_LENGTH": "5000"}, 5000, 0},
-		{"Chunked, no length", map[string]string{"HTTP_TRANSFER_ENCODING": "chunked"}, 5000, 0},
-		{"HTTP/2 without content-length", map[string]string{"SERVER_PROTOCOL": "HTTP/2.0"}, 5000, 0},
-		{"No body", nil, 0, 0},
-		{"Longer than what is drained", map[string]string{"HTTP_TRANSFER_ENCODING": "chunked"}, maxDrain + 10, 10},
+		{"Length given", map[string]string{"CONTENT_LENGTH": "5000"}, 5000},
+		{"Chunked, no length", map[string]string{"HTTP_TRANSFER_ENCODING": "chunked"}, 5000},
+		{"HTTP/2 without content-length", map[string]string{"SERVER_PROTOCOL": "HTTP/2.0"}, 5000},
+		{"Longer than the post's limit", map[string]string{"CONTENT_LENGTH": "2000000"}, 2_000_000},
+		{"No body", nil, 0},
 	}
 	for _, tt := range tests {
 		vars := map[string]string{"REQUEST_METHOD": "POST", "SERVER_PROTOCOL": "HTTP/1.1", "HTTP_HOST": "chat.example", "REQUEST_URI": "/cgi-bin/post"}
@@ -95,9 +96,41 @@ func TestCGIBodyDrained(t *testing.T) {
 		}), stdin, func(k string) string { return vars[k] }, func() bool { return false })
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, r)
-		left := stdin.Len()
-		if left != tt.wantLeft || rec.Code != http.StatusForbidden {
-			t.Errorf("%s: answered %d with %d bytes of stdin unread, want %d with %d", tt.name, rec.Code, left, http.StatusForbidden, tt.wantLeft)
+		if left := stdin.Len(); left != 0 || rec.Code != http.StatusForbidden {
+			t.Errorf("%s: answered %d with %d bytes of stdin unread, want %d with none", tt.name, rec.Code, left, http.StatusForbidden)
+		}
+	}
+}
+
+// TestDrainBounds checks that draining stops at its byte bound, at its
+// time bound when the body trickles or never ends, and when the request's
+// context ends (SIGTERM).
+func TestDrainBounds(t *testing.T) {
+	blocked, _ := io.Pipe() // a body whose sender sends nothing more
+	t.Cleanup(func() { blocked.Close() })
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	tests := []struct {
+		name     string
+		ctx      context.Context
+		body     io.Reader
+		window   time.Duration
+		wantLeft int // of a strings.Reader body
+		maxWait  time.Duration
+	}{
+		{"Read to its end", context.Background(), strings.NewReader(strings.Repeat("x", 500)), time.Minute, 0, 10 * time.Second},
+		{"Past the byte bound", context.Background(), strings.NewReader(strings.Repeat("x", 1010)), time.Minute, 10, 10 * time.Second},
+		{"A body that never ends: the time bound", context.Background(), blocked, 50 * time.Millisecond, -1, 10 * time.Second},
+		{"A body that never ends: SIGTERM", ended, blocked, time.Minute, -1, 10 * time.Second},
+	}
+	for _, tt := range tests {
+		start := time.Now()
+		drain(tt.ctx, tt.body, 1000, tt.window)
+		if took := time.Since(start); took > tt.maxWait {
+			t.Errorf("%s: drain took %s, want at most %s", tt.name, took, tt.maxWait)
+		}
+		if sr, ok := tt.body.(*strings.Reader); ok && sr.Len() != tt.wantLeft {
+			t.Errorf("%s: %d bytes left unread, want %d", tt.name, sr.Len(), tt.wantLeft)
 		}
 	}
 }
