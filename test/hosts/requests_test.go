@@ -27,8 +27,9 @@ type postRequest struct {
 	header  http.Header // Origin, Sec-Fetch-Site
 }
 
-// do sends p to base's post through hc and returns the status and body.
-func (p postRequest) do(t *testing.T, hc *http.Client, base string) (*http.Response, string) {
+// do sends p, called name in failures, to base's post through hc and
+// returns the status and body.
+func (p postRequest) do(t *testing.T, name string, hc *http.Client, base string) (*http.Response, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -49,12 +50,12 @@ func (p postRequest) do(t *testing.T, hc *http.Client, base string) (*http.Respo
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		t.Fatalf("post: %v", err)
+		t.Fatalf("%s: post: %v", name, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Errorf("post: the answer %d did not arrive whole: %v", resp.StatusCode, err)
+		t.Errorf("%s: the answer %d did not arrive whole: %v", name, resp.StatusCode, err)
 	}
 	return resp, string(b)
 }
@@ -91,6 +92,11 @@ func testRequests(t *testing.T, h *hostkit.Host, c *client) {
 		{"Chunked", postRequest{body: jsonPost(room, "ada", "chunked"), chunked: true}, 201},
 		{"Chunked, too large", postRequest{body: jsonPost(room, "ada", strings.Repeat("x", web.MaxBody)), chunked: true}, 413},
 		{"Announced, too large", postRequest{body: jsonPost(room, "ada", strings.Repeat("x", web.MaxBody))}, 413},
+		// Refused by the chat (413) or by the host's own bound on bodies
+		// (nginx's client_max_body_size 1m, mod_fcgid's
+		// FcgidMaxRequestLen): whole either way.
+		{"Announced, 2 MB", postRequest{body: jsonPost(room, "ada", strings.Repeat("x", 2<<20))}, notStored},
+		{"Chunked, 2 MB", postRequest{body: jsonPost(room, "ada", strings.Repeat("x", 2<<20)), chunked: true}, notStored},
 		{"The longest message, escaped", postRequest{body: `{"room":"` + room + `","nick":"ada","text":"` + escapedEmoji(2000) + `"}`}, 201},
 		{"The longest message, chunked", postRequest{body: `{"room":"` + room + `","nick":"ada","text":"` + escapedEmoji(2000) + `"}`, chunked: true}, 201},
 		{"Browser, Origin with the port", postRequest{body: jsonPost(room, "ada", "from the page"), header: http.Header{"Origin": {self}}}, 201},
@@ -119,7 +125,7 @@ func testRequests(t *testing.T, h *hostkit.Host, c *client) {
 			times = refusals
 		}
 		for range times {
-			resp, body := tt.do(t, fresh, h.URL)
+			resp, body := tt.do(t, tt.name, fresh, h.URL)
 			switch {
 			case tt.want == notStored && resp.StatusCode == http.StatusCreated:
 				t.Errorf("%s: status 201 (%.200s), want it refused", tt.name, body)
@@ -185,7 +191,7 @@ func TestHTTP2Bodies(t *testing.T) {
 					tests = append(tests[:1:1], h2Case{"Without content-length", postRequest{body: jsonPost(room, "ada", "h2 streamed"), chunked: true}, 400, "did not arrive whole"})
 				}
 				for _, tt := range tests {
-					resp, body := tt.do(t, hc, h.URL)
+					resp, body := tt.do(t, tt.name, hc, h.URL)
 					if resp.ProtoMajor != 2 {
 						t.Fatalf("%s: answered over %s, want HTTP/2", tt.name, resp.Proto)
 					}
