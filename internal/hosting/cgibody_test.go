@@ -35,31 +35,40 @@ func TestLengthlessBody(t *testing.T) {
 		{"Length given, the web server hung up after it", map[string]string{"CONTENT_LENGTH": "26"}, true, body, nil},
 	}
 	for _, tt := range tests {
-		vars := map[string]string{"REQUEST_METHOD": "POST", "SERVER_PROTOCOL": "HTTP/1.1", "HTTP_HOST": "chat.example", "REQUEST_URI": "/cgi-bin/post"}
-		for k, v := range tt.vars {
-			vars[k] = v
-		}
-		r, err := cgi.RequestFromMap(vars)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// As cgi.Request does: stdin only for a positive length.
-		r.Body = http.NoBody
-		if r.ContentLength > 0 {
-			r.Body = io.NopCloser(io.LimitReader(strings.NewReader(body), r.ContentLength))
-		}
+		stdin := strings.NewReader(body)
+		r, getenv := cgiRequest(t, tt.vars, stdin)
 		var got string
 		var readErr error
 		h := withCGIBody(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			var b []byte
 			b, readErr = io.ReadAll(r.Body)
 			got = string(b)
-		}), strings.NewReader(body), func(k string) string { return vars[k] }, func() bool { return tt.hungUp })
+		}), stdin, getenv, func() bool { return tt.hungUp })
 		h.ServeHTTP(httptest.NewRecorder(), r)
 		if got != tt.want || readErr != tt.wantErr {
 			t.Errorf("%s: the handler read %q, %v; want %q, %v", tt.name, got, readErr, tt.want, tt.wantErr)
 		}
 	}
+}
+
+// cgiRequest builds a POST from the variables a web server sets (vars,
+// over a few every request has) as net/http/cgi does: its body is stdin,
+// and only for a positive CONTENT_LENGTH. getenv reads the same variables.
+func cgiRequest(t *testing.T, vars map[string]string, stdin io.Reader) (r *http.Request, getenv func(string) string) {
+	t.Helper()
+	all := map[string]string{"REQUEST_METHOD": "POST", "SERVER_PROTOCOL": "HTTP/1.1", "HTTP_HOST": "chat.example", "REQUEST_URI": "/cgi-bin/post"}
+	for k, v := range vars {
+		all[k] = v
+	}
+	r, err := cgi.RequestFromMap(all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body = http.NoBody
+	if r.ContentLength > 0 {
+		r.Body = io.NopCloser(io.LimitReader(stdin, r.ContentLength))
+	}
+	return r, func(k string) string { return all[k] }
 }
 
 // TestCGIBodyDrained serves requests whose handler reads nothing, as a
@@ -78,22 +87,11 @@ func TestCGIBodyDrained(t *testing.T) {
 		{"No body", nil, 0},
 	}
 	for _, tt := range tests {
-		vars := map[string]string{"REQUEST_METHOD": "POST", "SERVER_PROTOCOL": "HTTP/1.1", "HTTP_HOST": "chat.example", "REQUEST_URI": "/cgi-bin/post"}
-		for k, v := range tt.vars {
-			vars[k] = v
-		}
-		r, err := cgi.RequestFromMap(vars)
-		if err != nil {
-			t.Fatal(err)
-		}
 		stdin := strings.NewReader(strings.Repeat("x", tt.body))
-		r.Body = http.NoBody
-		if r.ContentLength > 0 {
-			r.Body = io.NopCloser(io.LimitReader(stdin, r.ContentLength))
-		}
+		r, getenv := cgiRequest(t, tt.vars, stdin)
 		h := withCGIBody(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusForbidden)
-		}), stdin, func(k string) string { return vars[k] }, func() bool { return false })
+		}), stdin, getenv, func() bool { return false })
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, r)
 		if left := stdin.Len(); left != 0 || rec.Code != http.StatusForbidden {
