@@ -89,7 +89,7 @@ func testPostCreated(t *testing.T, start Start) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, _ := io.ReadAll(res.Body)
+		b := readAnswer(t, res)
 		res.Body.Close()
 		if res.StatusCode != http.StatusCreated {
 			t.Fatalf("%s: status %d (%s), want 201", tt.name, res.StatusCode, b)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -70,7 +69,7 @@ func (b *browser) do(t testing.TB, body any) (*http.Response, []byte) {
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
-	out, _ := io.ReadAll(res.Body)
+	out := readAnswer(t, res)
 	return res, out
 }
 
@@ -661,7 +660,7 @@ func testHistoryPages(t *testing.T, start Start) {
 		}
 		defer res.Body.Close()
 		var p page
-		body, _ := io.ReadAll(res.Body)
+		body := readAnswer(t, res)
 		if res.StatusCode == 200 {
 			if err := json.Unmarshal(body, &p); err != nil || p.Messages == nil {
 				t.Fatalf("%s: body %.300s: %v; want {\"messages\":[…],\"more\":…}", query, body, err)
