@@ -546,7 +546,11 @@ var closedChan = func() chan struct{} {
 // start starts the handler of req on a goroutine of its own.
 func (c *conn) start(req *request, hasBody bool) {
 	req.started = true
-	req.ctx, req.cancel = context.WithCancelCause(context.Background())
+	base := c.srv.BaseContext
+	if base == nil {
+		base = context.Background()
+	}
+	req.ctx, req.cancel = context.WithCancelCause(base)
 	var body io.ReadCloser = http.NoBody
 	if hasBody {
 		pr, pw := io.Pipe()

@@ -10,6 +10,7 @@ import (
 	"net/http/cgi"
 	"os"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"cgichat/internal/fastcgi/record"
@@ -63,10 +64,22 @@ func (r *request) endBody(err error) {
 	close(r.stdinDone)
 }
 
-// run serves req with the handler and ends it.
+// run serves req with the handler and ends it, unless the handler
+// detached the response (Detach): then finish ends it later.
 func (c *conn) run(req *request, body io.ReadCloser) {
-	w := &response{c: c, req: req, header: http.Header{}}
+	w := &response{c: c, req: req, header: http.Header{}, body: body}
 	broken := c.serveHTTP(w, req, body)
+	if w.detached && !broken {
+		return
+	}
+	w.finishOnce.Do(func() { c.finish(w, broken) })
+}
+
+// finish ends the request w answers, once its handler returned or, for a
+// detached response, its owner is done: the end of the answer, of the
+// body, and of the request.
+func (c *conn) finish(w *response, broken bool) {
+	req, body := w.req, w.body
 	// A Write cut short by the handler's deadline may have sent half a
 	// record to a web server that reads nothing: the connection ends,
 	// with nothing more written (which could wait for ever). Otherwise
@@ -168,6 +181,41 @@ type response struct {
 	sentHeader  bool // the CGI header was sent
 	deadline    bool // SetWriteDeadline was called
 	err         error
+
+	body io.ReadCloser // the request's, closed by finish
+	// Set by Detach: the response outlives the handler, and finish ends
+	// it, once.
+	detached   bool
+	finishOnce sync.Once
+}
+
+// Detach lets the response w outlive its handler: when ServeHTTP returns,
+// the request stays open, and the caller goes on writing to w (from one
+// goroutine at a time) until it calls finish, which ends the request as a
+// return from ServeHTTP would have. finish is called once; w is not used
+// after. The request's context still ends when the web server aborts the
+// request or closes the connection, or the server shuts down
+// (Server.Shutdown waits for finish). A handler that detached returns at
+// once; if it panics instead, the request ends there and finish does
+// nothing.
+//
+// ok is false, and nothing changes, when w is not a response of this
+// package (unwrapped as http.ResponseController does).
+//
+// A long response then waits without a goroutine of its own: an event
+// stream's owner writes when it has something to send.
+func Detach(w http.ResponseWriter) (finish func(), ok bool) {
+	for {
+		switch v := w.(type) {
+		case *response:
+			v.detached = true
+			return func() { v.finishOnce.Do(func() { v.c.finish(v, false) }) }, true
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = v.Unwrap()
+		default:
+			return nil, false
+		}
+	}
 }
 
 // Header returns the header to send; once it is sent, a fresh map that

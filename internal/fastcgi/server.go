@@ -55,6 +55,11 @@ type Server struct {
 	// at once (FCGI_WEB_SERVER_ADDRS; specification, section 3.2).
 	WebServerAddrs []netip.Addr
 
+	// BaseContext is the parent of every request's context: when it ends,
+	// so do the requests (a daemon's shutdown ends its event streams at
+	// once). Nil is context.Background().
+	BaseContext context.Context
+
 	// Log hears what the server itself has to say: Accept failing and
 	// recovering, load shed, peers refused, handlers that panicked. Nil
 	// discards it.
