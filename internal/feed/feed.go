@@ -274,6 +274,7 @@ func (f *Feed) endSuperseded(ctx context.Context) {
 		if s, ok := f.live[id]; ok {
 			delete(f.live, id)
 			close(s.superseded)
+			s.poke()
 		}
 	}
 }
@@ -296,6 +297,8 @@ type Sub struct {
 	next uint64        // the sequence number of the next frame to read: the reader's alone
 	wake chan struct{} // signalled when there is something to read
 	beat atomic.Bool   // a heartbeat is due
+	// notify, when set (Session.Park), is called after each signal.
+	notify atomic.Pointer[func()]
 }
 
 // Wake receives when the room has frames the subscriber has not read, or a
@@ -341,6 +344,9 @@ func (s *Sub) signal() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
+	}
+	if fn := s.notify.Load(); fn != nil {
+		(*fn)()
 	}
 }
 

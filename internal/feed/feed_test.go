@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -513,5 +514,104 @@ func TestHeartbeatRarerThanRenewal(t *testing.T) {
 			t.Fatalf("another wake-up within 150 ms of heartbeat %d (heartbeat due: %v); want the next one 300 ms later", n, s.Beat())
 		case <-time.After(150 * time.Millisecond):
 		}
+	}
+}
+
+// TestSessionPark checks a session whose writer waits without a goroutine:
+// TryNext says when there is nothing yet, Park's function is called for
+// each thing that gives it more — a message, the end of the lifetime or of
+// the context, a newer stream of the reader — and TryNext then gives it;
+// after stop, nothing calls the function.
+func TestSessionPark(t *testing.T) {
+	tests := []struct {
+		name     string
+		lifetime time.Duration
+		cause    func(t *testing.T, st *store.Store, f *feed.Feed, cancel context.CancelFunc)
+		want     string // an event type the chunk holds, or the reason the session ended
+	}{
+		{"Message", time.Minute, func(t *testing.T, st *store.Store, f *feed.Feed, cancel context.CancelFunc) {
+			insert(t, st, "lobby", "hello")
+		}, "message"},
+		{"Lifetime", 200 * time.Millisecond, func(*testing.T, *store.Store, *feed.Feed, context.CancelFunc) {}, "lifetime"},
+		{"Context", time.Minute, func(t *testing.T, st *store.Store, f *feed.Feed, cancel context.CancelFunc) { cancel() }, "shutdown"},
+		{"Superseded", time.Minute, func(t *testing.T, st *store.Store, f *feed.Feed, cancel context.CancelFunc) {
+			s, err := f.Open(context.Background(), feed.Request{Room: "lobby", Reader: "r1", Mode: "live", Lifetime: time.Minute})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(s.Close)
+			insert(t, st, "other", "a change the feed notices") // it then reads superseded streams
+		}, "superseded"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st, f := start(t, 20*time.Millisecond, nil)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			s, err := f.Open(ctx, feed.Request{Room: "lobby", Reader: "r1", Mode: "live", Lifetime: tt.lifetime})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			// The opening and the ready event come at once.
+			for {
+				b, err := s.TryNext(ctx)
+				if errors.Is(err, feed.ErrWait) {
+					break
+				}
+				if err != nil || len(b) == 0 && s.Reason() != "" {
+					t.Fatalf("opening: %q, %v (%s)", b, err, s.Reason())
+				}
+			}
+			called := make(chan struct{}, 1)
+			stop := s.Park(ctx, func() {
+				select {
+				case called <- struct{}{}:
+				default:
+				}
+			})
+			if b, err := s.TryNext(ctx); !errors.Is(err, feed.ErrWait) {
+				t.Fatalf("nothing happened yet, but TryNext gave %q, %v", b, err)
+			}
+			tt.cause(t, st, f, cancel)
+			var got []byte
+			for got == nil {
+				select {
+				case <-called:
+				case <-time.After(5 * time.Second):
+					t.Fatal("Park's function was not called within 5 s")
+				}
+				for {
+					b, err := s.TryNext(ctx)
+					got = append(got, b...)
+					if errors.Is(err, feed.ErrWait) {
+						break
+					}
+					if errors.Is(err, io.EOF) {
+						got = append(got, "ended: "+s.Reason()...)
+						break
+					}
+					if err != nil {
+						t.Fatal(err)
+					}
+				}
+				if len(got) == 0 {
+					got = nil // a call for nothing new (a heartbeat's)
+				}
+			}
+			if tt.want == "message" && !bytes.Contains(got, []byte("event: message")) || tt.want != "message" && string(got) != "ended: "+tt.want {
+				t.Errorf("after the %s, TryNext gave %q, want %s", tt.name, got, tt.want)
+			}
+			stop()
+			if tt.want != "message" {
+				return
+			}
+			insert(t, st, "lobby", "after stop")
+			select {
+			case <-called:
+				t.Error("Park's function was called after stop")
+			case <-time.After(200 * time.Millisecond):
+			}
+		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	mathrand "math/rand/v2"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"cgichat/internal/chat"
@@ -156,8 +157,12 @@ type Session struct {
 	sent     int   // messages sent
 	reason   string
 	started  time.Time
-	end      *time.Timer
-	catching bool // the subscription lagged: read pages until caught up
+	end      *time.Timer   // the lifetime's, which closes expired
+	expired  chan struct{} // closed when the lifetime is over
+	catching bool          // the subscription lagged: read pages until caught up
+
+	// notify, when set (Park), is called when there may be more to give.
+	notify atomic.Pointer[func()]
 }
 
 type sessionState int
@@ -266,7 +271,48 @@ func (s *Session) Elapsed() time.Duration { return time.Since(s.started) }
 // again. In order: retry: and the opening, the backlog page by page, the
 // ready event with who is in the room, then live messages, deletions,
 // presence changes and heartbeats as they come.
-func (s *Session) Next(ctx context.Context) ([]byte, error) {
+func (s *Session) Next(ctx context.Context) ([]byte, error) { return s.next(ctx, true) }
+
+// ErrWait is TryNext's answer when the session has nothing to give yet.
+var ErrWait = errors.New("feed: nothing to send yet")
+
+// TryNext is Next without the wait: when the live stream has nothing to
+// give yet it returns ErrWait, and the caller tries again once Park's
+// function was called. (Reading the backlog and the database still takes
+// the time it takes.)
+func (s *Session) TryNext(ctx context.Context) ([]byte, error) { return s.next(ctx, false) }
+
+// Park has fn called whenever the session may have something new for
+// TryNext: a frame or heartbeat for its room, a newer stream of its
+// reader, the end of its lifetime or of ctx. fn runs on the feed's
+// goroutines and timers, so it must not block or call the session; it may
+// be called when there is nothing new, and several calls may come for one
+// thing. What happened before Park is not announced: call TryNext after
+// it. stop ends the calls; call it before Close.
+//
+// A stream's writer can then wait without a goroutine of its own, which
+// ten thousand idle streams would each hold.
+func (s *Session) Park(ctx context.Context, fn func()) (stop func()) {
+	s.notify.Store(&fn)
+	s.sub.notify.Store(&fn)
+	stopCtx := context.AfterFunc(ctx, fn)
+	return func() {
+		stopCtx()
+		s.sub.notify.Store(nil)
+		s.notify.Store(nil)
+	}
+}
+
+// poke calls Park's function, if any.
+func (s *Session) poke() {
+	if fn := s.notify.Load(); fn != nil {
+		(*fn)()
+	}
+}
+
+// next is Next, waiting for the live stream's next frames when wait is
+// set, and returning ErrWait otherwise.
+func (s *Session) next(ctx context.Context, wait bool) ([]byte, error) {
 	// An idle stream keeps no big buffer: the opening (2 KiB of padding,
 	// the backlog) is not kept.
 	if cap(s.buf) > 1024 {
@@ -294,7 +340,7 @@ func (s *Session) Next(ctx context.Context) ([]byte, error) {
 		s.ready(ctx)
 		return s.buf, nil
 	case stateLive:
-		return s.live(ctx)
+		return s.live(ctx, wait)
 	}
 	return nil, io.EOF
 }
@@ -376,19 +422,65 @@ func (s *Session) ready(ctx context.Context) {
 		s.state, s.reason = stateEnded, "backlog sent"
 		return
 	}
-	s.end = time.NewTimer(s.req.Lifetime)
+	s.expired = make(chan struct{})
+	s.end = time.AfterFunc(s.req.Lifetime, func() {
+		close(s.expired)
+		s.poke()
+	})
 }
 
-// live waits for the next frames, heartbeats among them (Feed.beat).
-func (s *Session) live(ctx context.Context) ([]byte, error) {
+// What a live session waits for.
+type event int
+
+const (
+	eventNone       event = iota // nothing yet (TryNext)
+	eventDone                    // the request's context ended
+	eventSuperseded              // the reader opened a newer stream
+	eventExpired                 // the lifetime is over
+	eventWake                    // the subscription has frames or a heartbeat
+)
+
+// await returns what happened, waiting for it when wait is set.
+func (s *Session) await(ctx context.Context, wait bool) event {
+	if wait {
+		select {
+		case <-ctx.Done():
+			return eventDone
+		case <-s.superseded:
+			return eventSuperseded
+		case <-s.expired:
+			return eventExpired
+		case <-s.sub.Wake():
+			return eventWake
+		}
+	}
+	select {
+	case <-ctx.Done():
+		return eventDone
+	case <-s.superseded:
+		return eventSuperseded
+	case <-s.expired:
+		return eventExpired
+	case <-s.sub.Wake():
+		return eventWake
+	default:
+		return eventNone
+	}
+}
+
+// live gives the next frames, heartbeats among them (Feed.beat), waiting
+// for them when wait is set.
+func (s *Session) live(ctx context.Context, wait bool) ([]byte, error) {
 	if s.catching {
 		if err := s.page(ctx); err != nil {
 			return s.fail("database", err)
 		}
 		return s.afterMessages()
 	}
-	select {
-	case <-ctx.Done():
+	switch s.await(ctx, wait) {
+	case eventNone:
+		return nil, ErrWait
+	case eventDone:
 		// The cause tells a shutdown from a web server that closed the
 		// connection or aborted the request (internal/fastcgi).
 		reason := "shutdown"
@@ -396,14 +488,14 @@ func (s *Session) live(ctx context.Context) ([]byte, error) {
 			reason = c.Error()
 		}
 		return s.stop(reason)
-	case <-s.superseded:
+	case eventSuperseded:
 		return s.stop("superseded")
-	case <-s.end.C:
+	case eventExpired:
 		if s.req.EndAfterMessages {
 			return s.stop("long poll ended")
 		}
 		return s.stop("lifetime")
-	case <-s.sub.Wake():
+	default: // eventWake
 		lagged := s.sub.Read(func(fr *Frame) bool {
 			s.frame(fr)
 			return len(s.buf) < chunkBytes
