@@ -80,6 +80,14 @@ type Env struct {
 	Dir string
 }
 
+// Detach lets a response outlive its handler where the hosting mode
+// allows it (FastCGI: fastcgi.Detach), and reports false otherwise (CGI,
+// plain HTTP), where the handler must write the whole response before it
+// returns. After a true answer, the handler returns at once, the caller
+// writes on to w from one goroutine at a time, and calls finish once when
+// the response is complete.
+func Detach(w http.ResponseWriter) (finish func(), ok bool) { return fastcgi.Detach(w) }
+
 // Vars returns the lookup of r's variables beyond its headers: those the
 // web server set for this request (nginx fastcgi_param, mod_fcgid's SetEnv,
 // and CGI's own such as SERVER_PORT), then env, the process environment
@@ -251,8 +259,8 @@ Documentation: README.md and docs/ in the cgichat source.
 
 // withBase returns h with every request's context also ended when base
 // ends, so streams finish cleanly on SIGTERM: Go's cgi package never ends
-// a request's context, and internal/fastcgi ends it only when the web
-// server aborts the request or closes its connection.
+// a request's context (internal/fastcgi's Server takes base as its
+// BaseContext).
 func withBase(base context.Context, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithCancel(r.Context())
@@ -288,7 +296,8 @@ func serveFastCGI(ctx context.Context, l net.Listener, h http.Handler, env Env) 
 	}
 	env.Log.Log(ctx, level, "connection limit", "open_files", files, "max_conns", serve, "busy_conns", busyConns)
 	srv := &fastcgi.Server{
-		Handler:        withBase(ctx, h),
+		Handler:        h,
+		BaseContext:    ctx,
 		MaxConns:       serve,
 		Busy:           http.HandlerFunc(busy),
 		MaxBusy:        busyConns,
@@ -302,7 +311,7 @@ func serveFastCGI(ctx context.Context, l net.Listener, h http.Handler, env Env) 
 		return err
 	case <-ctx.Done():
 	}
-	// The streams end at once (withBase), posts take milliseconds; the
+	// The streams end at once (BaseContext), posts take milliseconds; the
 	// end of each request is written after its handler returns.
 	grace, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()

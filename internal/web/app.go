@@ -128,7 +128,23 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer h.busy.Done()
 	// The about action tells where each setting came from.
-	h.serve(w, r.WithContext(withSources(r.Context(), sources{layers: layers, mode: a.env.Mode})), cfg)
+	ctx := withSources(r.Context(), sources{layers: layers, mode: a.env.Mode})
+	h.serve(w, r.WithContext(context.WithValue(ctx, holdKey{}, &h.busy)), cfg)
+}
+
+// holdKey is the context key of the requests-in-flight of the handler
+// serving a request.
+type holdKey struct{}
+
+// holdInstance keeps the handler serving r (its database) open until
+// release is called, for a response that outlives ServeHTTP.
+func holdInstance(r *http.Request) (release func()) {
+	busy, ok := r.Context().Value(holdKey{}).(*sync.WaitGroup)
+	if !ok {
+		return func() {}
+	}
+	busy.Add(1)
+	return busy.Done
 }
 
 // settings returns r's settings: from the variables that came with it,

@@ -6,7 +6,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"cgichat/internal/chat"
@@ -129,18 +132,109 @@ func validReader(id string) (string, error) {
 // serve handles GET cgi-bin/stream: the reader's session, written as it
 // comes until it ends or the client leaves.
 //
-// The session is opened by open, in a frame of its own that is gone
-// before the stream waits: the goroutine of an idle stream then uses
-// under 4 KiB of stack, so the garbage collector halves the 16 KiB it
-// grew to while opening, for as long as the stream waits
-// (docs/performance.md).
+// Under FastCGI the response outlives the handler (hosting.Detach): what
+// the session has at once is written here, and the rest by a goroutine
+// that runs only while there is something to write (parked), so an idle
+// stream holds no goroutine and no stack. Elsewhere (CGI, the development
+// server) the handler writes until the stream ends; it opens the session
+// in a frame of its own (open) that is gone before the stream waits, so
+// that the garbage collector can shrink the stack it grew to while
+// opening (docs/performance.md).
 func (h *streamHandler) serve(w http.ResponseWriter, r *http.Request, cfg config.Config) {
 	ctx, sess, end := h.open(w, r, cfg)
 	if sess == nil {
 		return
 	}
+	if finish, ok := hosting.Detach(w); ok {
+		p := &parked{h: h, w: w, ctx: ctx, sess: sess, end: end, finish: finish, release: holdInstance(r)}
+		p.state.Store(parkRunning)
+		p.stopWake = sess.Park(ctx, p.wake)
+		p.run()
+		return
+	}
 	defer end()
-	h.ended(sess, h.write(ctx, w, sess))
+	reason, _ := h.write(ctx, w, sess, true)
+	h.ended(sess, reason)
+}
+
+// States of a parked stream's writer.
+const (
+	parkIdle    int32 = iota // waiting for its session's wake-up, with no goroutine
+	parkRunning              // a goroutine writes
+	parkAgain                // a goroutine writes, and the session woke meanwhile
+	parkEnded
+)
+
+// parked is a stream whose response outlives its handler (hosting.Detach):
+// its session calls wake when it may have something to send, and a
+// goroutine runs to write it, only then, one at a time.
+type parked struct {
+	h        *streamHandler
+	w        http.ResponseWriter
+	ctx      context.Context
+	sess     *feed.Session
+	end      func() // releases what the session holds
+	finish   func() // ends the response
+	release  func() // lets the database's handler close
+	stopWake func()
+	state    atomic.Int32
+	closed   sync.Once
+}
+
+// wake has the stream's writer run, unless it runs already: then it runs
+// once more. It never waits.
+func (p *parked) wake() {
+	for {
+		switch p.state.Load() {
+		case parkIdle:
+			if p.state.CompareAndSwap(parkIdle, parkRunning) {
+				go p.run()
+				return
+			}
+		case parkRunning:
+			if p.state.CompareAndSwap(parkRunning, parkAgain) {
+				return
+			}
+		default: // parkAgain, parkEnded
+			return
+		}
+	}
+}
+
+// run writes what the session has until it has nothing more for now,
+// then lets its goroutine end; or until the stream ends, which it then
+// closes. A panic ends the stream, logged, and never the process.
+func (p *parked) run() {
+	defer func() {
+		if v := recover(); v != nil {
+			p.h.log.Error("stream: panic", "panic", v, "stack", string(debug.Stack()))
+			p.close("panic")
+		}
+	}()
+	for {
+		reason, done := p.h.write(p.ctx, p.w, p.sess, false)
+		if done {
+			p.close(reason)
+			return
+		}
+		if p.state.CompareAndSwap(parkRunning, parkIdle) {
+			return
+		}
+		p.state.Store(parkRunning) // it was parkAgain
+	}
+}
+
+// close ends the stream: no more wake-ups, the session's release, the
+// end of the response.
+func (p *parked) close(reason string) {
+	p.closed.Do(func() {
+		p.state.Store(parkEnded)
+		defer p.release()
+		defer p.finish()
+		p.stopWake()
+		p.end()
+		p.h.ended(p.sess, reason)
+	})
 }
 
 // open checks the request and opens its session, with the headers of an
@@ -225,24 +319,32 @@ func streamHeaders(w http.ResponseWriter) {
 const writeTimeout = 30 * time.Second
 
 // write writes what the session gives until it ends or a write fails, and
-// returns why it stopped.
-func (h *streamHandler) write(ctx context.Context, w http.ResponseWriter, sess *feed.Session) string {
+// returns why it stopped, with done set. Unless wait is set it also
+// returns, with done unset, when the session has nothing more to give
+// yet (feed.ErrWait).
+func (h *streamHandler) write(ctx context.Context, w http.ResponseWriter, sess *feed.Session, wait bool) (reason string, done bool) {
 	f, _ := w.(http.Flusher)
 	rc := http.NewResponseController(w)
+	next := sess.Next
+	if !wait {
+		next = sess.TryNext
+	}
 	for {
-		chunk, err := sess.Next(ctx)
+		chunk, err := next(ctx)
 		if len(chunk) > 0 {
 			rc.SetWriteDeadline(time.Now().Add(writeTimeout))
 			if err := flush(w, f, chunk); err != nil {
-				return writeFailed(ctx, err)
+				return writeFailed(ctx, err), true
 			}
 		}
 		switch {
+		case errors.Is(err, feed.ErrWait):
+			return "", false
 		case errors.Is(err, io.EOF):
-			return sess.Reason()
+			return sess.Reason(), true
 		case err != nil:
 			h.log.Warn("stream: reading the database failed", "err", err)
-			return sess.Reason()
+			return sess.Reason(), true
 		}
 	}
 }
