@@ -227,9 +227,13 @@ func TestComposing(t *testing.T) {
 	checkLog(t, tb, []line{{"erin", "hello"}})
 	tb.waitFor("the message to leave the outbox", `document.querySelectorAll("#outbox .pending").length === 0`, waitTimeout)
 
-	// A new nickname is used from the next message on.
-	tb.do("rename", chromedp.Click(chromedp.ID("nick-button")),
-		chromedp.SetValue(chromedp.ID("nick-input"), "erin2"), chromedp.Click(chromedp.CSS(`#nick-form button[type=submit]`)))
+	// A new nickname is used from the next message on. The dialog of a
+	// reader who holds a nick offers, once the chat said so, to take it
+	// to another device; the click waits for that, as a person does, so
+	// that the dialog does not grow under it.
+	tb.do("rename", chromedp.Click(chromedp.ID("nick-button")))
+	tb.waitFor("the offer to take erin to another device", `!document.querySelector("#give").hidden`, waitTimeout)
+	tb.do("choose erin2", chromedp.SetValue(chromedp.ID("nick-input"), "erin2"), chromedp.Click(chromedp.CSS(`#nick-form button[type=submit]`)))
 	tb.waitFor("the dialog to close", `!document.querySelector("#nick-dialog").open`, waitTimeout)
 	tb.say("", "renamed")
 	tb.waitMessages(2)
