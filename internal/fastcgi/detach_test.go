@@ -21,19 +21,24 @@ type detached struct {
 	release  chan struct{}
 	ended    chan error // the context's cause, or nil when released
 	panics   bool       // the handler panics after detaching
+	// env has, for each request, whether ProcessEnv answered before and
+	// after Detach.
+	env chan [2]bool
 }
 
 func newDetached() *detached {
-	return &detached{returned: make(chan struct{}, 10), release: make(chan struct{}), ended: make(chan error, 10)}
+	return &detached{returned: make(chan struct{}, 10), release: make(chan struct{}), ended: make(chan error, 10), env: make(chan [2]bool, 10)}
 }
 
 func (h *detached) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, "started")
 	http.NewResponseController(w).Flush()
+	before := ProcessEnv(r) != nil
 	finish, ok := Detach(w)
 	if !ok {
 		panic("the response cannot be detached")
 	}
+	h.env <- [2]bool{before, ProcessEnv(r) != nil}
 	ctx := r.Context()
 	go func() {
 		select {
@@ -62,12 +67,16 @@ func TestDetach(t *testing.T) {
 		end      func(t *testing.T, h *detached, c net.Conn, base context.CancelFunc)
 		wantBody string
 		wantErr  error
+		body     bool // the request has a body, never read: the web server sends a part and waits
 	}{
-		{"Released", func(t *testing.T, h *detached, c net.Conn, base context.CancelFunc) { close(h.release) }, "after", nil},
+		{"Released", func(t *testing.T, h *detached, c net.Conn, base context.CancelFunc) { close(h.release) }, "after", nil, false},
 		{"Aborted", func(t *testing.T, h *detached, c net.Conn, base context.CancelFunc) {
 			send(t, c, record.Append(nil, record.AbortRequest, 1, nil))
-		}, "", ErrRequestAborted},
-		{"BaseEnded", func(t *testing.T, h *detached, c net.Conn, base context.CancelFunc) { base() }, "", context.Canceled},
+		}, "", ErrRequestAborted, false},
+		{"BaseEnded", func(t *testing.T, h *detached, c net.Conn, base context.CancelFunc) { base() }, "", context.Canceled, false},
+		{"ConnClosedWithBodyUnread", func(t *testing.T, h *detached, c net.Conn, base context.CancelFunc) {
+			c.(*net.UnixConn).CloseWrite()
+		}, "", ErrConnClosed, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -76,8 +85,17 @@ func TestDetach(t *testing.T) {
 			defer cancel()
 			sock := serveWith(t, &Server{Handler: h, BaseContext: base})
 			c, r := dialRaw(t, "unix", sock)
-			start(t, c, r, 1)
+			if tt.body {
+				send(t, c, record.Append(nil, record.BeginRequest, 1, begin(true)), record.AppendStream(nil, record.Params, 1, getParams("/", "")),
+					record.Append(nil, record.Stdin, 1, []byte("part of a body")), record.Append(nil, record.Stdin, 1, []byte("and more")))
+				readRaw(t, r) // "started"
+			} else {
+				start(t, c, r, 1)
+			}
 			wait(t, h.returned, "return of the handler")
+			if env := <-h.env; env != [2]bool{true, false} {
+				t.Errorf("ProcessEnv answered before and after Detach: %v, want [true false] (a detached response keeps no parameters)", env)
+			}
 			// The handler has returned; the request goes on.
 			select {
 			case err := <-h.ended:
@@ -91,8 +109,8 @@ func TestDetach(t *testing.T) {
 			if body, status := answer(t, r, 1); body != tt.wantBody || status != record.StatusRequestComplete {
 				t.Errorf("got %q, protocol status %d; want %q, FCGI_REQUEST_COMPLETE", body, status, tt.wantBody)
 			}
-			if tt.wantErr == context.Canceled {
-				return // the server's requests all end with its base
+			if tt.wantErr == context.Canceled || tt.wantErr == ErrConnClosed {
+				return // the server's requests all ended with its base, or the connection
 			}
 			// FCGI_KEEP_CONN: the connection serves the next request.
 			h.release = make(chan struct{})

@@ -50,16 +50,24 @@ func Serve(l net.Listener, h http.Handler) error {
 	return (&Server{Handler: h}).Serve(l)
 }
 
-// paramsKey is the context key of a request's FastCGI parameters.
+// paramsKey is the context key of a request's FastCGI parameters, a
+// *processEnv.
 type paramsKey struct{}
+
+// processEnv holds what ProcessEnv returns; Detach lets it go, so that a
+// long response does not keep it.
+type processEnv struct{ m map[string]string }
 
 // ProcessEnv returns the FastCGI parameters of r that the request does not
 // carry otherwise (no HTTP_* header, no standard CGI variable): those a web
 // server sets for the program, such as nginx's fastcgi_param or
-// mod_fcgid's SetEnv values. Outside FastCGI it returns nil.
+// mod_fcgid's SetEnv values. Outside FastCGI, and once the response was
+// detached (Detach), it returns nil.
 func ProcessEnv(r *http.Request) map[string]string {
-	env, _ := r.Context().Value(paramsKey{}).(map[string]string)
-	return env
+	if env, _ := r.Context().Value(paramsKey{}).(*processEnv); env != nil {
+		return env.m
+	}
+	return nil
 }
 
 // inRequest reports whether the request carries the parameter itself, as

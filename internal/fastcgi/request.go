@@ -161,7 +161,8 @@ func (c *conn) serveHTTP(w *response, req *request, body io.ReadCloser) (broken 
 		}
 	}
 	r.Body = body
-	r = r.WithContext(context.WithValue(req.ctx, paramsKey{}, env))
+	w.env = &processEnv{m: env}
+	r = r.WithContext(context.WithValue(req.ctx, paramsKey{}, w.env))
 	c.h.ServeHTTP(w, r)
 	return false
 }
@@ -183,6 +184,7 @@ type response struct {
 	err         error
 
 	body io.ReadCloser // the request's, closed by finish
+	env  *processEnv   // ProcessEnv's
 	// Set by Detach: the response outlives the handler, and finish ends
 	// it, once.
 	detached   bool
@@ -195,9 +197,13 @@ type response struct {
 // return from ServeHTTP would have. finish is called once; w is not used
 // after. The request's context still ends when the web server aborts the
 // request or closes the connection, or the server shuts down
-// (Server.Shutdown waits for finish). A handler that detached returns at
-// once; if it panics instead, the request ends there and finish does
-// nothing.
+// (Server.Shutdown waits for finish). Detach closes the request's body,
+// which the caller no longer reads (what the web server still sends of it
+// is dropped, so that its abort or its closing the connection is heard
+// meanwhile), and ProcessEnv no longer answers, so that a long response
+// does not keep the parameters. A handler that
+// detached returns at once; if it panics instead, the request ends there
+// and finish does nothing.
 //
 // ok is false, and nothing changes, when w is not a response of this
 // package (unwrapped as http.ResponseController does).
@@ -209,6 +215,10 @@ func Detach(w http.ResponseWriter) (finish func(), ok bool) {
 		switch v := w.(type) {
 		case *response:
 			v.detached = true
+			v.body.Close()
+			if v.env != nil {
+				v.env.m = nil // what ProcessEnv returns was read by now
+			}
 			return func() { v.finishOnce.Do(func() { v.c.finish(v, false) }) }, true
 		case interface{ Unwrap() http.ResponseWriter }:
 			w = v.Unwrap()
