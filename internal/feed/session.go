@@ -7,6 +7,7 @@ import (
 	"io"
 	mathrand "math/rand/v2"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -303,6 +304,23 @@ func (s *Session) Park(ctx context.Context, fn func()) (stop func()) {
 	}
 }
 
+// smallBuf is the most a stream keeps of its buffer between writes.
+const smallBuf = 1024
+
+// smallBufs lends sessions driven by TryNext their buffer while they
+// write, so that one that waits holds none.
+var smallBufs = sync.Pool{New: func() any { b := make([]byte, 0, smallBuf); return &b }}
+
+// releaseBuf gives the session's buffer back to smallBufs: the bytes it
+// held were written before TryNext was called again.
+func (s *Session) releaseBuf() {
+	if s.buf != nil && cap(s.buf) <= smallBuf {
+		b := s.buf[:0]
+		smallBufs.Put(&b)
+	}
+	s.buf = nil
+}
+
 // poke calls Park's function, if any.
 func (s *Session) poke() {
 	if fn := s.notify.Load(); fn != nil {
@@ -315,10 +333,13 @@ func (s *Session) poke() {
 func (s *Session) next(ctx context.Context, wait bool) ([]byte, error) {
 	// An idle stream keeps no big buffer: the opening (2 KiB of padding,
 	// the backlog) is not kept.
-	if cap(s.buf) > 1024 {
+	if cap(s.buf) > smallBuf {
 		s.buf = nil
 	} else {
 		s.buf = s.buf[:0]
+	}
+	if s.buf == nil && !wait {
+		s.buf = (*smallBufs.Get().(*[]byte))[:0]
 	}
 	if len(s.pending) > 0 {
 		s.emit()
@@ -479,6 +500,7 @@ func (s *Session) live(ctx context.Context, wait bool) ([]byte, error) {
 	}
 	switch s.await(ctx, wait) {
 	case eventNone:
+		s.releaseBuf()
 		return nil, ErrWait
 	case eventDone:
 		// The cause tells a shutdown from a web server that closed the
