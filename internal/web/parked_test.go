@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -79,18 +80,37 @@ func TestParkedStreamsHoldNoGoroutine(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	m, err := st.Insert(context.Background(), "lobby", "ada", "to every parked stream")
+	// Two messages, one after the other: each stream gets each once, in
+	// order (what is read up to the second holds the first once).
+	var ids []string
+	for _, text := range []string{"to every parked stream", "and again"} {
+		m, err := st.Insert(context.Background(), "lobby", "ada", text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, fmt.Sprintf("id: %d\n", m.ID))
+		for i, c := range conns {
+			out, err := c.ReadUntil(1, ids[len(ids)-1])
+			if err != nil {
+				t.Fatalf("stream %d: %v after %q", i, err, out)
+			}
+			if len(ids) > 1 && strings.Contains(out, ids[0]) {
+				t.Errorf("stream %d sent a message twice: %q", i, out)
+			}
+		}
+	}
+	// A message more ends what each stream sent of the two.
+	last, err := st.Insert(context.Background(), "lobby", "ada", "the end")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := fmt.Sprintf("id: %d\n", m.ID)
 	for i, c := range conns {
-		out, err := c.ReadUntil(1, want)
+		out, err := c.ReadUntil(1, fmt.Sprintf("id: %d\n", last.ID))
 		if err != nil {
 			t.Fatalf("stream %d: %v after %q", i, err, out)
 		}
-		if strings.Count(out, want) != 1 {
-			t.Errorf("stream %d got the message %d times", i, strings.Count(out, want))
+		if strings.Contains(out, ids[0]) || strings.Contains(out, ids[1]) {
+			t.Errorf("stream %d sent a message twice: %q", i, out)
 		}
 	}
 
@@ -108,5 +128,67 @@ func TestParkedStreamsHoldNoGoroutine(t *testing.T) {
 			t.Fatalf("%d stream rows still open 10 s after their connections closed", open)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestParkedWakeDuringStep checks the parked writer's states: a wake-up
+// that comes while the writer runs, after its session said it had nothing
+// (the window between TryNext's ErrWait and the writer going idle), runs
+// the writer once more; one that comes while it is idle starts it on a
+// goroutine of its own; once ended, nothing runs it.
+func TestParkedWakeDuringStep(t *testing.T) {
+	tests := []struct {
+		name      string
+		wakeInRun bool // the first step is woken before it returns
+		wakeIdle  bool // woken after it went idle
+		wantSteps int
+	}{
+		{"Nothing more", false, false, 1},
+		{"Woken while running", true, false, 2},
+		{"Woken while idle", false, true, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var steps atomic.Int32
+			ran := make(chan struct{}, 10)
+			p := &parked{}
+			p.step = func() (string, bool) {
+				if steps.Add(1) == 1 && tt.wakeInRun {
+					p.wake()
+				}
+				ran <- struct{}{}
+				return "", false
+			}
+			p.state.Store(parkRunning)
+			p.run()
+			if tt.wakeIdle {
+				p.wake()
+			}
+			deadline := time.After(5 * time.Second)
+			for range tt.wantSteps {
+				select {
+				case <-ran:
+				case <-deadline:
+					t.Fatalf("%d steps ran, want %d", steps.Load(), tt.wantSteps)
+				}
+			}
+			// The writer goes idle once it has nothing; then nothing runs.
+			for p.state.Load() != parkIdle {
+				select {
+				case <-deadline:
+					t.Fatalf("the writer is in state %d, want idle", p.state.Load())
+				case <-time.After(time.Millisecond):
+				}
+			}
+			if got := steps.Load(); got != int32(tt.wantSteps) {
+				t.Errorf("%d steps ran, want %d", got, tt.wantSteps)
+			}
+			p.state.Store(parkEnded)
+			p.wake()
+			time.Sleep(20 * time.Millisecond)
+			if got := steps.Load(); got != int32(tt.wantSteps) {
+				t.Errorf("an ended writer ran again: %d steps, want %d", got, tt.wantSteps)
+			}
+		})
 	}
 }

@@ -145,13 +145,19 @@ func (h *streamHandler) serve(w http.ResponseWriter, r *http.Request, cfg config
 	if sess == nil {
 		return
 	}
-	if finish, ok := hosting.Detach(w); ok {
-		p := &parked{h: h, w: w, ctx: ctx, sess: sess, end: end, finish: finish, release: holdInstance(r)}
-		p.state.Store(parkRunning)
-		p.stopWake = sess.Park(ctx, p.wake)
+	// The response is detached last: a panic after it would leave the
+	// request open.
+	p := &parked{h: h, sess: sess, end: end, release: holdInstance(r)}
+	p.step = func() (string, bool) { return h.write(ctx, w, sess, false) }
+	p.state.Store(parkRunning)
+	p.stopWake = sess.Park(ctx, p.wake)
+	var ok bool
+	if p.finish, ok = hosting.Detach(w); ok {
 		p.run()
 		return
 	}
+	p.stopWake()
+	p.release()
 	defer end()
 	reason, _ := h.write(ctx, w, sess, true)
 	h.ended(sess, reason)
@@ -170,12 +176,11 @@ const (
 // goroutine runs to write it, only then, one at a time.
 type parked struct {
 	h        *streamHandler
-	w        http.ResponseWriter
-	ctx      context.Context
 	sess     *feed.Session
-	end      func() // releases what the session holds
-	finish   func() // ends the response
-	release  func() // lets the database's handler close
+	step     func() (reason string, done bool) // writes what the session has (write)
+	end      func()                            // releases what the session holds
+	finish   func()                            // ends the response
+	release  func()                            // lets the database's handler close
 	stopWake func()
 	state    atomic.Int32
 	closed   sync.Once
@@ -212,7 +217,7 @@ func (p *parked) run() {
 		}
 	}()
 	for {
-		reason, done := p.h.write(p.ctx, p.w, p.sess, false)
+		reason, done := p.step()
 		if done {
 			p.close(reason)
 			return
@@ -232,8 +237,8 @@ func (p *parked) close(reason string) {
 		defer p.release()
 		defer p.finish()
 		p.stopWake()
-		p.end()
 		p.h.ended(p.sess, reason)
+		p.end()
 	})
 }
 
