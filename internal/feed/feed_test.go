@@ -615,3 +615,37 @@ func TestSessionPark(t *testing.T) {
 		})
 	}
 }
+
+// TestWaitingSessionKeepsNoPage checks that a session that sent its
+// history and waits, driven by TryNext, holds neither the page of
+// messages it read nor a buffer: ten thousand waiting streams would each
+// keep them.
+func TestWaitingSessionKeepsNoPage(t *testing.T) {
+	st, f := start(t, time.Hour, nil)
+	for i := range 60 {
+		insert(t, st, "lobby", fmt.Sprintf("message %d", i))
+	}
+	ctx := context.Background()
+	s, err := f.Open(ctx, feed.Request{Room: "lobby", History: 50, Mode: "live", Lifetime: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	sent := 0
+	for {
+		b, err := s.TryNext(ctx)
+		sent += bytes.Count(b, []byte("event: message\n"))
+		if errors.Is(err, feed.ErrWait) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if sent != 50 {
+		t.Fatalf("the history sent %d messages, want 50", sent)
+	}
+	if pages, buf := s.Held(); pages != 0 || buf != 0 {
+		t.Errorf("a waiting session holds pages of %d messages and a buffer of %d bytes, want none", pages, buf)
+	}
+}

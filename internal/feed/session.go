@@ -581,4 +581,7 @@ func (s *Session) emit() {
 		s.pending[0] = chat.Message{} // let its text go
 		s.pending = s.pending[1:]
 	}
+	if len(s.pending) == 0 {
+		s.pending = nil // and the page's array: a waiting stream keeps none
+	}
 }
