@@ -19,8 +19,9 @@
 // browser left), and management records and a second request are
 // answered at once. Waiting for a record costs no goroutine on Linux: a
 // connection with nothing to read is watched by one epoll instance for
-// the whole server (poller). An idle stream holds its handler's goroutine
-// and no buffer.
+// the whole server (poller). An idle stream holds no buffer, and no
+// goroutine either once its handler detached the response (Detach) and
+// returned.
 //
 // Web servers send one request at a time per connection; this server does
 // not multiplex (it says so to FCGI_GET_VALUES and refuses a second
