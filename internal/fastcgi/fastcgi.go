@@ -33,6 +33,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 )
 
 // ErrRequestAborted is the cause of a request's context, and the error of
@@ -57,7 +58,9 @@ type paramsKey struct{}
 
 // processEnv holds what ProcessEnv returns; Detach lets it go, so that a
 // long response does not keep it.
-type processEnv struct{ m map[string]string }
+type processEnv struct {
+	m atomic.Pointer[map[string]string]
+}
 
 // ProcessEnv returns the FastCGI parameters of r that the request does not
 // carry otherwise (no HTTP_* header, no standard CGI variable): those a web
@@ -66,7 +69,9 @@ type processEnv struct{ m map[string]string }
 // detached (Detach), it returns nil.
 func ProcessEnv(r *http.Request) map[string]string {
 	if env, _ := r.Context().Value(paramsKey{}).(*processEnv); env != nil {
-		return env.m
+		if m := env.m.Load(); m != nil {
+			return *m
+		}
 	}
 	return nil
 }

@@ -161,7 +161,8 @@ func (c *conn) serveHTTP(w *response, req *request, body io.ReadCloser) (broken 
 		}
 	}
 	r.Body = body
-	w.env = &processEnv{m: env}
+	w.env = new(processEnv)
+	w.env.m.Store(&env)
 	r = r.WithContext(context.WithValue(req.ctx, paramsKey{}, w.env))
 	c.h.ServeHTTP(w, r)
 	return false
@@ -217,7 +218,7 @@ func Detach(w http.ResponseWriter) (finish func(), ok bool) {
 			v.detached = true
 			v.body.Close()
 			if v.env != nil {
-				v.env.m = nil // what ProcessEnv returns was read by now
+				v.env.m.Store(nil) // what ProcessEnv returns was read by now
 			}
 			return func() { v.finishOnce.Do(func() { v.c.finish(v, false) }) }, true
 		case interface{ Unwrap() http.ResponseWriter }:
