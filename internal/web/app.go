@@ -160,11 +160,20 @@ func (a *App) settings(r *http.Request) (config.Config, config.Layers, error) {
 	l := config.Layers{Env: a.getenv(), File: file}
 	if len(params) > 0 {
 		a.warnIgnored(params)
-		l.Request = func(name string) string {
-			if !a.env.Mode.RequestSetting(name) {
-				return ""
+		// Only the settings the mode takes from a request are kept: the
+		// layers go on with the request's context, which an event stream
+		// keeps for as long as it lasts, and the parameters would with them.
+		var set map[string]string
+		for name, v := range params {
+			if a.env.Mode.RequestSetting(name) && slices.Contains(config.Names, name) {
+				if set == nil {
+					set = make(map[string]string)
+				}
+				set[name] = v
 			}
-			return params[name]
+		}
+		if set != nil {
+			l.Request = func(name string) string { return set[name] }
 		}
 	}
 	c, err := l.Load()
