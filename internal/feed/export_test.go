@@ -1,5 +1,6 @@
 package feed
 
-// Held returns the capacity of the message pages and of the buffer the
-// session keeps between calls: what a waiting stream holds.
-func (s *Session) Held() (pages, buf int) { return cap(s.pending) + cap(s.first), cap(s.buf) }
+// Held reports whether the session keeps a page of messages, and the
+// capacity of the buffer it keeps, between calls: what a waiting stream
+// holds. (An emptied slice may keep its array with a capacity of 0.)
+func (s *Session) Held() (pages bool, buf int) { return s.pending != nil || s.first != nil, cap(s.buf) }

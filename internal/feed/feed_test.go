@@ -645,7 +645,7 @@ func TestWaitingSessionKeepsNoPage(t *testing.T) {
 	if sent != 50 {
 		t.Fatalf("the history sent %d messages, want 50", sent)
 	}
-	if pages, buf := s.Held(); pages != 0 || buf != 0 {
-		t.Errorf("a waiting session holds pages of %d messages and a buffer of %d bytes, want none", pages, buf)
+	if pages, buf := s.Held(); pages || buf != 0 {
+		t.Errorf("a waiting session holds a page of messages (%v) and a buffer of %d bytes, want neither", pages, buf)
 	}
 }

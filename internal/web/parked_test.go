@@ -1,18 +1,25 @@
 package web
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
+	"weak"
 
 	"cgichat/internal/fastcgi"
 	"cgichat/internal/hosting"
+	"cgichat/internal/sse"
 	"cgichat/internal/store"
 	"cgichat/test/fcgiclient"
 )
@@ -21,15 +28,17 @@ import (
 // behind nginx does, and checks that an idle stream keeps no goroutine of
 // its own, that every parked stream still gets the next message once, and
 // that streams whose web server left end and free their rows.
-func TestParkedStreamsHoldNoGoroutine(t *testing.T) {
-	const n = 100
-	db := filepath.Join(t.TempDir(), "chat.db")
+// parkedApp returns a stream App for a daemon, served over FastCGI on a
+// Unix socket, as behind nginx; and the database's path and the socket's.
+func parkedApp(t *testing.T) (a *App, db, sock string) {
+	t.Helper()
+	db = filepath.Join(t.TempDir(), "chat.db")
 	env := map[string]string{"CHAT_DB": db, "CHAT_STREAMS_PER_CLIENT": "0", "CHAT_POLL_MS": "50"}
-	a := NewStream(hosting.Env{Mode: hosting.Daemon, Log: quiet})
+	a = NewStream(hosting.Env{Mode: hosting.Daemon, Log: quiet})
 	a.Getenv = func(k string) string { return env[k] }
 	a.Dir = t.TempDir()
 	t.Cleanup(func() { a.Close() })
-	sock := filepath.Join(t.TempDir(), "stream.sock")
+	sock = filepath.Join(t.TempDir(), "stream.sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
@@ -41,28 +50,47 @@ func TestParkedStreamsHoldNoGoroutine(t *testing.T) {
 		cancel()
 		srv.Shutdown(context.Background())
 	})
+	return a, db, sock
+}
 
-	open := func(i int) *fcgiclient.Conn {
-		c, err := fcgiclient.Dial("unix", sock)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		c.SetDeadline(time.Now().Add(20 * time.Second))
-		q := fmt.Sprintf("room=lobby&reader=r%d", i)
-		params := map[string]string{
-			"REQUEST_METHOD": "GET", "SCRIPT_NAME": "/cgi-bin/stream", "REQUEST_URI": "/cgi-bin/stream?" + q,
-			"QUERY_STRING": q, "SERVER_PROTOCOL": "HTTP/1.1", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80",
-			"HTTP_HOST": "127.0.0.1", "HTTP_ACCEPT": "text/event-stream", "REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "40000",
-		}
-		if err := c.Send(1, false, params, nil); err != nil {
-			t.Fatal(err)
-		}
-		if out, err := c.ReadUntil(1, "event: ready\n"); err != nil {
-			t.Fatalf("stream %d: %v after %q", i, err, out)
-		}
-		return c
+// openParked opens a stream of reader on sock, with the FastCGI
+// parameters nginx sends and extra ones, and reads it up to its ready
+// event.
+func openParked(t *testing.T, sock, reader string, extra map[string]string) *fcgiclient.Conn {
+	t.Helper()
+	c, err := fcgiclient.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	q := "room=lobby&reader=" + reader
+	params := map[string]string{
+		"REQUEST_METHOD": "GET", "SCRIPT_NAME": "/cgi-bin/stream", "REQUEST_URI": "/cgi-bin/stream?" + q,
+		"QUERY_STRING": q, "SERVER_PROTOCOL": "HTTP/1.1", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80",
+		"DOCUMENT_ROOT": "/var/www/chat", "SCRIPT_FILENAME": "/var/www/chat/cgi-bin/stream",
+		"HTTP_HOST": "127.0.0.1", "HTTP_ACCEPT": "text/event-stream", "REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "40000",
+	}
+	for k, v := range extra {
+		params[k] = v
+	}
+	if err := c.Send(1, false, params, nil); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := c.ReadUntil(1, "event: ready\n"); err != nil {
+		t.Fatalf("stream of %s: %v after %q", reader, err, out)
+	}
+	return c
+}
+
+// TestParkedStreamsHoldNoGoroutine serves streams over FastCGI, as a daemon
+// behind nginx does, and checks that an idle stream keeps no goroutine of
+// its own, that every parked stream still gets the next message once, and
+// that streams whose web server left end and free their rows.
+func TestParkedStreamsHoldNoGoroutine(t *testing.T) {
+	const n = 100
+	_, db, sock := parkedApp(t)
+	open := func(i int) *fcgiclient.Conn { return openParked(t, sock, fmt.Sprintf("r%d", i), nil) }
 	open(-1) // the database and the feed are opened by the first
 	time.Sleep(100 * time.Millisecond)
 	before := runtime.NumGoroutine()
@@ -190,5 +218,90 @@ func TestParkedWakeDuringStep(t *testing.T) {
 				t.Errorf("an ended writer ran again: %d steps, want %d", got, tt.wantSteps)
 			}
 		})
+	}
+}
+
+// TestParkedStreamKeepsNoParameters checks that a waiting stream keeps
+// none of its request's FastCGI parameters (nginx sends a dozen with
+// every request), while a daemon takes no setting from them: a big
+// parameter of each stream is gone after a collection.
+func TestParkedStreamKeepsNoParameters(t *testing.T) {
+	a, _, sock := parkedApp(t)
+	var mu sync.Mutex
+	var kept []weak.Pointer[byte]
+	params := a.params
+	a.params = func(r *http.Request) map[string]string {
+		m := params(r)
+		if v := m["BIG_PARAM"]; v != "" {
+			mu.Lock()
+			kept = append(kept, weak.Make(unsafe.StringData(v)))
+			mu.Unlock()
+		}
+		return m
+	}
+	for i := range 5 {
+		openParked(t, sock, fmt.Sprintf("r%d", i), map[string]string{"BIG_PARAM": strings.Repeat("p", 64<<10)})
+	}
+	runtime.GC()
+	runtime.GC()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(kept) != 5 {
+		t.Fatalf("saw the parameter of %d streams, want 5", len(kept))
+	}
+	for i, p := range kept {
+		if p.Value() != nil {
+			t.Errorf("stream %d keeps its request's parameters while it waits", i)
+		}
+	}
+}
+
+// TestStreamThatCannotDetach checks that a stream served where its
+// response cannot outlive the handler (the development server) is written
+// by its handler, and that once it ended the database's handler is no
+// longer held: a replaced database file is closed after its streams.
+func TestStreamThatCannotDetach(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "chat.db")
+	env := map[string]string{"CHAT_DB": db, "CHAT_STREAMS_PER_CLIENT": "0"}
+	a := NewStream(hosting.Env{Mode: hosting.Daemon, Log: quiet})
+	a.Getenv = func(k string) string { return env[k] }
+	a.Dir = t.TempDir()
+	t.Cleanup(func() { a.Close() })
+	srv := httptest.NewServer(a)
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/cgi-bin/stream?room=lobby", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := sse.NewReader(bufio.NewReader(resp.Body))
+	ev, err := events.Next()
+	for err == nil && ev.Type != "ready" {
+		ev, err = events.Next()
+	}
+	if err != nil {
+		t.Fatalf("no ready event: %v", err)
+	}
+	cancel()
+	resp.Body.Close()
+	a.mu.Lock()
+	var o *opened
+	for _, h := range a.instances {
+		o = h
+	}
+	a.mu.Unlock()
+	if o == nil {
+		t.Fatal("no handler for the database")
+	}
+	done := make(chan struct{})
+	go func() {
+		o.busy.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Error("the database's handler is still held 10 s after its only stream ended")
 	}
 }

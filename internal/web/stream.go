@@ -145,8 +145,9 @@ func (h *streamHandler) serve(w http.ResponseWriter, r *http.Request, cfg config
 	if sess == nil {
 		return
 	}
-	// The response is detached last: a panic after it would leave the
-	// request open.
+	// The response is detached after everything else, so that a stream
+	// that cannot detach (CGI, the development server) undoes no more
+	// than this and writes on here.
 	p := &parked{h: h, sess: sess, end: end, release: holdInstance(r)}
 	p.step = func() (string, bool) { return h.write(ctx, w, sess, false) }
 	p.state.Store(parkRunning)
