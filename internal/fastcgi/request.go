@@ -202,9 +202,8 @@ type response struct {
 // which the caller no longer reads (what the web server still sends of it
 // is dropped, so that its abort or its closing the connection is heard
 // meanwhile), and ProcessEnv no longer answers, so that a long response
-// does not keep the parameters. A handler that
-// detached returns at once; if it panics instead, the request ends there
-// and finish does nothing.
+// does not keep the parameters. A handler that detached returns soon; if
+// it panics instead, the request ends there and finish does nothing.
 //
 // ok is false, and nothing changes, when w is not a response of this
 // package (unwrapped as http.ResponseController does).
