@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"cgichat/internal/fastcgi/record"
 	"cgichat/internal/hosting"
 	"cgichat/internal/web"
 	"cgichat/test/cgihost"
@@ -155,9 +156,30 @@ func startFastCGIStdin(t *testing.T, env map[string]string) *contract.Deployment
 		cmd.Stdin, cmd.Stderr, cmd.Env = f, os.Stderr, kv
 		startProcess(t, cmd)
 		f.Close()
+		waitServing(t, "unix", sock)
 		h[prog] = &fcgiclient.Handler{Network: "unix", Address: sock, Stderr: os.Stderr}
 	}
 	return serve(t, db, env, h["post"], h["stream"])
+}
+
+// waitServing waits until the program behind the FastCGI socket at addr
+// answers FCGI_GET_VALUES. It then serves, and has asked for SIGTERM
+// before: a program signalled while Go starts dies of it (the runtime
+// catches every signal from the start, so /proc's SigCgt cannot tell).
+func waitServing(t testing.TB, network, addr string) {
+	t.Helper()
+	c, err := fcgiclient.Dial(network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := c.Write(record.Append(nil, record.GetValues, 0, record.AppendPairs(nil, "FCGI_MPXS_CONNS", ""))); err != nil {
+		t.Fatal(err)
+	}
+	if h, _, err := c.Next(); err != nil || h.Type != record.GetValuesResult {
+		t.Fatalf("%s: no answer to FCGI_GET_VALUES (%v)", addr, err)
+	}
 }
 
 // startDaemon starts each binary as a FastCGI daemon on a unix socket.
@@ -187,7 +209,11 @@ func startProcess(t testing.TB, cmd *exec.Cmd) {
 	go func() { done <- cmd.Wait() }()
 	t.Cleanup(func() {
 		// A test that ends at once may otherwise signal a program that has
-		// not yet asked for SIGTERM, which then dies of it.
+		// not yet asked for SIGTERM, which then dies of it. Go's runtime
+		// catches the signal from its start, before the program asks, so
+		// this narrows that window and no more: daemons are waited for
+		// until they listen, programs on stdin until they answer
+		// (waitServing).
 		waitForHandler(cmd.Process.Pid, syscall.SIGTERM, 10*time.Second)
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
