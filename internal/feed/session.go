@@ -475,17 +475,32 @@ func (s *Session) await(ctx context.Context, wait bool) event {
 			return eventWake
 		}
 	}
-	select {
-	case <-ctx.Done():
+	// Without a wait, each channel is looked at on its own, which takes no
+	// lock while it is open and empty; a select over all four locks every
+	// one, and was an eighth of the stream daemon's work in a busy room
+	// (docs/performance.md). The order decides only between things that
+	// happened together, as the select's chance would.
+	switch {
+	case ready(ctx.Done()):
 		return eventDone
-	case <-s.superseded:
+	case ready(s.superseded):
 		return eventSuperseded
-	case <-s.expired:
+	case ready(s.expired):
 		return eventExpired
-	case <-s.sub.Wake():
+	case ready(s.sub.Wake()):
 		return eventWake
+	}
+	return eventNone
+}
+
+// ready receives from c if it can without waiting: a value, or c's close.
+// A nil c is never ready.
+func ready(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
 	default:
-		return eventNone
+		return false
 	}
 }
 
