@@ -54,6 +54,9 @@ type conn struct {
 	armed bool // known to the poller
 
 	wmu sync.Mutex // one write of records at a time
+	// What TryWrite took and could not send at once: the rest of its
+	// records, sent before anything else. Under wmu.
+	pending []byte
 
 	mu      sync.Mutex
 	req     *request // the active request (specification, section 3.3)
@@ -461,8 +464,67 @@ func (c *conn) writeRecord(typ byte, id uint16, content []byte) error {
 func (c *conn) write(b []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if err := c.sendPending(); err != nil {
+		return err
+	}
 	_, err := c.rwc.Write(b)
 	return err
+}
+
+// sendPending sends what TryWrite left to send, waiting as a write does.
+// The caller holds wmu.
+func (c *conn) sendPending() error {
+	if len(c.pending) == 0 {
+		return nil
+	}
+	_, err := c.rwc.Write(c.pending)
+	c.pending = nil
+	return err
+}
+
+// tryBytes bounds what TryWrite takes: a longer write (a backlog's chunk)
+// is left to Write, which sends it without a copy.
+const tryBytes = 16 << 10
+
+// flushPending sends what TryWrite left to send, if anything, waiting as a
+// write does.
+func (c *conn) flushPending() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.sendPending()
+}
+
+// tryWriteStdout sends body, not empty, as one of the request's
+// FCGI_STDOUT records if it can without waiting for the web server, and
+// reports whether it took it, and whether it sent all of it (else the
+// rest is pending). It takes nothing when another write is under way,
+// something is pending already, the record would be longer than
+// tryBytes, or the socket takes none of it now.
+func (c *conn) tryWriteStdout(id uint16, body []byte) (took, sentAll bool, err error) {
+	n := len(body)
+	if c.raw == nil || n == 0 || n > tryBytes || !c.wmu.TryLock() {
+		return false, false, nil
+	}
+	defer c.wmu.Unlock()
+	if len(c.pending) > 0 {
+		return false, false, nil
+	}
+	// One record: tryBytes is less than record.MaxContent.
+	hdr := record.Header{Type: record.Stdout, ID: id, Length: n, Padding: -n & 7}.Bytes()
+	b := append(getBuf(), hdr[:]...)
+	b = append(append(b, body...), zeros[:-n&7]...)
+	defer func() { putBuf(b) }()
+	sent, err := c.tryWrite(b)
+	switch {
+	case err != nil:
+		return false, false, err
+	case sent == 0:
+		return false, false, nil
+	case sent < len(b):
+		c.pending = append([]byte(nil), b[sent:]...)
+		return true, false, nil
+	}
+	return true, true, nil
 }
 
 // stdoutBatch bounds the records one writev sends: 16 of the largest make
@@ -496,6 +558,9 @@ func (c *conn) writeStdout(id uint16, head, body []byte) error {
 	}()
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if err := c.sendPending(); err != nil {
+		return err
+	}
 	for len(head)+len(body) > 0 {
 		v.vec = v.vec[:0]
 		for i := 0; i < stdoutBatch && len(head)+len(body) > 0; i++ {

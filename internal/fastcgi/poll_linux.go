@@ -90,3 +90,28 @@ func (p *poller) run(ready func(id uint32)) {
 }
 
 func (p *poller) close() { p.f.Close() }
+
+// tryWrite writes b to the connection's socket if it can without waiting,
+// and returns how much it sent: 0 when the socket takes nothing now. The
+// write deadline holds as for any write.
+func (c *conn) tryWrite(b []byte) (int, error) {
+	var n int
+	var werr error
+	err := c.raw.Write(func(fd uintptr) bool {
+		for {
+			n, werr = syscall.Write(int(fd), b)
+			if werr != syscall.EINTR {
+				return true // never wait: it is the caller's to do
+			}
+		}
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case werr == syscall.EAGAIN:
+		return 0, nil
+	case werr != nil:
+		return 0, werr
+	}
+	return n, nil
+}

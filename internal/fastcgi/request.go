@@ -211,21 +211,16 @@ type response struct {
 // A long response then waits without a goroutine of its own: an event
 // stream's owner writes when it has something to send.
 func Detach(w http.ResponseWriter) (finish func(), ok bool) {
-	for {
-		switch v := w.(type) {
-		case *response:
-			v.detached = true
-			v.body.Close()
-			if v.env != nil {
-				v.env.m.Store(nil) // what ProcessEnv returns was read by now
-			}
-			return func() { v.finishOnce.Do(func() { v.c.finish(v, false) }) }, true
-		case interface{ Unwrap() http.ResponseWriter }:
-			w = v.Unwrap()
-		default:
-			return nil, false
-		}
+	v := unwrap(w)
+	if v == nil {
+		return nil, false
 	}
+	v.detached = true
+	v.body.Close()
+	if v.env != nil {
+		v.env.m.Store(nil) // what ProcessEnv returns was read by now
+	}
+	return func() { v.finishOnce.Do(func() { v.c.finish(v, false) }) }, true
 }
 
 // Header returns the header to send; once it is sent, a fresh map that
@@ -254,16 +249,14 @@ func (w *response) WriteHeader(code int) {
 }
 
 func (w *response) Write(p []byte) (int, error) {
-	if !w.wroteHeader {
-		w.WriteHeader(http.StatusOK)
-	}
-	if w.err == nil && w.req.ctx.Err() != nil {
-		w.err = context.Cause(w.req.ctx)
-	}
-	if w.err != nil {
-		return 0, w.err
+	if err := w.check(); err != nil {
+		return 0, err
 	}
 	if len(p) == 0 && w.sentHeader {
+		if err := w.c.flushPending(); err != nil {
+			w.err = err
+			return 0, err
+		}
 		return 0, nil
 	}
 	var head []byte
@@ -277,6 +270,75 @@ func (w *response) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// check returns the error that ends the response's writes, if any: one
+// of them failed, or the request ended. It sets the status first, as a
+// write does.
+func (w *response) check() error {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.err == nil && w.req.ctx.Err() != nil {
+		w.err = context.Cause(w.req.ctx)
+	}
+	return w.err
+}
+
+// ErrWouldBlock is TryWrite's answer when it could not send all it was
+// given without waiting for the web server to read.
+var ErrWouldBlock = errors.New("fastcgi: the write would wait for the web server")
+
+// TryWrite writes p to w as Write does, if it can without waiting for the
+// web server to read (Linux only), and returns how much of p it took. With
+// the error ErrWouldBlock, what it took is not all sent yet, or it did not
+// take all of p: Write(p[n:]) and Flush then send the rest, waiting as they
+// must, before anything else is sent. A long p (over 16 KiB), the CGI
+// header (the response's first write) and a w that is not a response of
+// this package (unwrapped as http.ResponseController does) are always
+// left to Write (0, ErrWouldBlock). Any other error is the response's,
+// as from Write. It is called from the one goroutine that writes to w.
+//
+// A writer of many responses can then send to every one that is reading
+// from one goroutine, and leave only those that are not to goroutines of
+// their own.
+func TryWrite(w http.ResponseWriter, p []byte) (n int, err error) {
+	r := unwrap(w)
+	if r == nil {
+		return 0, ErrWouldBlock
+	}
+	if err := r.check(); err != nil {
+		return 0, err
+	}
+	if !r.sentHeader || len(p) == 0 {
+		return 0, ErrWouldBlock
+	}
+	took, sentAll, err := r.c.tryWriteStdout(r.req.id, p)
+	switch {
+	case err != nil:
+		r.err = err
+		return 0, err
+	case !took:
+		return 0, ErrWouldBlock
+	case !sentAll:
+		return len(p), ErrWouldBlock
+	}
+	return len(p), nil
+}
+
+// unwrap returns the response of this package that w is or wraps (as
+// http.ResponseController unwraps), or nil.
+func unwrap(w http.ResponseWriter) *response {
+	for {
+		switch v := w.(type) {
+		case *response:
+			return v
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = v.Unwrap()
+		default:
+			return nil
+		}
+	}
 }
 
 // cgiHeader returns the CGI header of the response, whose body starts with

@@ -88,6 +88,17 @@ type Env struct {
 // the response is complete.
 func Detach(w http.ResponseWriter) (finish func(), ok bool) { return fastcgi.Detach(w) }
 
+// ErrWouldBlock is TryWrite's answer when it could not send all of what it
+// was given without waiting.
+var ErrWouldBlock = fastcgi.ErrWouldBlock
+
+// TryWrite writes p to a detached response as far as it can without
+// waiting for the web server to read (fastcgi.TryWrite), and returns how
+// much of p it took. With ErrWouldBlock, Write(p[n:]) and a Flush, which
+// may wait, send the rest; a response of any other mode always answers
+// (0, ErrWouldBlock).
+func TryWrite(w http.ResponseWriter, p []byte) (n int, err error) { return fastcgi.TryWrite(w, p) }
+
 // Vars returns the lookup of r's variables beyond its headers: those the
 // web server set for this request (nginx fastcgi_param, mod_fcgid's SetEnv,
 // and CGI's own such as SERVER_PORT), then env, the process environment
