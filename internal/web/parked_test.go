@@ -9,15 +9,17 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 	"unsafe"
 	"weak"
 
 	"cgichat/internal/fastcgi"
+	"cgichat/internal/fastcgi/record"
 	"cgichat/internal/hosting"
 	"cgichat/internal/sse"
 	"cgichat/internal/store"
@@ -32,6 +34,13 @@ import (
 // Unix socket, as behind nginx; and the database's path and the socket's.
 func parkedApp(t *testing.T) (a *App, db, sock string) {
 	t.Helper()
+	return parkedAppBuffered(t, 0)
+}
+
+// parkedAppBuffered is parkedApp with a send buffer of sndbuf bytes (as
+// the kernel rounds it) for every connection, unless 0.
+func parkedAppBuffered(t *testing.T, sndbuf int) (a *App, db, sock string) {
+	t.Helper()
 	db = filepath.Join(t.TempDir(), "chat.db")
 	env := map[string]string{"CHAT_DB": db, "CHAT_STREAMS_PER_CLIENT": "0", "CHAT_POLL_MS": "50"}
 	a = NewStream(hosting.Env{Mode: hosting.Daemon, Log: quiet})
@@ -43,6 +52,9 @@ func parkedApp(t *testing.T) (a *App, db, sock string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if sndbuf > 0 {
+		l = sndbufListener{l.(*net.UnixListener), sndbuf}
+	}
 	base, cancel := context.WithCancel(context.Background())
 	srv := &fastcgi.Server{Handler: a, BaseContext: base, Log: quiet}
 	go srv.Serve(l)
@@ -51,6 +63,32 @@ func parkedApp(t *testing.T) (a *App, db, sock string) {
 		srv.Shutdown(context.Background())
 	})
 	return a, db, sock
+}
+
+// sndbufListener sets the send buffer of every connection it accepts
+// (an accepted Unix socket does not take the listening socket's).
+type sndbufListener struct {
+	*net.UnixListener
+	size int
+}
+
+func (l sndbufListener) Accept() (net.Conn, error) {
+	c, err := l.AcceptUnix()
+	if err != nil {
+		return nil, err
+	}
+	raw, err := c.SyscallConn()
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	var serr error
+	raw.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, l.size) })
+	if serr != nil {
+		c.Close()
+		return nil, serr
+	}
+	return c, nil
 }
 
 // openParked opens a stream of reader on sock, with the FastCGI
@@ -91,7 +129,21 @@ func TestParkedStreamsHoldNoGoroutine(t *testing.T) {
 	const n = 100
 	_, db, sock := parkedApp(t)
 	open := func(i int) *fcgiclient.Conn { return openParked(t, sock, fmt.Sprintf("r%d", i), nil) }
-	open(-1) // the database and the feed are opened by the first
+	// The database and the feed are opened by the first stream, and the
+	// pool of writers by the first message.
+	first := open(-1)
+	st, err := store.Open(context.Background(), db, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	warm, err := st.Insert(context.Background(), "lobby", "ada", "before the others")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := first.ReadUntil(1, fmt.Sprintf("id: %d\n", warm.ID)); err != nil {
+		t.Fatalf("the first stream: %v after %q", err, out)
+	}
 	time.Sleep(100 * time.Millisecond)
 	before := runtime.NumGoroutine()
 	conns := make([]*fcgiclient.Conn, n)
@@ -103,11 +155,6 @@ func TestParkedStreamsHoldNoGoroutine(t *testing.T) {
 		t.Errorf("%d idle streams hold %d goroutines more than none, want at most %d", n, got, n/10)
 	}
 
-	st, err := store.Open(context.Background(), db, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
 	// Two messages, one after the other: each stream gets each once, in
 	// order (what is read up to the second holds the first once).
 	var ids []string
@@ -162,42 +209,59 @@ func TestParkedStreamsHoldNoGoroutine(t *testing.T) {
 // TestParkedWakeDuringStep checks the parked writer's states: a wake-up
 // that comes while the writer runs, after its session said it had nothing
 // (the window between TryNext's ErrWait and the writer going idle), runs
-// the writer once more; one that comes while it is idle starts it on a
-// goroutine of its own; once ended, nothing runs it.
+// the writer once more; one that comes while it is idle has a writer of
+// the pool run it, without waiting (try); a step that would have waited
+// goes on on a goroutine that may; once ended, nothing runs it.
 func TestParkedWakeDuringStep(t *testing.T) {
 	tests := []struct {
 		name      string
 		wakeInRun bool // the first step is woken before it returns
 		wakeIdle  bool // woken after it went idle
-		wantSteps int
+		blockAt   int  // the step that would wait (1 is the first), or 0
+		wantTries []bool
 	}{
-		{"Nothing more", false, false, 1},
-		{"Woken while running", true, false, 2},
-		{"Woken while idle", false, true, 2},
+		{"Nothing more", false, false, 0, []bool{false}},
+		{"Woken while running", true, false, 0, []bool{false, false}},
+		{"Woken while idle", false, true, 0, []bool{false, true}},
+		{"Would wait on a writer", false, true, 2, []bool{false, true, false}},
+		{"Woken while running, then would wait", true, true, 3, []bool{false, false, true, false}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var steps atomic.Int32
+			var mu sync.Mutex
+			var tries []bool
+			steps := func() int {
+				mu.Lock()
+				defer mu.Unlock()
+				return len(tries)
+			}
 			ran := make(chan struct{}, 10)
 			p := &parked{}
-			p.step = func() (string, bool) {
-				if steps.Add(1) == 1 && tt.wakeInRun {
+			p.step = func(try bool) (string, bool, bool) {
+				mu.Lock()
+				tries = append(tries, try)
+				n := len(tries)
+				mu.Unlock()
+				if n == 1 && tt.wakeInRun {
 					p.wake()
 				}
 				ran <- struct{}{}
-				return "", false
+				return "", false, n == tt.blockAt
 			}
 			p.state.Store(parkRunning)
-			p.run()
+			p.run(false)
 			if tt.wakeIdle {
+				for p.state.Load() != parkIdle {
+					time.Sleep(time.Millisecond)
+				}
 				p.wake()
 			}
 			deadline := time.After(5 * time.Second)
-			for range tt.wantSteps {
+			for range tt.wantTries {
 				select {
 				case <-ran:
 				case <-deadline:
-					t.Fatalf("%d steps ran, want %d", steps.Load(), tt.wantSteps)
+					t.Fatalf("%d steps ran, want %d", steps(), len(tt.wantTries))
 				}
 			}
 			// The writer goes idle once it has nothing; then nothing runs.
@@ -208,14 +272,17 @@ func TestParkedWakeDuringStep(t *testing.T) {
 				case <-time.After(time.Millisecond):
 				}
 			}
-			if got := steps.Load(); got != int32(tt.wantSteps) {
-				t.Errorf("%d steps ran, want %d", got, tt.wantSteps)
+			mu.Lock()
+			got := slices.Clone(tries)
+			mu.Unlock()
+			if !slices.Equal(got, tt.wantTries) {
+				t.Errorf("steps ran with try %v, want %v", got, tt.wantTries)
 			}
 			p.state.Store(parkEnded)
 			p.wake()
 			time.Sleep(20 * time.Millisecond)
-			if got := steps.Load(); got != int32(tt.wantSteps) {
-				t.Errorf("an ended writer ran again: %d steps, want %d", got, tt.wantSteps)
+			if got := steps(); got != len(tt.wantTries) {
+				t.Errorf("an ended writer ran again: %d steps, want %d", got, len(tt.wantTries))
 			}
 		})
 	}
@@ -303,5 +370,126 @@ func TestStreamThatCannotDetach(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Error("the database's handler is still held 10 s after its only stream ended")
+	}
+}
+
+// TestStalledReadersHoldNoWriter serves parked streams of which more than
+// the writers of the pool never read, while messages long enough to fill
+// their sockets come: the streams that read get every message at once
+// all the same (a writer that waited for a stalled stream would hold
+// them back for its write deadline, 25 s), and the stalled streams, once
+// they read, get every message once, in order.
+func TestStalledReadersHoldNoWriter(t *testing.T) {
+	tests := []struct {
+		name     string
+		sndbuf   int // 0: the system's
+		messages int
+		paced    bool // each message reaches the reading streams before the next is sent
+	}{
+		{"Burst", 0, 300, false}, // the stalled streams' writes are long (64 KiB)
+		// One message per write, and a buffer that takes part of one.
+		{"PacedSmallBuffers", 4096, 40, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { stalledReaders(t, tt.sndbuf, tt.messages, tt.paced) })
+	}
+}
+
+func stalledReaders(t *testing.T, sndbuf, messages int, paced bool) {
+	const reading = 3
+	stalled := runtime.GOMAXPROCS(0) + 1
+	_, db, sock := parkedAppBuffered(t, sndbuf)
+	type reader struct {
+		c   *fcgiclient.Conn
+		mu  sync.Mutex
+		out strings.Builder
+	}
+	readers := make([]*reader, reading)
+	for i := range readers {
+		r := &reader{c: openParked(t, sock, fmt.Sprintf("reading%d", i), nil)}
+		r.c.SetDeadline(time.Time{})
+		readers[i] = r
+		go func() {
+			for {
+				h, b, err := r.c.Next()
+				if err != nil {
+					return
+				}
+				if h.Type == record.Stdout {
+					r.mu.Lock()
+					r.out.Write(b)
+					r.mu.Unlock()
+				}
+			}
+		}()
+	}
+	stalls := make([]*fcgiclient.Conn, stalled)
+	for i := range stalls {
+		stalls[i] = openParked(t, sock, fmt.Sprintf("stalled%d", i), nil)
+		stalls[i].SetDeadline(time.Now().Add(60 * time.Second))
+	}
+	st, err := store.Open(context.Background(), db, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	// Every reading stream has the message whose id line is want, within
+	// 5 s of when it was sent.
+	arrives := func(what, want string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for _, r := range readers {
+			for {
+				r.mu.Lock()
+				got := strings.Contains(r.out.String(), want)
+				r.mu.Unlock()
+				if got {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s has not reached a reading stream in 5 s, beside %d stalled ones", what, stalled)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	}
+	// 2,000 characters, 6,000 bytes: a frame the small buffers take in
+	// part.
+	text := strings.Repeat("😀", 2000)
+	var ids []int64
+	for i := range messages {
+		m, err := st.Insert(context.Background(), "lobby", "ada", text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, m.ID)
+		if paced || i%50 == 49 {
+			arrives(fmt.Sprintf("message %d", i+1), fmt.Sprintf("id: %d\n", m.ID))
+		}
+	}
+	last, err := st.Insert(context.Background(), "lobby", "ada", "and one more")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids = append(ids, last.ID)
+	arrives("the last message", fmt.Sprintf("id: %d\n", last.ID))
+
+	// The stalled streams read now: every message once, in order.
+	for i, c := range stalls {
+		out, err := c.ReadUntil(1, fmt.Sprintf("id: %d\n", last.ID))
+		if err != nil {
+			t.Fatalf("stalled stream %d: %v after %d bytes", i, err, len(out))
+		}
+		var got []int64
+		for _, line := range strings.Split(out, "\n") {
+			if v, ok := strings.CutPrefix(line, "id: "); ok {
+				var id int64
+				fmt.Sscan(v, &id)
+				got = append(got, id)
+			}
+		}
+		if !slices.Equal(got, ids) {
+			t.Errorf("stalled stream %d got %d messages (first %v), want the %d sent, once each, in order", i, len(got), got[:min(len(got), 5)], len(ids))
+		}
 	}
 }

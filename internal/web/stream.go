@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"sync"
@@ -149,18 +150,36 @@ func (h *streamHandler) serve(w http.ResponseWriter, r *http.Request, cfg config
 	// that cannot detach (CGI, the development server) undoes no more
 	// than this and writes on here.
 	p := &parked{h: h, sess: sess, end: end, release: holdInstance(r)}
-	p.step = func() (string, bool) { return h.write(ctx, w, sess, false) }
+	var dl writeDeadline
+	var rest []byte // what a step that would have waited left to write
+	owed := false   // rest, and a flush, are to be written first
+	p.step = func(try bool) (reason string, done, blocked bool) {
+		if owed {
+			owed = false
+			if err := flush(w, nil, rest); err != nil {
+				return writeFailed(ctx, err), true, false
+			}
+			rest = nil
+		}
+		var left *[]byte
+		if try {
+			left = &rest
+		}
+		reason, done, blocked = h.write(ctx, w, sess, &dl, false, left)
+		owed = blocked
+		return reason, done, blocked
+	}
 	p.state.Store(parkRunning)
 	p.stopWake = sess.Park(ctx, p.wake)
 	var ok bool
 	if p.finish, ok = hosting.Detach(w); ok {
-		p.run()
+		p.run(false)
 		return
 	}
 	p.stopWake()
 	p.release()
 	defer end()
-	reason, _ := h.write(ctx, w, sess, true)
+	reason, _, _ := h.write(ctx, w, sess, &dl, true, nil)
 	h.ended(sess, reason)
 }
 
@@ -178,10 +197,10 @@ const (
 type parked struct {
 	h        *streamHandler
 	sess     *feed.Session
-	step     func() (reason string, done bool) // writes what the session has (write)
-	end      func()                            // releases what the session holds
-	finish   func()                            // ends the response
-	release  func()                            // lets the database's handler close
+	step     func(try bool) (reason string, done, blocked bool) // writes what the session has (write)
+	end      func()                                             // releases what the session holds
+	finish   func()                                             // ends the response
+	release  func()                                             // lets the database's handler close
 	stopWake func()
 	state    atomic.Int32
 	closed   sync.Once
@@ -194,7 +213,7 @@ func (p *parked) wake() {
 		switch p.state.Load() {
 		case parkIdle:
 			if p.state.CompareAndSwap(parkIdle, parkRunning) {
-				go p.run()
+				writers.run(p)
 				return
 			}
 		case parkRunning:
@@ -208,18 +227,32 @@ func (p *parked) wake() {
 }
 
 // run writes what the session has until it has nothing more for now,
-// then lets its goroutine end; or until the stream ends, which it then
-// closes. A panic ends the stream, logged, and never the process.
-func (p *parked) run() {
+// then lets its goroutine go; or until the stream ends, which it then
+// closes. With try set it runs on one of the writers, and waits for
+// nothing: a write that would wait, and the stream's end (which writes
+// and may wait), go on on a goroutine of the stream's own. A panic ends
+// the stream, logged, and never the process.
+func (p *parked) run(try bool) {
 	defer func() {
 		if v := recover(); v != nil {
 			p.h.log.Error("stream: panic", "panic", v, "stack", string(debug.Stack()))
-			p.close("panic")
+			if try {
+				go p.close("panic")
+			} else {
+				p.close("panic")
+			}
 		}
 	}()
 	for {
-		reason, done := p.step()
-		if done {
+		reason, done, blocked := p.step(try)
+		switch {
+		case blocked:
+			go p.run(false)
+			return
+		case done && try:
+			go p.close(reason)
+			return
+		case done:
 			p.close(reason)
 			return
 		}
@@ -227,6 +260,45 @@ func (p *parked) run() {
 			return
 		}
 		p.state.Store(parkRunning) // it was parkAgain
+	}
+}
+
+// writerQueue bounds the streams waiting for a writer: past it, a stream
+// that woke writes on a goroutine of its own.
+const writerQueue = 1 << 14
+
+// writerPool runs the writes of parked streams that woke, on a goroutine
+// per processor instead of one per stream and message: a message to ten
+// thousand streams started ten thousand goroutines, and starting and
+// scheduling them was a quarter of the stream daemon's work
+// (docs/performance.md). A stream whose write would wait (its reader
+// reads slowly, or not at all) goes on on a goroutine of its own, so a
+// writer never waits for one.
+type writerPool struct {
+	once sync.Once
+	q    chan *parked
+}
+
+// writers serves every stream of the process.
+var writers writerPool
+
+// run has a writer run p, or a goroutine of its own when every writer
+// is far behind.
+func (wp *writerPool) run(p *parked) {
+	wp.once.Do(func() {
+		wp.q = make(chan *parked, writerQueue)
+		for range runtime.GOMAXPROCS(0) {
+			go func() {
+				for p := range wp.q {
+					p.run(true)
+				}
+			}()
+		}
+	})
+	select {
+	case wp.q <- p:
+	default:
+		go p.run(false)
 	}
 }
 
@@ -319,16 +391,43 @@ func streamHeaders(w http.ResponseWriter) {
 }
 
 // writeTimeout bounds one write to the client: a reader that reads
-// nothing for this long is disconnected, and resumes from its
-// Last-Event-ID when it reads again. (Under CGI the web server holds the
-// connection, and the deadline cannot be set.)
+// nothing for this long (less deadlineSlack at most) is disconnected, and
+// resumes from its Last-Event-ID when it reads again. (Under CGI the web
+// server holds the connection, and the deadline cannot be set.)
 const writeTimeout = 30 * time.Second
+
+// deadlineSlack is how far a stream's write deadline may fall behind
+// writeTimeout from now before it is set again. Setting a deadline moves
+// a timer among every connection's; set at every write, in a busy room it
+// was an eighth of the stream daemon's work (docs/performance.md), and one
+// set a little earlier serves as well.
+const deadlineSlack = 5 * time.Second
+
+// writeDeadline is the deadline a stream last set for its writes.
+type writeDeadline struct{ at time.Time }
+
+// extend sets the write deadline writeTimeout after now, unless the one
+// set last is still at least writeTimeout - deadlineSlack away: every
+// write then has between those two to finish.
+func (d *writeDeadline) extend(rc *http.ResponseController, now time.Time) {
+	if d.at.Sub(now) >= writeTimeout-deadlineSlack {
+		return
+	}
+	d.at = now.Add(writeTimeout)
+	rc.SetWriteDeadline(d.at)
+}
 
 // write writes what the session gives until it ends or a write fails, and
 // returns why it stopped, with done set. Unless wait is set it also
 // returns, with done unset, when the session has nothing more to give
 // yet (feed.ErrWait).
-func (h *streamHandler) write(ctx context.Context, w http.ResponseWriter, sess *feed.Session, wait bool) (reason string, done bool) {
+//
+// With left set, a chunk is written only as far as it goes without
+// waiting (hosting.TryWrite): when it does not all go, write returns with
+// blocked set, and what is still to be written (with a flush, by a writer
+// that may wait) in *left, which stays valid until the session is called
+// again.
+func (h *streamHandler) write(ctx context.Context, w http.ResponseWriter, sess *feed.Session, dl *writeDeadline, wait bool, left *[]byte) (reason string, done, blocked bool) {
 	f, _ := w.(http.Flusher)
 	rc := http.NewResponseController(w)
 	next := sess.Next
@@ -338,19 +437,30 @@ func (h *streamHandler) write(ctx context.Context, w http.ResponseWriter, sess *
 	for {
 		chunk, err := next(ctx)
 		if len(chunk) > 0 {
-			rc.SetWriteDeadline(time.Now().Add(writeTimeout))
-			if err := flush(w, f, chunk); err != nil {
-				return writeFailed(ctx, err), true
+			dl.extend(rc, time.Now())
+			if left != nil {
+				// What came with the chunk (the session's end) comes
+				// again at the next call.
+				n, err := hosting.TryWrite(w, chunk)
+				switch {
+				case errors.Is(err, hosting.ErrWouldBlock):
+					*left = chunk[n:]
+					return "", false, true
+				case err != nil:
+					return writeFailed(ctx, err), true, false
+				}
+			} else if err := flush(w, f, chunk); err != nil {
+				return writeFailed(ctx, err), true, false
 			}
 		}
 		switch {
 		case errors.Is(err, feed.ErrWait):
-			return "", false
+			return "", false, false
 		case errors.Is(err, io.EOF):
-			return sess.Reason(), true
+			return sess.Reason(), true, false
 		case err != nil:
 			h.log.Warn("stream: reading the database failed", "err", err)
-			return sess.Reason(), true
+			return sess.Reason(), true, false
 		}
 	}
 }
