@@ -12,9 +12,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"cgichat/internal/fastcgi/record"
 	"cgichat/test/fcgiclient"
 )
 
@@ -377,4 +379,89 @@ func TestDaemonAtFileLimit(t *testing.T) {
 	if strings.Contains(log.String(), "level=ERROR") {
 		t.Errorf("the daemon logged errors at its file limit:\n%s", log.String())
 	}
+}
+
+// cpuTime returns the CPU time (user and system, every thread, those
+// gone included) process pid has used, from /proc/PID/stat, whose clock
+// ticks are 1/100 s on Linux (USER_HZ).
+func cpuTime(tb testing.TB, pid int) time.Duration {
+	tb.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// The fields after the command's name, which is in parentheses and
+	// may hold spaces: utime and stime are the 14th and 15th of the line.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		tb.Fatalf("/proc/%d/stat: %q", pid, b)
+	}
+	var ticks int64
+	for _, s := range f[11:13] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			tb.Fatalf("/proc/%d/stat: %q", pid, b)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond
+}
+
+// BenchmarkDaemonFanOut measures what delivering a message to one open
+// stream costs the stream daemon, with no web server in front: 2,000
+// streams read straight from its socket, one post at a time through the
+// post daemon, each waited for at every stream before the next; the
+// daemon's CPU time over the deliveries. The benchmark command
+// (go run ./bench) measures the same behind nginx, with every process's
+// share; this one leaves out the noise of the others.
+func BenchmarkDaemonFanOut(b *testing.B) {
+	const n = 2000
+	d := startRawDaemon(b, "stream", map[string]string{
+		"CHAT_STREAMS_PER_CLIENT": "0",
+		"CHAT_HEARTBEAT_SECONDS":  "30",
+	}, n+512, nil)
+	poster := startRawDaemon(b, "post", map[string]string{"CHAT_DB": d.db}, 0, nil)
+	var delivered atomic.Int64
+	conns := make([]*fcgiclient.Conn, 0, n)
+	for range n {
+		c := d.openStream(b, "room=lobby")
+		conns = append(conns, c)
+		go func() {
+			for {
+				h, content, err := c.Next()
+				if err != nil {
+					return
+				}
+				if h.Type == record.Stdout && bytes.Contains(content, []byte("event: message\n")) {
+					delivered.Add(int64(bytes.Count(content, []byte("event: message\n"))))
+				}
+			}
+		}()
+	}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	time.Sleep(time.Second)
+	pid := d.cmd.Process.Pid
+	b.ResetTimer()
+	cpu0, start := cpuTime(b, pid), time.Now()
+	for i := range b.N {
+		if code := poster.post(b, fmt.Sprintf("fan-out %d", i)); code != 201 {
+			b.Fatalf("post: status %d", code)
+		}
+		want := int64(i+1) * n
+		for deadline := time.Now().Add(30 * time.Second); delivered.Load() < want; {
+			if time.Now().After(deadline) {
+				b.Fatalf("post %d reached %d of %d streams in 30 s", i, delivered.Load()-int64(i)*n, n)
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+	}
+	wall, cpu := time.Since(start), cpuTime(b, pid)-cpu0
+	b.StopTimer()
+	deliveries := float64(b.N) * n
+	b.ReportMetric(float64(cpu.Microseconds())/deliveries, "daemon-µs/delivery")
+	b.ReportMetric(float64(wall.Milliseconds())/float64(b.N), "ms/fan-out")
 }
