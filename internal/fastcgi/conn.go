@@ -54,9 +54,11 @@ type conn struct {
 	armed bool // known to the poller
 
 	wmu sync.Mutex // one write of records at a time
-	// What TryWrite took and could not send at once: the rest of its
-	// records, sent before anything else. Under wmu.
+	// Under wmu: what TryWrite took and could not send at once, the rest
+	// of its record, sent before anything else; and the first write that
+	// failed, which may have cut a record, after which nothing is sent.
 	pending []byte
+	werr    error
 
 	mu      sync.Mutex
 	req     *request // the active request (specification, section 3.3)
@@ -467,19 +469,38 @@ func (c *conn) write(b []byte) error {
 	if err := c.sendPending(); err != nil {
 		return err
 	}
-	_, err := c.rwc.Write(b)
+	return c.sent(c.rwc.Write(b))
+}
+
+// sent keeps err, a write's, as the connection's first failed write, and
+// returns it. The caller holds wmu.
+func (c *conn) sent(_ int, err error) error {
+	if err != nil && c.werr == nil {
+		c.werr = err
+	}
 	return err
 }
 
-// sendPending sends what TryWrite left to send, waiting as a write does.
-// The caller holds wmu.
+// sendPending sends what TryWrite left to send, waiting as a write does,
+// after returning the failure of an earlier write if there was one. The
+// caller holds wmu.
 func (c *conn) sendPending() error {
+	if c.werr != nil {
+		return c.werr
+	}
 	if len(c.pending) == 0 {
 		return nil
 	}
-	_, err := c.rwc.Write(c.pending)
+	p := c.pending
 	c.pending = nil
-	return err
+	return c.sent(c.rwc.Write(p))
+}
+
+// failed returns the connection's first failed write, if any.
+func (c *conn) failed() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.werr
 }
 
 // tryBytes bounds what TryWrite takes: a longer write (a backlog's chunk)
@@ -502,10 +523,13 @@ func (c *conn) flushPending() error {
 // tryBytes, or the socket takes none of it now.
 func (c *conn) tryWriteStdout(id uint16, body []byte) (took, sentAll bool, err error) {
 	n := len(body)
-	if c.raw == nil || n == 0 || n > tryBytes || !c.wmu.TryLock() {
+	if !canTryWrite || c.raw == nil || n == 0 || n > tryBytes || !c.wmu.TryLock() {
 		return false, false, nil
 	}
 	defer c.wmu.Unlock()
+	if c.werr != nil {
+		return false, false, c.werr
+	}
 	if len(c.pending) > 0 {
 		return false, false, nil
 	}
@@ -517,7 +541,7 @@ func (c *conn) tryWriteStdout(id uint16, body []byte) (took, sentAll bool, err e
 	sent, err := c.tryWrite(b)
 	switch {
 	case err != nil:
-		return false, false, err
+		return false, false, c.sent(0, err)
 	case sent == 0:
 		return false, false, nil
 	case sent < len(b):
@@ -583,7 +607,7 @@ func (c *conn) writeStdout(id uint16, head, body []byte) error {
 		// WriteTo consumes its list; v.vec keeps the slices to clear.
 		vec := v.vec
 		if _, err := vec.WriteTo(c.rwc); err != nil {
-			return err
+			return c.sent(0, err)
 		}
 	}
 	return nil

@@ -91,6 +91,9 @@ func (p *poller) run(ready func(id uint32)) {
 
 func (p *poller) close() { p.f.Close() }
 
+// canTryWrite says that tryWrite can send.
+const canTryWrite = true
+
 // tryWrite writes b to the connection's socket if it can without waiting,
 // and returns how much it sent: 0 when the socket takes nothing now. The
 // write deadline holds as for any write.

@@ -13,5 +13,9 @@ func (p *poller) arm(int, uint32, bool) error { return errors.ErrUnsupported }
 func (p *poller) run(func(uint32))            {}
 func (p *poller) close()                      {}
 
-// tryWrite sends nothing: writes that cannot wait are Linux's alone here.
+// canTryWrite says that tryWrite sends nothing: writes that cannot wait
+// are Linux's alone here.
+const canTryWrite = false
+
+// tryWrite sends nothing.
 func (c *conn) tryWrite([]byte) (int, error) { return 0, nil }

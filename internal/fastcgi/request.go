@@ -80,11 +80,13 @@ func (c *conn) run(req *request, body io.ReadCloser) {
 // body, and of the request.
 func (c *conn) finish(w *response, broken bool) {
 	req, body := w.req, w.body
-	// A Write cut short by the handler's deadline may have sent half a
-	// record to a web server that reads nothing: the connection ends,
-	// with nothing more written (which could wait for ever). Otherwise
-	// the end of the request is sent without the handler's bound.
-	cut := errors.Is(w.err, os.ErrDeadlineExceeded)
+	// A Write cut short by the handler's deadline, or any failed write,
+	// may have sent half a record to a web server that reads nothing: the
+	// connection ends, with nothing more written (which could wait for
+	// ever). What TryWrite left to send goes first, under the handler's
+	// bound, which cuts it too when the web server reads nothing. Then
+	// the end of the request is sent without that bound.
+	cut := errors.Is(w.err, os.ErrDeadlineExceeded) || c.flushPending() != nil
 	if w.deadline && !cut {
 		c.rwc.SetWriteDeadline(time.Time{})
 	}
@@ -290,10 +292,11 @@ func (w *response) check() error {
 var ErrWouldBlock = errors.New("fastcgi: the write would wait for the web server")
 
 // TryWrite writes p to w as Write does, if it can without waiting for the
-// web server to read (Linux only), and returns how much of p it took. With
-// the error ErrWouldBlock, what it took is not all sent yet, or it did not
-// take all of p: Write(p[n:]) and Flush then send the rest, waiting as they
-// must, before anything else is sent. A long p (over 16 KiB), the CGI
+// web server to read (Linux only), and returns how much of p it took: all
+// of it or none. With the error ErrWouldBlock, what it took is not all
+// sent yet, or it took none: Write(p[n:]) and Flush then send the rest,
+// waiting as they must, before anything else is sent (and the end of the
+// request sends it, under the write deadline, if nothing else does). A long p (over 16 KiB), the CGI
 // header (the response's first write) and a w that is not a response of
 // this package (unwrapped as http.ResponseController does) are always
 // left to Write (0, ErrWouldBlock). Any other error is the response's,

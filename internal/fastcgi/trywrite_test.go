@@ -224,3 +224,67 @@ func TestTryWriteLeavesToWrite(t *testing.T) {
 		t.Errorf("after the request ended: %d, %v; want 0, %v", n, err, cause)
 	}
 }
+
+// TestFinishWithPending checks the end of a request whose response has
+// bytes pending (TryWrite took a record in part) when its context ended
+// before anything sent them, as at a shutdown or when the web server
+// aborted: the end waits for the web server no longer than the response's
+// write deadline, then closes the connection, with nothing more written
+// after the cut record.
+func TestFinishWithPending(t *testing.T) {
+	w, _ := socketPair(t, 4096)
+	w.body, w.req.stdinDone = http.NoBody, closedChan
+	w.c.refs, w.c.release = 1, func() {}
+	w.c.srv.conns = map[uint32]*conn{}
+	if err := w.SetWriteDeadline(time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		if i == 1000 {
+			t.Fatal("1,000 writes to a web server that reads nothing left nothing pending")
+		}
+		n, err := TryWrite(w, bytes.Repeat([]byte{'a'}, 12<<10))
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, ErrWouldBlock) || n == 0 {
+			t.Fatalf("TryWrite: %d, %v; want all taken, ErrWouldBlock", n, err)
+		}
+		break
+	}
+	w.req.cancel(errors.New("the web server aborted the request"))
+	done := make(chan struct{})
+	go func() {
+		w.c.finish(w, false)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request's end still waits 10 s after a write deadline of 1 s")
+	}
+	if _, err := w.c.rwc.Write([]byte("x")); err == nil {
+		t.Error("the connection is still open after its record was cut")
+	}
+}
+
+// TestFailedWriteEndsWrites checks that once a write on a connection
+// failed (here the reader's, past a deadline, as an answer to a
+// management record could), which may have cut a record, nothing more is
+// sent on it: TryWrite and Write fail with that error.
+func TestFailedWriteEndsWrites(t *testing.T) {
+	w, _ := socketPair(t, 4096)
+	w.c.rwc.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+	err := w.c.write(make([]byte, 1<<20))
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a write of 1 MiB to a web server that reads nothing: %v, want the deadline", err)
+	}
+	// A deadline again, so that a write that did try fails soon.
+	w.c.rwc.SetWriteDeadline(time.Now().Add(time.Second))
+	if n, got := TryWrite(w, []byte("x")); n != 0 || got != err {
+		t.Errorf("TryWrite after a failed write: %d, %v; want 0, %v", n, got, err)
+	}
+	if _, got := w.Write([]byte("x")); got != err {
+		t.Errorf("Write after a failed write: %v, want %v", got, err)
+	}
+}
