@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -647,5 +648,72 @@ func TestWaitingSessionKeepsNoPage(t *testing.T) {
 	}
 	if pages, buf := s.Held(); pages || buf != 0 {
 		t.Errorf("a waiting session holds a page of messages (%v) and a buffer of %d bytes, want neither", pages, buf)
+	}
+}
+
+// TestTryNextLeavesReadsToNextCall checks that a session driven by
+// TryNext that finds its reader fell behind the room's frames does not
+// read the database in that call: it says so (Reads), and the calls that
+// follow give every message it missed, once, in order.
+func TestTryNextLeavesReadsToNextCall(t *testing.T) {
+	st, f := start(t, 10*time.Millisecond, nil)
+	ctx := context.Background()
+	s, err := f.Open(ctx, feed.Request{Room: "lobby", Reader: "r1", Mode: "live", Lifetime: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for {
+		if _, err := s.TryNext(ctx); errors.Is(err, feed.ErrWait) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var want []int64
+	for i := range 300 {
+		want = append(want, insert(t, st, "lobby", fmt.Sprintf("missed %d", i)).ID)
+	}
+	// Once a subscriber that came later has the next message, the feed
+	// has handed out every one before it.
+	probe := mustSubscribe(t, f, "lobby")
+	marker := insert(t, st, "lobby", "marker")
+	want = append(want, marker.ID)
+	for {
+		if fr := receive(t, probe); fr.ID == marker.ID {
+			break
+		}
+	}
+	if s.Reads() {
+		t.Fatal("Reads before the session found it fell behind")
+	}
+	b, err := s.TryNext(ctx)
+	if err != nil || strings.Contains(string(b), "event: message") {
+		t.Fatalf("the call that found the reader behind: %.80q, %v; want no message (no read) and no error", b, err)
+	}
+	if !s.Reads() {
+		t.Fatal("after falling behind, Reads is false")
+	}
+	var got []int64
+	for range 100 {
+		b, err := s.TryNext(ctx)
+		if errors.Is(err, feed.ErrWait) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "id: "); ok {
+				id, _ := strconv.ParseInt(v, 10, 64)
+				got = append(got, id)
+			}
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("caught up with %d messages (first %v), want the %d missed, once each, in order", len(got), got[:min(len(got), 3)], len(want))
+	}
+	if s.Reads() {
+		t.Error("Reads after catching up")
 	}
 }

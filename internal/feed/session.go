@@ -283,6 +283,25 @@ var ErrWait = errors.New("feed: nothing to send yet")
 // the time it takes.)
 func (s *Session) TryNext(ctx context.Context) ([]byte, error) { return s.next(ctx, false) }
 
+// Reads reports whether the session's next TryNext or Next reads the
+// database before it returns: a page of the backlog or of the messages
+// its reader fell behind by, or the presence the ready event gives. A
+// writer that must not wait leaves such a call to a goroutine that may.
+// TryNext reads nothing otherwise; a call that returns bytes returns no
+// error, and an ended session returns its end again at every call.
+func (s *Session) Reads() bool {
+	if len(s.pending) > 0 {
+		return false
+	}
+	switch s.state {
+	case stateBacklog, stateReady:
+		return true
+	case stateLive:
+		return s.catching
+	}
+	return false
+}
+
 // Park has fn called whenever the session may have something new for
 // TryNext: a frame or heartbeat for its room, a newer stream of its
 // reader, the end of its lifetime or of ctx. fn runs on the feed's
@@ -543,8 +562,12 @@ func (s *Session) live(ctx context.Context, wait bool) ([]byte, error) {
 		}
 		if lagged {
 			// The reader fell behind the room's frames: read what it
-			// missed from the database, page by page.
+			// missed from the database, page by page; without a wait,
+			// from the next call on (Reads).
 			s.catching = true
+			if !wait {
+				return s.afterMessages()
+			}
 			if err := s.page(ctx); err != nil {
 				return s.fail("database", err)
 			}

@@ -434,10 +434,11 @@ func stalledReaders(t *testing.T, sndbuf, messages int, paced bool) {
 	}
 	defer st.Close()
 	// Every reading stream has the message whose id line is want, within
-	// 5 s of when it was sent.
+	// 10 s of when it was sent (a writer held by a stalled stream would
+	// hold it for 25 s).
 	arrives := func(what, want string) {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
+		deadline := time.Now().Add(10 * time.Second)
 		for _, r := range readers {
 			for {
 				r.mu.Lock()
@@ -447,7 +448,7 @@ func stalledReaders(t *testing.T, sndbuf, messages int, paced bool) {
 					break
 				}
 				if time.Now().After(deadline) {
-					t.Fatalf("%s has not reached a reading stream in 5 s, beside %d stalled ones", what, stalled)
+					t.Fatalf("%s has not reached a reading stream in 10 s, beside %d stalled ones", what, stalled)
 				}
 				time.Sleep(10 * time.Millisecond)
 			}

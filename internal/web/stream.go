@@ -279,7 +279,9 @@ type writerPool struct {
 	q    chan *parked
 }
 
-// writers serves every stream of the process.
+// writers serves every stream of the process, of every database: its
+// goroutines, as many as GOMAXPROCS at the first wake-up, start then and
+// live as long as the process.
 var writers writerPool
 
 // run has a writer run p, or a goroutine of its own when every writer
@@ -435,12 +437,17 @@ func (h *streamHandler) write(ctx context.Context, w http.ResponseWriter, sess *
 		next = sess.TryNext
 	}
 	for {
+		if left != nil && sess.Reads() {
+			// A writer that must not wait leaves the database to the
+			// stream's own goroutine.
+			*left = nil
+			return "", false, true
+		}
 		chunk, err := next(ctx)
 		if len(chunk) > 0 {
 			dl.extend(rc, time.Now())
 			if left != nil {
-				// What came with the chunk (the session's end) comes
-				// again at the next call.
+				// A chunk comes without an error (Session.Reads).
 				n, err := hosting.TryWrite(w, chunk)
 				switch {
 				case errors.Is(err, hosting.ErrWouldBlock):
