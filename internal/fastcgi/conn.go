@@ -496,13 +496,6 @@ func (c *conn) sendPending() error {
 	return c.sent(c.rwc.Write(p))
 }
 
-// failed returns the connection's first failed write, if any.
-func (c *conn) failed() error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	return c.werr
-}
-
 // tryBytes bounds what TryWrite takes: a longer write (a backlog's chunk)
 // is left to Write, which sends it without a copy.
 const tryBytes = 16 << 10

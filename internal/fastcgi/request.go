@@ -16,6 +16,11 @@ import (
 	"cgichat/internal/fastcgi/record"
 )
 
+// endTimeout bounds the writes that end a request whose handler set a
+// write deadline (the answer's last bytes, FCGI_END_REQUEST): a web server
+// that reads none of them for this long has its connection closed instead.
+var endTimeout = 5 * time.Second
+
 // DrainWindow bounds the wait, after the handler returned, for the rest
 // of a body it left unread: a client that sends it slower than this holds
 // no program for it.
@@ -88,7 +93,9 @@ func (c *conn) finish(w *response, broken bool) {
 	// the end of the request is sent without that bound.
 	cut := errors.Is(w.err, os.ErrDeadlineExceeded) || c.flushPending() != nil
 	if w.deadline && !cut {
-		c.rwc.SetWriteDeadline(time.Time{})
+		// A bound of its own for the end: the handler's may have passed,
+		// and a web server that reads nothing would hold it for ever.
+		c.rwc.SetWriteDeadline(time.Now().Add(endTimeout))
 	}
 	// Something is always answered, even when the handler wrote nothing.
 	if !cut {
@@ -124,6 +131,9 @@ func (c *conn) finish(w *response, broken bool) {
 			closeConn = true
 		}
 		putBuf(b)
+		if w.deadline && !closeConn {
+			c.rwc.SetWriteDeadline(time.Time{}) // for the next request
+		}
 	}
 	if closeConn {
 		c.shut()

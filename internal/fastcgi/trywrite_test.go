@@ -225,46 +225,64 @@ func TestTryWriteLeavesToWrite(t *testing.T) {
 	}
 }
 
-// TestFinishWithPending checks the end of a request whose response has
-// bytes pending (TryWrite took a record in part) when its context ended
-// before anything sent them, as at a shutdown or when the web server
-// aborted: the end waits for the web server no longer than the response's
-// write deadline, then closes the connection, with nothing more written
-// after the cut record.
+// TestFinishWithPending checks the end of a request whose handler set a
+// write deadline and whose context ended (a shutdown, the web server
+// aborted) while the web server reads nothing: with bytes pending
+// (TryWrite took a record in part), they go under the handler's deadline;
+// with a full socket and nothing pending, the end records go under a
+// bound of their own (endTimeout). Either way the end does not wait
+// longer, and the connection is closed, with nothing more written after
+// what may be a cut record.
 func TestFinishWithPending(t *testing.T) {
-	w, _ := socketPair(t, 4096)
-	w.body, w.req.stdinDone = http.NoBody, closedChan
-	w.c.refs, w.c.release = 1, func() {}
-	w.c.srv.conns = map[uint32]*conn{}
-	if err := w.SetWriteDeadline(time.Now().Add(time.Second)); err != nil {
-		t.Fatal(err)
+	defer func(d time.Duration) { endTimeout = d }(endTimeout)
+	endTimeout = time.Second
+	tests := []struct {
+		name string
+		size int // of each TryWrite
+	}{
+		{"Pending", 12 << 10}, // taken in part at last
+		{"FullNothingPending", 8},
 	}
-	for i := 0; ; i++ {
-		if i == 1000 {
-			t.Fatal("1,000 writes to a web server that reads nothing left nothing pending")
-		}
-		n, err := TryWrite(w, bytes.Repeat([]byte{'a'}, 12<<10))
-		if err == nil {
-			continue
-		}
-		if !errors.Is(err, ErrWouldBlock) || n == 0 {
-			t.Fatalf("TryWrite: %d, %v; want all taken, ErrWouldBlock", n, err)
-		}
-		break
-	}
-	w.req.cancel(errors.New("the web server aborted the request"))
-	done := make(chan struct{})
-	go func() {
-		w.c.finish(w, false)
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the request's end still waits 10 s after a write deadline of 1 s")
-	}
-	if _, err := w.c.rwc.Write([]byte("x")); err == nil {
-		t.Error("the connection is still open after its record was cut")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w, _ := socketPair(t, 4096)
+			w.body, w.req.stdinDone = http.NoBody, closedChan
+			w.c.refs, w.c.release = 1, func() {}
+			w.c.srv.conns = map[uint32]*conn{}
+			if err := w.SetWriteDeadline(time.Now().Add(time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; ; i++ {
+				if i == 100000 {
+					t.Fatal("100,000 writes to a web server that reads nothing were all taken")
+				}
+				n, err := TryWrite(w, bytes.Repeat([]byte{'a'}, tt.size))
+				if err == nil {
+					continue
+				}
+				if !errors.Is(err, ErrWouldBlock) {
+					t.Fatalf("TryWrite: %d, %v", n, err)
+				}
+				break
+			}
+			if pending := len(w.c.pending) > 0; pending != (tt.name == "Pending") {
+				t.Fatalf("bytes pending: %v, want %v", pending, !pending)
+			}
+			w.req.cancel(errors.New("the web server aborted the request"))
+			done := make(chan struct{})
+			go func() {
+				w.c.finish(w, false)
+				close(done)
+			}()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the request's end still waits 10 s after write bounds of 1 s")
+			}
+			if _, err := w.c.rwc.Write([]byte("x")); err == nil {
+				t.Error("the connection is still open after its end could not be sent")
+			}
+		})
 	}
 }
 

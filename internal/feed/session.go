@@ -283,8 +283,8 @@ var ErrWait = errors.New("feed: nothing to send yet")
 // the time it takes.)
 func (s *Session) TryNext(ctx context.Context) ([]byte, error) { return s.next(ctx, false) }
 
-// Reads reports whether the session's next TryNext or Next reads the
-// database before it returns: a page of the backlog or of the messages
+// Reads reports whether the session's next TryNext reads the database
+// before it returns: a page of the backlog or of the messages
 // its reader fell behind by, or the presence the ready event gives. A
 // writer that must not wait leaves such a call to a goroutine that may.
 // TryNext reads nothing otherwise; a call that returns bytes returns no
