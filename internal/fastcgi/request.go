@@ -90,7 +90,8 @@ func (c *conn) finish(w *response, broken bool) {
 	// connection ends, with nothing more written (which could wait for
 	// ever). What TryWrite left to send goes first, under the handler's
 	// bound, which cuts it too when the web server reads nothing. Then
-	// the end of the request is sent without that bound.
+	// the end of the request is sent under endTimeout instead of that
+	// bound, if the handler set one, and without a bound otherwise.
 	cut := errors.Is(w.err, os.ErrDeadlineExceeded) || c.flushPending() != nil
 	if w.deadline && !cut {
 		// A bound of its own for the end: the handler's may have passed,
@@ -305,12 +306,13 @@ var ErrWouldBlock = errors.New("fastcgi: the write would wait for the web server
 // web server to read (Linux only), and returns how much of p it took: all
 // of it or none. With the error ErrWouldBlock, what it took is not all
 // sent yet, or it took none: Write(p[n:]) and Flush then send the rest,
-// waiting as they must, before anything else is sent (and the end of the
-// request sends it, under the write deadline, if nothing else does). A long p (over 16 KiB), the CGI
-// header (the response's first write) and a w that is not a response of
-// this package (unwrapped as http.ResponseController does) are always
-// left to Write (0, ErrWouldBlock). Any other error is the response's,
-// as from Write. It is called from the one goroutine that writes to w.
+// waiting as they must, before anything else is sent (the end of the
+// request sends it too, under the write deadline, if nothing else does).
+// A long p (over 16 KiB), the CGI header (the response's first write) and
+// a w that is not a response of this package (unwrapped as
+// http.ResponseController does) are always left to Write (0,
+// ErrWouldBlock). Any other error is the response's, as from Write. It is
+// called from the one goroutine that writes to w.
 //
 // A writer of many responses can then send to every one that is reading
 // from one goroutine, and leave only those that are not to goroutines of

@@ -428,7 +428,8 @@ func (d *writeDeadline) extend(rc *http.ResponseController, now time.Time) {
 // waiting (hosting.TryWrite): when it does not all go, write returns with
 // blocked set, and what is still to be written (with a flush, by a writer
 // that may wait) in *left, which stays valid until the session is called
-// again.
+// again. It also returns blocked, with nothing left, before a call to the
+// session that would read the database (feed.Session.Reads).
 func (h *streamHandler) write(ctx context.Context, w http.ResponseWriter, sess *feed.Session, dl *writeDeadline, wait bool, left *[]byte) (reason string, done, blocked bool) {
 	f, _ := w.(http.Flusher)
 	rc := http.NewResponseController(w)
