@@ -61,23 +61,16 @@ func readStdout(t *testing.T, br *bufio.Reader, upTo int) []byte {
 	t.Helper()
 	var out []byte
 	for upTo <= 0 || len(out) < upTo {
-		h, err := record.ReadHeader(br)
-		if err != nil {
-			t.Fatalf("after %d bytes of content: %v", len(out), err)
-		}
-		b := make([]byte, h.Length+h.Padding)
-		if _, err := io.ReadFull(br, b); err != nil {
-			t.Fatalf("a record's content: %v", err)
-		}
+		rec := readRaw(t, br)
 		switch {
-		case h.ID != 1:
-			t.Fatalf("a record of request %d", h.ID)
-		case h.Type == record.EndRequest:
+		case rec.id != 1:
+			t.Fatalf("a record of request %d", rec.id)
+		case rec.typ == record.EndRequest:
 			return out
-		case h.Type != record.Stdout:
-			t.Fatalf("a record of type %d", h.Type)
+		case rec.typ != record.Stdout:
+			t.Fatalf("a record of type %d", rec.typ)
 		}
-		out = append(out, b[:h.Length]...)
+		out = append(out, rec.content...)
 	}
 	return out
 }

@@ -52,6 +52,19 @@ func StartProc(t T, name string, cmd *exec.Cmd, logPath string) *Proc {
 	return p
 }
 
+// StatFields returns the fields of /proc/PID/stat that follow the
+// command's name, which is in parentheses and may hold spaces: the
+// process's state is the first of them, utime and stime (in clock ticks,
+// 100 a second) the 12th and 13th, starttime the 20th (proc(5) numbers
+// them 3, 14, 15 and 22).
+func StatFields(pid int) ([]string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, err
+	}
+	return strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:])), nil
+}
+
 // Pid returns the process's id, which is also its process group's.
 func (p *Proc) Pid() int { return p.cmd.Process.Pid }
 

@@ -1,8 +1,6 @@
 package hostkit
 
 import (
-	"bytes"
-	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -117,14 +115,9 @@ func OlderThan(pids []int, d time.Duration) int {
 	now, _ := strconv.ParseFloat(strings.Fields(string(uptime))[0], 64)
 	n := 0
 	for _, pid := range pids {
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		// The fields after the command's closing parenthesis; starttime
-		// is the 22nd field of the line, in clock ticks (100 a second).
-		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-		if len(fields) < 20 {
+		// starttime, in clock ticks (100 a second).
+		fields, err := StatFields(pid)
+		if err != nil || len(fields) < 20 {
 			continue
 		}
 		start, _ := strconv.ParseFloat(fields[19], 64)

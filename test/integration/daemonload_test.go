@@ -18,6 +18,7 @@ import (
 
 	"cgichat/internal/fastcgi/record"
 	"cgichat/test/fcgiclient"
+	"cgichat/test/hostkit"
 )
 
 // daemon is one program started in a FastCGI mode (as a daemon, or with a
@@ -256,12 +257,11 @@ func logLine(log, s string) map[string]string {
 
 // running reports whether process pid is alive (not exited, not a zombie).
 func running(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
+	f, err := hostkit.StatFields(pid)
+	if err != nil || len(f) == 0 {
 		return false
 	}
-	_, rest, _ := strings.Cut(string(b), ") ")
-	return len(rest) > 0 && rest[0] != 'Z' && rest[0] != 'X'
+	return f[0] != "Z" && f[0] != "X"
 }
 
 // TestDaemonAtFileLimit starts the stream daemon with 64 open files
@@ -386,21 +386,18 @@ func TestDaemonAtFileLimit(t *testing.T) {
 // ticks are 1/100 s on Linux (USER_HZ).
 func cpuTime(tb testing.TB, pid int) time.Duration {
 	tb.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	f, err := hostkit.StatFields(pid)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	// The fields after the command's name, which is in parentheses and
-	// may hold spaces: utime and stime are the 14th and 15th of the line.
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
 	if len(f) < 13 {
-		tb.Fatalf("/proc/%d/stat: %q", pid, b)
+		tb.Fatalf("/proc/%d/stat: %q", pid, f)
 	}
 	var ticks int64
-	for _, s := range f[11:13] {
+	for _, s := range f[11:13] { // utime, stime
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil {
-			tb.Fatalf("/proc/%d/stat: %q", pid, b)
+			tb.Fatalf("/proc/%d/stat: %q", pid, f)
 		}
 		ticks += n
 	}
