@@ -250,3 +250,14 @@ CREATE TRIGGER messages_bytes_removed AFTER DELETE ON messages FOR EACH ROW
 
 ALTER TABLE trimmed ADD COLUMN trimmed_at DOUBLE NOT NULL DEFAULT 0;
 CREATE INDEX nick_claims_last_used ON nick_claims (last_used);
+
+-- step: 6
+-- Streams' rows are found without reading a room's or a process's others
+-- (see schema.sql, step 7).
+ALTER TABLE streams
+    ADD INDEX streams_owner_open (owner, open),
+    DROP INDEX streams_owner,
+    ADD INDEX streams_room_nick (room, nick),
+    DROP INDEX streams_room,
+    ADD INDEX streams_addr_kind (addr, kind),
+    DROP INDEX streams_addr;

@@ -254,3 +254,16 @@ ALTER TABLE trimmed ADD COLUMN trimmed_at REAL NOT NULL DEFAULT 0;
 
 -- Nick claims unused for CHAT_NICK_HOURS are removed: found by last use.
 CREATE INDEX nick_claims_last_used ON nick_claims (last_used);
+
+-- step: 7
+-- Streams' rows are found without reading a room's or a process's others:
+-- a stream process its own by owner and state (its renewal the open ones,
+-- open = 1; every change it sees the superseded ones, open = 2), and
+-- presence, read as each stream opens, a room's readers with a nick; and
+-- the poll row of a client that sends no reader id, its address's polls.
+CREATE INDEX streams_owner_open ON streams (owner, open);
+DROP INDEX streams_owner;
+CREATE INDEX streams_room_nick ON streams (room, nick);
+DROP INDEX streams_room;
+CREATE INDEX streams_addr_kind ON streams (addr, kind);
+DROP INDEX streams_addr;

@@ -75,7 +75,10 @@ const pollInFlight = 10 * time.Second
 func PollReserve(budget int) int { return budget / 4 }
 
 const (
-	deleteStaleStreams = `DELETE FROM streams WHERE seen_at < ? AND (kind = 'live' OR seen_at < ?)`
+	// A live stream is stale once unrenewed for Stale, a poll row once
+	// older than the poll window too. Each term is a range of
+	// streams_kind_seen: opening a stream reads the stale rows, not all.
+	deleteStaleStreams = `DELETE FROM streams WHERE (kind = 'live' AND seen_at < ?) OR (kind = 'poll' AND seen_at < ?)`
 	// An address's readers: its open live streams, and the readers that
 	// polled within the poll window, but for the poll row of the reader
 	// asking (its own, which it renews).

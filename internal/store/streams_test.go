@@ -398,3 +398,53 @@ func TestPollsBusy(t *testing.T) {
 		}
 	})
 }
+
+// TestStreamQueriesUseIndexes asks SQLite's planner how it runs what every
+// stream's opening and every change a stream process sees execute: each
+// must search an index for the rows it needs, not read all of the table's,
+// or a daemon holding thousands of streams spends milliseconds on each.
+func TestStreamQueriesUseIndexes(t *testing.T) {
+	s := MustOpen(t, dbtest.SQLite)
+	tests := []struct {
+		name, query string
+		want        []string // each a line of the plan: an index and what it searches by
+	}{
+		{"stale rows", deleteStaleStreams, []string{
+			"streams_kind_seen (kind=? AND seen_at<?)",
+		}},
+		{"a reader's nick", forgetReaderNick, []string{"streams_reader (reader=?)"}},
+		{"a reader's older streams", supersedeReader, []string{"streams_reader (reader=?)"}},
+		{"a reader's poll row", selectPollRow, []string{"streams_reader (reader=?)"}},
+		{"the poll row of a client without a reader id", selectAnonPollRow, []string{"streams_addr_kind (addr=? AND kind=?)"}},
+		{"an address's readers", countReaders, []string{"streams_addr_kind (addr=?)"}},
+		{"renewal", touchStreams, []string{"streams_owner_open (owner=? AND open=?)"}},
+		{"superseded streams", selectSuperseded, []string{"streams_owner_open (owner=? AND open=?)"}},
+		{"a stream's end", closeStream, []string{"INTEGER PRIMARY KEY (rowid=?)"}},
+		{"presence", selectPresence, []string{"streams_room_nick (room=? AND nick>?)"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var plan []struct {
+				ID, Parent, NotUsed int
+				Detail              string
+			}
+			args := make([]any, strings.Count(tt.query, "?"))
+			if err := s.db.Select(&plan, "EXPLAIN QUERY PLAN "+tt.query, args...); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, step := range plan {
+				got = append(got, step.Detail)
+			}
+			all := strings.Join(got, "\n")
+			if strings.Contains(all, "SCAN streams") {
+				t.Errorf("plan reads every row:\n%s", all)
+			}
+			for _, want := range tt.want {
+				if !strings.Contains(all, want) {
+					t.Errorf("plan:\n%s\nwant a search of %s", all, want)
+				}
+			}
+		})
+	}
+}
