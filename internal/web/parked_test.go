@@ -3,10 +3,13 @@ package web
 import (
 	"bufio"
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -18,6 +21,7 @@ import (
 	"unsafe"
 	"weak"
 
+	"cgichat/internal/chat"
 	"cgichat/internal/fastcgi"
 	"cgichat/internal/fastcgi/record"
 	"cgichat/internal/hosting"
@@ -492,5 +496,148 @@ func stalledReaders(t *testing.T, sndbuf, messages int, paced bool) {
 		if !slices.Equal(got, ids) {
 			t.Errorf("stalled stream %d got %d messages (first %v), want the %d sent, once each, in order", i, len(got), got[:min(len(got), 5)], len(ids))
 		}
+	}
+}
+
+// shortWriteTimeout has streams' writes time out after d, their deadline
+// set again within d/6 of it, until the test ends. Call it before starting
+// the app, so that the app ends first.
+func shortWriteTimeout(t *testing.T, d time.Duration) {
+	timeout, slack := writeTimeout, deadlineSlack
+	writeTimeout, deadlineSlack = d, d/6
+	t.Cleanup(func() { writeTimeout, deadlineSlack = timeout, slack })
+}
+
+// TestStalledStreamEndsAtItsDeadline serves a parked stream whose reader
+// reads nothing while messages fill its socket: once a write has waited
+// writeTimeout, the stream ends, its row closes (its reader leaves
+// presence) and its connection is closed; a stream that reads meanwhile
+// gets every message.
+func TestStalledStreamEndsAtItsDeadline(t *testing.T) {
+	shortWriteTimeout(t, time.Second)
+	_, db, sock := parkedAppBuffered(t, 4096)
+	reading := openParked(t, sock, "reading", nil)
+	reading.SetDeadline(time.Time{})
+	var mu sync.Mutex
+	var got strings.Builder
+	go func() {
+		for {
+			h, b, err := reading.Next()
+			if err != nil {
+				return
+			}
+			if h.Type == record.Stdout {
+				mu.Lock()
+				got.Write(b)
+				mu.Unlock()
+			}
+		}
+	}()
+	stalled := openParked(t, sock, "stalled", nil)
+	st, err := store.Open(context.Background(), db, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	// 20 messages of 6,000 bytes: more than the stalled stream's socket
+	// holds.
+	text := strings.Repeat("😀", 2000)
+	var last chat.Message
+	for range 20 {
+		if last, err = st.Insert(context.Background(), "lobby", "ada", text); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := fmt.Sprintf("id: %d\n", last.ID)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		mu.Lock()
+		arrived := strings.Contains(got.String(), want)
+		mu.Unlock()
+		if arrived {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the last message has not reached the reading stream in 10 s, beside a stalled one")
+		}
+	}
+	sq, err := sql.Open("sqlite3", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sq.Close()
+	open := func() int {
+		var n int
+		if err := sq.QueryRow("SELECT count(*) FROM streams WHERE reader = 'stalled' AND open <> 0").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for open() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the stalled stream's row is still open 10 s after its socket filled, with a write timeout of 1 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Its connection is closed: what was sent, then the end, not a wait.
+	stalled.SetDeadline(time.Now().Add(10 * time.Second))
+	for {
+		_, _, err := stalled.Next()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatal("the stalled stream's connection is still open 10 s after its stream ended")
+		}
+		if err != nil {
+			break
+		}
+	}
+}
+
+// TestWriterPoolFull wakes streams while the pool's every writer is busy
+// and its queue full: the stream past the queue runs at once on a
+// goroutine of its own (a step that may wait), and the queued one on the
+// writer once it is free (a step that must not wait).
+func TestWriterPoolFull(t *testing.T) {
+	wp := &writerPool{size: 1, queue: 1}
+	t.Cleanup(func() { close(wp.q) })
+	type ran struct {
+		name string
+		try  bool
+	}
+	steps := make(chan ran, 3)
+	free := make(chan struct{})
+	stream := func(name string, holds bool) *parked {
+		p := &parked{}
+		p.step = func(try bool) (string, bool, bool) {
+			steps <- ran{name, try}
+			if holds {
+				<-free
+			}
+			return "", false, false
+		}
+		p.state.Store(parkRunning)
+		return p
+	}
+	next := func() ran {
+		t.Helper()
+		select {
+		case r := <-steps:
+			return r
+		case <-time.After(5 * time.Second):
+			t.Fatal("no stream ran in 5 s")
+		}
+		return ran{}
+	}
+	wp.run(stream("busy", true))
+	if got, want := next(), (ran{"busy", true}); got != want {
+		t.Fatalf("first step %+v, want %+v", got, want)
+	}
+	wp.run(stream("queued", false))
+	wp.run(stream("past the queue", false))
+	if got, want := next(), (ran{"past the queue", false}); got != want {
+		t.Fatalf("with the writer busy and the queue full, %+v ran; want %+v", got, want)
+	}
+	close(free)
+	if got, want := next(), (ran{"queued", true}); got != want {
+		t.Fatalf("once the writer was free, %+v ran; want %+v", got, want)
 	}
 }

@@ -275,21 +275,27 @@ const writerQueue = 1 << 14
 // reads slowly, or not at all) goes on on a goroutine of its own, so a
 // writer never waits for one.
 type writerPool struct {
-	once sync.Once
-	q    chan *parked
+	size  int // writers; GOMAXPROCS when 0
+	queue int // streams that may wait for one
+	once  sync.Once
+	q     chan *parked
 }
 
 // writers serves every stream of the process, of every database: its
 // goroutines, as many as GOMAXPROCS at the first wake-up, start then and
 // live as long as the process.
-var writers writerPool
+var writers = writerPool{queue: writerQueue}
 
 // run has a writer run p, or a goroutine of its own when every writer
 // is far behind.
 func (wp *writerPool) run(p *parked) {
 	wp.once.Do(func() {
-		wp.q = make(chan *parked, writerQueue)
-		for range runtime.GOMAXPROCS(0) {
+		wp.q = make(chan *parked, wp.queue)
+		size := wp.size
+		if size == 0 {
+			size = runtime.GOMAXPROCS(0)
+		}
+		for range size {
 			go func() {
 				for p := range wp.q {
 					p.run(true)
@@ -395,15 +401,16 @@ func streamHeaders(w http.ResponseWriter) {
 // writeTimeout bounds one write to the client: a reader that reads
 // nothing for this long (less deadlineSlack at most) is disconnected, and
 // resumes from its Last-Event-ID when it reads again. (Under CGI the web
-// server holds the connection, and the deadline cannot be set.)
-const writeTimeout = 30 * time.Second
+// server holds the connection, and the deadline cannot be set.) A
+// variable for tests.
+var writeTimeout = 30 * time.Second
 
 // deadlineSlack is how far a stream's write deadline may fall behind
 // writeTimeout from now before it is set again. Setting a deadline moves
 // a timer among every connection's; set at every write, in a busy room it
 // was an eighth of the stream daemon's work (docs/performance.md), and one
-// set a little earlier serves as well.
-const deadlineSlack = 5 * time.Second
+// set a little earlier serves as well. A variable for tests.
+var deadlineSlack = 5 * time.Second
 
 // writeDeadline is the deadline a stream last set for its writes.
 type writeDeadline struct{ at time.Time }
