@@ -252,9 +252,10 @@ CREATE INDEX nick_claims_last_used ON nick_claims (last_used);
 -- step: 6
 -- Streams' rows are found without reading a room's or a process's others
 -- (see schema.sql, step 7).
-CREATE INDEX streams_owner_open ON streams (owner, open);
-DROP INDEX streams_owner;
-CREATE INDEX streams_room_nick ON streams (room, nick);
-DROP INDEX streams_room;
-CREATE INDEX streams_addr_kind ON streams (addr, kind);
-DROP INDEX streams_addr;
+-- An index dropped, or one made by hand, stops no upgrade.
+CREATE INDEX IF NOT EXISTS streams_owner_open ON streams (owner, open);
+DROP INDEX IF EXISTS streams_owner;
+CREATE INDEX IF NOT EXISTS streams_room_nick ON streams (room, nick);
+DROP INDEX IF EXISTS streams_room;
+CREATE INDEX IF NOT EXISTS streams_addr_kind ON streams (addr, kind);
+DROP INDEX IF EXISTS streams_addr;

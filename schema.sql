@@ -261,9 +261,10 @@ CREATE INDEX nick_claims_last_used ON nick_claims (last_used);
 -- open = 1; every change it sees the superseded ones, open = 2), and
 -- presence, read as each stream opens, a room's readers with a nick; and
 -- the poll row of a client that sends no reader id, its address's polls.
-CREATE INDEX streams_owner_open ON streams (owner, open);
-DROP INDEX streams_owner;
-CREATE INDEX streams_room_nick ON streams (room, nick);
-DROP INDEX streams_room;
-CREATE INDEX streams_addr_kind ON streams (addr, kind);
-DROP INDEX streams_addr;
+-- An index dropped, or one made by hand, stops no upgrade.
+CREATE INDEX IF NOT EXISTS streams_owner_open ON streams (owner, open);
+DROP INDEX IF EXISTS streams_owner;
+CREATE INDEX IF NOT EXISTS streams_room_nick ON streams (room, nick);
+DROP INDEX IF EXISTS streams_room;
+CREATE INDEX IF NOT EXISTS streams_addr_kind ON streams (addr, kind);
+DROP INDEX IF EXISTS streams_addr;

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -683,6 +684,56 @@ func TestUpgradeKeepsData(t *testing.T) {
 			var n int
 			if err := s.db.Get(&n, "SELECT count(*) FROM streams WHERE owner = 'p' AND open = 1"); err != nil || n != 1 {
 				t.Errorf("the stream row after the upgrade: %d, %v; want it kept", n, err)
+			}
+		})
+	}
+}
+
+// TestUpgradeWithIndexesChangedByHand upgrades, past the step that
+// replaces the streams' indexes, a database in which a person dropped one
+// of the old indexes and made one of the new ones by hand: the programs
+// still open it, with the new indexes and none of the old. (MySQL has no
+// IF EXISTS for indexes: docs/databases.md says what to do there.)
+func TestUpgradeWithIndexesChangedByHand(t *testing.T) {
+	for _, b := range []dbtest.Backend{dbtest.SQLite, dbtest.Postgres} {
+		t.Run(string(b), func(t *testing.T) {
+			text := schemaOf(b)
+			full := *text
+			at := strings.Index(full(), "CREATE INDEX IF NOT EXISTS streams_owner_open")
+			if at < 0 {
+				t.Fatal("no step makes streams_owner_open")
+			}
+			*text = func() string {
+				s := full()
+				return s[:strings.LastIndex(s[:at], "-- step: ")]
+			}
+			defer func() { *text = full }()
+			db := dbtest.New(t, b)
+			old := mustOpenDB(t, db, false)
+			old.db.MustExec("DROP INDEX streams_owner")
+			old.db.MustExec("CREATE INDEX streams_addr_kind ON streams (addr, kind)")
+			old.Close()
+
+			*text = full
+			s, err := Open(context.Background(), db, testOptions(false))
+			if err != nil {
+				t.Fatalf("opening after the upgrade: %v", err)
+			}
+			defer s.Close()
+			q := "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'streams' AND sql IS NOT NULL ORDER BY name"
+			if b == dbtest.Postgres {
+				q = "SELECT indexname FROM pg_indexes WHERE tablename = 'streams' AND indexname <> 'streams_pkey' ORDER BY indexname"
+			}
+			var got []string
+			if err := s.db.Select(&got, q); err != nil {
+				t.Fatal(err)
+			}
+			want := []string{"streams_addr_kind", "streams_kind_seen", "streams_owner_open", "streams_reader", "streams_room_nick"}
+			if b == dbtest.Postgres {
+				want = []string{"streams_addr_kind", "streams_kind_seen", "streams_owner_open", "streams_reader", "streams_room_nick", "streams_seen"}
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("the streams' indexes after the upgrade: %v, want %v", got, want)
 			}
 		})
 	}

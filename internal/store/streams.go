@@ -75,10 +75,12 @@ const pollInFlight = 10 * time.Second
 func PollReserve(budget int) int { return budget / 4 }
 
 const (
-	// A live stream is stale once unrenewed for Stale, a poll row once
-	// older than the poll window too. Each term is a range of
-	// streams_kind_seen: opening a stream reads the stale rows, not all.
-	deleteStaleStreams = `DELETE FROM streams WHERE (kind = 'live' AND seen_at < ?) OR (kind = 'poll' AND seen_at < ?)`
+	// A live stream is stale once unrenewed for Stale, any other row (a
+	// poll's; a kind written by hand) once older than the poll window
+	// too. Each term is a range of streams_kind_seen, so that opening a
+	// stream reads the stale live rows and the few others, not all.
+	deleteStaleStreams = `DELETE FROM streams WHERE (kind = 'live' AND seen_at < ?)
+		OR (kind < 'live' AND seen_at < ?) OR (kind > 'live' AND seen_at < ?)`
 	// An address's readers: its open live streams, and the readers that
 	// polled within the poll window, but for the poll row of the reader
 	// asking (its own, which it renews).
@@ -113,7 +115,8 @@ func (s *Store) OpenStream(ctx context.Context, in StreamInput) (StreamGrant, er
 	now := unix(s.Now())
 	var g StreamGrant
 	err := s.withTx(ctx, lockStreams, func(tx *sqlx.Tx) error {
-		if _, err := tx.ExecContext(ctx, s.sql(deleteStaleStreams), now-in.Stale.Seconds(), now-max(in.Stale, in.PollWindow).Seconds()); err != nil {
+		stale, old := now-in.Stale.Seconds(), now-max(in.Stale, in.PollWindow).Seconds()
+		if _, err := tx.ExecContext(ctx, s.sql(deleteStaleStreams), stale, old, old); err != nil {
 			return fmt.Errorf("remove stale streams: %w", err)
 		}
 		if in.Reader != "" {

@@ -399,10 +399,55 @@ func TestPollsBusy(t *testing.T) {
 	})
 }
 
+// TestStaleRowsSwept opens a stream beside rows of every age and kind:
+// the opening removes the live rows unrenewed for Stale, and the others
+// (polls, and kinds a person wrote by hand in the shell) once older than
+// the poll window too, keeping every table bounded.
+func TestStaleRowsSwept(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b dbtest.Backend) {
+		s := MustOpen(t, b)
+		now := unix(s.Now())
+		rows := []struct {
+			kind string
+			age  float64 // seconds since its renewal
+			kept bool
+		}{
+			{"live", 10, true},
+			{"live", 20, false},
+			{"poll", 20, true},
+			{"poll", 70, false},
+			{"bot", 20, true},
+			{"bot", 70, false},
+			{"Live", 70, false},
+			{"", 70, false},
+		}
+		for i, r := range rows {
+			s.db.MustExec(s.sql("INSERT INTO streams (owner, room, addr, kind, open, seen_at) VALUES ('p', 'lobby', ?, ?, 1, ?)"),
+				fmt.Sprint("10.0.0.", i), r.kind, now-r.age)
+		}
+		if _, err := s.OpenStream(context.Background(), StreamInput{Owner: "p", Room: "lobby", Addr: "10.0.1.1",
+			Stale: 15 * time.Second, PollWindow: 60 * time.Second}); err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range rows {
+			var n int
+			if err := s.db.Get(&n, s.sql("SELECT count(*) FROM streams WHERE addr = ?"), fmt.Sprint("10.0.0.", i)); err != nil {
+				t.Fatal(err)
+			}
+			if got := n == 1; got != r.kept {
+				t.Errorf("a %q row %v s old: kept %v, want %v", r.kind, r.age, got, r.kept)
+			}
+		}
+	})
+}
+
 // TestStreamQueriesUseIndexes asks SQLite's planner how it runs what every
 // stream's opening and every change a stream process sees execute: each
-// must search an index for the rows it needs, not read all of the table's,
-// or a daemon holding thousands of streams spends milliseconds on each.
+// must search an index for the rows it concerns (a reader's, a process's
+// open or superseded ones, a room's readers with a nick, an address's),
+// not read the whole table, or a daemon holding thousands of streams
+// spends milliseconds on each. (The counts under a budget, which only
+// processes that hold a stream each run, read the host's live rows.)
 func TestStreamQueriesUseIndexes(t *testing.T) {
 	s := MustOpen(t, dbtest.SQLite)
 	tests := []struct {
