@@ -510,20 +510,23 @@ func shortWriteTimeout(t *testing.T, d time.Duration) {
 
 // TestStalledStreamEndsAtItsDeadline serves a parked stream whose reader
 // reads nothing while messages fill its socket: once a write has waited
-// writeTimeout, the stream ends, its row closes (its reader leaves
-// presence) and its connection is closed; a stream that reads meanwhile
-// gets every message.
+// writeTimeout, the stream ends, its row is marked closed and its
+// connection is closed; a stream that reads meanwhile gets every message.
 func TestStalledStreamEndsAtItsDeadline(t *testing.T) {
-	shortWriteTimeout(t, time.Second)
-	_, db, sock := parkedAppBuffered(t, 4096)
+	shortWriteTimeout(t, 2*time.Second)
+	_, db, sock := parkedAppBuffered(t, 0)
 	reading := openParked(t, sock, "reading", nil)
 	reading.SetDeadline(time.Time{})
 	var mu sync.Mutex
 	var got strings.Builder
+	var readErr error // why the reading stream ended, under mu
 	go func() {
 		for {
 			h, b, err := reading.Next()
 			if err != nil {
+				mu.Lock()
+				readErr = err
+				mu.Unlock()
 				return
 			}
 			if h.Type == record.Stdout {
@@ -539,11 +542,11 @@ func TestStalledStreamEndsAtItsDeadline(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	// 20 messages of 6,000 bytes: more than the stalled stream's socket
-	// holds.
+	// 100 messages of 6,000 bytes: more than the stalled stream's socket
+	// holds, and a fraction of it at a time on the reading one's.
 	text := strings.Repeat("😀", 2000)
 	var last chat.Message
-	for range 20 {
+	for range 100 {
 		if last, err = st.Insert(context.Background(), "lobby", "ada", text); err != nil {
 			t.Fatal(err)
 		}
@@ -551,10 +554,13 @@ func TestStalledStreamEndsAtItsDeadline(t *testing.T) {
 	want := fmt.Sprintf("id: %d\n", last.ID)
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		mu.Lock()
-		arrived := strings.Contains(got.String(), want)
+		arrived, err := strings.Contains(got.String(), want), readErr
 		mu.Unlock()
 		if arrived {
 			break
+		}
+		if err != nil {
+			t.Fatalf("the reading stream ended before the last message: %v", err)
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("the last message has not reached the reading stream in 10 s, beside a stalled one")
@@ -575,7 +581,7 @@ func TestStalledStreamEndsAtItsDeadline(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for open() != 0 {
 		if time.Now().After(deadline) {
-			t.Fatal("the stalled stream's row is still open 10 s after its socket filled, with a write timeout of 1 s")
+			t.Fatal("the stalled stream's row is still open 10 s after its socket filled, with a write timeout of 2 s")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
