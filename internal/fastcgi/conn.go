@@ -527,10 +527,8 @@ func (c *conn) tryWriteStdout(id uint16, body []byte) (took, sentAll bool, err e
 		return false, false, nil
 	}
 	// One record: tryBytes is less than record.MaxContent.
-	hdr := record.Header{Type: record.Stdout, ID: id, Length: n, Padding: -n & 7}.Bytes()
-	b := append(getBuf(), hdr[:]...)
-	b = append(append(b, body...), zeros[:-n&7]...)
-	defer func() { putBuf(b) }()
+	b := record.Append(getBuf(), record.Stdout, id, body)
+	defer putBuf(b)
 	sent, err := c.tryWrite(b)
 	switch {
 	case err != nil:
