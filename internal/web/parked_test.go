@@ -399,33 +399,52 @@ func TestStalledReadersHoldNoWriter(t *testing.T) {
 	}
 }
 
+// background is what a stream's connection sent, read on a goroutine of
+// its own, as a reader that keeps up does.
+type background struct {
+	mu  sync.Mutex
+	out strings.Builder // the FCGI_STDOUT records' content
+	err error           // why reading ended, once it did
+}
+
+// readInBackground reads c's FCGI_STDOUT records until its connection
+// ends, with no deadline.
+func readInBackground(c *fcgiclient.Conn) *background {
+	c.SetDeadline(time.Time{})
+	r := &background{}
+	go func() {
+		for {
+			h, b, err := c.Next()
+			r.mu.Lock()
+			if err != nil {
+				r.err = err
+				r.mu.Unlock()
+				return
+			}
+			if h.Type == record.Stdout {
+				r.out.Write(b)
+			}
+			r.mu.Unlock()
+		}
+	}()
+	return r
+}
+
+// has reports whether what was read so far holds s, and why reading
+// ended, if it did.
+func (r *background) has(s string) (bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return strings.Contains(r.out.String(), s), r.err
+}
+
 func stalledReaders(t *testing.T, sndbuf, messages int, paced bool) {
 	const reading = 3
 	stalled := runtime.GOMAXPROCS(0) + 1
 	_, db, sock := parkedAppBuffered(t, sndbuf)
-	type reader struct {
-		c   *fcgiclient.Conn
-		mu  sync.Mutex
-		out strings.Builder
-	}
-	readers := make([]*reader, reading)
+	readers := make([]*background, reading)
 	for i := range readers {
-		r := &reader{c: openParked(t, sock, fmt.Sprintf("reading%d", i), nil)}
-		r.c.SetDeadline(time.Time{})
-		readers[i] = r
-		go func() {
-			for {
-				h, b, err := r.c.Next()
-				if err != nil {
-					return
-				}
-				if h.Type == record.Stdout {
-					r.mu.Lock()
-					r.out.Write(b)
-					r.mu.Unlock()
-				}
-			}
-		}()
+		readers[i] = readInBackground(openParked(t, sock, fmt.Sprintf("reading%d", i), nil))
 	}
 	stalls := make([]*fcgiclient.Conn, stalled)
 	for i := range stalls {
@@ -445,11 +464,12 @@ func stalledReaders(t *testing.T, sndbuf, messages int, paced bool) {
 		deadline := time.Now().Add(10 * time.Second)
 		for _, r := range readers {
 			for {
-				r.mu.Lock()
-				got := strings.Contains(r.out.String(), want)
-				r.mu.Unlock()
+				got, err := r.has(want)
 				if got {
 					break
+				}
+				if err != nil {
+					t.Fatalf("a reading stream ended before %s: %v", what, err)
 				}
 				if time.Now().After(deadline) {
 					t.Fatalf("%s has not reached a reading stream in 10 s, beside %d stalled ones", what, stalled)
@@ -515,27 +535,7 @@ func shortWriteTimeout(t *testing.T, d time.Duration) {
 func TestStalledStreamEndsAtItsDeadline(t *testing.T) {
 	shortWriteTimeout(t, 2*time.Second)
 	_, db, sock := parkedAppBuffered(t, 0)
-	reading := openParked(t, sock, "reading", nil)
-	reading.SetDeadline(time.Time{})
-	var mu sync.Mutex
-	var got strings.Builder
-	var readErr error // why the reading stream ended, under mu
-	go func() {
-		for {
-			h, b, err := reading.Next()
-			if err != nil {
-				mu.Lock()
-				readErr = err
-				mu.Unlock()
-				return
-			}
-			if h.Type == record.Stdout {
-				mu.Lock()
-				got.Write(b)
-				mu.Unlock()
-			}
-		}
-	}()
+	reading := readInBackground(openParked(t, sock, "reading", nil))
 	stalled := openParked(t, sock, "stalled", nil)
 	st, err := store.Open(context.Background(), db, store.Options{})
 	if err != nil {
@@ -553,9 +553,7 @@ func TestStalledStreamEndsAtItsDeadline(t *testing.T) {
 	}
 	want := fmt.Sprintf("id: %d\n", last.ID)
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		mu.Lock()
-		arrived, err := strings.Contains(got.String(), want), readErr
-		mu.Unlock()
+		arrived, err := reading.has(want)
 		if arrived {
 			break
 		}
