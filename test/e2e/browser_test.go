@@ -207,14 +207,22 @@ func eval[T any](tb *tab, js string) T {
 // at most within, and fails the test with what the page shows otherwise.
 func (tb *tab) waitFor(what, cond string, within time.Duration) {
 	tb.t.Helper()
+	tb.waitShowing(what, cond, within, `""`)
+}
+
+// waitShowing is waitFor that, when it fails, also reports the value of
+// the JavaScript expression shows (a string: what the part of the page
+// being waited on says).
+func (tb *tab) waitShowing(what, cond string, within time.Duration, shows string) {
+	tb.t.Helper()
 	deadline := time.Now().Add(within)
 	for {
 		if eval[bool](tb, "Boolean("+cond+")") {
 			return
 		}
 		if time.Now().After(deadline) {
-			tb.t.Fatalf("%s: waited %s for %s; the page shows state %q and messages %v",
-				tb.name, within, what, tb.state(), tb.messages())
+			tb.t.Fatalf("%s: waited %s for %s; the page shows state %q, messages %v %s",
+				tb.name, within, what, tb.state(), tb.messages(), eval[string](tb, shows))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

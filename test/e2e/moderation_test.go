@@ -189,8 +189,22 @@ func (tb *tab) chooseNick(nick string) {
 	tb.do("choose the nickname "+nick, chromedp.Click(chromedp.ID("nick-button")),
 		chromedp.SetValue(chromedp.ID("nick-input"), nick), chromedp.Click(chromedp.CSS(`#nick-form button[type=submit]`)))
 	// The dialog asks the chat about the nick first.
-	tb.waitFor("the nickname dialog to close", `!document.querySelector("#nick-dialog").open`, waitTimeout)
+	tb.waitShowing("the nickname dialog to close", `!document.querySelector("#nick-dialog").open`, waitTimeout, nickDialogShows)
 }
+
+// nickDialogShows says what the nickname dialog holds and says, and whether
+// the tab is in front: what a failed wait on the dialog reports.
+const nickDialogShows = `(() => {
+	const input = document.querySelector("#nick-input");
+	return JSON.stringify({
+		visibility: document.visibilityState,
+		focused: document.activeElement?.id ?? "",
+		value: input.value,
+		validation: input.validationMessage,
+		status: document.querySelector("#nick-status").textContent,
+		why: document.querySelector("#nick-why").textContent,
+	});
+})()`
 
 // TestPresence: the header lists who reads the room with a nickname, in
 // every browser and every tab; someone who picks a nickname appears, and
