@@ -1,71 +1,82 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/prometheus/procfs"
 )
 
 // clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat:
-// 100 on every Linux architecture Go runs servers on.
+// 100 on every Linux architecture Go runs servers on (procfs assumes the
+// same, and keeps its constant to itself).
 const clockTicks = 100
 
-// pageSize is the unit of /proc/PID/statm.
-var pageSize = uint64(os.Getpagesize())
+// procFS is /proc, opened on first use; its error is why it could not be.
+var procFS = sync.OnceValues(procfs.NewDefaultFS)
 
 // procStat is what /proc/PID/stat tells of one process.
 type procStat struct {
 	pid, ppid int
 	comm      string
 	cpu       uint64 // utime + stime, in clock ticks, of all its threads
-	children  uint64 // cutime + cstime: of its children it waited for
+	children  uint64 // cutime + cstime, in clock ticks: of its children it waited for
 	start     uint64 // start time since boot, in clock ticks: tells a reused pid
 }
 
-// readStat parses /proc/PID/stat; ok is false when the process is gone.
+// readStat reads /proc/PID/stat; ok is false when the process is gone (or
+// /proc cannot be read).
 func readStat(pid int) (procStat, bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	p, ok := proc(pid)
+	if !ok {
+		return procStat{}, false
+	}
+	return statOf(p)
+}
+
+// proc returns the /proc directory of pid; ok is false when the process is
+// gone (or /proc cannot be read).
+func proc(pid int) (procfs.Proc, bool) {
+	fs, err := procFS()
+	if err != nil {
+		return procfs.Proc{}, false
+	}
+	p, err := fs.Proc(pid)
+	return p, err == nil
+}
+
+// statOf reads the stat of p; ok is false when it is gone.
+func statOf(p procfs.Proc) (procStat, bool) {
+	s, err := p.Stat()
 	if err != nil {
 		return procStat{}, false
 	}
-	// comm is in parentheses and may hold spaces and parentheses itself.
-	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
-	if open < 0 || end < open {
-		return procStat{}, false
-	}
-	f := strings.Fields(string(b[end+1:]))
-	// f[0] is field 3 (state): field n is f[n-3].
-	if len(f) < 20 {
-		return procStat{}, false
-	}
-	num := func(n int) uint64 { v, _ := strconv.ParseUint(f[n-3], 10, 64); return v }
 	return procStat{
-		pid:      pid,
-		ppid:     int(num(4)),
-		comm:     string(b[open+1 : end]),
-		cpu:      num(14) + num(15),
-		children: num(16) + num(17),
-		start:    num(22),
+		pid:      p.PID,
+		ppid:     s.PPID,
+		comm:     s.Comm,
+		cpu:      uint64(s.UTime) + uint64(s.STime),
+		children: uint64(max(0, s.CUTime)) + uint64(max(0, s.CSTime)),
+		start:    s.Starttime,
 	}, true
 }
 
-// allStats reads every process's stat.
+// allStats reads every process's stat; processes that end while it reads
+// are left out.
 func allStats() map[int]procStat {
-	entries, _ := os.ReadDir("/proc")
-	all := make(map[int]procStat, len(entries))
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if st, ok := readStat(pid); ok {
-			all[pid] = st
+	fs, err := procFS()
+	if err != nil {
+		return nil
+	}
+	procs, _ := fs.AllProcs()
+	all := make(map[int]procStat, len(procs))
+	for _, p := range procs {
+		if st, ok := statOf(p); ok {
+			all[p.PID] = st
 		}
 	}
 	return all
@@ -95,29 +106,53 @@ func family(all map[int]procStat, roots []int) []int {
 	return out
 }
 
-// memory returns a process's resident set (VmRSS, shared pages counted in
-// full) and proportional set (Pss: shared pages divided among their
-// users), in bytes; Pss is 0 where smaps_rollup cannot be read.
+// memory returns a process's resident set (VmRSS: statm's resident pages
+// times the page size, shared pages counted in full) and proportional set
+// (Pss from smaps_rollup: shared pages divided among their users), in
+// bytes. Both are 0 for a process that is gone; Pss is 0 where
+// smaps_rollup cannot be read.
 func memory(pid int) (rss, pss uint64) {
-	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/statm", pid)); err == nil {
-		if f := strings.Fields(string(b)); len(f) > 1 {
-			pages, _ := strconv.ParseUint(f[1], 10, 64)
-			rss = pages * pageSize
-		}
+	p, ok := proc(pid)
+	if !ok {
+		return 0, 0
 	}
-	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if r, err := p.ProcSMapsRollup(); err == nil {
+		pss = r.Pss
+	}
+	return resident(p), pss
+}
+
+// resident returns p's resident set (VmRSS: statm's resident pages times
+// the page size), in bytes, 0 when it is gone.
+func resident(p procfs.Proc) uint64 {
+	m, err := p.Statm()
 	if err != nil {
-		return rss, 0
+		return 0
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "Pss:"); ok {
-			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return rss, kb * 1024
-		}
+	return m.ResidentBytes()
+}
+
+// currentRSS returns a process's resident set in bytes, 0 when it is gone.
+func currentRSS(pid int) uint64 {
+	p, ok := proc(pid)
+	if !ok {
+		return 0
 	}
-	return rss, 0
+	return resident(p)
+}
+
+// peakRSS returns the most a process has held resident in its life
+// (VmHWM), in bytes, 0 when it is gone.
+func peakRSS(pid int) uint64 {
+	p, ok := proc(pid)
+	if !ok {
+		return 0
+	}
+	s, err := p.NewStatus()
+	if err != nil {
+		return 0
+	}
+	return s.VmHWM
 }
 
 // cpuTotal returns the CPU time the family of roots has used, its own and

@@ -1,13 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -65,7 +62,7 @@ func (m *memPeaks) take() {
 	procs := 0
 	for _, pid := range family(all, m.roots()) {
 		st := all[pid]
-		rss := statmRSS(pid)
+		rss := currentRSS(pid)
 		if st.comm != streamComm {
 			other += rss
 			continue
@@ -74,7 +71,7 @@ func (m *memPeaks) take() {
 		procs++
 		one := rss
 		if st.start >= m.since {
-			one = max(one, vmHWM(pid))
+			one = max(one, peakRSS(pid))
 		}
 		process = max(process, one)
 	}
@@ -90,37 +87,6 @@ func (m *memPeaks) Stop() (stream, process, other uint64, procs int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.stream, m.process, m.other, m.procs
-}
-
-// statmRSS returns a process's resident set in bytes, 0 when it is gone.
-func statmRSS(pid int) uint64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/statm", pid))
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 2 {
-		return 0
-	}
-	pages, _ := strconv.ParseUint(f[1], 10, 64)
-	return pages * pageSize
-}
-
-// vmHWM returns the most a process has held resident in its life, bytes.
-func vmHWM(pid int) uint64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return kb * 1024
-		}
-	}
-	return 0
 }
 
 // bootTicks returns the time since boot in clock ticks, the unit of a
