@@ -5,7 +5,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -72,29 +74,32 @@ func TestReadStat(t *testing.T) {
 
 // TestFamilyCPU spins a grandchild (timeout runs sh, which loops) and
 // checks that the family of the test process holds both, that cpuByName
-// and cpuTotal see the loop's CPU time, and that once the child is waited
-// for its time is counted in the test process's children's time.
+// and cpuTotal see the loop's CPU time (and no more than the time it had),
+// and that once the child is stopped and waited for its time is counted
+// in the test process's children's time.
 func TestFamilyCPU(t *testing.T) {
 	if _, err := exec.LookPath("timeout"); err != nil {
 		t.Skip("no timeout:", err)
 	}
-	child := startChild(t, "timeout", "2", "sh", "-c", "while :; do :; done")
+	began := time.Now()
+	// timeout ends the loop after 10 s at the latest; the test stops it
+	// sooner.
+	child := startChild(t, "timeout", "10", "sh", "-c", "while :; do :; done")
 	me := []int{os.Getpid()}
 
 	var spun float64
 	var kids []int
 	deadline := time.Now().Add(5 * time.Second)
-	for i := 0; i < 250 && time.Now().Before(deadline); i++ {
-		all := allStats()
-		kids = family(all, me)
-		spun = cpuByName(me)["sh"]
-		if spun >= 0.1 {
-			break
-		}
+	for i := 0; i < 250 && time.Now().Before(deadline) && spun < 0.1; i++ {
 		time.Sleep(20 * time.Millisecond)
+		kids = family(allStats(), me)
+		spun = cpuByName(me)["sh"]
 	}
 	if spun <= 0 {
 		t.Fatalf("cpuByName of the test process sees no CPU time of sh: %v", cpuByName(me))
+	}
+	if most := time.Since(began).Seconds()*float64(runtime.NumCPU()) + 0.02; spun > most {
+		t.Errorf("sh used %.2f s of CPU in %v on %d processors", spun, time.Since(began), runtime.NumCPU())
 	}
 	if !slices.Contains(kids, os.Getpid()) || !slices.Contains(kids, child.Process.Pid) || len(kids) < 3 {
 		t.Errorf("family of the test process = %v, want it (%d), timeout (%d) and sh", kids, os.Getpid(), child.Process.Pid)
@@ -104,7 +109,11 @@ func TestFamilyCPU(t *testing.T) {
 		t.Errorf("cpuTotal = %v, server %v; want all ≥ sh's %.2f s and server without it", all, server, spun)
 	}
 
-	child.Wait() // timeout ends the loop after 2 s
+	// timeout passes the signal on to sh and waits for it.
+	if err := child.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	child.Wait()
 	self, ok := readStat(os.Getpid())
 	if !ok {
 		t.Fatal("readStat of the test process reports it gone")
@@ -121,8 +130,10 @@ func TestFamilyCPU(t *testing.T) {
 // on a pid that does not exist.
 func TestMemory(t *testing.T) {
 	rss, pss := memory(os.Getpid())
-	if rss == 0 || pss == 0 || pss > rss {
-		t.Errorf("memory of the test process = rss %d, pss %d; want 0 < pss ≤ rss", rss, pss)
+	// Both in bytes: a Go test process holds megabytes, most of them its
+	// own (Pss in kB would be a thousandth of the RSS).
+	if rss < 1<<20 || pss < rss/64 || pss > rss {
+		t.Errorf("memory of the test process = rss %d, pss %d bytes; want 1 MiB ≤ rss, rss/64 ≤ pss ≤ rss", rss, pss)
 	}
 	now := currentRSS(os.Getpid())
 	if peak := peakRSS(os.Getpid()); now == 0 || peak < now {

@@ -207,12 +207,12 @@ func eval[T any](tb *tab, js string) T {
 // at most within, and fails the test with what the page shows otherwise.
 func (tb *tab) waitFor(what, cond string, within time.Duration) {
 	tb.t.Helper()
-	tb.waitShowing(what, cond, within, `""`)
+	tb.waitShowing(what, cond, within, "")
 }
 
 // waitShowing is waitFor that, when it fails, also reports the value of
 // the JavaScript expression shows (a string: what the part of the page
-// being waited on says).
+// being waited on says), unless shows is empty.
 func (tb *tab) waitShowing(what, cond string, within time.Duration, shows string) {
 	tb.t.Helper()
 	deadline := time.Now().Add(within)
@@ -221,11 +221,28 @@ func (tb *tab) waitShowing(what, cond string, within time.Duration, shows string
 			return
 		}
 		if time.Now().After(deadline) {
-			tb.t.Fatalf("%s: waited %s for %s; the page shows state %q, messages %v %s",
-				tb.name, within, what, tb.state(), tb.messages(), eval[string](tb, shows))
+			more := ""
+			if shows != "" {
+				more = "; " + tb.describe(shows)
+			}
+			tb.t.Fatalf("%s: waited %s for %s; the page shows state %q and messages %v%s",
+				tb.name, within, what, tb.state(), tb.messages(), more)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// describe returns the value of the JavaScript expression js (a string),
+// for a failure's message: when it cannot be evaluated it says why
+// instead, so that the failure it describes is still the one reported.
+func (tb *tab) describe(js string) string {
+	ctx, cancel := context.WithTimeout(tb.ctx, stepTimeout)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[string](js))
+	if err != nil {
+		return fmt.Sprintf("(the page could not say more: %v)", err)
+	}
+	return v
 }
 
 // goTo loads url in the tab and waits until the stream is live.

@@ -71,7 +71,8 @@ const yardstickJS = `(() => {
 
 // TestBusyRoom: 2,000 messages posted as fast as the server takes them
 // while the page is open at the bottom of the log. The page stays
-// responsive (no task over 200 ms on its main thread) and never holds more
+// responsive (no task over 200 ms on its main thread, beyond what the
+// machine's other work adds to a yardstick's) and never holds more
 // than its bound of messages; it shows the newest ones, says that earlier
 // ones are not shown, and follows the newest. Scrolled up, it drops nothing
 // until the reader is back at the bottom. The timings are logged.
@@ -165,13 +166,16 @@ sampling:
 	t.Logf("the yardstick (10 ms of work ten times a second) meanwhile: %d long tasks, the longest %d ms", len(quietLong), quietLongest)
 	t.Logf("the log held at most %d messages (after each change) and %d (sampled every 100 ms); the bound is %d", got.Most, most, bound)
 
+	// What other work on this machine added to a 10 ms task, it may have
+	// added to one of the page's: the bound is the page's own.
+	stall := time.Duration(max(quietLongest-10, 0)) * time.Millisecond
 	switch {
-	case time.Duration(quietLongest)*time.Millisecond > longTaskMax:
+	case stall > longTaskMax:
 		// Other work on this machine stretched 10 ms of work past the
 		// bound: the page's own tasks cannot be told from that.
 		t.Logf("NOT JUDGED: the machine's load stretched the yardstick's 10 ms tasks to %d ms, over %s; run again on a quieter machine", quietLongest, longTaskMax)
-	case time.Duration(longest)*time.Millisecond > longTaskMax:
-		t.Errorf("the longest task took %d ms, want none over %s (the yardstick's 10 ms tasks meanwhile: at most %d ms)", longest, longTaskMax, quietLongest)
+	case time.Duration(longest)*time.Millisecond > longTaskMax+stall:
+		t.Errorf("the longest task took %d ms, want none over %s and the %s the machine's load added to the yardstick's 10 ms tasks meanwhile", longest, longTaskMax, stall)
 	}
 	if got.Most > bound || most > bound {
 		t.Errorf("the log held up to %d messages (sampled: %d), want at most %d", got.Most, most, bound)

@@ -357,6 +357,25 @@ func (l *requestLog) wrap(h http.Handler) http.Handler {
 	})
 }
 
+// since returns the requests received from t0 on, oldest first, a line
+// each: when (from t0), the path and query, and the ETag the browser had.
+func (l *requestLog) since(t0 time.Time) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, r := range l.list {
+		if r.At.Before(t0) {
+			continue
+		}
+		line := fmt.Sprintf("%6.2fs %s?%s", r.At.Sub(t0).Seconds(), r.Path, r.Query.Encode())
+		if r.IfNoneMatch != "" {
+			line += " If-None-Match: " + r.IfNoneMatch
+		}
+		out = append(out, line)
+	}
+	return out
+}
+
 // to returns the requests for path, oldest first.
 func (l *requestLog) to(path string) []request {
 	l.mu.Lock()

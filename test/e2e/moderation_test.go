@@ -195,15 +195,19 @@ func (tb *tab) chooseNick(nick string) {
 // nickDialogShows says what the nickname dialog holds and says, and whether
 // the tab is in front: what a failed wait on the dialog reports.
 const nickDialogShows = `(() => {
-	const input = document.querySelector("#nick-input");
-	return JSON.stringify({
-		visibility: document.visibilityState,
-		focused: document.activeElement?.id ?? "",
-		value: input.value,
-		validation: input.validationMessage,
-		status: document.querySelector("#nick-status").textContent,
-		why: document.querySelector("#nick-why").textContent,
-	});
+	try {
+		const input = document.querySelector("#nick-input");
+		return "the dialog: " + JSON.stringify({
+			visibility: document.visibilityState,
+			focused: document.activeElement?.id ?? "",
+			value: input.value,
+			validation: input.validationMessage,
+			status: document.querySelector("#nick-status").textContent,
+			why: document.querySelector("#nick-why").textContent,
+		});
+	} catch (e) {
+		return "the dialog could not be read: " + e;
+	}
 })()`
 
 // TestPresence: the header lists who reads the room with a nickname, in

@@ -360,8 +360,9 @@ func tailReader(t *testing.T, room string) (*deployment, *tab, []line) {
 
 // shownSoon waits for the log's second message, what was posted at since,
 // and wants it shown within a few tail periods, not at the program's
-// retry:; it says what the page said meanwhile.
-func shownSoon(t *testing.T, tb *tab, since time.Time, what string) {
+// retry:; late, it says what the page said meanwhile and what it asked
+// the server (d's requests).
+func shownSoon(t *testing.T, d *deployment, tb *tab, since time.Time, what string) {
 	t.Helper()
 	state := ""
 	for eval[int](tb, `document.querySelectorAll("#log .msg").length`) < 2 {
@@ -374,8 +375,8 @@ func shownSoon(t *testing.T, tb *tab, since time.Time, what string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	if took := time.Since(since); took > 4*tailEvery {
-		t.Errorf("%s was shown %s later, want within %s (a few tail reads); meanwhile the page said %q",
-			what, took.Round(time.Millisecond), 4*tailEvery, state)
+		t.Errorf("%s was shown %s later, want within %s (a few tail reads); meanwhile the page said %q; the requests from 10 s before:\n%s",
+			what, took.Round(time.Millisecond), 4*tailEvery, state, strings.Join(d.requests.since(since.Add(-10*time.Second)), "\n"))
 	}
 }
 
@@ -401,7 +402,7 @@ func TestTailTransientFailure(t *testing.T) {
 	d.post(t, room, "zed", "after the blip")
 	want = append(want, line{"zed", "after the blip"})
 	// Within a few tail periods, not at the program's retry:.
-	shownSoon(t, tb, failed, "the message posted after one failed tail read")
+	shownSoon(t, d, tb, failed, "the message posted after one failed tail read")
 	checkLog(t, tb, want)
 }
 
@@ -440,6 +441,6 @@ func TestTailNickDuringPoll(t *testing.T) {
 	chosen := time.Now()
 	d.post(t, room, "zed", "after the new nick")
 	want = append(want, line{"zed", "after the new nick"})
-	shownSoon(t, tb, chosen, "the message posted after a nick chosen during a poll")
+	shownSoon(t, d, tb, chosen, "the message posted after a nick chosen during a poll")
 	checkLog(t, tb, want)
 }
