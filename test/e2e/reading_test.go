@@ -229,8 +229,7 @@ func TestComposing(t *testing.T) {
 
 	// A new nickname is used from the next message on. The dialog of a
 	// reader who holds a nick offers, once the chat said so, to take it
-	// to another device; the click waits for that, as a person does, so
-	// that the dialog does not grow under it.
+	// to another device, at its end, where it moves nothing above it.
 	tb.do("rename", chromedp.Click(chromedp.ID("nick-button")))
 	tb.waitFor("the offer to take erin to another device", `!document.querySelector("#give").hidden`, waitTimeout)
 	tb.do("choose erin2", chromedp.SetValue(chromedp.ID("nick-input"), "erin2"), chromedp.Click(chromedp.CSS(`#nick-form button[type=submit]`)))
