@@ -414,12 +414,18 @@ func testIPv6Clients(t *testing.T, start Start) {
 	t.Run("Rate limit per /64", func(t *testing.T) {
 		d := start(t, env)
 		got := map[int]int{}
+		began := time.Now()
 		for i := 1; i <= 50; i++ {
 			res, _ := d.postAs(t, http.DefaultClient, from(fmt.Sprintf("2001:db8:5::%x", i)), "lobby", fmt.Sprint("n", i), "x")
 			got[res.StatusCode]++
 		}
-		if got[201] != 5 || got[429] != 45 {
-			t.Errorf("50 posts from 50 addresses of one /64: statuses %v, want 5 × 201 and 45 × 429", got)
+		// The bucket holds 5 and gets one back every 12 s: a slow machine
+		// that took longer than that over the 50 posts let one more through
+		// for each 12 s.
+		most := 5 + int(time.Since(began)/(12*time.Second))
+		if got[201] < 5 || got[201] > most || got[201]+got[429] != 50 {
+			t.Errorf("50 posts from 50 addresses of one /64 in %s: statuses %v, want 5 × 201 (at most %d in that time) and the rest 429",
+				time.Since(began).Round(time.Millisecond), got, most)
 		}
 		if res, msg := d.postAs(t, http.DefaultClient, from("2001:db8:5:1::1"), "lobby", "other", "x"); res.StatusCode != 201 {
 			t.Errorf("the next /64: %d %q, want 201", res.StatusCode, msg)
