@@ -28,16 +28,6 @@ type procStat struct {
 	start     uint64 // start time since boot, in clock ticks: tells a reused pid
 }
 
-// readStat reads /proc/PID/stat; ok is false when the process is gone (or
-// /proc cannot be read).
-func readStat(pid int) (procStat, bool) {
-	p, ok := proc(pid)
-	if !ok {
-		return procStat{}, false
-	}
-	return statOf(p)
-}
-
 // proc returns the /proc directory of pid; ok is false when the process is
 // gone (or /proc cannot be read).
 func proc(pid int) (procfs.Proc, bool) {

@@ -29,16 +29,16 @@ func startChild(t *testing.T, name string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-// TestReadStat checks readStat on the test process, on a child whose
+// TestAllStats checks allStats on the test process, on a child whose
 // name holds spaces and parentheses and is longer than the kernel keeps,
 // and on pids that do not exist.
-func TestReadStat(t *testing.T) {
-	self, ok := readStat(os.Getpid())
+func TestAllStats(t *testing.T) {
+	self, ok := allStats()[os.Getpid()]
 	if !ok {
-		t.Fatal("readStat of the test process reports it gone")
+		t.Fatal("allStats has no test process")
 	}
 	if self.pid != os.Getpid() || self.ppid != os.Getppid() || self.start == 0 {
-		t.Errorf("readStat of the test process = %+v, want pid %d, ppid %d and a start time", self, os.Getpid(), os.Getppid())
+		t.Errorf("allStats of the test process = %+v, want pid %d, ppid %d and a start time", self, os.Getpid(), os.Getppid())
 	}
 	if want := comm(os.Args[0]); self.comm != want {
 		t.Errorf("the test process's comm is %q, want %q", self.comm, want)
@@ -56,18 +56,19 @@ func TestReadStat(t *testing.T) {
 	child := startChild(t, odd, "5")
 	var st procStat
 	for range 100 { // the child's comm is the test binary's until it execs: up to 2 s
-		if st, ok = readStat(child.Process.Pid); ok && st.comm == comm(odd) {
+		if st, ok = allStats()[child.Process.Pid]; ok && st.comm == comm(odd) {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	if st.comm != "a) (b c)-and-mo" || st.ppid != os.Getpid() || st.start < self.start {
-		t.Errorf("readStat of the child = %+v, want comm %q, ppid %d, start ≥ %d", st, "a) (b c)-and-mo", os.Getpid(), self.start)
+		t.Errorf("allStats of the child = %+v, want comm %q, ppid %d, start ≥ %d", st, "a) (b c)-and-mo", os.Getpid(), self.start)
 	}
 
+	all := allStats()
 	for _, pid := range []int{-1, 0, 1 << 30} {
-		if st, ok := readStat(pid); ok {
-			t.Errorf("readStat(%d) = %+v, true; want not ok", pid, st)
+		if st, ok := all[pid]; ok {
+			t.Errorf("allStats holds pid %d: %+v", pid, st)
 		}
 	}
 }
@@ -114,9 +115,9 @@ func TestFamilyCPU(t *testing.T) {
 		t.Fatal(err)
 	}
 	child.Wait()
-	self, ok := readStat(os.Getpid())
+	self, ok := allStats()[os.Getpid()]
 	if !ok {
-		t.Fatal("readStat of the test process reports it gone")
+		t.Fatal("allStats has no test process")
 	}
 	if float64(self.children)/clockTicks < spun {
 		t.Errorf("once waited for, the children's time is %d ticks, want ≥ sh's %.2f s", self.children, spun)

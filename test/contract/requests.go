@@ -422,10 +422,11 @@ func testIPv6Clients(t *testing.T, start Start) {
 		// The bucket holds 5 and gets one back every 12 s: a slow machine
 		// that took longer than that over the 50 posts let one more through
 		// for each 12 s.
-		most := 5 + int(time.Since(began)/(12*time.Second))
+		took := time.Since(began)
+		most := 5 + int(took/(12*time.Second))
 		if got[201] < 5 || got[201] > most || got[201]+got[429] != 50 {
 			t.Errorf("50 posts from 50 addresses of one /64 in %s: statuses %v, want 5 × 201 (at most %d in that time) and the rest 429",
-				time.Since(began).Round(time.Millisecond), got, most)
+				took.Round(time.Millisecond), got, most)
 		}
 		if res, msg := d.postAs(t, http.DefaultClient, from("2001:db8:5:1::1"), "lobby", "other", "x"); res.StatusCode != 201 {
 			t.Errorf("the next /64: %d %q, want 201", res.StatusCode, msg)
