@@ -10,6 +10,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,12 +53,49 @@ type EntryLimit struct {
 
 	host *Host
 	mu   sync.Mutex
+	// entries are those in progress, by a number of their own.
+	entries map[uint64]entry
+	next    uint64
 	// held are the entries whose response has ended, by the local port
 	// of their connection to the host (the program's REMOTE_PORT), kept
 	// until no program of the host runs with that REMOTE_PORT.
-	held             map[int]bool
-	active, most     int
+	held             map[int]uint64
+	most             int
 	admitted, denied int
+	refusals         []Refusal
+	// took is how long the entries whose response ended by itself were
+	// held, by path (at most maxTook each).
+	took map[string][]time.Duration
+	// entered is when each admitted entry entered, by path (at most
+	// maxTook each).
+	entered map[string][]time.Time
+}
+
+// entry is one request in progress: its path and when it entered.
+type entry struct {
+	path  string
+	start time.Time
+}
+
+// Limits on what an EntryLimit keeps for its Stats.
+const (
+	maxRefusals = 100
+	maxTook     = 100_000
+)
+
+// LongEntry is how long an entry has been held when a Refusal counts it
+// apart: a stream's entry that long is a live stream's, a poll's
+// program answers at once.
+const LongEntry = 2 * time.Second
+
+// Refusal is one request answered EntryStatus: when, to which path, and
+// what held the entries then (their number by path, with " (held
+// LongEntry or more)" after the path of those that had been held that
+// long).
+type Refusal struct {
+	At      time.Time
+	Path    string
+	Holding map[string]int
 }
 
 // LimitEntries starts an EntryLimit of n in front of h until t's cleanups.
@@ -71,7 +109,7 @@ func LimitEntries(t T, h *Host, n int) *EntryLimit {
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
-	e := &EntryLimit{URL: "http://" + l.Addr().String(), N: n, host: h, held: make(map[int]bool)}
+	e := &EntryLimit{URL: "http://" + l.Addr().String(), N: n, host: h, entries: make(map[uint64]entry), held: make(map[int]uint64), took: make(map[string][]time.Duration), entered: make(map[string][]time.Time)}
 	proxy := &httputil.ReverseProxy{
 		// Rewrite, unlike Director, adds no X-Forwarded-For: the host
 		// sees its clients as it would without the limit.
@@ -111,7 +149,8 @@ func (e *EntryLimit) handler(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		if !e.enter() {
+		id, ok := e.enter(r.URL.Path)
+		if !ok {
 			w.Header().Set("Content-Type", "text/html")
 			w.WriteHeader(EntryStatus)
 			w.Write([]byte(entryPage))
@@ -132,37 +171,58 @@ func (e *EntryLimit) handler(next http.Handler) http.Handler {
 			if r.Context().Err() == nil {
 				port = 0
 			}
-			e.leave(port)
+			e.leave(id, port)
 		}()
 		next.ServeHTTP(w, r.WithContext(httptrace.WithClientTrace(r.Context(), trace)))
 	})
 }
 
-func (e *EntryLimit) enter() bool {
+// enter admits a request to path and returns its entry's number, or
+// reports false, counting the refusal, when N are in progress.
+func (e *EntryLimit) enter(path string) (uint64, bool) {
+	now := time.Now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.active >= e.N {
+	if len(e.entries) >= e.N {
 		e.denied++
-		return false
+		if len(e.refusals) < maxRefusals {
+			holding := make(map[string]int)
+			for _, en := range e.entries {
+				k := en.path
+				if now.Sub(en.start) >= LongEntry {
+					k += " (held " + LongEntry.String() + " or more)"
+				}
+				holding[k]++
+			}
+			e.refusals = append(e.refusals, Refusal{At: now, Path: path, Holding: holding})
+		}
+		return 0, false
 	}
-	e.active++
+	e.next++
+	e.entries[e.next] = entry{path: path, start: now}
+	if len(e.entered[path]) < maxTook {
+		e.entered[path] = append(e.entered[path], now)
+	}
 	e.admitted++
-	e.most = max(e.most, e.active)
-	return true
+	e.most = max(e.most, len(e.entries))
+	return e.next, true
 }
 
-// leave ends an entry at once, or, given the port of a request whose
+// leave ends entry id at once, or, given the port of a request whose
 // client left, on a CGI setup whose program still runs (a stream whose
 // reader left), hands it to release to end when its program does.
-func (e *EntryLimit) leave(port int) {
+func (e *EntryLimit) leave(id uint64, port int) {
 	running := port != 0 && e.host.Setup.CGI && e.programRuns(port)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if running {
-		e.held[port] = true
+		e.held[port] = id
 		return
 	}
-	e.active--
+	if en, ok := e.entries[id]; ok && port == 0 && len(e.took[en.path]) < maxTook {
+		e.took[en.path] = append(e.took[en.path], time.Since(en.start))
+	}
+	delete(e.entries, id)
 }
 
 // programRuns reports whether a program of the host runs for the request
@@ -207,14 +267,14 @@ func (e *EntryLimit) release(stop chan struct{}) {
 		}
 		now := time.Now()
 		e.mu.Lock()
-		for port := range e.held {
+		for port, id := range e.held {
 			if since[port].IsZero() {
 				since[port] = now
 			}
 			if !running[port] || now.Sub(since[port]) > entryHoldLimit {
 				delete(e.held, port)
 				delete(since, port)
-				e.active--
+				delete(e.entries, id)
 			}
 		}
 		e.mu.Unlock()
@@ -227,13 +287,29 @@ type EntryStats struct {
 	Most     int // the most in progress at once
 	Admitted int
 	Denied   int // answered EntryStatus
+	// Refusals are the first maxRefusals of the Denied.
+	Refusals []Refusal
+	// Took is how long the entries whose response ended by itself were
+	// held, by path, sorted.
+	Took map[string][]time.Duration
+	// Entered is when each admitted entry entered, by path, in order.
+	Entered map[string][]time.Time
 }
 
 // Stats returns the counts so far.
 func (e *EntryLimit) Stats() EntryStats {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return EntryStats{Active: e.active, Most: e.most, Admitted: e.admitted, Denied: e.denied}
+	entered := make(map[string][]time.Time, len(e.entered))
+	for path, ts := range e.entered {
+		entered[path] = slices.Clone(ts)
+	}
+	took := make(map[string][]time.Duration, len(e.took))
+	for path, ds := range e.took {
+		took[path] = slices.Sorted(slices.Values(ds))
+	}
+	return EntryStats{Active: len(e.entries), Most: e.most, Admitted: e.admitted, Denied: e.denied,
+		Refusals: slices.Clone(e.refusals), Took: took, Entered: entered}
 }
 
 // envValue returns the value of name in process pid's environment.
