@@ -23,8 +23,10 @@ const tailTimeout = 10 * time.Second
 // EventSource reads an event stream the way a browser's EventSource does:
 // when a response ends it waits the stream's retry: and reconnects with
 // Last-Event-ID; after a failed request (an error, a status other than
-// 200) it backs off, one second doubling to thirty, never sooner than
-// retry:. Tests and the benchmark read streams through it.
+// 200) it backs off as the page does (public/stream.js): one second
+// doubling to thirty, each wait spread by a fifth either way, so that
+// readers refused together do not all come back together, and never
+// sooner than retry:. Tests and the benchmark read streams through it.
 //
 // It reads a room's tail file as the page does: after
 // a response whose ready event names one ({"mode":"poll","tail":URL,
@@ -131,7 +133,7 @@ func (e *EventSource) Run(ctx context.Context) {
 			e.stats.Failed++
 			e.lastErr = err.Error()
 			backoff = min(max(2*backoff, time.Second), 30*time.Second)
-			wait = max(wait, backoff)
+			wait = max(wait, min(time.Duration(float64(backoff)*(0.8+0.4*rand.Float64())), 30*time.Second))
 		} else {
 			e.stats.Ended++
 			backoff = 0
