@@ -451,6 +451,10 @@ func TestModeratingFromThePage(t *testing.T) {
 		})()`)
 		alice.do("delete", chromedp.Click(chromedp.ID("act-delete")))
 		alice.waitFor("the message to go", fmt.Sprintf(`document.querySelector('#log .msg[data-id="%d"]') === null`, spam), waitTimeout)
+		// The deletion's event can come before the answer to the
+		// moderator's request, which says it (for 10 s).
+		alice.waitShowing("the page to say the deletion", `document.querySelector("#done").textContent === "Deleted the message from troll."`,
+			waitTimeout, `document.querySelector("#done").textContent`)
 		clicked := eval[float64](alice, `window.clickedAt`)
 		for _, tb := range []*tab{bo, cy, troll} {
 			tb.waitFor("the deleted message to leave the log", `window.removedAt > 0`, waitTimeout)
@@ -461,10 +465,6 @@ func TestModeratingFromThePage(t *testing.T) {
 			}
 			checkLog(t, tb, []line{{"bo", "hello, anyone?"}})
 		}
-		// The deletion's event can come before the answer to the
-		// moderator's request, which says it.
-		alice.waitShowing("the page to say the deletion", `document.querySelector("#done").textContent === "Deleted the message from troll."`,
-			waitTimeout, `document.querySelector("#done").textContent`)
 	})
 
 	t.Run("a ban of the nick", func(t *testing.T) {

@@ -59,7 +59,7 @@ type EntryLimit struct {
 	// held are the entries whose response has ended, by the local port
 	// of their connection to the host (the program's REMOTE_PORT), kept
 	// until no program of the host runs with that REMOTE_PORT.
-	held             map[int]uint64
+	held             map[int][]uint64
 	most             int
 	admitted, denied int
 	refusals         []Refusal
@@ -109,7 +109,7 @@ func LimitEntries(t T, h *Host, n int) *EntryLimit {
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
-	e := &EntryLimit{URL: "http://" + l.Addr().String(), N: n, host: h, entries: make(map[uint64]entry), held: make(map[int]uint64), took: make(map[string][]time.Duration), entered: make(map[string][]time.Time)}
+	e := &EntryLimit{URL: "http://" + l.Addr().String(), N: n, host: h, entries: make(map[uint64]entry), held: make(map[int][]uint64), took: make(map[string][]time.Duration), entered: make(map[string][]time.Time)}
 	proxy := &httputil.ReverseProxy{
 		// Rewrite, unlike Director, adds no X-Forwarded-For: the host
 		// sees its clients as it would without the limit.
@@ -168,10 +168,7 @@ func (e *EntryLimit) handler(next http.Handler) http.Handler {
 		// client that left leaves its program running until Apache
 		// notices, and the entry with it.
 		defer func() {
-			if r.Context().Err() == nil {
-				port = 0
-			}
-			e.leave(id, port)
+			e.leave(id, r.Context().Err() == nil, port)
 		}()
 		next.ServeHTTP(w, r.WithContext(httptrace.WithClientTrace(r.Context(), trace)))
 	})
@@ -180,9 +177,9 @@ func (e *EntryLimit) handler(next http.Handler) http.Handler {
 // enter admits a request to path and returns its entry's number, or
 // reports false, counting the refusal, when N are in progress.
 func (e *EntryLimit) enter(path string) (uint64, bool) {
-	now := time.Now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	now := time.Now()
 	if len(e.entries) >= e.N {
 		e.denied++
 		if len(e.refusals) < maxRefusals {
@@ -208,18 +205,21 @@ func (e *EntryLimit) enter(path string) (uint64, bool) {
 	return e.next, true
 }
 
-// leave ends entry id at once, or, given the port of a request whose
-// client left, on a CGI setup whose program still runs (a stream whose
-// reader left), hands it to release to end when its program does.
-func (e *EntryLimit) leave(id uint64, port int) {
-	running := port != 0 && e.host.Setup.CGI && e.programRuns(port)
+// leave ends entry id at once when its response ended by itself, or,
+// given the port of a request whose client left, on a CGI setup whose
+// program still runs (a stream whose reader left), hands it to release to
+// end when its program does.
+func (e *EntryLimit) leave(id uint64, ended bool, port int) {
+	running := !ended && port != 0 && e.host.Setup.CGI && e.programRuns(port)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if running {
-		e.held[port] = id
+		// A port may come round again while an earlier request's
+		// program still runs: both are held.
+		e.held[port] = append(e.held[port], id)
 		return
 	}
-	if en, ok := e.entries[id]; ok && port == 0 && len(e.took[en.path]) < maxTook {
+	if en, ok := e.entries[id]; ok && ended && len(e.took[en.path]) < maxTook {
 		e.took[en.path] = append(e.took[en.path], time.Since(en.start))
 	}
 	delete(e.entries, id)
@@ -267,14 +267,16 @@ func (e *EntryLimit) release(stop chan struct{}) {
 		}
 		now := time.Now()
 		e.mu.Lock()
-		for port, id := range e.held {
+		for port, ids := range e.held {
 			if since[port].IsZero() {
 				since[port] = now
 			}
 			if !running[port] || now.Sub(since[port]) > entryHoldLimit {
 				delete(e.held, port)
 				delete(since, port)
-				delete(e.entries, id)
+				for _, id := range ids {
+					delete(e.entries, id)
+				}
 			}
 		}
 		e.mu.Unlock()
@@ -294,6 +296,11 @@ type EntryStats struct {
 	Took map[string][]time.Duration
 	// Entered is when each admitted entry entered, by path, in order.
 	Entered map[string][]time.Time
+}
+
+// String gives the counts, for a log line; not the refusals nor the times.
+func (s EntryStats) String() string {
+	return fmt.Sprintf("active %d, most %d, admitted %d, denied %d", s.Active, s.Most, s.Admitted, s.Denied)
 }
 
 // Stats returns the counts so far.

@@ -1,6 +1,7 @@
 package hostkit
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -121,19 +122,21 @@ func (e *EventSource) Run(ctx context.Context) {
 		fetches = 10000
 	}
 	var cache tailCache
-	lastID, retry, backoff := "", time.Second, time.Duration(0)
+	// retry is the server's retry: (0 until one comes); a stream that
+	// ends cleanly without one is reconnected after a second.
+	lastID, retry, backoff := "", time.Duration(0), time.Duration(0)
 	for range connects {
 		tl, err := e.connect(ctx, client, &lastID, &retry)
 		if ctx.Err() != nil {
 			return
 		}
-		wait := retry
+		wait := cmp.Or(retry, time.Second)
 		e.mu.Lock()
 		if err != nil {
 			e.stats.Failed++
 			e.lastErr = err.Error()
 			backoff = min(max(2*backoff, time.Second), 30*time.Second)
-			wait = max(wait, min(time.Duration(float64(backoff)*(0.8+0.4*rand.Float64())), 30*time.Second))
+			wait = max(retry, min(time.Duration(float64(backoff)*(0.8+0.4*rand.Float64())), 30*time.Second))
 		} else {
 			e.stats.Ended++
 			backoff = 0
@@ -142,7 +145,7 @@ func (e *EventSource) Run(ctx context.Context) {
 		if err == nil && tl != nil && fetches > 0 {
 			// Until retry: has passed the tail file tells what is new; a
 			// gap calls the program at once, a failure at retry:.
-			until := time.Now().Add(retry)
+			until := time.Now().Add(wait)
 			if e.readTail(ctx, client, *tl, until, &cache, &lastID, &fetches) {
 				continue
 			}

@@ -34,8 +34,11 @@ import (
 // children of startCGI: a CGI process serves one request, and the race
 // runtime tripled what each costs (its start above all), in a package that
 // starts thousands of them beside the other packages' tests. The same
-// handlers run under the race detector in this process, as FastCGI
-// programs and as daemons, where requests share a process.
+// handlers still run under the race detector in the test process
+// (startInProcess) and in the race-built FastCGI programs and daemons,
+// where requests share a process; the CGI-only code (net/http/cgi's
+// serving, the drain of an unread body) in the tests that run bin's
+// programs as CGI (settings, programs, crashes).
 var bin, cgiBin string
 
 func TestMain(m *testing.M) {
@@ -44,7 +47,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	bin, cgiBin = filepath.Join(dir, "race"), filepath.Join(dir, "cgi")
+	bin, cgiBin = filepath.Join(dir, "programs"), filepath.Join(dir, "cgi")
 	code := build(bin, raceFlag)
 	if code == 0 && raceFlag == nil {
 		cgiBin = bin
