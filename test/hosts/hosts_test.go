@@ -12,12 +12,14 @@
 package hosts
 
 import (
+	"flag"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -47,7 +49,20 @@ var testEnv = []string{
 	"CHAT_HISTORY=16",
 }
 
+// hostParallel is how many host tests run at once unless -test.parallel
+// says otherwise. They mostly wait — for servers to start, streams to end,
+// heartbeats, programs under an emulator — and at -parallel's default
+// (GOMAXPROCS, 2 on a 2-core machine) the last quarter of a full run left
+// the machine idle while they queued two at a time.
+const hostParallel = 4
+
 func TestMain(m *testing.M) {
+	flag.Parse()
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
+	if !given {
+		flag.Set("test.parallel", strconv.Itoa(hostParallel))
+	}
 	code := dbtest.Main(m)
 	hostkit.RemoveSource()
 	os.Exit(code)
