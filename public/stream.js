@@ -22,6 +22,7 @@ import { hostAnswer, readAnswer } from "./answers.js";
 
 // Timings, in milliseconds.
 const readyWait = 2000; // silence before "ready" that means the host holds the stream back
+const pollReadyWait = 10000; // the same for a page that polls: a crowded host answers polls slowly
 const reconnectGrace = 2500; // a live stream that ended normally is back well within this
 const backoffFirst = 1000; // after a failed try: 1 s,
 const backoffMax = 30000; // doubling, to at most 30 s,
@@ -346,10 +347,15 @@ export class Source {
   // its first "ready" is held back by the host (mod_fcgid's output buffer,
   // fcgiwrap, a buffering proxy), so the page asks in batch mode instead,
   // and remembers that this host buffers. The reader id lets the server
-  // end the stream left behind.
+  // end the stream left behind. A page whose last answer was a poll waits
+  // 10 s: its next answer is most likely a poll again, which a host that
+  // buffers sends whole at once, and which a crowded host (the kind that
+  // has pollers) may take seconds to give; taking that for buffering
+  // dropped the page into batch mode and out of its tail file.
   watch(es) {
     this.clear("fallback");
     if (this.ask === "live" && !this.everReady && !this.ready) {
+      const wait = this.mode === "poll" ? pollReadyWait : readyWait;
       this.timers.fallback = setTimeout(() => {
         if (es !== this.es) {
           return;
@@ -360,7 +366,7 @@ export class Source {
         this.mode = "batch";
         rememberHostBuffers();
         this.open();
-      }, readyWait);
+      }, wait);
     }
   }
 
