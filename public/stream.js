@@ -347,15 +347,16 @@ export class Source {
   // its first "ready" is held back by the host (mod_fcgid's output buffer,
   // fcgiwrap, a buffering proxy), so the page asks in batch mode instead,
   // and remembers that this host buffers. The reader id lets the server
-  // end the stream left behind. A page whose last answer was a poll waits
-  // 10 s: its next answer is most likely a poll again, which a host that
-  // buffers sends whole at once, and which a crowded host (the kind that
-  // has pollers) may take seconds to give; taking that for buffering
-  // dropped the page into batch mode and out of its tail file.
+  // end the stream left behind. A page whose last try was answered with a
+  // poll waits 10 s: its next answer is most likely a poll again, which a
+  // host that buffers sends whole at once, and which a crowded host (the
+  // kind that has pollers) may take seconds to give; taking that for
+  // buffering dropped the page into batch mode and out of its tail file.
+  // After a failed try the last answer says nothing: 2 s again.
   watch(es) {
     this.clear("fallback");
     if (this.ask === "live" && !this.everReady && !this.ready) {
-      const wait = this.mode === "poll" ? pollReadyWait : readyWait;
+      const wait = this.mode === "poll" && this.failures === 0 ? pollReadyWait : readyWait;
       this.timers.fallback = setTimeout(() => {
         if (es !== this.es) {
           return;
